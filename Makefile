@@ -1,0 +1,25 @@
+# `make demo` and `make test` do all set-up on a fresh Debian/Ubuntu machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ffwatt-installed
+
+.PHONY: deps demo test clean
+
+deps: $(STAMP)
+
+$(STAMP): pyproject.toml infra/bootstrap.sh
+	PYTHON=$(PYTHON) ./infra/bootstrap.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: deps
+	$(BIN)/ffwatt campaign run deployments/campaigns/quick.yaml
+
+test: deps
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .ffwatt results *.egg-info

@@ -1,0 +1,136 @@
+"""What ffwatt knows about each FFmpeg video encoder.
+
+A profile says which work pool's hardware an encoder needs, what its presets
+are called and how each rate-control mode is spelt on its command line. Campaign
+validation, command building and the agent's pool matching all read this one
+table, so an encoder is described once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["EncoderProfile", "Pool", "RateMode", "PROFILES", "profile_for"]
+
+Pool = Literal["cpu", "nvidia", "qsv", "vaapi", "amf", "vulkan"]
+RateMode = Literal["crf", "qp", "cbr", "vbr"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncoderProfile:
+    """How to drive one encoder. ``presets`` of ``None`` accepts any preset string."""
+
+    name: str
+    codec: str
+    pool: Pool
+    presets: tuple[str, ...] | None
+    default_preset: str | None
+    preset_flag: str | None = "-preset"
+    quality_range: tuple[int, int] = (0, 51)
+    rate_modes: frozenset[str] = frozenset({"crf", "qp", "cbr", "vbr"})
+    # Spelling of the constant-quality modes; "{v}" is the CRF/QP value.
+    crf_args: tuple[str, ...] = ("-crf", "{v}")
+    qp_args: tuple[str, ...] = ("-qp", "{v}")
+    # Bitrate modes; "{k}" is the target in kbit/s. The default CBR keeps a VBV buffer
+    # of two seconds' worth: within a few percent over clips of a few seconds, with
+    # room for I-frames.
+    cbr_args: tuple[str, ...] = ("-b:v", "{k}k", "-minrate", "{k}k", "-maxrate", "{k}k", "-bufsize", "{k2}k")
+    vbr_args: tuple[str, ...] = ("-b:v", "{k}k", "-maxrate", "{k2}k", "-bufsize", "{k4}k")
+    # Hardware encoders need a device and an upload filter before they see frames.
+    input_args: tuple[str, ...] = ()
+    upload_filter: str | None = None
+    known: bool = field(default=True)
+
+    def preset_args(self, preset: str | None) -> list[str]:
+        if preset is None or self.preset_flag is None:
+            return []
+        return [self.preset_flag, preset]
+
+    def rate_args(self, mode: RateMode, value: int) -> list[str]:
+        """Command-line flags for ``mode`` at ``value`` (a CRF/QP, or kbit/s)."""
+        if mode == "crf":
+            return [a.format(v=value) for a in self.crf_args]
+        if mode == "qp":
+            return [a.format(v=value) for a in self.qp_args]
+        template = self.cbr_args if mode == "cbr" else self.vbr_args
+        return [a.format(k=value, k2=2 * value, k4=4 * value) for a in template]
+
+
+_X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
+                 "slow", "slower", "veryslow", "placebo")
+_NVENC_PRESETS = ("p1", "p2", "p3", "p4", "p5", "p6", "p7")
+_QSV_PRESETS = ("veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
+def _nvenc(name: str, codec: str) -> EncoderProfile:
+    return EncoderProfile(
+        name=name, codec=codec, pool="nvidia", presets=_NVENC_PRESETS, default_preset="p4",
+        crf_args=("-rc", "vbr", "-cq", "{v}", "-b:v", "0"),
+        qp_args=("-rc", "constqp", "-qp", "{v}"),
+        cbr_args=("-rc", "cbr", *EncoderProfile.cbr_args),
+        vbr_args=("-rc", "vbr", *EncoderProfile.vbr_args),
+    )
+
+
+def _qsv(name: str, codec: str) -> EncoderProfile:
+    return EncoderProfile(
+        name=name, codec=codec, pool="qsv", presets=_QSV_PRESETS, default_preset="medium",
+        quality_range=(1, 51), rate_modes=frozenset({"crf", "cbr", "vbr"}),
+        crf_args=("-global_quality", "{v}"),
+        input_args=("-init_hw_device", "qsv=hw", "-filter_hw_device", "hw"),
+        upload_filter="format=nv12,hwupload=extra_hw_frames=64",
+    )
+
+
+def _vaapi(name: str, codec: str) -> EncoderProfile:
+    return EncoderProfile(
+        name=name, codec=codec, pool="vaapi", presets=None, default_preset=None, preset_flag=None,
+        rate_modes=frozenset({"qp", "cbr", "vbr"}),
+        qp_args=("-rc_mode", "CQP", "-qp", "{v}"),
+        cbr_args=("-rc_mode", "CBR", *EncoderProfile.cbr_args),
+        vbr_args=("-rc_mode", "VBR", *EncoderProfile.vbr_args),
+        input_args=("-vaapi_device", "/dev/dri/renderD128"),
+        upload_filter="format=nv12,hwupload",
+    )
+
+
+PROFILES: dict[str, EncoderProfile] = {
+    p.name: p
+    for p in (
+        EncoderProfile(name="libx264", codec="h264", pool="cpu", presets=_X26X_PRESETS,
+                       default_preset="medium"),
+        EncoderProfile(name="libx265", codec="hevc", pool="cpu", presets=_X26X_PRESETS,
+                       default_preset="medium"),
+        EncoderProfile(name="libsvtav1", codec="av1", pool="cpu",
+                       presets=tuple(str(i) for i in range(14)), default_preset="8",
+                       quality_range=(1, 63),
+                       # SVT-AV1 does CBR only with low-delay prediction, and takes no
+                       # max rate outside CRF mode.
+                       cbr_args=("-b:v", "{k}k", "-svtav1-params", "rc=2:pred-struct=1"),
+                       vbr_args=("-b:v", "{k}k")),
+        EncoderProfile(name="libvpx-vp9", codec="vp9", pool="cpu",
+                       presets=tuple(str(i) for i in range(-8, 9)), default_preset="4",
+                       preset_flag="-cpu-used", quality_range=(0, 63),
+                       rate_modes=frozenset({"crf", "cbr", "vbr"}),
+                       crf_args=("-crf", "{v}", "-b:v", "0")),
+        EncoderProfile(name="libaom-av1", codec="av1", pool="cpu",
+                       presets=tuple(str(i) for i in range(10)), default_preset="6",
+                       preset_flag="-cpu-used", quality_range=(0, 63),
+                       rate_modes=frozenset({"crf", "cbr", "vbr"}),
+                       crf_args=("-crf", "{v}", "-b:v", "0")),
+        _nvenc("h264_nvenc", "h264"), _nvenc("hevc_nvenc", "hevc"), _nvenc("av1_nvenc", "av1"),
+        _qsv("h264_qsv", "h264"), _qsv("hevc_qsv", "hevc"), _qsv("av1_qsv", "av1"),
+        _vaapi("h264_vaapi", "h264"), _vaapi("hevc_vaapi", "hevc"), _vaapi("av1_vaapi", "av1"),
+    )
+}
+
+
+def profile_for(encoder: str) -> EncoderProfile:
+    """The profile of ``encoder``; an encoder ffwatt doesn't know runs on CPUs with
+    FFmpeg's generic flags (``-preset``, ``-crf``, ``-qp``, ``-b:v``)."""
+    known = PROFILES.get(encoder)
+    if known is not None:
+        return known
+    return EncoderProfile(name=encoder, codec="unknown", pool="cpu", presets=None,
+                          default_preset=None, quality_range=(0, 255), known=False)

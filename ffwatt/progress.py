@@ -1,0 +1,74 @@
+"""FFmpeg's ``-progress`` output: blocks of ``key=value`` lines ending in ``progress=``.
+
+Parsed into :class:`Progress` snapshots; the transcode task logs them, and the
+FFmpeg exporter publishes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from pydantic import BaseModel
+
+__all__ = ["Progress", "ProgressParser", "parse_progress"]
+
+
+class Progress(BaseModel):
+    """One progress block. Fields FFmpeg reported as ``N/A`` are ``None``."""
+
+    frame: int = 0
+    fps: float | None = None
+    bitrate_kbps: float | None = None
+    total_size_bytes: int | None = None
+    out_time_s: float | None = None
+    dup_frames: int = 0
+    drop_frames: int = 0
+    speed: float | None = None
+    done: bool = False
+
+
+def _number(text: str, suffix: str = "") -> float | None:
+    text = text.strip()
+    if suffix and text.endswith(suffix):
+        text = text[: -len(suffix)]
+    try:
+        return float(text)
+    except ValueError:
+        return None  # "N/A", or a value FFmpeg hasn't computed yet
+
+
+class ProgressParser:
+    """Feed lines one at a time; :meth:`feed` returns a snapshot at the end of each block."""
+
+    def __init__(self) -> None:
+        self._fields: dict[str, str] = {}
+
+    def feed(self, line: str) -> Progress | None:
+        key, sep, value = line.strip().partition("=")
+        if not sep:
+            return None
+        if key != "progress":
+            self._fields[key] = value
+            return None
+        fields, self._fields = self._fields, {}
+        out_time_us = _number(fields.get("out_time_us", ""))
+        return Progress(
+            frame=int(_number(fields.get("frame", "")) or 0),
+            fps=_number(fields.get("fps", "")),
+            bitrate_kbps=_number(fields.get("bitrate", ""), "kbits/s"),
+            total_size_bytes=int(size) if (size := _number(fields.get("total_size", ""))) is not None else None,
+            out_time_s=out_time_us / 1e6 if out_time_us is not None and out_time_us >= 0 else None,
+            dup_frames=int(_number(fields.get("dup_frames", "")) or 0),
+            drop_frames=int(_number(fields.get("drop_frames", "")) or 0),
+            speed=_number(fields.get("speed", ""), "x"),
+            done=value.strip() == "end",
+        )
+
+
+def parse_progress(lines: Iterable[str]) -> Iterator[Progress]:
+    """Every snapshot in ``lines``."""
+    parser = ProgressParser()
+    for line in lines:
+        snapshot = parser.feed(line)
+        if snapshot is not None:
+            yield snapshot

@@ -1,0 +1,122 @@
+"""The result schema: one row per job and run, defined once.
+
+:class:`JobRow` is the single definition of every column (name, type, unit,
+meaning). The Arrow schema of the Parquet files and the table in
+``docs/schema.md`` are both derived from it.
+"""
+
+from __future__ import annotations
+
+import types
+from datetime import datetime
+from typing import Any, Literal, Union, get_args, get_origin
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["JobRow", "JobStatus", "arrow_schema", "schema_markdown", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+JobStatus = Literal["ok", "failed"]
+
+
+def _col(description: str, unit: str = "", **kwargs: Any) -> Any:
+    return Field(description=description, json_schema_extra={"unit": unit}, **kwargs)
+
+
+class JobRow(BaseModel):
+    """A job's outcome. Failed jobs have ``status='failed'`` and ``error``; measurements they
+    never reached are null."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    campaign: str = _col("Campaign name (also the partition directory).")
+    run_id: str = _col("Prefect flow run id of the campaign run.")
+    job_id: str = _col("Stable id of this configuration and repetition.")
+    config_id: str = _col("Stable id of the configuration (same for every repetition).")
+    repetition: int = _col("Repetition number, from 1.")
+    node: str = _col("Node that ran the job.")
+    input_name: str = _col("Input name from the campaign.")
+    input_width: int | None = _col("Reference width.", "px", default=None)
+    input_height: int | None = _col("Reference height.", "px", default=None)
+    input_fps: float | None = _col("Reference frame rate.", "frames/s", default=None)
+    input_frames: int | None = _col("Frames in the reference clip.", "frames", default=None)
+    encoder: str = _col("FFmpeg encoder name.")
+    preset: str | None = _col("Encoder preset (or -cpu-used for libvpx/libaom).", default=None)
+    rate_control: str = _col("crf, qp, cbr or vbr.")
+    crf: int | None = _col("CRF (or NVENC CQ / QSV global_quality) value.", default=None)
+    qp: int | None = _col("Constant QP value.", default=None)
+    target_bitrate_kbps: int | None = _col("Target bitrate of cbr/vbr jobs.", "kbit/s", default=None)
+    output_width: int | None = _col("Encoded width.", "px", default=None)
+    output_height: int | None = _col("Encoded height.", "px", default=None)
+    status: JobStatus = _col("ok or failed.")
+    error: str | None = _col("Why the job failed: the step, the message, FFmpeg's stderr tail.", default=None)
+    attempts: int = _col("Encode attempts made (1 when the first succeeded).")
+    started_at: datetime | None = _col("Encode start (UTC).", default=None)
+    ended_at: datetime | None = _col("Encode end (UTC).", default=None)
+    wall_s: float | None = _col("Encode wall time.", "s", default=None)
+    cpu_user_s: float | None = _col("FFmpeg process user CPU time.", "s", default=None)
+    cpu_sys_s: float | None = _col("FFmpeg process system CPU time.", "s", default=None)
+    max_rss_bytes: int | None = _col("FFmpeg process peak resident memory.", "bytes", default=None)
+    frames: int | None = _col("Frames encoded (FFmpeg's final progress report).", "frames", default=None)
+    encode_fps: float | None = _col("frames / wall_s.", "frames/s", default=None)
+    speed: float | None = _col("FFmpeg's speed: media time / wall time.", "x", default=None)
+    output_bytes: int | None = _col("Size of the encoded file.", "bytes", default=None)
+    bitrate_kbps: float | None = _col("output_bytes over the clip's duration.", "kbit/s", default=None)
+    dropped_frames: int | None = _col("Frames FFmpeg dropped.", "frames", default=None)
+    duplicated_frames: int | None = _col("Frames FFmpeg duplicated.", "frames", default=None)
+    psnr: float | None = _col("Mean luma PSNR against the reference.", "dB", default=None)
+    ssim: float | None = _col("Mean luma SSIM against the reference (0..1).", default=None)
+    vmaf: float | None = _col("Mean VMAF against the reference (0..100).", default=None)
+    vmaf_model: str | None = _col("VMAF model used.", default=None)
+    energy_j: float | None = _col("CPU energy over the encode window.", "J", default=None)
+    energy_source: str | None = _col(
+        "Where energy_j comes from: rapl (measured) or estimated (from CPU time x power).",
+        default=None,
+    )
+    energy_basis: str | None = _col("How the energy figure was obtained, in words.", default=None)
+    joules_per_frame: float | None = _col("energy_j / frames.", "J/frame", default=None)
+    ffmpeg_version: str | None = _col("FFmpeg version string.", default=None)
+    ffmpeg_cmd: str | None = _col("The exact encode command (shell-quoted).", default=None)
+    reference_path: str | None = _col("Reference clip the job encoded.", default=None)
+    output_path: str | None = _col("Encoded file, when the campaign keeps outputs.", default=None)
+
+
+def _arrow_type(annotation: Any) -> pa.DataType:
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        (inner,) = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return _arrow_type(inner)
+    if origin is Literal or annotation is str:
+        return pa.string()
+    if annotation is bool:
+        return pa.bool_()
+    if annotation is int:
+        return pa.int64()
+    if annotation is float:
+        return pa.float64()
+    if annotation is datetime:
+        return pa.timestamp("us", tz="UTC")
+    raise TypeError(f"no Arrow type for {annotation!r}")
+
+
+def arrow_schema() -> pa.Schema:
+    """The Arrow schema of a results file, in column order."""
+    fields = []
+    for name, info in JobRow.model_fields.items():
+        metadata = {"unit": (info.json_schema_extra or {}).get("unit", ""), "description": info.description or ""}
+        fields.append(pa.field(name, _arrow_type(info.annotation), nullable=not info.is_required()
+                               or name in ("error",), metadata=metadata))
+    return pa.schema(fields, metadata={"ffwatt_schema_version": str(SCHEMA_VERSION)})
+
+
+def schema_markdown() -> str:
+    """The schema as the Markdown table kept in docs/schema.md."""
+    lines = [
+        "| column | type | unit | description |",
+        "| --- | --- | --- | --- |",
+    ]
+    for field in arrow_schema():
+        meta = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
+        lines.append(f"| `{field.name}` | {field.type} | {meta['unit'] or '-'} | {meta['description']} |")
+    return "\n".join(lines) + "\n"

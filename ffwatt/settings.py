@@ -1,0 +1,63 @@
+"""One settings object for a node, read from ``FFWATT_*`` environment variables.
+
+Settings describe the machine a piece of code runs on (where FFmpeg is, where
+results and caches live, how to reach the hardware), so each process builds its
+own with :func:`load_settings` rather than receiving the master's copy.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    """Node configuration. Every field can be set as ``FFWATT_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FFWATT_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=lambda: Path.cwd() / ".ffwatt",
+        description="State of this node: caches, kept outputs, logs, pid files.",
+    )
+    results_dir: Path = Field(
+        default_factory=lambda: Path.cwd() / "results",
+        description="Root of the Parquet results dataset.",
+    )
+    ffmpeg: str | None = Field(
+        default=None,
+        description="FFmpeg binary to use; the imageio-ffmpeg build when unset.",
+    )
+    node: str = Field(default_factory=socket.gethostname, description="Name of this node in results.")
+    powercap_root: Path = Field(
+        default=Path("/sys/class/powercap"), description="Root of the Linux powercap (RAPL) tree."
+    )
+    proc_root: Path = Field(default=Path("/proc"), description="Root of procfs.")
+    cpu_tdp_w: float | None = Field(
+        default=None,
+        gt=0,
+        description="CPU package power (W) used for energy estimates when RAPL is unreadable.",
+    )
+    progress_log_interval_s: float = Field(
+        default=2.0, gt=0, description="How often a running encode logs its progress."
+    )
+
+    @property
+    def cache_dir(self) -> Path:
+        """Generated reference clips, shared by every campaign on this node."""
+        return self.home / "cache"
+
+    @property
+    def outputs_dir(self) -> Path:
+        """Encoded outputs of campaigns that keep them."""
+        return self.home / "outputs"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings of the current process from its environment."""
+    return Settings(**overrides)  # type: ignore[arg-type]

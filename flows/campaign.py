@@ -1,0 +1,92 @@
+"""The campaign flow: generate-video -> transcode -> collect-energy -> quality -> record -> analyze.
+
+Jobs run one at a time: energy is measured on the whole machine, so a second
+encode running alongside would be counted in the first one's joules. A job that
+fails is recorded with ``status=failed`` and its reason, and the campaign goes on.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+from prefect import flow
+from prefect.runtime import flow_run
+from prefect.states import State
+
+from ffwatt.campaign import Campaign, Job, check_runnable, expand
+from ffwatt.ffmpeg import ffmpeg_path, probe_build
+from ffwatt.schema import JobRow
+from ffwatt.settings import load_settings
+from tasks import (
+    Reference,
+    analyze,
+    build_row,
+    collect_energy,
+    generate_video,
+    measure_quality,
+    record_job,
+    transcode,
+)
+
+__all__ = ["campaign_flow", "run_job"]
+
+
+def _error(step: str, state: State) -> tuple[str, int]:
+    """The failure message of a failed task state, and the attempt that failed."""
+    exc = state.result(raise_on_failure=False)
+    return f"{step}: {exc}", getattr(exc, "attempt", 1)
+
+
+def run_job(job: Job, reference: Reference | str, run_id: str, node: str, retries: int) -> JobRow:
+    """One job through transcode, collect-energy and quality; always returns its recorded row."""
+    if isinstance(reference, str):  # the input itself couldn't be prepared
+        return record_job(build_row(job=job, run_id=run_id, node=node, reference=None, error=reference))
+
+    encode = transcode.with_options(retries=retries, retry_delay_seconds=1)
+    encoded_state = encode(job, reference, run_id, return_state=True)
+    if not encoded_state.is_completed():
+        error, attempt = _error("transcode", encoded_state)
+        return record_job(build_row(job=job, run_id=run_id, node=node, reference=reference,
+                                    error=error, attempts=attempt))
+    encoded = encoded_state.result()
+
+    energy = collect_energy(encoded.cpu_energy, encoded.cpu_s, encoded.frames)
+
+    quality_state = measure_quality(job, reference, encoded, return_state=True)
+    quality, error = None, None
+    if quality_state.is_completed():
+        quality = quality_state.result()
+    else:
+        error, _ = _error("quality", quality_state)
+
+    return record_job(build_row(job=job, run_id=run_id, node=node, reference=reference,
+                                encoded=encoded, energy=energy, quality=quality, error=error))
+
+
+@flow(name="campaign", flow_run_name="{campaign.name}", validate_parameters=True)
+def campaign_flow(campaign: Campaign) -> dict[str, Any]:
+    """Run every job of ``campaign`` on this node and summarize the run."""
+    settings = load_settings()
+    run_id = str(flow_run.id or uuid4())
+    started_at = datetime.now(UTC)
+    check_runnable(campaign, probe_build(ffmpeg_path(settings)))
+    jobs = expand(campaign)
+
+    references: dict[str, Reference | str] = {}
+    for spec in campaign.inputs:
+        state = generate_video(spec, campaign.reference_format, return_state=True)
+        references[spec.name] = state.result() if state.is_completed() else _error("generate-video", state)[0]
+
+    rows = [run_job(job, references[job.input.name], run_id, settings.node, campaign.retries) for job in jobs]
+
+    return analyze(rows, campaign.name, run_id, started_at)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from ffwatt.campaign import load_campaign
+
+    campaign_flow(load_campaign(sys.argv[1] if len(sys.argv) > 1 else "deployments/campaigns/quick.yaml"))

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what ffwatt needs from Debian/Ubuntu packages when it is missing.
+# As root it installs them with apt-get; otherwise it prints the exact command.
+# Python packages are installed by the Makefile into .venv.
+set -euo pipefail
+
+PYTHON=${PYTHON:-python3}
+missing=()
+
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  missing+=(python3)
+elif ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "ffwatt needs Python >= 3.11; $PYTHON is $("$PYTHON" -V 2>&1). Set PYTHON=/path/to/python3.11+." >&2
+  exit 1
+elif ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "missing system packages: ${missing[*]}" >&2
+  echo "install them with:  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi

@@ -1,0 +1,23 @@
+"""The campaign's steps, one module each: generate-video, transcode, collect-energy,
+quality, record, analyze. Each is a Prefect task around a plain function that does
+the work, so the work can also be called and tested without an orchestrator."""
+
+from tasks.analyze import analyze
+from tasks.energy import collect_energy
+from tasks.generate import Reference, generate_video
+from tasks.quality import QualityScores, measure_quality
+from tasks.record import build_row, record_job
+from tasks.transcode import EncodeResult, transcode
+
+__all__ = [
+    "EncodeResult",
+    "QualityScores",
+    "Reference",
+    "analyze",
+    "collect_energy",
+    "build_row",
+    "generate_video",
+    "measure_quality",
+    "record_job",
+    "transcode",
+]

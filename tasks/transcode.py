@@ -1,0 +1,164 @@
+"""transcode: one job's encode with real FFmpeg, measured.
+
+Records wall time, the FFmpeg process's CPU time and peak memory, FFmpeg's own
+progress (frames, fps, speed, dropped/duplicated frames), the output's size and
+bitrate, the exact command, and the CPU energy window around the process.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import task_run
+from pydantic import BaseModel
+
+from ffwatt.campaign import Job
+from ffwatt.encoders import profile_for
+from ffwatt.errors import EncodeFailed
+from ffwatt.ffmpeg import ffmpeg_path, probe_build
+from ffwatt.progress import Progress
+from ffwatt.settings import Settings, load_settings
+from tasks._ffmpeg import run_ffmpeg, run_logger
+from tasks.energy import CpuEnergyMeter, CpuEnergyWindow
+from tasks.generate import Reference
+
+__all__ = ["EncodeResult", "encode", "encode_args", "output_path_for", "transcode"]
+
+
+class EncodeResult(BaseModel):
+    """What one encode did and cost."""
+
+    job_id: str
+    node: str
+    attempts: int
+    started_at: datetime
+    ended_at: datetime
+    wall_s: float
+    cpu_user_s: float
+    cpu_sys_s: float
+    max_rss_bytes: int
+    frames: int
+    encode_fps: float
+    speed: float | None
+    output_bytes: int
+    bitrate_kbps: float
+    dropped_frames: int
+    duplicated_frames: int
+    output_width: int
+    output_height: int
+    ffmpeg_version: str
+    ffmpeg_cmd: str
+    output_path: str
+    cpu_energy: CpuEnergyWindow
+
+    @property
+    def cpu_s(self) -> float:
+        return self.cpu_user_s + self.cpu_sys_s
+
+
+def output_size(job: Job, reference: Reference) -> tuple[int, int]:
+    if job.output_size == "source":
+        return reference.width, reference.height
+    width, height = job.output_size.split("x")
+    return int(width), int(height)
+
+
+def encode_args(job: Job, reference: Reference, output: Path) -> list[str]:
+    """FFmpeg arguments (after the global ones) that encode ``reference`` as ``job`` says."""
+    profile = profile_for(job.encoder)
+    width, height = output_size(job, reference)
+    filters = []
+    if (width, height) != (reference.width, reference.height):
+        filters.append(f"scale={width}:{height}:flags=bicubic")
+    if profile.upload_filter:
+        filters.append(profile.upload_filter)
+    return [
+        *profile.input_args,
+        "-i", reference.path,
+        "-map", "0:v:0",
+        *(["-vf", ",".join(filters)] if filters else []),
+        "-c:v", job.encoder,
+        *profile.preset_args(job.preset),
+        *profile.rate_args(job.rate_control, job.value),
+        *(["-threads", str(job.threads)] if job.threads else []),
+        *job.extra_args,
+        "-an",
+        "-f", "matroska",
+        str(output),
+    ]
+
+
+def output_path_for(job: Job, run_id: str, settings: Settings) -> Path:
+    base = settings.outputs_dir if job.keep_output else settings.home / "tmp"
+    return base / job.campaign / run_id / f"{job.job_id}.mkv"
+
+
+def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, settings: Settings) -> EncodeResult:
+    """Run the encode; raise :class:`EncodeFailed` with FFmpeg's reason if it fails."""
+    ffmpeg = ffmpeg_path(settings)
+    build = probe_build(ffmpeg)
+    output = output_path_for(job, run_id, settings)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    meter = CpuEnergyMeter(settings.powercap_root)
+    logger = run_logger()
+    last_log = time.monotonic()
+
+    def on_progress(progress: Progress) -> None:
+        nonlocal last_log
+        meter.sample()
+        if time.monotonic() - last_log >= settings.progress_log_interval_s and not progress.done:
+            last_log = time.monotonic()
+            logger.info("%s: frame %d/%d, %s fps, speed %sx", job.label, progress.frame,
+                        reference.frames, progress.fps, progress.speed)
+
+    meter.start()
+    run = run_ffmpeg(ffmpeg, encode_args(job, reference, output), timeout_s=job.timeout_s,
+                     on_progress=on_progress)
+    window = meter.stop()
+    failure = run.failure()
+    if failure is None and (not output.is_file() or output.stat().st_size == 0):
+        failure = "FFmpeg exited 0 but wrote no output"
+    if failure is None and (run.last_progress is None or run.last_progress.frame == 0):
+        failure = "FFmpeg encoded no frames"
+    if failure is not None:
+        output.unlink(missing_ok=True)
+        raise EncodeFailed(f"{failure}\ncommand: {run.command_line}\nstderr tail:\n{run.stderr_tail}",
+                           command=run.command, stderr_tail=run.stderr_tail, attempt=attempt)
+    assert run.last_progress is not None
+    frames = run.last_progress.frame
+    output_bytes = output.stat().st_size
+    width, height = output_size(job, reference)
+    return EncodeResult(
+        job_id=job.job_id,
+        node=settings.node,
+        attempts=attempt,
+        started_at=run.started_at,
+        ended_at=run.ended_at,
+        wall_s=run.wall_s,
+        cpu_user_s=run.cpu_user_s,
+        cpu_sys_s=run.cpu_sys_s,
+        max_rss_bytes=run.max_rss_bytes,
+        frames=frames,
+        encode_fps=frames / run.wall_s if run.wall_s > 0 else 0.0,
+        speed=run.last_progress.speed,
+        output_bytes=output_bytes,
+        bitrate_kbps=output_bytes * 8 / (frames / reference.fps) / 1000,
+        dropped_frames=run.last_progress.drop_frames,
+        duplicated_frames=run.last_progress.dup_frames,
+        output_width=width,
+        output_height=height,
+        ffmpeg_version=build.version,
+        ffmpeg_cmd=run.command_line,
+        output_path=str(output),
+        cpu_energy=window,
+    )
+
+
+@task(name="transcode", cache_policy=NO_CACHE)
+def transcode(job: Job, reference: Reference, run_id: str) -> EncodeResult:
+    """Encode one job with real FFmpeg and measure it."""
+    return encode(job, reference, run_id, attempt=task_run.run_count or 1, settings=load_settings())

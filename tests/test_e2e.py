@@ -1,0 +1,86 @@
+"""A tiny campaign through the real flow: `ffwatt campaign run` against a real Prefect
+server started by the test, real FFmpeg, real Parquet."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ffwatt.results import read_results, read_run_summary
+from tests.conftest import REPO, ffwatt_cli
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def campaign_run(prefect_server: dict[str, str], tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("e2e")
+    env = {**os.environ, **prefect_server, "FFWATT_HOME": str(work / "home"),
+           "FFWATT_RESULTS_DIR": str(work / "results"), "COLUMNS": "200"}
+    done = subprocess.run([ffwatt_cli(), "campaign", "run", str(REPO / "tests/data/e2e.yaml")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    frame = read_results(work / "results", campaign="e2e")
+    return frame, done.stdout, env, work
+
+
+def test_every_job_has_one_row_and_the_broken_one_failed(campaign_run):
+    frame, stdout, _, _ = campaign_run
+    assert len(frame) == 5 and frame["job_id"].is_unique and frame["run_id"].nunique() == 1
+    failed = frame[frame.status == "failed"]
+    assert len(failed) == 1
+    (error,) = failed["error"]
+    assert error.startswith("transcode:") and "no-such-profile" in error
+    assert failed["attempts"].iloc[0] == 2  # retries: 1
+    assert (frame[frame.status == "ok"]["attempts"] == 1).all()
+    assert "4 ok, 1 failed" in stdout
+
+
+def test_measurements_are_real_and_sane(campaign_run):
+    frame, _, _, _ = campaign_run
+    ok = frame[frame.status == "ok"]
+    assert (ok.frames == 96).all() and (ok.input_frames == 96).all()
+    assert ok.psnr.between(20, 70).all() and ok.ssim.between(0.5, 1).all() and ok.vmaf.between(0, 100).all()
+    assert (ok.wall_s > 0).all() and (ok.cpu_user_s > 0).all() and (ok.max_rss_bytes > 0).all()
+    assert (ok.output_bytes > 0).all() and ok.output_path.map(lambda p: Path(p).is_file()).all()
+    assert ok.ffmpeg_cmd.str.contains("-progress pipe:1").all()
+    assert ok.energy_source.isin(["rapl", "estimated"]).all() and (ok.energy_j > 0).all()
+    assert (ok.joules_per_frame * ok.frames - ok.energy_j).abs().max() < 1e-6
+
+
+def test_higher_crf_gives_lower_quality(campaign_run):
+    frame, _, _, _ = campaign_run
+    x264 = frame[(frame.encoder == "libx264") & (frame.rate_control == "crf") & (frame.status == "ok")]
+    by_crf = x264.set_index("crf")
+    assert by_crf.loc[18, "vmaf"] > by_crf.loc[40, "vmaf"] + 10
+    assert by_crf.loc[18, "psnr"] > by_crf.loc[40, "psnr"]
+    assert by_crf.loc[18, "bitrate_kbps"] > by_crf.loc[40, "bitrate_kbps"]
+
+
+def test_cbr_hits_its_target(campaign_run):
+    frame, _, _, _ = campaign_run
+    (cbr,) = frame[frame.rate_control == "cbr"].itertuples()
+    assert abs(cbr.bitrate_kbps - 400) / 400 < 0.15
+
+
+def test_run_is_a_real_prefect_flow_run_with_a_summary(campaign_run):
+    frame, _, env, work = campaign_run
+    run_id = frame.run_id.iloc[0]
+    response = httpx.get(f"{env['PREFECT_API_URL']}/flow_runs/{run_id}", timeout=10)
+    assert response.status_code == 200 and response.json()["state_type"] == "COMPLETED"
+    summary = read_run_summary(work / "results", "e2e", run_id)
+    assert summary["jobs"] == 5 and summary["ok"] == 4 and summary["failed"] == 1
+    assert summary["node"]["ffmpeg_version"] == frame.ffmpeg_version.dropna().iloc[0]
+
+
+def test_results_show_reads_the_run_back(campaign_run):
+    frame, _, env, _ = campaign_run
+    shown = subprocess.run([ffwatt_cli(), "results", "show", "--campaign", "e2e", "--output", "json"],
+                           env=env, capture_output=True, text=True, timeout=120, check=True)
+    rows = json.loads(shown.stdout)
+    assert sorted(r["job_id"] for r in rows) == sorted(frame.job_id)

@@ -1,0 +1,107 @@
+"""The encode step against real FFmpeg on a tiny clip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ffwatt.campaign import expand, parse_campaign
+from ffwatt.errors import EncodeFailed
+from ffwatt.settings import load_settings
+from tasks.generate import prepare_reference
+from tasks.quality import score
+from tasks.transcode import encode, encode_args
+from tests.powercap import intel_two_sockets
+
+
+def campaign(**matrix) -> dict:
+    return {
+        "name": "unit",
+        "inputs": [{"name": "tiny", "source": "testsrc2", "size": "160x120", "fps": 25, "duration_s": 1}],
+        "matrix": {"encoders": ["libx264"], "rate_control": [{"mode": "crf", "values": [23]}]} | matrix,
+        "keep_outputs": True,
+    }
+
+
+def test_args_follow_the_encoder_profile(tmp_path: Path):
+    jobs = expand(parse_campaign(campaign(
+        encoders=[{"name": "libvpx-vp9", "presets": ["5"]}, {"name": "h264_nvenc", "presets": ["p1"]}],
+        rate_control=[{"mode": "crf", "values": [30]}], resolutions=["80x60"])))
+    from tasks.generate import Reference
+
+    ref = Reference(name="r", path="/ref.mkv", width=160, height=120, fps=25, frames=25)
+    vp9 = encode_args(jobs[0], ref, tmp_path / "o.mkv")
+    assert vp9[vp9.index("-c:v") + 1] == "libvpx-vp9"
+    assert "-cpu-used" in vp9 and vp9[vp9.index("-crf") + 1] == "30" and vp9[vp9.index("-b:v") + 1] == "0"
+    assert vp9[vp9.index("-vf") + 1] == "scale=80:60:flags=bicubic"
+    nvenc = encode_args(jobs[1], ref, tmp_path / "o.mkv")
+    assert nvenc[nvenc.index("-cq") + 1] == "30" and nvenc[nvenc.index("-preset") + 1] == "p1"
+
+
+def test_real_encode_is_measured_and_cached_reference_reused(ffwatt_env: Path, monkeypatch):
+    intel_two_sockets(ffwatt_env / "powercap")
+    monkeypatch.setenv("FFWATT_POWERCAP_ROOT", str(ffwatt_env / "powercap"))
+    settings = load_settings()
+    (job,) = expand(parse_campaign(campaign()))
+    reference = prepare_reference(job.input, "ffv1", settings)
+    assert (reference.width, reference.height, reference.frames) == (160, 120, 25)
+    mtime = Path(reference.path).stat().st_mtime_ns
+    assert prepare_reference(job.input, "ffv1", settings) == reference
+    assert Path(reference.path).stat().st_mtime_ns == mtime  # not regenerated
+
+    result = encode(job, reference, "run1", attempt=1, settings=settings)
+    assert result.frames == 25 and result.output_bytes == Path(result.output_path).stat().st_size
+    assert result.cpu_user_s + result.cpu_sys_s > 0 and result.max_rss_bytes > 1_000_000
+    assert result.wall_s > 0 and result.encode_fps == pytest.approx(25 / result.wall_s)
+    assert "-crf 23" in result.ffmpeg_cmd
+    # The meter read the (static) synthetic counters around and during the encode.
+    assert result.cpu_energy.zones_j == {"package-0": 0.0, "package-1": 0.0}
+    assert result.cpu_energy.samples >= 1
+
+    scores = score(job, reference, Path(result.output_path), settings)
+    assert 30 < scores.psnr < 60 and 0.9 < scores.ssim <= 1 and 50 < scores.vmaf <= 100
+    assert scores.frames_compared == 25
+
+
+def test_y4m_reference(ffwatt_env: Path):
+    (job,) = expand(parse_campaign(campaign() | {"reference_format": "y4m"}))
+    reference = prepare_reference(job.input, "y4m", load_settings())
+    assert reference.path.endswith(".y4m") and reference.frames == 25
+
+
+def test_file_input_is_prepared_with_its_own_size_and_rate(ffwatt_env: Path, ffmpeg: str):
+    import subprocess
+
+    clip = ffwatt_env / "clip.mp4"
+    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=192x108:rate=12", "-frames:v", "30",
+                    "-pix_fmt", "yuv420p", str(clip)], check=True)
+    data = campaign()
+    data["inputs"] = [{"name": "clip", "path": str(clip), "duration_s": 2}]
+    (job,) = expand(parse_campaign(data))
+    reference = prepare_reference(job.input, "ffv1", load_settings())
+    assert (reference.width, reference.height, reference.fps, reference.frames) == (192, 108, 12.0, 24)
+
+
+def test_ffmpeg_failure_carries_the_reason_and_leaves_no_output(ffwatt_env: Path):
+    settings = load_settings()
+    data = campaign()
+    data["matrix"]["encoders"] = [{"name": "libx264", "extra_args": ["-profile:v", "no-such-profile"]}]
+    (job,) = expand(parse_campaign(data))
+    reference = prepare_reference(job.input, "ffv1", settings)
+    with pytest.raises(EncodeFailed) as info:
+        encode(job, reference, "run1", attempt=2, settings=settings)
+    assert "no-such-profile" in str(info.value) and info.value.attempt == 2
+    assert "status 234" in str(info.value) and "-profile:v no-such-profile" in str(info.value)
+    assert not list((settings.outputs_dir).rglob("*.mkv"))
+
+
+def test_a_hung_encode_is_killed_at_the_deadline(ffwatt_env: Path):
+    settings = load_settings()
+    data = campaign() | {"job_timeout_s": 1}
+    # An endless loop of the clip's frames: the encode never finishes on its own.
+    data["matrix"]["encoders"] = [{"name": "libx264", "extra_args": ["-filter:v", "loop=loop=-1:size=25"]}]
+    (job,) = expand(parse_campaign(data))
+    reference = prepare_reference(job.input, "ffv1", settings)
+    with pytest.raises(EncodeFailed, match="killed after"):
+        encode(job, reference, "run1", attempt=1, settings=settings)
