@@ -1,8 +1,9 @@
-"""The campaign flow: generate-video -> transcode -> collect-energy -> quality -> record -> analyze.
+"""The campaign flow: generate-video -> transcode -> collect-energy -> quality -> analyze.
 
 Jobs run one at a time: energy is measured on the whole machine, so a second
 encode running alongside would be counted in the first one's joules. A job that
 fails is recorded with ``status=failed`` and its reason, and the campaign goes on.
+Each job's row is written as soon as the job ends (see :func:`tasks.record_job`).
 """
 
 from __future__ import annotations
@@ -54,12 +55,13 @@ def run_job(job: Job, reference: Reference | str, run_id: str, node: str, retrie
 
     energy = collect_energy(encoded.cpu_energy, encoded.cpu_s, encoded.frames)
 
-    quality_state = measure_quality(job, reference, encoded, return_state=True)
     quality, error = None, None
-    if quality_state.is_completed():
-        quality = quality_state.result()
-    else:
-        error, _ = _error("quality", quality_state)
+    if job.quality:
+        quality_state = measure_quality(job, reference, encoded, return_state=True)
+        if quality_state.is_completed():
+            quality = quality_state.result()
+        else:
+            error, _ = _error("quality", quality_state)
 
     return record_job(build_row(job=job, run_id=run_id, node=node, reference=reference,
                                 encoded=encoded, energy=energy, quality=quality, error=error))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from ffwatt.campaign import Job
 from ffwatt.results import write_job_row
 from ffwatt.schema import JobRow
@@ -70,8 +67,12 @@ def build_row(
     return JobRow.model_validate(values)
 
 
-@task(name="record", cache_policy=NO_CACHE)
 def record_job(row: JobRow) -> JobRow:
-    """Write the row now, so a campaign that dies later loses nothing already measured."""
+    """Write the row now, so a campaign that dies later loses nothing already measured.
+
+    A plain function, not a task: a task run costs the Prefect server about 45 ms
+    of CPU (measured with bench/overhead.py), which on a small node competes with
+    the encode being measured, and writing one small file needs no retries.
+    """
     write_job_row(load_settings().results_dir, row)
     return row

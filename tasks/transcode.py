@@ -131,6 +131,8 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
     assert run.last_progress is not None
     frames = run.last_progress.frame
     output_bytes = output.stat().st_size
+    if not job.keep_output and not job.quality:
+        output.unlink()  # nothing will read it
     width, height = output_size(job, reference)
     return EncodeResult(
         job_id=job.job_id,

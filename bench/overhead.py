@@ -1,0 +1,87 @@
+"""How much ffwatt adds to the FFmpeg work it measures.
+
+Runs a 10-job campaign (quality off) through the real flow against a real Prefect
+server, then the very same FFmpeg commands bare, taken from the rows' ffmpeg_cmd;
+three times each, alternating, so drift on this shared machine hits both sides
+alike. Prints the ratio of campaign wall time to bare FFmpeg wall time (goal:
+<= 1.10), and splits the difference into time spent outside FFmpeg (Prefect's
+per-run and per-task costs, our bookkeeping) and FFmpeg running slower inside the
+flow than bare (the same machine's CPU shared with the Prefect server).
+
+    .venv/bin/python -m bench.overhead
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+PASSES = 3
+CAMPAIGN = {
+    "name": "bench-overhead",
+    "inputs": [{"name": "testsrc2-720p", "source": "testsrc2", "size": "1920x1080", "fps": 30, "duration_s": 5}],
+    "matrix": {
+        "encoders": [
+            {"name": "libx264", "presets": ["veryfast", "medium"]},
+            {"name": "libx265", "presets": ["ultrafast"]},
+            {"name": "libsvtav1", "presets": ["10"]},
+            {"name": "libvpx-vp9", "presets": ["8"], "extra_args": ["-deadline", "realtime"]},
+        ],
+        "rate_control": [{"mode": "crf", "values": [26, 36]}],
+    },
+    "quality": [],
+}
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="ffwatt-bench-"))
+    os.environ["FFWATT_HOME"] = str(work / "home")
+    os.environ["FFWATT_RESULTS_DIR"] = str(work / "results")
+    from bench._prefect import prefect_server
+
+    with prefect_server() as api_url:
+        os.environ["PREFECT_API_URL"] = api_url
+        from ffwatt.campaign import expand, parse_campaign
+        from ffwatt.results import read_results
+        from ffwatt.settings import load_settings
+        from flows.campaign import campaign_flow
+        from tasks.generate import prepare_reference
+
+        campaign = parse_campaign(CAMPAIGN)
+        jobs = expand(campaign)
+        settings = load_settings()
+        prepare_reference(campaign.inputs[0], campaign.reference_format, settings)  # not timed
+
+        campaign_s: list[float] = []
+        in_flow_ffmpeg_s: list[float] = []
+        bare_s: list[float] = []
+        for _ in range(PASSES):
+            start = time.perf_counter()
+            summary = campaign_flow(campaign)
+            campaign_s.append(time.perf_counter() - start)
+            rows = read_results(settings.results_dir, run_id=summary["run_id"])
+            assert (rows.status == "ok").all(), rows[rows.status != "ok"].error.tolist()
+            in_flow_ffmpeg_s.append(float(rows.wall_s.sum()))
+            start = time.perf_counter()
+            for command in rows.ffmpeg_cmd:
+                subprocess.run(shlex.split(command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               check=True)
+            bare_s.append(time.perf_counter() - start)
+
+    print(f"{len(jobs)} jobs per campaign run, {PASSES} passes")
+    for index, (flow_s, ffmpeg_s) in enumerate(zip(campaign_s, bare_s), 1):
+        print(f"pass {index}: campaign {flow_s:.2f} s, bare FFmpeg {ffmpeg_s:.2f} s, ratio {flow_s / ffmpeg_s:.3f}")
+    total_campaign, total_bare, total_in_flow = sum(campaign_s), sum(bare_s), sum(in_flow_ffmpeg_s)
+    outside_ms = (total_campaign - total_in_flow) / PASSES * 1000
+    slower_ms = (total_in_flow - total_bare) / (PASSES * len(jobs)) * 1000
+    print(f"outside FFmpeg: {outside_ms:.0f} ms per campaign run; "
+          f"FFmpeg inside the flow vs bare: {slower_ms:+.0f} ms per job")
+    print(f"campaign / bare: {total_campaign / total_bare:.3f} (goal <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()
