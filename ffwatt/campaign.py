@@ -240,6 +240,9 @@ class Campaign(_Strict):
     )
     threads: int | None = Field(None, ge=1, le=256, description="-threads for each encode.")
     retries: int = Field(0, ge=0, le=10, description="Extra attempts for a failed encode.")
+    idle_baseline_s: float = Field(
+        5.0, ge=0, le=600, description="Seconds of idle power measured before the first job; 0 skips it."
+    )
     job_timeout_s: float = Field(3600, gt=0, description="An encode running longer is killed.")
 
     @field_validator("inputs")

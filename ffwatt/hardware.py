@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CpuPower", "cpu_model", "cpu_power", "logical_cpus"]
+__all__ = ["IDLE_FRACTION", "CpuPower", "cpu_facts", "cpu_model", "cpu_power", "logical_cpus", "read_sys"]
 
 # Package power (W) and hardware threads of common CPUs, by model substring. Used only
 # when RAPL can't be read; the result is always labelled estimated.
@@ -23,14 +23,28 @@ _TDP_TABLE: tuple[tuple[str, float, int], ...] = (
 )
 # Typical package watts per hardware thread across the CPUs above, for CPUs not listed.
 _DEFAULT_W_PER_THREAD = 3.0
+# Idle draw as a fraction of full load, per thread: the ratio of Cloud Carbon
+# Footprint's average minimum and maximum watts per vCPU (0.74 W / 3.5 W).
+IDLE_FRACTION = 0.21
 
 
 @dataclass(frozen=True)
 class CpuPower:
-    """Watts one fully busy hardware thread is assumed to draw, and where that figure came from."""
+    """Linear CPU power model for estimates: each hardware thread draws ``idle_w`` when
+    idle and ``max_w`` when fully busy, in between in proportion to its busy time."""
 
-    watts_per_thread: float
+    max_w: float
+    idle_w: float
+    threads: int
     basis: str
+
+    def energy_j(self, *, busy_cpu_s: float, wall_s: float) -> float:
+        """Whole-CPU energy over ``wall_s`` during which all threads together were busy ``busy_cpu_s``."""
+        return self.threads * self.idle_w * wall_s + (self.max_w - self.idle_w) * busy_cpu_s
+
+    def dynamic_energy_j(self, busy_cpu_s: float) -> float:
+        """Energy above idle caused by ``busy_cpu_s`` of work."""
+        return (self.max_w - self.idle_w) * busy_cpu_s
 
 
 def cpu_model(proc_root: Path = Path("/proc")) -> str:
@@ -47,14 +61,40 @@ def logical_cpus() -> int:
 
 
 def cpu_power(model: str, *, tdp_override_w: float | None, threads: int) -> CpuPower:
-    """Per-thread power for estimates: the override, else the TDP table, else a default."""
+    """The power model: from the override, else the TDP table, else a default."""
     if tdp_override_w is not None:
-        return CpuPower(tdp_override_w / threads, f"FFWATT_CPU_TDP_W={tdp_override_w:g} W over {threads} threads")
-    for pattern, tdp, table_threads in _TDP_TABLE:
-        if pattern in model:
-            return CpuPower(tdp / table_threads, f"TDP table: {pattern} {tdp:g} W / {table_threads} threads")
-    return CpuPower(
-        _DEFAULT_W_PER_THREAD,
-        f"default {_DEFAULT_W_PER_THREAD:g} W per busy thread ({model!r} not in the TDP table; "
-        "set FFWATT_CPU_TDP_W)",
-    )
+        max_w, basis = tdp_override_w / threads, f"FFWATT_CPU_TDP_W={tdp_override_w:g} W over {threads} threads"
+    else:
+        for pattern, tdp, table_threads in _TDP_TABLE:
+            if pattern in model:
+                max_w, basis = tdp / table_threads, f"TDP table: {pattern} {tdp:g} W / {table_threads} threads"
+                break
+        else:
+            max_w = _DEFAULT_W_PER_THREAD
+            basis = (f"default {_DEFAULT_W_PER_THREAD:g} W per busy thread ({model!r} not in the TDP table; "
+                     "set FFWATT_CPU_TDP_W)")
+    return CpuPower(max_w=max_w, idle_w=max_w * IDLE_FRACTION, threads=threads,
+                    basis=f"{basis}, idle {IDLE_FRACTION:.0%} of that")
+
+
+def read_sys(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def cpu_facts(proc_root: Path = Path("/proc"), sys_root: Path = Path("/sys")) -> dict[str, object]:
+    """What a reader of energy figures needs to know about this CPU."""
+    cpu = sys_root / "devices/system/cpu"
+    no_turbo = read_sys(cpu / "intel_pstate/no_turbo")
+    boost = read_sys(cpu / "cpufreq/boost")
+    turbo = (no_turbo == "0") if no_turbo is not None else (boost == "1") if boost is not None else None
+    max_khz = read_sys(cpu / "cpu0/cpufreq/cpuinfo_max_freq")
+    return {
+        "cpu_model": cpu_model(proc_root),
+        "logical_cpus": logical_cpus(),
+        "governor": read_sys(cpu / "cpu0/cpufreq/scaling_governor"),
+        "turbo": turbo,
+        "max_frequency_hz": int(max_khz) * 1000 if max_khz and max_khz.isdigit() else None,
+    }

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["JobRow", "JobStatus", "arrow_schema", "schema_markdown", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 JobStatus = Literal["ok", "failed"]
 
 
@@ -69,13 +69,31 @@ class JobRow(BaseModel):
     ssim: float | None = _col("Mean luma SSIM against the reference (0..1).", default=None)
     vmaf: float | None = _col("Mean VMAF against the reference (0..100).", default=None)
     vmaf_model: str | None = _col("VMAF model used.", default=None)
-    energy_j: float | None = _col("CPU energy over the encode window.", "J", default=None)
+    cpu_energy_j: float | None = _col(
+        "Whole-CPU energy over the encode window (RAPL packages, or the estimate).", "J", default=None)
+    gpu_energy_j: float | None = _col(
+        "Energy of the node's NVIDIA GPUs over the window (NVML energy counters).", "J", default=None)
+    energy_j: float | None = _col("cpu_energy_j + gpu_energy_j: the node's gross energy over the window.",
+                                  "J", default=None)
     energy_source: str | None = _col(
-        "Where energy_j comes from: rapl (measured) or estimated (from CPU time x power).",
-        default=None,
-    )
-    energy_basis: str | None = _col("How the energy figure was obtained, in words.", default=None)
+        "Sources of energy_j: rapl (measured), estimated (CPU power model x /proc/stat busy time), "
+        "nvml (measured); joined with + when several.", default=None)
+    energy_basis: str | None = _col("How the energy figures were obtained, in words.", default=None)
+    avg_power_w: float | None = _col("energy_j / window length.", "W", default=None)
+    idle_power_w: float | None = _col("The node's idle power, measured before the campaign's first job.",
+                                      "W", default=None)
+    net_energy_j: float | None = _col("energy_j minus idle_power_w x window length.", "J", default=None)
+    cpu_share: float | None = _col(
+        "FFmpeg's CPU time over the machine's busy CPU time in the window (0..1).", default=None)
+    attributed_energy_j: float | None = _col(
+        "Energy above idle attributed to this job: CPU net energy x cpu_share, plus GPU net energy.",
+        "J", default=None)
     joules_per_frame: float | None = _col("energy_j / frames.", "J/frame", default=None)
+    energy_flags: str | None = _col(
+        "Caveats, comma-separated: short_window (shorter than two sensor updates), busy_machine "
+        "(cpu_share < 0.9), no_idle_baseline, idle_baseline_other_source.", default=None)
+    cost: float | None = _col("energy_j x FFWATT_PRICE_PER_KWH of the node.", "currency", default=None)
+    co2_g: float | None = _col("energy_j x FFWATT_CO2_G_PER_KWH of the node.", "g", default=None)
     ffmpeg_version: str | None = _col("FFmpeg version string.", default=None)
     ffmpeg_cmd: str | None = _col("The exact encode command (shell-quoted).", default=None)
     reference_path: str | None = _col("Reference clip the job encoded.", default=None)

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
         gt=0,
         description="CPU package power (W) used for energy estimates when RAPL is unreadable.",
     )
+    gpu: bool = Field(default=True, description="Meter NVIDIA GPUs through NVML when present.")
+    price_per_kwh: float | None = Field(
+        default=None, ge=0, description="Electricity price per kWh on this node, for the cost column."
+    )
+    co2_g_per_kwh: float | None = Field(
+        default=None, ge=0, description="Grid carbon intensity (g CO2 per kWh) on this node, for co2_g."
+    )
     progress_log_interval_s: float = Field(
         default=2.0, gt=0, description="How often a running encode logs its progress."
     )

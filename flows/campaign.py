@@ -1,4 +1,4 @@
-"""The campaign flow: generate-video -> transcode -> collect-energy -> quality -> analyze.
+"""The campaign flow: generate-video -> idle-baseline -> transcode -> collect-energy -> quality -> analyze.
 
 Jobs run one at a time: energy is measured on the whole machine, so a second
 encode running alongside would be counted in the first one's joules. A job that
@@ -21,11 +21,13 @@ from ffwatt.ffmpeg import ffmpeg_path, probe_build
 from ffwatt.schema import JobRow
 from ffwatt.settings import load_settings
 from tasks import (
+    IdleBaseline,
     Reference,
     analyze,
     build_row,
     collect_energy,
     generate_video,
+    idle_baseline,
     measure_quality,
     record_job,
     transcode,
@@ -40,7 +42,8 @@ def _error(step: str, state: State) -> tuple[str, int]:
     return f"{step}: {exc}", getattr(exc, "attempt", 1)
 
 
-def run_job(job: Job, reference: Reference | str, run_id: str, node: str, retries: int) -> JobRow:
+def run_job(job: Job, reference: Reference | str, idle: IdleBaseline | None, run_id: str, node: str,
+            retries: int) -> JobRow:
     """One job through transcode, collect-energy and quality; always returns its recorded row."""
     if isinstance(reference, str):  # the input itself couldn't be prepared
         return record_job(build_row(job=job, run_id=run_id, node=node, reference=None, error=reference))
@@ -53,7 +56,7 @@ def run_job(job: Job, reference: Reference | str, run_id: str, node: str, retrie
                                     error=error, attempts=attempt))
     encoded = encoded_state.result()
 
-    energy = collect_energy(encoded.cpu_energy, encoded.cpu_s, encoded.frames)
+    energy = collect_energy(encoded.energy, encoded.cpu_s, encoded.frames, idle)
 
     quality, error = None, None
     if job.quality:
@@ -81,9 +84,12 @@ def campaign_flow(campaign: Campaign) -> dict[str, Any]:
         state = generate_video(spec, campaign.reference_format, return_state=True)
         references[spec.name] = state.result() if state.is_completed() else _error("generate-video", state)[0]
 
-    rows = [run_job(job, references[job.input.name], run_id, settings.node, campaign.retries) for job in jobs]
+    idle = idle_baseline(campaign.idle_baseline_s)
 
-    return analyze(rows, campaign.name, run_id, started_at)
+    rows = [run_job(job, references[job.input.name], idle, run_id, settings.node, campaign.retries)
+            for job in jobs]
+
+    return analyze(rows, campaign.name, run_id, started_at, idle)
 
 
 if __name__ == "__main__":

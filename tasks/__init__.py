@@ -3,7 +3,7 @@ quality, record, analyze. Each is a Prefect task around a plain function that do
 the work, so the work can also be called and tested without an orchestrator."""
 
 from tasks.analyze import analyze
-from tasks.energy import collect_energy
+from tasks.energy import IdleBaseline, collect_energy, idle_baseline
 from tasks.generate import Reference, generate_video
 from tasks.quality import QualityScores, measure_quality
 from tasks.record import build_row, record_job
@@ -11,12 +11,14 @@ from tasks.transcode import EncodeResult, transcode
 
 __all__ = [
     "EncodeResult",
+    "IdleBaseline",
     "QualityScores",
     "Reference",
     "analyze",
     "collect_energy",
     "build_row",
     "generate_video",
+    "idle_baseline",
     "measure_quality",
     "record_job",
     "transcode",

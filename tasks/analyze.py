@@ -11,10 +11,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from ffwatt.ffmpeg import ffmpeg_path, probe_build
-from ffwatt.hardware import cpu_model, logical_cpus
+from ffwatt.hardware import cpu_facts
+from ffwatt.nvml import open_nvml
 from ffwatt.results import write_run_summary
 from ffwatt.schema import JobRow
 from ffwatt.settings import Settings, load_settings
+from tasks.energy import IdleBaseline
 
 __all__ = ["analyze", "summarize"]
 
@@ -28,8 +30,31 @@ def _mean(values: list[float | None]) -> float | None:
     return fmean(present) if present else None
 
 
+def node_facts(settings: Settings) -> dict[str, Any]:
+    """What the node is, stored once per run: CPU, kernel, GPUs and driver, FFmpeg."""
+    build = probe_build(ffmpeg_path(settings))
+    session = open_nvml() if settings.gpu else "GPU metering off"
+    if isinstance(session, str):
+        gpus: dict[str, Any] = {"count": 0, "reason": session}
+    else:
+        gpus = {"count": len(session.gpus), "driver_version": session.driver_version,
+                "devices": [{"index": g.index, "uuid": g.uuid, "name": g.name} for g in session.gpus]}
+        session.close()
+    return {
+        "name": settings.node,
+        **cpu_facts(settings.proc_root),
+        "kernel": platform.release(),
+        "gpus": gpus,
+        "ffmpeg_path": build.path,
+        "ffmpeg_version": build.version,
+        "ffmpeg_configuration": build.configuration,
+        "price_per_kwh": settings.price_per_kwh,
+        "co2_g_per_kwh": settings.co2_g_per_kwh,
+    }
+
+
 def summarize(rows: list[JobRow], *, campaign: str, run_id: str, started_at: datetime,
-              settings: Settings) -> dict[str, Any]:
+              idle: IdleBaseline | None, settings: Settings) -> dict[str, Any]:
     """Counts, per-configuration means over repetitions, and the node it ran on."""
     configs: dict[str, list[JobRow]] = {}
     for row in rows:
@@ -42,7 +67,6 @@ def summarize(rows: list[JobRow], *, campaign: str, run_id: str, started_at: dat
         entry |= {f"mean_{k}": _mean([getattr(r, k) for r in ok]) for k in _MEANS}
         entry["energy_source"] = ",".join(sorted({r.energy_source for r in ok if r.energy_source}))
         per_config.append(entry)
-    build = probe_build(ffmpeg_path(settings))
     ended_at = datetime.now(UTC)
     return {
         "campaign": campaign,
@@ -54,23 +78,18 @@ def summarize(rows: list[JobRow], *, campaign: str, run_id: str, started_at: dat
         "ok": sum(r.status == "ok" for r in rows),
         "failed": sum(r.status == "failed" for r in rows),
         "encode_wall_s": sum(r.wall_s or 0 for r in rows),
-        "node": {
-            "name": settings.node,
-            "cpu_model": cpu_model(settings.proc_root),
-            "logical_cpus": logical_cpus(),
-            "kernel": platform.release(),
-            "ffmpeg_path": build.path,
-            "ffmpeg_version": build.version,
-            "ffmpeg_configuration": build.configuration,
-        },
+        "node": node_facts(settings),
+        "idle_baseline": idle.model_dump() if idle else None,
         "configurations": per_config,
     }
 
 
 @task(name="analyze", cache_policy=NO_CACHE)
-def analyze(rows: list[JobRow], campaign: str, run_id: str, started_at: datetime) -> dict[str, Any]:
+def analyze(rows: list[JobRow], campaign: str, run_id: str, started_at: datetime,
+            idle: IdleBaseline | None = None) -> dict[str, Any]:
     """Summarize the run and store the summary beside its rows."""
     settings = load_settings()
-    summary = summarize(rows, campaign=campaign, run_id=run_id, started_at=started_at, settings=settings)
+    summary = summarize(rows, campaign=campaign, run_id=run_id, started_at=started_at, idle=idle,
+                        settings=settings)
     write_run_summary(settings.results_dir, campaign, run_id, summary)
     return summary

@@ -1,58 +1,112 @@
-"""collect-energy: the CPU energy of a job's encode window.
+"""collect-energy: what a job's encode window cost, in joules, and whose joules they were.
 
-:class:`CpuEnergyMeter` is started right before FFmpeg, sampled on every progress
-block (often enough that a counter wraps at most once between samples) and stopped
-right after FFmpeg exits. Where RAPL counters are readable it yields measured
-joules per package; where they aren't, it records why, and :func:`energy_report`
-estimates from the process's CPU time, labelled ``estimated``.
+:class:`EnergyMeter` is started right before FFmpeg, sampled on every progress
+block (often enough that a RAPL counter wraps at most once between samples) and
+stopped right after FFmpeg exits. It reads every source this node has:
+
+- RAPL package counters (``rapl``), or, where they can't be read, the CPU power
+  model applied to the machine's busy time from ``/proc/stat`` (``estimated``);
+- each NVIDIA GPU's total-energy counter (``nvml``), which unlike sampled power
+  misses nothing of a short job.
+
+:func:`energy_report` turns a window into the row's energy columns: gross joules
+per source, net of the node's idle baseline, and the share attributed to the
+FFmpeg process by its part of the machine's CPU time. Measured and estimated
+figures are never added together without the source saying so.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import time
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from ffwatt.errors import EnergyReadError
-from ffwatt.hardware import cpu_model, cpu_power, logical_cpus
+from ffwatt.hardware import CpuPower, cpu_model, cpu_power, logical_cpus
+from ffwatt.nvml import NvmlSession, open_nvml
 from ffwatt.powercap import Zone, counter_delta, discover_zones, package_zones, read_energy_uj
+from ffwatt.procstat import CpuTimes, read_cpu_times
 from ffwatt.settings import Settings, load_settings
 
-__all__ = ["CpuEnergyMeter", "CpuEnergyWindow", "EnergyReport", "collect_energy", "energy_report"]
+__all__ = [
+    "EnergyMeter",
+    "EnergyReport",
+    "EnergyWindow",
+    "IdleBaseline",
+    "collect_energy",
+    "energy_report",
+    "measure_idle",
+    "SENSOR_INTERVAL_S",
+]
+
+# How often each source's reading changes; a window shorter than two of these is flagged.
+SENSOR_INTERVAL_S = {"rapl": 0.001, "estimated": 0.01, "nvml": 0.107}  # nvml: measured on an H200
 
 
-class CpuEnergyWindow(BaseModel):
-    """Counter readings over one encode: joules per package zone, or why there are none."""
+class EnergyWindow(BaseModel):
+    """Raw readings over one window."""
 
-    zones_j: dict[str, float] | None = None
-    unreadable: str | None = None
-    samples: int = 0
+    wall_s: float = 0.0
+    cpu_zones_j: dict[str, float] | None = None
+    rapl_unreadable: str | None = None
+    rapl_samples: int = 0
+    machine_busy_s: float | None = None
+    gpu_j: dict[int, float] | None = None
+    gpu_names: dict[int, str] | None = None
+    gpu_unavailable: str | None = None
+
+
+class IdleBaseline(BaseModel):
+    """A node's power while idle, measured before a campaign's first job on it."""
+
+    seconds: float
+    cpu_w: float | None
+    cpu_source: str | None
+    gpu_w: float | None
+    basis: str
 
 
 class EnergyReport(BaseModel):
-    """The energy figures of one job, as they go into its row."""
+    """The energy columns of one job's row."""
 
-    energy_j: float | None
-    energy_source: str | None
-    energy_basis: str
-    joules_per_frame: float | None
+    cpu_energy_j: float | None = None
+    gpu_energy_j: float | None = None
+    energy_j: float | None = None
+    energy_source: str | None = None
+    energy_basis: str = ""
+    avg_power_w: float | None = None
+    idle_power_w: float | None = None
+    net_energy_j: float | None = None
+    cpu_share: float | None = None
+    attributed_energy_j: float | None = None
+    joules_per_frame: float | None = None
+    energy_flags: str | None = None
+    cost: float | None = None
+    co2_g: float | None = None
 
 
-class CpuEnergyMeter:
-    """Accumulates RAPL package energy between :meth:`start` and :meth:`stop`."""
+class EnergyMeter:
+    """Accumulates every energy source of this node between :meth:`start` and :meth:`stop`."""
 
-    def __init__(self, powercap_root: Path) -> None:
-        self._zones: list[Zone] = package_zones(discover_zones(powercap_root))
+    def __init__(self, settings: Settings, *, nvml: object | None = None) -> None:
+        self._settings = settings
+        self._zones: list[Zone] = package_zones(discover_zones(settings.powercap_root))
+        self._unreadable: str | None = None if self._zones else (
+            f"no RAPL package zones under {settings.powercap_root} (not exposed on this machine or VM)"
+        )
         self._last: dict[str, int] = {}
         self._total_uj: dict[str, int] = {}
-        self._unreadable: str | None = None if self._zones else (
-            f"no RAPL package zones under {powercap_root} (not exposed on this machine or VM)"
-        )
         self._samples = 0
+        self._nvml_source = nvml
+        self._nvml: NvmlSession | None = None
+        self._gpu_start: dict[int, float] = {}
+        self._gpu_unavailable: str | None = None
+        self._cpu_start: CpuTimes | None = None
+        self._t0 = 0.0
 
-    def _read(self) -> dict[str, int] | None:
+    def _read_rapl(self) -> dict[str, int] | None:
         if self._unreadable:
             return None
         try:
@@ -62,11 +116,25 @@ class CpuEnergyMeter:
             return None
 
     def start(self) -> None:
-        self._last = self._read() or {}
+        session = open_nvml(self._nvml_source) if self._settings.gpu else "GPU metering off (FFWATT_GPU=false)"
+        if isinstance(session, str):
+            self._gpu_unavailable = session
+        else:
+            self._nvml = session
+            self._gpu_start = session.energy_j()
+        self._cpu_start = self._read_cpu_times()
+        self._last = self._read_rapl() or {}
         self._total_uj = {key: 0 for key in self._last}
+        self._t0 = time.perf_counter()
+
+    def _read_cpu_times(self) -> CpuTimes | None:
+        try:
+            return read_cpu_times(self._settings.proc_root)
+        except OSError:
+            return None
 
     def sample(self) -> None:
-        current = self._read()
+        current = self._read_rapl()
         if current is None:
             return
         for zone in self._zones:
@@ -76,35 +144,123 @@ class CpuEnergyMeter:
         self._last = current
         self._samples += 1
 
-    def stop(self) -> CpuEnergyWindow:
+    def stop(self) -> EnergyWindow:
         self.sample()
+        wall_s = time.perf_counter() - self._t0
+        cpu_end = self._read_cpu_times()
+        busy = (cpu_end - self._cpu_start).busy_s if cpu_end and self._cpu_start else None
+        window = EnergyWindow(wall_s=wall_s, rapl_samples=self._samples, machine_busy_s=busy,
+                              gpu_unavailable=self._gpu_unavailable)
         if self._unreadable:
-            return CpuEnergyWindow(unreadable=self._unreadable, samples=self._samples)
-        return CpuEnergyWindow(zones_j={k: v / 1e6 for k, v in self._total_uj.items()}, samples=self._samples)
+            window.rapl_unreadable = self._unreadable
+        else:
+            window.cpu_zones_j = {k: v / 1e6 for k, v in self._total_uj.items()}
+        if self._nvml is not None:
+            end = self._nvml.energy_j()
+            window.gpu_j = {i: end[i] - self._gpu_start[i] for i in end if i in self._gpu_start}
+            window.gpu_names = {g.index: g.name for g in self._nvml.gpus}
+            self._nvml.close()
+            self._nvml = None
+        return window
+
+
+def _power_model(settings: Settings) -> CpuPower:
+    return cpu_power(cpu_model(settings.proc_root), tdp_override_w=settings.cpu_tdp_w, threads=logical_cpus())
+
+
+def _cpu_energy(window: EnergyWindow, settings: Settings) -> tuple[float | None, str | None, str]:
+    """Whole-CPU joules over the window, their source, and how they were obtained."""
+    if window.cpu_zones_j is not None:
+        zones = ", ".join(sorted(window.cpu_zones_j))
+        return sum(window.cpu_zones_j.values()), "rapl", f"RAPL ({zones}), {window.rapl_samples} samples"
+    if window.machine_busy_s is not None:
+        model = _power_model(settings)
+        energy = model.energy_j(busy_cpu_s=window.machine_busy_s, wall_s=window.wall_s)
+        return energy, "estimated", (f"estimated from /proc/stat busy {window.machine_busy_s:.2f} CPU-s over "
+                                     f"{window.wall_s:.2f} s with {model.basis}; RAPL: {window.rapl_unreadable}")
+    return None, None, f"no CPU reading: RAPL: {window.rapl_unreadable}; /proc/stat unreadable"
 
 
 def energy_report(
-    window: CpuEnergyWindow, *, cpu_s: float | None, frames: int | None, settings: Settings
+    window: EnergyWindow,
+    *,
+    ffmpeg_cpu_s: float | None,
+    frames: int | None,
+    idle: IdleBaseline | None,
+    settings: Settings,
 ) -> EnergyReport:
-    """Measured joules from the window, or an estimate from CPU time that says it is one."""
-    if window.zones_j is not None:
-        energy = sum(window.zones_j.values())
-        basis = f"RAPL package counters ({', '.join(sorted(window.zones_j))}), {window.samples} samples"
-        source = "rapl"
-    elif cpu_s is not None:
-        power = cpu_power(cpu_model(settings.proc_root), tdp_override_w=settings.cpu_tdp_w, threads=logical_cpus())
-        energy = cpu_s * power.watts_per_thread
-        basis = f"estimated: FFmpeg CPU time {cpu_s:.2f} s x {power.watts_per_thread:.2f} W ({power.basis}); " \
-                f"RAPL: {window.unreadable}"
-        source = "estimated"
+    """The energy columns of a job from its window, its CPU time and the node's idle baseline."""
+    cpu_j, cpu_source, basis = _cpu_energy(window, settings)
+    gpu_j = sum(window.gpu_j.values()) if window.gpu_j else None
+    sources = [s for s in (cpu_source, "nvml" if gpu_j is not None else None) if s]
+    if gpu_j is not None:
+        basis += f"; NVML energy counters of {len(window.gpu_j or {})} GPU(s)"
+    parts = [v for v in (cpu_j, gpu_j) if v is not None]
+    total = sum(parts) if parts else None
+    report = EnergyReport(cpu_energy_j=cpu_j, gpu_energy_j=gpu_j, energy_j=total,
+                          energy_source="+".join(sources) or None, energy_basis=basis)
+    if total is None:
+        return report
+    wall = window.wall_s
+    flags = []
+    report.avg_power_w = total / wall if wall > 0 else None
+    report.joules_per_frame = total / frames if frames else None
+    if ffmpeg_cpu_s is not None and window.machine_busy_s:
+        report.cpu_share = max(0.0, min(1.0, ffmpeg_cpu_s / window.machine_busy_s))
+        if report.cpu_share < 0.9:
+            flags.append("busy_machine")  # others used >10% of the CPU time: see attributed_energy_j
+    if idle is not None and idle.cpu_w is not None:
+        idle_w = idle.cpu_w + ((idle.gpu_w or 0.0) if gpu_j is not None else 0.0)
+        report.idle_power_w = idle_w
+        report.net_energy_j = total - idle_w * wall
+        cpu_net = (cpu_j or 0.0) - idle.cpu_w * wall
+        gpu_net = (gpu_j - (idle.gpu_w or 0.0) * wall) if gpu_j is not None else 0.0
+        if report.cpu_share is not None:
+            # The process's share of the CPU's work above idle; a GPU encode owns its device.
+            report.attributed_energy_j = cpu_net * report.cpu_share + gpu_net
+        if idle.cpu_source != cpu_source:
+            flags.append("idle_baseline_other_source")
     else:
-        return EnergyReport(energy_j=None, energy_source=None, energy_basis=f"no reading: {window.unreadable}",
-                            joules_per_frame=None)
-    per_frame = energy / frames if frames else None
-    return EnergyReport(energy_j=energy, energy_source=source, energy_basis=basis, joules_per_frame=per_frame)
+        flags.append("no_idle_baseline")
+    if any(wall < 2 * SENSOR_INTERVAL_S[s] for s in sources):
+        flags.append("short_window")  # shorter than two updates of a sensor it relies on
+    report.energy_flags = ",".join(flags) or None
+    kwh = total / 3.6e6
+    report.cost = kwh * settings.price_per_kwh if settings.price_per_kwh is not None else None
+    report.co2_g = kwh * settings.co2_g_per_kwh if settings.co2_g_per_kwh is not None else None
+    return report
+
+
+def measure_idle(seconds: float, settings: Settings, *, nvml: object | None = None) -> IdleBaseline:
+    """Measure the node's power over ``seconds`` of doing nothing."""
+    meter = EnergyMeter(settings, nvml=nvml)
+    meter.start()
+    deadline = time.perf_counter() + seconds
+    while (left := deadline - time.perf_counter()) > 0:
+        time.sleep(min(0.5, left))
+        meter.sample()
+    window = meter.stop()
+    cpu_j, cpu_source, basis = _cpu_energy(window, settings)
+    gpu_j = sum(window.gpu_j.values()) if window.gpu_j else None
+    return IdleBaseline(
+        seconds=window.wall_s,
+        cpu_w=None if cpu_j is None else cpu_j / window.wall_s,
+        cpu_source=cpu_source,
+        gpu_w=None if gpu_j is None else gpu_j / window.wall_s,
+        basis=basis,
+    )
+
+
+@task(name="idle-baseline", cache_policy=NO_CACHE)
+def idle_baseline(seconds: float) -> IdleBaseline | None:
+    """The node's idle power, measured before its first job; None when disabled (0 s)."""
+    return measure_idle(seconds, load_settings()) if seconds > 0 else None
 
 
 @task(name="collect-energy", cache_policy=NO_CACHE)
-def collect_energy(window: CpuEnergyWindow, cpu_s: float | None, frames: int | None) -> EnergyReport:
-    """Turn an encode's energy window into the job's energy figures."""
-    return energy_report(window, cpu_s=cpu_s, frames=frames, settings=load_settings())
+def collect_energy(window: EnergyWindow, ffmpeg_cpu_s: float | None, frames: int | None,
+                   idle: IdleBaseline | None) -> EnergyReport:
+    """Turn an encode's energy window into the job's energy columns."""
+    return energy_report(window, ffmpeg_cpu_s=ffmpeg_cpu_s, frames=frames, idle=idle, settings=load_settings())
+
+

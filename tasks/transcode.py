@@ -23,7 +23,7 @@ from ffwatt.ffmpeg import ffmpeg_path, probe_build
 from ffwatt.progress import Progress
 from ffwatt.settings import Settings, load_settings
 from tasks._ffmpeg import run_ffmpeg, run_logger
-from tasks.energy import CpuEnergyMeter, CpuEnergyWindow
+from tasks.energy import EnergyMeter, EnergyWindow
 from tasks.generate import Reference
 
 __all__ = ["EncodeResult", "encode", "encode_args", "output_path_for", "transcode"]
@@ -53,7 +53,7 @@ class EncodeResult(BaseModel):
     ffmpeg_version: str
     ffmpeg_cmd: str
     output_path: str
-    cpu_energy: CpuEnergyWindow
+    energy: EnergyWindow
 
     @property
     def cpu_s(self) -> float:
@@ -103,7 +103,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
     build = probe_build(ffmpeg)
     output = output_path_for(job, run_id, settings)
     output.parent.mkdir(parents=True, exist_ok=True)
-    meter = CpuEnergyMeter(settings.powercap_root)
+    meter = EnergyMeter(settings)
     logger = run_logger()
     last_log = time.monotonic()
 
@@ -156,7 +156,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
         ffmpeg_version=build.version,
         ffmpeg_cmd=run.command_line,
         output_path=str(output),
-        cpu_energy=window,
+        energy=window,
     )
 
 

@@ -53,6 +53,21 @@ def test_measurements_are_real_and_sane(campaign_run):
     assert (ok.joules_per_frame * ok.frames - ok.energy_j).abs().max() < 1e-6
 
 
+def test_energy_is_labelled_with_idle_baseline_and_attribution(campaign_run):
+    frame, _, _, work = campaign_run
+    ok = frame[frame.status == "ok"]
+    rapl = Path("/sys/class/powercap/intel-rapl:0/energy_uj").exists()
+    assert (ok.energy_source == ("rapl" if rapl else "estimated")).all()
+    assert ok.energy_basis.str.contains("estimated" if not rapl else "RAPL").all()
+    assert (ok.idle_power_w > 0).all() and ok.net_energy_j.notna().all()
+    assert ok.cpu_share.between(0, 1).all() and ok.attributed_energy_j.notna().all()
+    # The meter's window brackets the encode, a few ms longer than FFmpeg's own wall time.
+    assert ((ok.avg_power_w - ok.energy_j / ok.wall_s).abs() / ok.avg_power_w < 0.2).all()
+    summary = read_run_summary(work / "results", "e2e", ok.run_id.iloc[0])
+    assert summary["idle_baseline"]["seconds"] >= 1 and summary["node"]["gpus"]["count"] >= 0
+    assert summary["node"]["cpu_model"] and summary["node"]["kernel"]
+
+
 def test_higher_crf_gives_lower_quality(campaign_run):
     frame, _, _, _ = campaign_run
     x264 = frame[(frame.encoder == "libx264") & (frame.rate_control == "crf") & (frame.status == "ok")]

@@ -56,8 +56,8 @@ def test_real_encode_is_measured_and_cached_reference_reused(ffwatt_env: Path, m
     assert result.wall_s > 0 and result.encode_fps == pytest.approx(25 / result.wall_s)
     assert "-crf 23" in result.ffmpeg_cmd
     # The meter read the (static) synthetic counters around and during the encode.
-    assert result.cpu_energy.zones_j == {"package-0": 0.0, "package-1": 0.0}
-    assert result.cpu_energy.samples >= 1
+    assert result.energy.cpu_zones_j == {"package-0": 0.0, "package-1": 0.0}
+    assert result.energy.rapl_samples >= 1
 
     scores = score(job, reference, Path(result.output_path), settings)
     assert 30 < scores.psnr < 60 and 0.9 < scores.ssim <= 1 and 50 < scores.vmaf <= 100
