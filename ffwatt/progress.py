@@ -6,11 +6,20 @@ FFmpeg exporter publishes them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from pydantic import BaseModel
 
-__all__ = ["Progress", "ProgressParser", "parse_progress"]
+__all__ = [
+    "Progress",
+    "ProgressParser",
+    "ProgressRecord",
+    "parse_progress",
+    "read_progress_records",
+    "write_progress_record",
+]
 
 
 class Progress(BaseModel):
@@ -72,3 +81,59 @@ def parse_progress(lines: Iterable[str]) -> Iterator[Progress]:
         snapshot = parser.feed(line)
         if snapshot is not None:
             yield snapshot
+
+
+class ProgressRecord(BaseModel):
+    """A running (or just finished) job's latest progress, as the FFmpeg exporter reads it.
+
+    The transcode task writes one JSON file per job in the node's progress spool
+    (``FFWATT_HOME/progress``); the exporter serves every file there.
+    """
+
+    job_id: str
+    campaign: str
+    encoder: str
+    preset: str
+    node: str
+    progress: Progress
+    updated_at: float  # unix time
+    done: bool = False
+
+
+def write_progress_record(spool: Path, record: ProgressRecord) -> None:
+    """Replace the job's record atomically (rename), so readers never see half a file."""
+    spool.mkdir(parents=True, exist_ok=True)
+    target = spool / f"{record.job_id}.json"
+    tmp = spool / f".{record.job_id}.json.tmp"
+    tmp.write_text(record.model_dump_json())
+    os.replace(tmp, target)
+
+
+def read_progress_records(
+    spool: Path, cache: dict[Path, tuple[int, ProgressRecord]] | None = None
+) -> list[tuple[Path, ProgressRecord]]:
+    """Every record in the spool; a file that vanished or is unreadable is skipped.
+
+    With ``cache`` (path -> (mtime_ns, record)), files unchanged since the last call
+    aren't parsed again: a scrape then costs a directory listing and a stat per job.
+    """
+    records = []
+    seen = set()
+    for path in sorted(spool.glob("*.json")):
+        try:
+            mtime = path.stat().st_mtime_ns
+            cached = cache.get(path) if cache is not None else None
+            if cached is not None and cached[0] == mtime:
+                record = cached[1]
+            else:
+                record = ProgressRecord.model_validate_json(path.read_text())
+                if cache is not None:
+                    cache[path] = (mtime, record)
+        except (OSError, ValueError):
+            continue
+        seen.add(path)
+        records.append((path, record))
+    if cache is not None:
+        for gone in set(cache) - seen:
+            del cache[gone]
+    return records

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         return self.home / "cache"
 
     @property
+    def progress_dir(self) -> Path:
+        """Running jobs' progress, read by the FFmpeg exporter."""
+        return self.home / "progress"
+
+    @property
     def outputs_dir(self) -> Path:
         """Encoded outputs of campaigns that keep them."""
         return self.home / "outputs"

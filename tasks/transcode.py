@@ -20,7 +20,7 @@ from ffwatt.campaign import Job
 from ffwatt.encoders import profile_for
 from ffwatt.errors import EncodeFailed
 from ffwatt.ffmpeg import ffmpeg_path, probe_build
-from ffwatt.progress import Progress
+from ffwatt.progress import Progress, ProgressRecord, write_progress_record
 from ffwatt.settings import Settings, load_settings
 from tasks._ffmpeg import run_ffmpeg, run_logger
 from tasks.energy import EnergyMeter, EnergyWindow
@@ -107,9 +107,15 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
     logger = run_logger()
     last_log = time.monotonic()
 
+    def publish(progress: Progress, done: bool = False) -> None:
+        write_progress_record(settings.progress_dir, ProgressRecord(
+            job_id=job.job_id, campaign=job.campaign, encoder=job.encoder, preset=job.preset or "",
+            node=settings.node, progress=progress, updated_at=time.time(), done=done))
+
     def on_progress(progress: Progress) -> None:
         nonlocal last_log
         meter.sample()
+        publish(progress)
         if time.monotonic() - last_log >= settings.progress_log_interval_s and not progress.done:
             last_log = time.monotonic()
             logger.info("%s: frame %d/%d, %s fps, speed %sx", job.label, progress.frame,
@@ -119,6 +125,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
     run = run_ffmpeg(ffmpeg, encode_args(job, reference, output), timeout_s=job.timeout_s,
                      on_progress=on_progress)
     window = meter.stop()
+    publish(run.last_progress or Progress(), done=True)
     failure = run.failure()
     if failure is None and (not output.is_file() or output.stat().st_size == 0):
         failure = "FFmpeg exited 0 but wrote no output"

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ffwatt.cli import campaign, results
+from ffwatt.cli import campaign, exporter, results
 from ffwatt.cli._output import err_console
 from ffwatt.errors import FfwattError
 
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(campaign.app, name="campaign")
 app.add_typer(results.app, name="results")
+app.add_typer(exporter.app, name="exporter")
 
 
 @app.callback()

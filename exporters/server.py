@@ -1,0 +1,107 @@
+"""Serving collectors over HTTP, and the table of exporters ``ffwatt exporter`` can start."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+
+from exporters._collector import NAMESPACE, CollectorSet
+from exporters.ffmpeg import FFmpegCollector
+from exporters.gpu import GpuCollector
+from exporters.rapl import RaplCollector
+from ffwatt.nvml import ReplayNvml
+from ffwatt.settings import Settings
+
+__all__ = ["EXPORTERS", "ExporterOptions", "Exporter", "build_collectors", "parse_listen", "serve"]
+
+log = logging.getLogger("ffwatt.exporters")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExporterOptions:
+    interval_s: float = 1.0
+    replay: Path | None = None  # GPU: play back recorded NVML readings instead of a real GPU
+    retention_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """One kind of exporter: its default port and how to build its collectors."""
+
+    default_port: int
+    build: Callable[[Settings, ExporterOptions], list[Any]]
+
+
+def _gpu(settings: Settings, options: ExporterOptions) -> list[Any]:
+    nvml = None
+    if options.replay is not None:
+        import time
+
+        start = time.monotonic()
+        nvml = ReplayNvml(json.loads(options.replay.read_text()), lambda: time.monotonic() - start)
+    return [GpuCollector(nvml=nvml, interval_s=options.interval_s)]
+
+
+# The ports of the system ffwatt replaces, so existing scrape configs keep working.
+EXPORTERS: dict[str, Exporter] = {
+    "cpu": Exporter(9510, lambda s, o: [RaplCollector(s, interval_s=o.interval_s)]),
+    "gpu": Exporter(9511, _gpu),
+    "ffmpeg": Exporter(9506, lambda s, o: [FFmpegCollector(s.progress_dir, retention_s=o.retention_s)]),
+}
+
+
+def build_collectors(kind: str, settings: Settings, options: ExporterOptions) -> list[Any]:
+    return [collector.start() for collector in EXPORTERS[kind].build(settings, options)]
+
+
+def parse_listen(listen: str, default_port: int) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` or ``HOST``."""
+    host, sep, port = listen.rpartition(":")
+    if not sep:
+        return listen or "0.0.0.0", default_port
+    return host or "0.0.0.0", int(port)
+
+
+class _BuildInfo:
+    def __init__(self, kind: str, node: str) -> None:
+        self.kind, self.node = kind, node
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> list[Any]:
+        info = GaugeMetricFamily(f"{NAMESPACE}_exporter_info", "Which ffwatt exporter this is, on which node.",
+                                 labels=["exporter", "node"])
+        info.add_metric([self.kind, self.node], 1.0)
+        return [info]
+
+
+def serve(kind: str, listen: str, settings: Settings, options: ExporterOptions,
+          stop: threading.Event | None = None) -> None:
+    """Serve ``kind``'s collectors on ``listen`` until SIGTERM/SIGINT (or ``stop`` is set)."""
+    collectors = build_collectors(kind, settings, options)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(CollectorSet(collectors))
+    registry.register(_BuildInfo(kind, settings.node))
+    host, port = parse_listen(listen, EXPORTERS[kind].default_port)
+    server, _ = start_http_server(port, host, registry)
+    log.info("ffwatt %s exporter on http://%s:%d/metrics", kind, host, port)
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        for collector in collectors:
+            collector.stop()
