@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml infra/bootstrap.sh
 
 demo: deps
 	$(BIN)/ffwatt campaign run deployments/campaigns/quick.yaml
+	@echo "report:"
+	$(BIN)/ffwatt report latest --campaign quick
 
 test: deps
 	$(BIN)/python -m pytest

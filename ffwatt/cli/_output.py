@@ -53,5 +53,5 @@ def results_table(frame: pd.DataFrame, title: str) -> Table:
                       _fmt(row.ssim, 4), _fmt(row.vmaf, 2), _fmt(row.energy_j) + mark,
                       _fmt(row.joules_per_frame, 3) + mark)
     if estimated:
-        table.caption = "* estimated from CPU time (RAPL not readable here); see the energy_basis column"
+        table.caption = "* estimated: busy CPU time x an assumed CPU power (RAPL not readable here); see energy_basis"
     return table

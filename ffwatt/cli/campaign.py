@@ -55,6 +55,10 @@ def expand_command(
 @app.command()
 def run(file: CampaignFile) -> None:
     """Run a campaign on this node through Prefect and print its results."""
+    import os
+
+    # A temporary local server (no PREFECT_API_URL) must not try to phone home.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.campaign import campaign_flow  # Prefect is slow to import; only `run` needs it
 
     settings = load_settings()

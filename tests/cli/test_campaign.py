@@ -16,7 +16,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 def test_validate_accepts_the_demo_campaign():
     done = run("campaign", "validate", str(REPO / "deployments/campaigns/quick.yaml"))
     assert done.returncode == 0, done.stderr
-    assert "campaign 'quick': 12 jobs" in done.stdout
+    assert "campaign 'quick': 17 jobs" in done.stdout
 
 
 def test_validate_refuses_a_typo_without_a_traceback(tmp_path: Path):
@@ -40,8 +40,8 @@ def test_validate_refuses_an_encoder_this_build_lacks(tmp_path: Path):
 
 def test_expand_lists_every_job():
     done = run("campaign", "expand", str(REPO / "deployments/campaigns/quick.yaml"))
-    assert done.returncode == 0 and "12 jobs" in done.stdout
-    assert done.stdout.count("libx264") == 6 and "cbr 1500k" in done.stdout
+    assert done.returncode == 0 and "17 jobs" in done.stdout
+    assert done.stdout.count("libx264") == 9 and "cbr 1500k" in done.stdout
 
 
 def test_results_show_without_results_says_what_to_do(tmp_path: Path):

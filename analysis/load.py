@@ -1,0 +1,73 @@
+"""Loading results: one run, several runs, or the whole tree, joined with run metadata.
+
+Built on :func:`ffwatt.results.read_results` (pyarrow dataset, pandas out). Node facts
+from each run's ``_run.json`` are added as ``run_node_*`` columns, so rows from
+different machines can be told apart and grouped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ffwatt.errors import ResultsError
+from ffwatt.results import list_runs, read_results, read_run_summary
+
+__all__ = ["load_results", "node_metadata", "resolve_run", "run_summary"]
+
+_NODE_FIELDS = ("name", "cpu_model", "logical_cpus", "kernel", "ffmpeg_version")
+
+
+def resolve_run(results_dir: Path, run: str = "latest", campaign: str | None = None) -> tuple[str, str]:
+    """(campaign, run_id) for ``run``: a run id, or ``latest`` (most recently written run)."""
+    results_dir = Path(results_dir)
+    if run == "latest":
+        runs = list_runs(results_dir, campaign)
+        if not runs:
+            where = f" for campaign {campaign!r}" if campaign else ""
+            raise ResultsError(f"no runs under {results_dir}{where}; run a campaign first")
+        found_campaign, run_id, _ = runs[-1]
+        return found_campaign, run_id
+    pattern = f"campaign={campaign}" if campaign else "campaign=*"
+    matches = sorted(results_dir.glob(f"{pattern}/run_id={run}"))
+    if not matches:
+        raise ResultsError(f"no run {run!r} under {results_dir}; `ffwatt results show` lists runs")
+    if len(matches) > 1:
+        names = ", ".join(m.parent.name.split("=", 1)[1] for m in matches)
+        raise ResultsError(f"run {run!r} exists in several campaigns ({names}); pass the campaign")
+    return matches[0].parent.name.split("=", 1)[1], run
+
+
+def run_summary(results_dir: Path, campaign: str, run_id: str) -> dict[str, Any]:
+    """The run's ``_run.json`` ({} when the run has none, e.g. it is still going)."""
+    return read_run_summary(Path(results_dir), campaign, run_id) or {}
+
+
+def node_metadata(summary: dict[str, Any]) -> dict[str, Any]:
+    """The scalar node facts of a run summary, as ``run_node_<field>``."""
+    node = summary.get("node") or {}
+    return {f"run_node_{k}": node.get(k) for k in _NODE_FIELDS}
+
+
+def load_results(results_dir: Path, *, campaign: str | None = None,
+                 run_id: str | Sequence[str] | None = None, with_run_metadata: bool = True) -> pd.DataFrame:
+    """Job rows of one run (``run_id="..."``), several (a list), or all (``None``), optionally
+    one campaign, with ``run_node_*`` columns from each run's ``_run.json``."""
+    results_dir = Path(results_dir)
+    if isinstance(run_id, str):
+        frame = read_results(results_dir, campaign=campaign, run_id=run_id)
+    else:
+        frame = read_results(results_dir, campaign=campaign)
+        if run_id is not None:
+            frame = frame[frame["run_id"].isin(list(run_id))].reset_index(drop=True)
+    if not with_run_metadata or frame.empty:
+        return frame
+    runs = frame[["campaign", "run_id"]].drop_duplicates()
+    meta = pd.DataFrame([
+        {"campaign": c, "run_id": r, **node_metadata(run_summary(results_dir, c, r))}
+        for c, r in runs.itertuples(index=False)
+    ])
+    return frame.merge(meta, on=["campaign", "run_id"], how="left")

@@ -1,0 +1,67 @@
+"""Regenerate walkthrough.ipynb: ``python analysis/notebooks/make_walkthrough.py``.
+
+The notebook is generated rather than hand-edited so its cells stay small, reviewable
+and free of stored outputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+CELLS = [
+    ("md", "# A run, from Parquet to decisions\n\nLoads the latest run under `FFWATT_RESULTS_DIR` "
+           "(default `./results`), then: efficiency per configuration, Pareto front, BD-rate table and "
+           "the power model. Figures computed from **estimated** energy are flagged in every table "
+           "(`energy_estimated`)."),
+    ("code", "import os\nfrom pathlib import Path\n\n"
+             "import pandas as pd\nfrom IPython.display import Image, display\n\n"
+             "from analysis import (bd_table, config_efficiency, fit_power_model, job_efficiency, load_results,\n"
+             "                      pareto_front, resolve_run, run_summary, NotComputable)\n"
+             "from analysis.plots import figure_png, pareto_plot\n\n"
+             "results_dir = Path(os.environ.get('FFWATT_RESULTS_DIR', 'results'))\n"
+             "campaign, run_id = resolve_run(results_dir, 'latest')\n"
+             "jobs = job_efficiency(load_results(results_dir, campaign=campaign, run_id=run_id))\n"
+             "print(f'campaign {campaign}, run {run_id}: {len(jobs)} jobs, '\n"
+             "      f'{int(jobs.energy_estimated.sum())} with estimated energy')\n"
+             "run_summary(results_dir, campaign, run_id).get('node')"),
+    ("md", "## Efficiency per configuration\n\nMeans over the ok repetitions; `_ci_low`/`_ci_high` are 95 % "
+           "Student-t intervals (need ≥ 2 repetitions)."),
+    ("code", "configs = config_efficiency(jobs)\n"
+             "cols = ['encoder', 'preset', 'rate_control', 'crf', 'target_bitrate_kbps', 'n', 'bitrate_kbps', 'vmaf',\n"
+             "        'energy_j', 'energy_j_ci_low', 'energy_j_ci_high', 'joules_per_frame', 'qoe_pixels_per_joule',\n"
+             "        'energy_estimated']\n"
+             "configs[[c for c in cols if c in configs.columns]].round(3)"),
+    ("md", "## Pareto front: energy (min) vs quality (max), per input"),
+    ("code", "ok = configs[configs.n > 0]\n"
+             "quality = 'vmaf' if ok['vmaf'].notna().any() else 'psnr'\n"
+             "front = pareto_front(ok, {'energy_j': 'min', quality: 'max'})\n"
+             "display(Image(figure_png(pareto_plot(front, 'energy_j', quality, title='energy vs quality'))))\n"
+             "front[front.pareto][['input_name', 'encoder', 'preset', 'crf', 'energy_j', quality,\n"
+             "                     'energy_estimated']]"),
+    ("md", "## Bjøntegaard deltas\n\n`bd_rate_pct` uses PCHIP (VCEG-AL22 / JVET CTC), `_cubic` the VCEG-M33 "
+           "polynomial. BD-energy is the same with joules in place of bitrate. A curve needs ≥ 4 rate points; "
+           "`note` says why a row couldn't be computed."),
+    ("code", "bd = bd_table(ok, quality=quality)\nbd.round(2) if not bd.empty else 'fewer than two curves to compare'"),
+    ("md", "## Power model\n\nRidge regression on encoder, preset, log pixels, log fps, log bitrate; k-fold CV "
+           "error below. It refuses to predict outside the fitted encoders/presets and ranges."),
+    ("code", "try:\n    model = fit_power_model(jobs)\n"
+             "    display(pd.DataFrame([vars(s) for s in model.cv]))\n"
+             "    print('fitted on estimated energy:', model.energy_estimated, '| ranges:', model.ranges)\n"
+             "    display(model.predict(jobs[jobs.status == 'ok'].head(3)))\n"
+             "except NotComputable as exc:\n    print('power model not fitted:', exc)"),
+]
+
+
+def build() -> nbformat.NotebookNode:
+    nb = new_notebook(cells=[new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+if __name__ == "__main__":
+    target = Path(__file__).with_name("walkthrough.ipynb")
+    nbformat.write(build(), target)
+    print(target)

@@ -1,0 +1,134 @@
+"""Figures for the report and notebooks, drawn on matplotlib's Agg canvas.
+
+Functions return a :class:`matplotlib.figure.Figure` built without pyplot, so nothing
+here changes the caller's backend (a notebook keeps its inline display). Points whose
+energy was estimated are drawn hollow and labelled "(estimated)".
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["config_label", "efficiency_bars", "figure_png", "pareto_plot", "power_fit_plot",
+           "png_base64", "rate_quality_plot"]
+
+
+def figure_png(fig: Figure, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes."""
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def png_base64(fig: Figure) -> str:
+    """The figure as a ``data:image/png;base64,...`` URI, for a self-contained HTML file."""
+    return "data:image/png;base64," + base64.b64encode(figure_png(fig)).decode("ascii")
+
+
+def config_label(row: pd.Series) -> str:
+    """``encoder preset crf 24 1280x720`` for a configuration row."""
+    parts = [str(row.get("encoder", ""))]
+    if isinstance(row.get("preset"), str):
+        parts.append(row["preset"])
+    rc = row.get("rate_control")
+    value = {"crf": row.get("crf"), "qp": row.get("qp")}.get(rc, row.get("target_bitrate_kbps"))
+    if value is not None and value == value:
+        parts.append(f"{rc} {int(value)}" + ("k" if rc in ("cbr", "vbr") else ""))
+    elif rc:
+        parts.append(str(rc))
+    if row.get("output_width") == row.get("output_width") and row.get("output_width") is not None:
+        parts.append(f"{int(row['output_width'])}x{int(row['output_height'])}")
+    return " ".join(parts)
+
+
+def _new(width: float = 7.5, height: float = 4.5) -> tuple[Figure, object]:
+    fig = Figure(figsize=(width, height))
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def efficiency_bars(configs: pd.DataFrame, metric: str, *, title: str, unit: str) -> Figure:
+    """Horizontal bars of ``metric`` per configuration with 95 % CI whiskers; estimated hatched."""
+    data = configs.dropna(subset=[metric]).sort_values(metric)
+    fig, ax = _new(7.5, max(2.5, 0.3 * len(data) + 1.2))
+    labels = [config_label(r) + (" (estimated)" if r.get("energy_estimated") else "") for _, r in data.iterrows()]
+    y = np.arange(len(data))
+    low, high = data.get(f"{metric}_ci_low"), data.get(f"{metric}_ci_high")
+    err = None
+    if low is not None and high is not None:
+        err = np.vstack([(data[metric] - low).clip(lower=0).fillna(0), (high - data[metric]).clip(lower=0).fillna(0)])
+    bars = ax.barh(y, data[metric], xerr=err, color="#4c78a8", capsize=3)
+    for bar, estimated in zip(bars, data.get("energy_estimated", pd.Series(False, index=data.index))):
+        if estimated:
+            bar.set_hatch("//")
+            bar.set_facecolor("#c7d7ea")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel(f"{metric} ({unit})")
+    ax.set_title(title)
+    return fig
+
+
+def pareto_plot(configs: pd.DataFrame, x: str, y: str, *, front: str = "pareto", title: str,
+                color: str | None = None) -> Figure:
+    """Scatter of ``y`` against ``x`` per encoder; the points flagged ``front`` are joined by a line."""
+    fig, ax = _new()
+    for encoder, group in configs.groupby("encoder", sort=True):
+        est = group.get("energy_estimated", pd.Series(False, index=group.index)).astype(bool)
+        scatter = ax.scatter(group.loc[~est, x], group.loc[~est, y], label=str(encoder), s=30)
+        if est.any():
+            ax.scatter(group.loc[est, x], group.loc[est, y], s=30, facecolors="none",
+                       edgecolors=scatter.get_facecolor()[0] if len(group.loc[~est]) else "C0",
+                       label=f"{encoder} (estimated)")
+    if front in configs.columns:
+        on = configs[configs[front]].sort_values(x)
+        ax.plot(on[x], on[y], "k--", lw=1, label="Pareto front")
+    if color and color in configs.columns:
+        ax.set_title(f"{title} (front uses {color} too)")
+    else:
+        ax.set_title(title)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def rate_quality_plot(configs: pd.DataFrame, x: str, y: str, *, curve_keys: Sequence[str], title: str,
+                      log_x: bool = True) -> Figure:
+    """One line per curve (encoder/preset/rate control): ``y`` against ``x`` (log axis)."""
+    fig, ax = _new()
+    keys = [k for k in curve_keys if k in configs.columns]
+    for value, group in configs.dropna(subset=[x, y]).groupby(keys, dropna=False, sort=True):
+        key = dict(zip(keys, value))
+        label = " ".join(str(key[k]) for k in ("encoder", "preset", "rate_control") if k in key
+                         and key[k] == key[k] and key[k] is not None)
+        if "energy_estimated" in group.columns and group["energy_estimated"].any() and "energy" in x:
+            label += " (estimated)"
+        g = group.sort_values(x)
+        ax.plot(g[x], g[y], marker="o", label=label)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def power_fit_plot(measured: pd.Series, predicted: pd.Series, *, title: str, unit: str) -> Figure:
+    """Predicted against measured, with the identity line."""
+    fig, ax = _new(5, 4.5)
+    ax.scatter(measured, predicted, s=20)
+    lo = float(np.nanmin([measured.min(), predicted.min()]))
+    hi = float(np.nanmax([measured.max(), predicted.max()]))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set_xlabel(f"measured ({unit})")
+    ax.set_ylabel(f"predicted ({unit})")
+    ax.set_title(title)
+    return fig

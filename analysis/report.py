@@ -1,0 +1,271 @@
+"""One self-contained HTML report for a run (optionally against another run).
+
+Images are PNGs embedded as base64, styles are inline: the file opens from disk in
+any browser, mails as one attachment, and needs no server.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.bd import CURVE_KEYS, MIN_POINTS, bd_table
+from analysis.efficiency import config_efficiency, job_efficiency
+from analysis.errors import NotComputable
+from analysis.load import load_results, resolve_run, run_summary
+from analysis.pareto import pareto_front
+from analysis.plots import (config_label, efficiency_bars, pareto_plot, png_base64, power_fit_plot,
+                            rate_quality_plot)
+from analysis.power import fit_power_model
+from analysis.stats import compare
+from ffwatt.errors import ResultsError
+
+__all__ = ["write_report"]
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
+th{background:#f0f0f0} td.l,th.l{text-align:left}
+.warn{background:#fff4d6;border:2px solid #e0a800;padding:.6em 1em;margin:1em 0}
+.note{color:#555;font-size:13px} img{max-width:100%}
+"""
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) >= 1e5 or (value and abs(value) < 1e-3) else f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _table(frame: pd.DataFrame, columns: dict[str, str], *, left: tuple[str, ...] = (),
+           star: dict[str, str] | None = None) -> str:
+    """An HTML table of ``columns`` (name -> header). ``star`` maps a column to a boolean column:
+    where true, the value gets a ``*`` (estimated)."""
+    star = star or {}
+    head = "".join(f"<th class='{'l' if c in left else ''}'>{html.escape(h)}</th>" for c, h in columns.items())
+    rows = []
+    for _, row in frame.iterrows():
+        cells = []
+        for c in columns:
+            text = _fmt(row.get(c))
+            if c in star and bool(row.get(star[c])) and text != "-":
+                text += "*"
+            cells.append(f"<td class='{'l' if c in left else ''}'>{text}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _img(fig: Any, alt: str) -> str:
+    return f"<p><img alt='{html.escape(alt)}' src='{png_base64(fig)}'></p>"
+
+
+def _section(title: str, body: str) -> str:
+    return f"<h2>{html.escape(title)}</h2>\n{body}\n"
+
+
+def _node_section(summary: dict[str, Any]) -> str:
+    if not summary:
+        return "<p class='note'>No _run.json for this run (still running, or written by an older ffwatt).</p>"
+    facts = {k: v for k, v in summary.items() if k not in ("configurations", "node")}
+    facts.update({f"node.{k}": v for k, v in (summary.get("node") or {}).items()})
+    def cell(value: Any) -> str:
+        text = _fmt(value)
+        # FFmpeg's configure line is kilobytes long: folded, still there for whoever needs it.
+        return text if len(text) < 160 else f"<details><summary>{text[:80]}…</summary>{text}</details>"
+
+    rows = "".join(f"<tr><th class='l'>{html.escape(k)}</th><td class='l'>{cell(v)}</td></tr>"
+                   for k, v in facts.items())
+    return f"<table>{rows}</table>"
+
+
+def _summary_section(configs: pd.DataFrame) -> str:
+    table = configs.assign(config=[config_label(r) for _, r in configs.iterrows()])
+    columns = {"input_name": "input", "config": "configuration", "node": "node", "n": "reps",
+               "n_failed": "failed", "wall_s": "wall s", "encode_fps": "fps", "bitrate_kbps": "kbit/s",
+               "psnr": "PSNR", "vmaf": "VMAF", "energy_j": "energy J", "energy_j_ci_low": "J CI low",
+               "energy_j_ci_high": "J CI high", "joules_per_frame": "J/frame", "avg_watts": "avg W",
+               "net_watts": "net W", "pixels_per_joule": "px/J", "qoe_pixels_per_joule": "QoE px/J",
+               "vmaf_per_joule": "VMAF/J", "kbps_per_watt": "kbit/s per W",
+               "cost_per_video_hour": "cost / video h", "co2_g_per_video_hour": "g CO2 / video h",
+               "energy_sources": "energy source"}
+    # Optional columns (cost, CO2, net watts...) only when some row has them.
+    columns = {k: v for k, v in columns.items() if k in table.columns and table[k].notna().any()}
+    energy_cols = ("energy_j", "energy_j_ci_low", "energy_j_ci_high", "joules_per_frame", "avg_watts",
+                   "net_watts", "pixels_per_joule", "qoe_pixels_per_joule", "vmaf_per_joule", "kbps_per_watt",
+                   "cost_per_video_hour", "co2_g_per_video_hour")
+    star = {c: "energy_estimated" for c in energy_cols if c in columns}
+    return (_table(table, columns, left=("input_name", "config", "node", "energy_sources"), star=star)
+            + "<p class='note'>Means over ok repetitions; CI = 95 % Student-t interval of the mean "
+              "(needs ≥ 2 repetitions). * = energy estimated, not measured.</p>")
+
+
+def _efficiency_section(configs: pd.DataFrame) -> str:
+    parts = []
+    for metric, title, unit in (("joules_per_frame", "Energy per frame (lower is better)", "J/frame"),
+                                ("qoe_pixels_per_joule", "QoE efficiency: pixels × VMAF/100 per joule", "px/J"),
+                                ("avg_watts", "Average power during the encode", "W")):
+        if metric in configs.columns and configs[metric].notna().any():
+            parts.append(_img(efficiency_bars(configs, metric, title=title, unit=unit), title))
+    return "".join(parts) or "<p>No energy figures in this run.</p>"
+
+
+def _pareto_section(configs: pd.DataFrame) -> str:
+    parts = []
+    need2 = {"energy_j": "min", "vmaf": "max"}
+    quality = "vmaf" if "vmaf" in configs.columns and configs["vmaf"].notna().any() else "psnr"
+    need2 = {"energy_j": "min", quality: "max"}
+    for input_name, group in configs.groupby("input_name", sort=True):
+        front2 = pareto_front(group, need2, by=())
+        parts.append(_img(pareto_plot(front2, "energy_j", quality,
+                                      title=f"{input_name}: energy vs {quality} (2-D front)"),
+                          f"Pareto {input_name}"))
+        objectives3 = {"energy_j": "min", quality: "max", "encode_fps": "max"}
+        front3 = pareto_front(group, objectives3, by=())
+        on = front3[front3["pareto"]].assign(config=lambda f: [config_label(r) for _, r in f.iterrows()])
+        parts.append(f"<p>3-D front for {html.escape(str(input_name))} "
+                     f"(energy min, {quality} max, fps max): {len(on)} of {len(front3)} configurations.</p>")
+        parts.append(_table(on, {"config": "configuration", "energy_j": "energy J", quality: quality,
+                                 "encode_fps": "fps"}, left=("config",), star={"energy_j": "energy_estimated"}))
+    return "".join(parts)
+
+
+def _bd_section(configs: pd.DataFrame) -> str:
+    quality = "vmaf" if "vmaf" in configs.columns and configs["vmaf"].notna().any() else "psnr"
+    parts = []
+    for input_name, group in configs.groupby("input_name", sort=True):
+        parts.append(_img(rate_quality_plot(group, "bitrate_kbps", quality, curve_keys=CURVE_KEYS,
+                                            title=f"{input_name}: rate–{quality}"), "rate-quality"))
+        if "energy_j" in group.columns and group["energy_j"].notna().any():
+            parts.append(_img(rate_quality_plot(group, "energy_j", quality, curve_keys=CURVE_KEYS,
+                                                title=f"{input_name}: energy–{quality}"), "energy-quality"))
+    table = bd_table(configs, quality=quality)
+    if table.empty:
+        parts.append("<p><b>BD not computable:</b> this run has fewer than two rate–quality curves "
+                     "(encoder/preset/rate-control families) on the same input and output size.</p>")
+        return "".join(parts)
+    parts.append(_table(table, {"input_name": "input", "anchor": "anchor", "test": "test",
+                                "n_anchor": "anchor pts", "n_test": "test pts",
+                                "bd_rate_pct": "BD-rate % (PCHIP)", "bd_rate_pct_cubic": "BD-rate % (cubic)",
+                                "bd_quality": f"BD-{quality} (PCHIP)", "bd_energy_pct": "BD-energy % (PCHIP)",
+                                "bd_energy_pct_cubic": "BD-energy % (cubic)", "note": "why not computable"},
+                        left=("input_name", "anchor", "test", "note"),
+                        star={"bd_energy_pct": "energy_estimated", "bd_energy_pct_cubic": "energy_estimated"}))
+    parts.append(f"<p class='note'>BD needs at least {MIN_POINTS} rate points per curve on an overlapping "
+                 "quality range; negative = the test curve needs less rate (or energy) for the same quality. "
+                 "PCHIP = piecewise cubic (VCEG-AL22 / JVET CTC); cubic = VCEG-M33 polynomial. "
+                 "* = computed from estimated energy.</p>")
+    return "".join(parts)
+
+
+def _power_section(jobs: pd.DataFrame) -> str:
+    try:
+        model = fit_power_model(jobs)
+    except NotComputable as exc:
+        return f"<p>Power model not fitted: {html.escape(str(exc))}.</p>"
+    usable = jobs.dropna(subset=["avg_watts", "output_width", "output_height", "input_fps", "bitrate_kbps"])
+    usable = usable[usable["status"] == "ok"]
+    predicted = model.predict(usable, allow_extrapolation=True)
+    parts = [_img(power_fit_plot(usable["avg_watts"].reset_index(drop=True), predicted["avg_watts"],
+                                 title="Power model: average watts (in-sample)", unit="W"), "power fit")]
+    cv = pd.DataFrame([vars(s) for s in model.cv])
+    parts.append(_table(cv, {"target": "target", "folds": "folds", "mape_pct": "CV MAPE %", "rmse": "CV RMSE",
+                             "unit": "unit"}, left=("target", "unit")))
+    parts.append(f"<p class='note'>Ridge regression (alpha={model.alpha}) on {model.n_rows} jobs from "
+                 f"node(s) {html.escape(', '.join(model.nodes))}; features: encoder, encoder/preset, log pixels, "
+                 "log fps, log bitrate. Fitted ranges: "
+                 + ", ".join(f"{k} {lo:g}–{hi:g}" for k, (lo, hi) in model.ranges.items())
+                 + ". It refuses predictions outside them. With few jobs the CV error is optimistic or unstable.</p>")
+    if model.energy_estimated:
+        parts.append("<p class='warn'>The power model was fitted on <b>estimated</b> energy: it reproduces the "
+                     "estimate (busy CPU time × an assumed CPU power model), not measured watts.</p>")
+    return "".join(parts)
+
+
+def _compare_section(configs: pd.DataFrame, other: pd.DataFrame, other_run: str) -> str:
+    merged = configs.merge(other, on="config_id", suffixes=("", "_b"))
+    if merged.empty:
+        return f"<p>No configuration in common with run {html.escape(other_run)}.</p>"
+    rows = []
+    for _, row in merged.iterrows():
+        b = {k[:-2]: v for k, v in row.items() if k.endswith("_b")}
+        out = {"config": config_label(row),
+               "estimated": bool(row.get("energy_estimated")) or bool(b.get("energy_estimated"))}
+        for metric in ("joules_per_frame", "vmaf", "encode_fps"):
+            if metric in configs.columns:
+                result = compare(row, b, metric)
+                out[metric] = row.get(metric)
+                out[f"{metric}_b"] = b.get(metric)
+                out[f"{metric}_verdict"] = result.verdict
+        rows.append(out)
+    table = pd.DataFrame(rows)
+    columns = {"config": "configuration"}
+    for metric in ("joules_per_frame", "vmaf", "encode_fps"):
+        if metric in table.columns:
+            columns.update({metric: f"{metric} (this)", f"{metric}_b": f"{metric} ({other_run[:8]})",
+                            f"{metric}_verdict": "this run vs other"})
+    return (_table(table, columns, left=("config",) + tuple(c for c in columns if c.endswith("_verdict")),
+                   star={"joules_per_frame": "estimated", "joules_per_frame_b": "estimated"})
+            + "<p class='note'>Different only when the 95 % intervals don't overlap; "
+              "“a lower” = this run is lower.</p>")
+
+
+def _estimated_section(jobs: pd.DataFrame, configs: pd.DataFrame) -> str:
+    est_jobs = int(jobs["energy_estimated"].sum())
+    if est_jobs == 0:
+        return "<p>All energy figures in this report were measured (none estimated).</p>"
+    labels = [config_label(r) for _, r in configs[configs["energy_estimated"]].iterrows()]
+    items = "".join(f"<li>{html.escape(label)}</li>" for label in labels)
+    return (f"<div class='warn'><b>{est_jobs} of {len(jobs)} jobs have estimated energy</b> "
+            "(energy_source = estimated: busy CPU time × an assumed CPU power model, not a RAPL reading). Every figure derived "
+            "from their energy — J, J/frame, watts, px/J, QoE/J, BD-energy, the power model — is estimated "
+            f"too and marked *. Configurations concerned:<ul>{items}</ul></div>")
+
+
+def write_report(results_dir: Path, run_id: str, compare_run_id: str | None = None,
+                 out: Path | None = None, *, campaign: str | None = None) -> Path:
+    """Write the HTML report of ``run_id`` (or ``latest``), optionally compared with
+    ``compare_run_id``, to ``out`` (default ``<results_dir>/_reports/report-<campaign>-<run_id>.html``);
+    returns the path."""
+    results_dir = Path(results_dir)
+    campaign, run_id = resolve_run(results_dir, run_id, campaign)
+    raw = load_results(results_dir, campaign=campaign, run_id=run_id)
+    if raw.empty:
+        raise ResultsError(f"run {run_id} under {results_dir} has no job rows")
+    jobs = job_efficiency(raw)
+    configs = config_efficiency(jobs)
+    ok_configs = configs[configs["n"] > 0]
+    summary = run_summary(results_dir, campaign, run_id)
+
+    body = [f"<h1>ffwatt report: campaign {html.escape(campaign)}, run {html.escape(run_id)}</h1>",
+            f"<p class='note'>{len(jobs)} jobs ({int((jobs['status'] == 'ok').sum())} ok), "
+            f"{len(configs)} configurations. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}.</p>",
+            _section("Estimated figures", _estimated_section(jobs, configs)),
+            _section("Node", _node_section(summary)),
+            _section("Summary per configuration", _summary_section(configs)),
+            _section("Efficiency", _efficiency_section(ok_configs)),
+            _section("Pareto fronts", _pareto_section(ok_configs) if not ok_configs.empty else "<p>No ok jobs.</p>"),
+            _section("Rate–quality, energy–quality and Bjøntegaard deltas",
+                     _bd_section(ok_configs) if not ok_configs.empty else "<p>No ok jobs.</p>"),
+            _section("Power model", _power_section(jobs))]
+    if compare_run_id:
+        other_campaign, other_run = resolve_run(results_dir, compare_run_id, None)
+        other = config_efficiency(load_results(results_dir, campaign=other_campaign, run_id=other_run))
+        body.append(_section(f"Compared with run {other_run}", _compare_section(configs, other, other_run)))
+    text = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>ffwatt {html.escape(run_id)}</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")
+    # Under "_reports": pyarrow's dataset discovery skips "_" names, so the HTML never
+    # breaks read_results on the tree, and a run directory's mtime ("latest") is untouched.
+    path = Path(out) if out else results_dir / "_reports" / f"report-{campaign}-{run_id}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,133 @@
+"""The HTML report, the walkthrough notebook and the CLI command, on a small real results tree."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+import analysis
+from analysis.report import write_report
+from analysis.synthetic import synthetic_rows, write_synthetic_run
+from ffwatt.results import write_job_row
+from ffwatt.schema import JobRow
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK = REPO / "analysis" / "notebooks" / "walkthrough.ipynb"
+
+
+@pytest.fixture
+def results_dir(tmp_path: Path) -> Path:
+    """2 encoders × 4 CRFs × 2 repetitions (libx265's energy estimated), one 3-point curve,
+    one failed job and a second run to compare with: JobRows through write_job_row."""
+    root = tmp_path / "results"
+    write_synthetic_run(root, campaign="demo", run_id="run-old", seed=1)
+    write_synthetic_run(root, campaign="demo", run_id="run-new", seed=2)
+    for row in synthetic_rows(campaign="demo", run_id="run-new", encoders={"libsvtav1": "8"},
+                              crfs=(25, 32, 39), repetitions=1, seed=3):
+        write_job_row(root, row)
+    started = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    write_job_row(root, JobRow(
+        campaign="demo", run_id="run-new", job_id="failed-1", config_id="cfg-failed", repetition=1, node="node-a",
+        input_name="clip-720p", encoder="libx264", preset="medium", rate_control="cbr", target_bitrate_kbps=1500,
+        status="failed", error="transcode: exit 1", attempts=1, started_at=started,
+        ended_at=started + timedelta(seconds=1),
+    ))
+    return root
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"src='data:[^']*'", "", html)))
+
+
+def test_report_is_one_self_contained_html_file(results_dir: Path, tmp_path: Path) -> None:
+    path = write_report(results_dir, "run-new", compare_run_id="run-old", out=tmp_path / "r.html")
+    html = path.read_text(encoding="utf-8")
+    assert path == tmp_path / "r.html"
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
+    assert len(images) >= 5
+    assert not re.search(r"(src|href)=['\"]https?:", html)  # nothing fetched from a server
+    text = _text(html)
+    assert "Bjøntegaard" in text and "BD-rate % (PCHIP)" in text and "BD-rate % (cubic)" in text
+    assert "BD-energy" in text
+    assert "libx264 medium crf" in text and "libx265 medium crf" in text
+    assert "has 3 usable points; BD needs at least 4" in text  # the 3-point svtav1 curve, with why
+    assert "estimated" in text and "have estimated energy" in text
+    assert "Synthetic CPU 9000" in text  # node facts from _run.json
+    assert "CV MAPE %" in text
+    assert "Compared with run run-old" in text
+
+
+def test_report_latest_and_default_path(results_dir: Path) -> None:
+    path = write_report(results_dir, "latest")
+    assert path == results_dir / "_reports" / "report-demo-run-new.html" and path.exists()
+    # The report inside the tree must not break reading it, nor change which run is latest.
+    assert len(analysis.load_results(results_dir)) > 0
+    assert analysis.resolve_run(results_dir) == ("demo", "run-new")
+    assert write_report(results_dir, "latest").exists()
+
+
+def test_cli_report_command(results_dir: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from tests.conftest import ffwatt_cli
+
+    out = tmp_path / "cli.html"
+    done = subprocess.run([ffwatt_cli(), "report", "run-new", "--compare", "run-old", "--out", str(out)],
+                          env={**os.environ, "FFWATT_RESULTS_DIR": str(results_dir), "COLUMNS": "300"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert str(out) in done.stdout.replace("\n", "") and out.exists()
+
+
+def test_walkthrough_notebook_executes(results_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    # A kernelspec named python3 that runs THIS interpreter, first on JUPYTER_PATH, so a
+    # user-level python3 kernel elsewhere can't be picked instead.
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ffwatt tests)", "language": "python",
+    }))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("FFWATT_RESULTS_DIR", str(results_dir))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(nb, kernel_name="python3", timeout=180,
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "run run-new" in printed and "estimated energy" in printed
+
+
+def test_notebook_is_what_the_generator_writes() -> None:
+    sys.path.insert(0, str(NOTEBOOK.parent))
+    try:
+        import make_walkthrough
+    finally:
+        sys.path.pop(0)
+    import nbformat
+
+    stored = nbformat.read(NOTEBOOK, as_version=4)
+    assert [c.source for c in stored.cells] == [c.source for c in make_walkthrough.build().cells]
+
+
+def test_public_surface_and_no_prefect() -> None:
+    for name in analysis.__all__:
+        assert hasattr(analysis, name), name
+    code = ("import sys, analysis, analysis.report, analysis.synthetic; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('prefect', 'flows', 'tasks')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
