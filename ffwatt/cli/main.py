@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ffwatt.cli import campaign, exporter, report, results
+from ffwatt.cli import agent, campaign, exporter, report, results
 from ffwatt.cli._output import err_console
 from ffwatt.errors import FfwattError
 
@@ -19,6 +19,7 @@ app = typer.Typer(
 app.add_typer(campaign.app, name="campaign")
 app.add_typer(results.app, name="results")
 app.add_typer(exporter.app, name="exporter")
+app.add_typer(agent.app, name="agent")
 app.command(name="report")(report.report)
 
 
