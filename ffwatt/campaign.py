@@ -240,6 +240,9 @@ class Campaign(_Strict):
     )
     threads: int | None = Field(None, ge=1, le=256, description="-threads for each encode.")
     retries: int = Field(0, ge=0, le=10, description="Extra attempts for a failed encode.")
+    max_retries: int = Field(
+        3, ge=0, le=20, description="Times a job lost with its worker or node is sent to the pool again."
+    )
     idle_baseline_s: float = Field(
         5.0, ge=0, le=600, description="Seconds of idle power measured before the first job; 0 skips it."
     )

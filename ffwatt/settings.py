@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     co2_g_per_kwh: float | None = Field(
         default=None, ge=0, description="Grid carbon intensity (g CO2 per kWh) on this node, for co2_g."
     )
+    master_host: str = Field(default="127.0.0.1", description="Address the master's services listen on.")
+    master_port: int = Field(default=4200, description="Port of the Prefect API on the master.")
+    master_tls_port: int = Field(default=4443, description="Port of the TLS proxy in front of the API.")
+    discovery_port: int = Field(default=9599, description="Port of the scrape-target discovery endpoint.")
     progress_log_interval_s: float = Field(
         default=2.0, gt=0, description="How often a running encode logs its progress."
     )

@@ -34,3 +34,32 @@ def probe(json_output: Annotated[bool, typer.Option("--json", help="Machine-read
         table.add_row(check.encoder, check.pool, "[green]yes[/]" if check.works else "[red]no[/]",
                       f"{check.seconds:.2f}", check.error or "")
     console.print(table)
+
+
+@app.command()
+def start(
+    master: Annotated[str, typer.Option(help="The master's API URL, e.g. https://master:4443/api.")],
+    address: Annotated[str, typer.Option(help="This node's address the master and metrics store reach.")]
+    = "127.0.0.1",
+    auth_string: Annotated[str | None, typer.Option(
+        envvar="PREFECT_API_AUTH_STRING", help="API credentials (user:password), as on the master.")] = None,
+    ca: Annotated[str | None, typer.Option(
+        envvar="PREFECT_API_SSL_CERT_FILE", help="CA certificate to verify an HTTPS master with.")] = None,
+) -> None:
+    """Serve this node's work pools, exporters and heartbeat until interrupted."""
+    import logging
+    import signal
+    import threading
+
+    from agent.node import run_agent
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    master_env = {"PREFECT_API_URL": master}
+    if auth_string:
+        master_env["PREFECT_API_AUTH_STRING"] = auth_string
+    if ca:
+        master_env["PREFECT_API_SSL_CERT_FILE"] = ca
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run_agent(load_settings(), master_env=master_env, address=address, stop=stop)

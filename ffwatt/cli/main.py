@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ffwatt.cli import agent, campaign, exporter, report, results
+from ffwatt.cli import agent, campaign, exporter, report, results, stack
 from ffwatt.cli._output import err_console
 from ffwatt.errors import FfwattError
 
@@ -20,6 +20,7 @@ app.add_typer(campaign.app, name="campaign")
 app.add_typer(results.app, name="results")
 app.add_typer(exporter.app, name="exporter")
 app.add_typer(agent.app, name="agent")
+app.add_typer(stack.app, name="stack")
 app.command(name="report")(report.report)
 
 

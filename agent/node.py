@@ -1,0 +1,84 @@
+"""``ffwatt agent start``: make this machine a worker node of a master.
+
+It probes the node, creates the work pools it can serve, starts the local
+exporters and one Prefect process worker per pool (each running one flow run at a
+time; a node-wide lock in the batch flow keeps measured jobs one at a time even
+across pools), and publishes the node's record (pools, encoders, exporter
+targets) every few seconds so the master sees it live. It survives the master
+restarting: workers and heartbeats retry until the API answers again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from agent.probe import NodeProbe, probe_node
+from ffwatt.nodes import NodeRecord, forget_node, publish_node
+from ffwatt.services import Service, service_status, start_service, stop_service
+from ffwatt.settings import Settings
+from ffwatt.stack import ensure_pools
+
+__all__ = ["run_agent"]
+
+log = logging.getLogger("ffwatt.agent")
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+HEARTBEAT_S = 5.0
+EXPORTER_PORTS = {"cpu": 9510, "gpu": 9511, "ffmpeg": 9506}
+
+
+def _worker_name(pool: str) -> str:
+    return f"worker-{pool}"
+
+
+def run_agent(settings: Settings, *, master_env: dict[str, str], address: str,
+              stop: threading.Event, exporter_ports: dict[str, int] | None = None,
+              probe: NodeProbe | None = None) -> None:
+    """Serve this node until ``stop`` is set; then stop what it started and deregister."""
+    probe = probe or probe_node(settings)
+    if not probe.pools:
+        raise RuntimeError(f"node {settings.node} has no working encoder; see `ffwatt agent probe`")
+    env = {**os.environ, **master_env, "FFWATT_HOME": str(settings.home), "FFWATT_NODE": settings.node,
+           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    ensure_pools(env, probe.pools)
+    run_dir = settings.home / "run"
+    ports = exporter_ports or EXPORTER_PORTS
+    exporters = {}
+    for kind, port in ports.items():
+        start_service(run_dir, Service(f"exporter-{kind}", [str(BIN / "ffwatt"), "exporter", kind,
+                                                            "--listen", f"{address}:{port}"], env))
+        exporters[kind] = f"{address}:{port}"
+    for pool in probe.pools:
+        start_service(run_dir, Service(_worker_name(pool), [
+            str(BIN / "prefect"), "worker", "start", "--pool", f"ffwatt-{pool}", "--type", "process",
+            "--name", f"{settings.node}-{pool}", "--limit", "1"], env, cwd=REPO))
+    log.info("node %s serving pools %s; exporters %s", settings.node, ", ".join(probe.pools), exporters)
+    started = time.time()
+    for key, value in master_env.items():  # the heartbeat below talks to the master's API
+        os.environ[key] = value
+    try:
+        while not stop.is_set():
+            live_pools = [p for p in probe.pools if service_status(run_dir, _worker_name(p)).running]
+            record = NodeRecord(node=settings.node, address=address, pools=live_pools,
+                                encoders=probe.working_encoders, exporters=exporters,
+                                heartbeat_at=time.time(), started_at=started)
+            try:
+                publish_node(record)
+            except Exception as exc:  # the master restarting: keep serving, publish again soon
+                log.warning("can't reach the master (%s); retrying", exc)
+            stop.wait(HEARTBEAT_S)
+    finally:
+        for pool in probe.pools:
+            stop_service(run_dir, _worker_name(pool))
+        for kind in ports:
+            stop_service(run_dir, f"exporter-{kind}")
+        with contextlib.suppress(Exception):
+            forget_node(settings.node)
+
+

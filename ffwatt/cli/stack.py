@@ -1,0 +1,140 @@
+"""``ffwatt stack up|down|status|env|discovery``: the master's services on this machine."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ffwatt.cli._output import console
+from ffwatt.settings import load_settings
+
+app = typer.Typer(help="The master: Prefect server, campaign worker, target discovery, TLS proxy.",
+                  no_args_is_help=True)
+
+
+@app.command()
+def up(
+    generate_cert: Annotated[bool, typer.Option(
+        "--generate-cert", help="Make a CA and a server certificate and serve the API over HTTPS too.")] = False,
+    cert_name: Annotated[list[str] | None, typer.Option(
+        help="Names and addresses the certificate covers (default: master host, hostname, localhost).")] = None,
+) -> None:
+    """Start the master's services (idempotent) and print where they are."""
+    from ffwatt.stack import stack_up
+    from ffwatt.tls import generate_ca_and_server_cert
+
+    settings = load_settings()
+    if generate_cert:
+        names = cert_name or list(dict.fromkeys([settings.master_host, socket.gethostname(), "localhost"]))
+        ca = generate_ca_and_server_cert(settings.home / "stack" / "tls", names)
+        console.print(f"certificate for {', '.join(names)}; clients verify with {ca}")
+    _print_status(stack_up(settings))
+    console.print(f"client environment: eval \"$(ffwatt stack env)\"  (credentials in {settings.home}/stack/auth)")
+
+
+@app.command()
+def down() -> None:
+    """Stop the master's services."""
+    from ffwatt.stack import stack_down
+
+    stopped = stack_down(load_settings())
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+def _print_status(statuses: list) -> None:
+    table = Table(title="services", title_justify="left")
+    for column in ("service", "pid", "state", "url", "log"):
+        table.add_column(column)
+    for status in statuses:
+        state = "[green]running[/]" if status.running else "[red]stopped[/]"
+        table.add_row(status.name, str(status.pid or "-"), state, status.url, str(status.log))
+    console.print(table)
+
+
+@app.command()
+def status() -> None:
+    """What runs, where, its URL; and every node that registered, online or not."""
+    from ffwatt.nodes import list_nodes
+    from ffwatt.stack import stack_status
+
+    settings = load_settings()
+    statuses = stack_status(settings)
+    _print_status(statuses)
+    if not statuses[0].running:
+        return
+    _use_stack_api(settings)
+    table = Table(title="nodes", title_justify="left")
+    for column in ("node", "state", "pools", "last heartbeat", "exporters"):
+        table.add_column(column)
+    now = time.time()
+    for record in list_nodes():
+        state = "[green]online[/]" if record.online(now) else "[red]offline[/]"
+        table.add_row(record.node, state, ",".join(record.pools), f"{now - record.heartbeat_at:.0f} s ago",
+                      " ".join(f"{k}={v}" for k, v in sorted(record.exporters.items())))
+    console.print(table)
+
+
+def _use_stack_api(settings) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from ffwatt.stack import client_env
+
+    for key, value in client_env(settings).items():
+        os.environ.setdefault(key, value)
+
+
+@app.command()
+def env() -> None:
+    """Print the environment a client needs for this stack (`eval "$(ffwatt stack env)"`)."""
+    import shlex
+
+    from ffwatt.stack import client_env
+
+    settings = load_settings()
+    tls = settings.home / "stack" / "tls" / "ca.pem"
+    url = f"https://{settings.master_host}:{settings.master_tls_port}/api" if tls.exists() else None
+    for key, value in client_env(settings, url).items():
+        print(f"export {key}={shlex.quote(value)}")
+
+
+@app.command()
+def discovery(listen: Annotated[str, typer.Option(help="HOST:PORT")] = ":9599") -> None:
+    """Serve every live node's exporter targets in Prometheus HTTP-SD JSON at /targets."""
+    from ffwatt.nodes import list_nodes, sd_targets
+    from ffwatt.results import write_atomic
+
+    settings = load_settings()
+    targets_file = settings.home / "stack" / "targets.json"
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path.split("?")[0] not in ("/targets", "/nodes"):
+                self.send_error(404, "try /targets or /nodes")
+                return
+            try:
+                records = list_nodes()
+            except Exception as exc:  # the API restarting: say so, Prometheus keeps the last targets
+                self.send_error(503, f"Prefect API unavailable: {exc}")
+                return
+            payload = sd_targets(records) if self.path.startswith("/targets") else \
+                [r.model_dump(mode="json") | {"online": r.online()} for r in records]
+            body = json.dumps(payload).encode()
+            if self.path.startswith("/targets"):
+                write_atomic(targets_file, lambda tmp: tmp.write_bytes(body))  # file_sd for other stores
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    host, _, port = listen.rpartition(":")
+    ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler).serve_forever()

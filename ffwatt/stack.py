@@ -1,0 +1,159 @@
+"""The master's services on this machine: the Prefect server (with API credentials),
+a process worker for campaign flows, the scrape-target discovery endpoint, and
+optionally a TLS-terminating nginx in front of the API.
+
+State lives under ``FFWATT_HOME``: ``run/`` (pid files, logs), ``stack/auth``
+(the API credentials, mode 600), ``stack/tls/`` (CA and server certificate).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from ffwatt.errors import FfwattError
+from ffwatt.services import Service, ServiceStatus, service_status, start_service, stop_service
+from ffwatt.settings import Settings
+
+__all__ = ["POOLS", "StackError", "client_env", "stack_down", "stack_status", "stack_up"]
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+POOLS = ("master", "cpu", "nvidia", "qsv", "vaapi")
+SERVICES = ("prefect-server", "master-worker", "discovery", "tls-proxy")
+
+
+class StackError(FfwattError):
+    """The stack couldn't be started or reached."""
+
+
+def auth_string(settings: Settings) -> str:
+    """The API's basic-auth credentials, created on first use and kept private."""
+    path = settings.home / "stack" / "auth"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"ffwatt:{secrets.token_urlsafe(24)}")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def api_url(settings: Settings) -> str:
+    return f"http://{settings.master_host}:{settings.master_port}/api"
+
+
+def client_env(settings: Settings, url: str | None = None) -> dict[str, str]:
+    """What a client (CLI, worker, agent) needs in its environment to use this stack's API."""
+    env = {"PREFECT_API_URL": url or api_url(settings), "PREFECT_API_AUTH_STRING": auth_string(settings)}
+    ca = settings.home / "stack" / "tls" / "ca.pem"
+    if env["PREFECT_API_URL"].startswith("https") and ca.exists():
+        env["PREFECT_API_SSL_CERT_FILE"] = str(ca)
+    return env
+
+
+def _base_env(settings: Settings) -> dict[str, str]:
+    return {**os.environ, "PREFECT_HOME": str(settings.home / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "FFWATT_HOME": str(settings.home),
+            "FFWATT_RESULTS_DIR": str(settings.results_dir.resolve()), "FFWATT_REPO": str(REPO)}
+
+
+def _wait_healthy(url: str, timeout_s: float, run_dir: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2, verify=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if not service_status(run_dir, "prefect-server").running:
+            break
+        time.sleep(0.5)
+    log = run_dir / "prefect-server.log"
+    tail = log.read_text()[-2000:] if log.exists() else ""
+    raise StackError(f"the Prefect server did not become healthy at {url}; its log ({log}) ends:\n{tail}")
+
+
+def prefect_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the ``prefect`` CLI of this environment with ``env``."""
+    return subprocess.run([str(BIN / "prefect"), "--no-prompt", *args], env=env, capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+
+
+def _prefect(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return prefect_cli({**_base_env(settings), **client_env(settings)}, *args)
+
+
+def ensure_pools(env: dict[str, str], pools: tuple[str, ...] | list[str]) -> None:
+    """Create the process work pools ``ffwatt-<pool>`` that don't exist yet."""
+    for pool in pools:
+        done = prefect_cli(env, "work-pool", "create", f"ffwatt-{pool}", "--type", "process")
+        if done.returncode != 0 and "already exists" not in done.stdout + done.stderr:
+            raise StackError(f"creating work pool ffwatt-{pool} failed:\n{done.stdout}{done.stderr}")
+
+
+def deploy(settings: Settings) -> None:
+    """Register the deployments in deployments/prefect.yaml (campaign/*, node-batch/<pool>)."""
+    done = _prefect(settings, "deploy", "--all", "--prefect-file", str(REPO / "deployments" / "prefect.yaml"))
+    if done.returncode != 0:
+        raise StackError(f"prefect deploy failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+
+
+def stack_up(settings: Settings) -> list[ServiceStatus]:
+    run_dir = settings.home / "run"
+    env = {**_base_env(settings), "PREFECT_SERVER_API_AUTH_STRING": auth_string(settings)}
+    statuses = [start_service(run_dir, Service(
+        "prefect-server",
+        [str(BIN / "prefect"), "server", "start", "--host", settings.master_host, "--port",
+         str(settings.master_port)],
+        env, url=api_url(settings).removesuffix("/api")))]
+    _wait_healthy(api_url(settings), 120, run_dir)
+    ensure_pools({**_base_env(settings), **client_env(settings)}, POOLS)
+    deploy(settings)
+    worker_env = {**_base_env(settings), **client_env(settings), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    statuses.append(start_service(run_dir, Service(
+        "master-worker",
+        [str(BIN / "prefect"), "worker", "start", "--pool", "ffwatt-master", "--type", "process",
+         "--name", f"{settings.node}-master"],
+        worker_env, cwd=REPO)))
+    statuses.append(start_service(run_dir, Service(
+        "discovery",
+        [str(BIN / "ffwatt"), "stack", "discovery", "--listen", f"{settings.master_host}:{settings.discovery_port}"],
+        {**_base_env(settings), **client_env(settings)},
+        url=f"http://{settings.master_host}:{settings.discovery_port}/targets")))
+    tls = settings.home / "stack" / "tls"
+    if (tls / "server.pem").exists():
+        statuses.append(start_tls_proxy(settings))
+    return statuses
+
+
+def start_tls_proxy(settings: Settings) -> ServiceStatus:
+    """nginx terminating TLS on ``master_tls_port`` in front of the API (and its websockets)."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise StackError("TLS needs nginx: apt-get install nginx-light (or run `make deps` as root)")
+    tls = settings.home / "stack" / "tls"
+    prefix = settings.home / "stack" / "nginx"
+    (prefix / "logs").mkdir(parents=True, exist_ok=True)
+    template = (REPO / "infra" / "nginx" / "ffwatt-master.conf").read_text()
+    conf = prefix / "nginx.conf"
+    conf.write_text(template.format(prefix=prefix, listen=f"{settings.master_host}:{settings.master_tls_port}",
+                                    cert=tls / "server.pem", key=tls / "server-key.pem",
+                                    upstream=f"{settings.master_host}:{settings.master_port}"))
+    return start_service(settings.home / "run", Service(
+        "tls-proxy", [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"], dict(os.environ),
+        url=f"https://{settings.master_host}:{settings.master_tls_port}/api"))
+
+
+def stack_down(settings: Settings) -> list[str]:
+    run_dir = settings.home / "run"
+    return [name for name in reversed(SERVICES) if stop_service(run_dir, name)]
+
+
+def stack_status(settings: Settings) -> list[ServiceStatus]:
+    return [service_status(settings.home / "run", name) for name in SERVICES]

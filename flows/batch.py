@@ -1,0 +1,124 @@
+"""The node side of a distributed campaign: a batch of jobs on whichever node's worker took it.
+
+Each job's row goes home as a Prefect table artifact of this flow run as soon as
+the job ends, so the master's dataset gets it without a shared disk, and a node
+that dies mid-batch loses only the job it was running. While the batch runs, a
+heartbeat variable lets the master tell a live batch from a zombie (a SIGKILLed
+worker leaves its flow run "Running" forever).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import threading
+from collections.abc import Iterator
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
+
+from ffwatt.campaign import Campaign, expand
+from ffwatt.ffmpeg import ffmpeg_path, probe_build
+from ffwatt.results import write_atomic
+from ffwatt.schema import JobRow
+from ffwatt.settings import Settings, load_settings
+from flows.campaign import prepare_references, run_job
+from tasks import IdleBaseline, build_row, idle_baseline
+
+__all__ = ["HEARTBEAT_S", "batch_variable", "node_batch", "row_artifact_key"]
+
+HEARTBEAT_S = 3.0
+
+
+def batch_variable(flow_run_id: str) -> str:
+    return "ffwatt_batch_" + flow_run_id.replace("-", "")
+
+
+def row_artifact_key(job_id: str) -> str:
+    return f"ffwatt-row-{job_id}"
+
+
+@contextlib.contextmanager
+def node_lock(settings: Settings) -> Iterator[None]:
+    """One measured job at a time on this node, whichever pool's worker runs it."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with (settings.home / "node.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def heartbeat(flow_run_id: str, node: str) -> Iterator[dict[str, object]]:
+    """Publish a beat counter every HEARTBEAT_S; the master watches it change."""
+    from prefect.variables import Variable
+
+    name = batch_variable(flow_run_id)
+    state: dict[str, object] = {"node": node, "beat": 0, "job": None}
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            state["beat"] = int(state["beat"]) + 1  # type: ignore[call-overload]
+            with contextlib.suppress(Exception):  # the master may be restarting: keep beating
+                Variable.set(name, dict(state), overwrite=True)
+            if stop.wait(HEARTBEAT_S):
+                return
+
+    thread = threading.Thread(target=beat, name="batch-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        stop.set()
+        thread.join(10)
+        with contextlib.suppress(Exception):
+            Variable.unset(name)
+
+
+def _idle_for_run(run_id: str, seconds: float, settings: Settings) -> IdleBaseline | None:
+    """The node's idle baseline for this campaign run: measured by its first batch, reused by the rest."""
+    cached = settings.home / "idle" / f"{run_id}.json"
+    if cached.exists():
+        return IdleBaseline.model_validate_json(cached.read_text())
+    idle = idle_baseline(seconds)
+    if idle is not None:
+        write_atomic(cached, lambda tmp: tmp.write_text(idle.model_dump_json()))
+    return idle
+
+
+def send_home(row: JobRow) -> None:
+    create_table_artifact(table=[json.loads(row.model_dump_json())], key=row_artifact_key(row.job_id),
+                          description=f"ffwatt job row {row.job_id} ({row.status})")
+
+
+@flow(name="node-batch", flow_run_name="{campaign.name}-batch")
+def node_batch(campaign: Campaign, job_ids: list[str], run_id: str, attempts: dict[str, int]) -> list[str]:
+    """Run these jobs of the campaign on this node, one at a time, sending each row home."""
+    settings = load_settings()
+    wanted = set(job_ids)
+    jobs = [job for job in expand(campaign) if job.job_id in wanted]
+    available = probe_build(ffmpeg_path(settings)).encoders
+    sent = []
+    with heartbeat(str(flow_run.id), settings.node) as beat:
+        references = prepare_references(campaign, jobs)
+        with node_lock(settings):
+            idle = _idle_for_run(run_id, campaign.idle_baseline_s, settings)
+        for job in jobs:
+            beat["job"] = job.job_id
+            if job.encoder not in available:
+                row = build_row(job=job, run_id=run_id, node=settings.node, reference=None,
+                                error=f"node {settings.node}'s FFmpeg has no encoder {job.encoder}")
+            else:
+                with node_lock(settings):
+                    row = run_job(job, references[job.input.name], idle, run_id, settings.node, campaign.retries)
+            dispatches = attempts.get(job.job_id, 1)
+            send_home(row.model_copy(update={"attempts": row.attempts + dispatches - 1}))
+            sent.append(job.job_id)
+    return sent
+
+
