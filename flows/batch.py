@@ -52,32 +52,48 @@ def node_lock(settings: Settings) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-@contextlib.contextmanager
-def heartbeat(flow_run_id: str, node: str) -> Iterator[dict[str, object]]:
-    """Publish a beat counter every HEARTBEAT_S; the master watches it change."""
-    from prefect.variables import Variable
+class Heartbeat:
+    """Publishes a beat counter (and the job in flight) every HEARTBEAT_S, and at once when
+    the job changes, so the master knows which job a dead batch was running."""
 
-    name = batch_variable(flow_run_id)
-    state: dict[str, object] = {"node": node, "beat": 0, "job": None}
-    stop = threading.Event()
+    def __init__(self, flow_run_id: str, node: str) -> None:
+        self.name = batch_variable(flow_run_id)
+        self.state: dict[str, object] = {"node": node, "beat": 0, "job": None}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._published = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="batch-heartbeat", daemon=True)
 
-    def beat() -> None:
-        while True:
-            state["beat"] = int(state["beat"]) + 1  # type: ignore[call-overload]
+    def _run(self) -> None:
+        from prefect.variables import Variable
+
+        while not self._stop.is_set():
+            self.state["beat"] = int(self.state["beat"]) + 1  # type: ignore[call-overload]
             with contextlib.suppress(Exception):  # the master may be restarting: keep beating
-                Variable.set(name, dict(state), overwrite=True)
-            if stop.wait(HEARTBEAT_S):
-                return
+                Variable.set(self.name, dict(self.state), overwrite=True)
+                self._published.set()
+            self._wake.wait(HEARTBEAT_S)
+            self._wake.clear()
 
-    thread = threading.Thread(target=beat, name="batch-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        stop.set()
-        thread.join(10)
+    def job(self, job_id: str) -> None:
+        """Announce the job now starting, and wait (briefly) until the master can see it."""
+        self.state["job"] = job_id
+        self._published.clear()
+        self._wake.set()
+        self._published.wait(5)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from prefect.variables import Variable
+
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(10)
         with contextlib.suppress(Exception):
-            Variable.unset(name)
+            Variable.unset(self.name)
 
 
 def _idle_for_run(run_id: str, seconds: float, settings: Settings) -> IdleBaseline | None:
@@ -104,12 +120,12 @@ def node_batch(campaign: Campaign, job_ids: list[str], run_id: str, attempts: di
     jobs = [job for job in expand(campaign) if job.job_id in wanted]
     available = probe_build(ffmpeg_path(settings)).encoders
     sent = []
-    with heartbeat(str(flow_run.id), settings.node) as beat:
+    with Heartbeat(str(flow_run.id), settings.node) as beat:
         references = prepare_references(campaign, jobs)
         with node_lock(settings):
             idle = _idle_for_run(run_id, campaign.idle_baseline_s, settings)
         for job in jobs:
-            beat["job"] = job.job_id
+            beat.job(job.job_id)
             if job.encoder not in available:
                 row = build_row(job=job, run_id=run_id, node=settings.node, reference=None,
                                 error=f"node {settings.node}'s FFmpeg has no encoder {job.encoder}")

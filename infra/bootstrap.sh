@@ -16,6 +16,12 @@ elif ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   missing+=(python3-venv)
 fi
 
+# The master's TLS proxy, and what the multi-host tests use (namespaces, PostgreSQL).
+command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+command -v ip >/dev/null 2>&1 || [[ -x /usr/sbin/ip ]] || missing+=(iproute2)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+
 if ((${#missing[@]} == 0)); then
   exit 0
 fi

@@ -30,9 +30,13 @@ def up(
     from ffwatt.tls import generate_ca_and_server_cert
 
     settings = load_settings()
-    if generate_cert:
+    tls = settings.home / "stack" / "tls"
+    if generate_cert and (tls / "server.pem").exists():
+        # Agents already trust this CA: a new one would lock them out.
+        console.print(f"using the existing certificate in {tls} (delete it to make a new CA)")
+    elif generate_cert:
         names = cert_name or list(dict.fromkeys([settings.master_host, socket.gethostname(), "localhost"]))
-        ca = generate_ca_and_server_cert(settings.home / "stack" / "tls", names)
+        ca = generate_ca_and_server_cert(tls, names)
         console.print(f"certificate for {', '.join(names)}; clients verify with {ca}")
     _print_status(stack_up(settings))
     console.print(f"client environment: eval \"$(ffwatt stack env)\"  (credentials in {settings.home}/stack/auth)")

@@ -1,0 +1,211 @@
+"""Several hosts on one machine: network namespaces joined by a bridge, created and
+removed by the tests themselves. Traffic stays on 10.203.0.0/24 inside them."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ffwatt.results import read_results
+from tests.conftest import BIN
+
+FFWATT = str(BIN / "ffwatt")
+PREFECT = str(BIN / "prefect")
+
+PREFIX = "ffwt"
+SUBNET = "10.203.0"
+
+
+def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, check=check)
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str  # the namespace
+    address: str
+
+    def cmd(self, *args: str) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *args]
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+            ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.cmd(*args), capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
+
+    def popen(self, *args: str, env: dict[str, str], log: str) -> subprocess.Popen[bytes]:
+        with open(log, "ab") as out:
+            return subprocess.Popen(self.cmd(*args), env={**os.environ, **env}, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill_all(self) -> None:
+        """SIGKILL every process in this host: the node dies."""
+        pids = sh("ip", "netns", "pids", self.name, check=False).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+
+
+def _cleanup(names: list[str]) -> None:
+    for name in names:
+        Host(name, "").kill_all()
+    time.sleep(0.3)
+    for name in names:
+        sh("ip", "netns", "del", name, check=False)
+
+
+@contextlib.contextmanager
+def hosts(names: list[str]) -> Iterator[dict[str, Host]]:
+    """Namespaces ``<PREFIX>-<name>`` on one bridge, 10.203.0.1, .2, ... in order."""
+    switch = f"{PREFIX}-sw"
+    all_ns = [switch] + [f"{PREFIX}-{n}" for n in names]
+    _cleanup(all_ns)  # leftovers of an interrupted run
+    try:
+        sh("ip", "netns", "add", switch)
+        sh("ip", "netns", "exec", switch, "ip", "link", "add", "br0", "type", "bridge")
+        sh("ip", "netns", "exec", switch, "ip", "link", "set", "br0", "up")
+        made = {}
+        for index, name in enumerate(names, start=1):
+            ns, address = f"{PREFIX}-{name}", f"{SUBNET}.{index}"
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "add", f"{PREFIX}{index}a", "type", "veth", "peer", "name", f"{PREFIX}{index}b")
+            sh("ip", "link", "set", f"{PREFIX}{index}a", "netns", ns)
+            sh("ip", "link", "set", f"{PREFIX}{index}b", "netns", switch)
+            sh("ip", "netns", "exec", switch, "ip", "link", "set", f"{PREFIX}{index}b", "master", "br0")
+            sh("ip", "netns", "exec", switch, "ip", "link", "set", f"{PREFIX}{index}b", "up")
+            sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{address}/24", "dev", f"{PREFIX}{index}a")
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", f"{PREFIX}{index}a", "up")
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+            made[name] = Host(ns, address)
+        yield made
+    finally:
+        _cleanup(all_ns)
+
+
+def available() -> str | None:
+    """Why namespaces can't be used here, or None."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    if sh("ip", "netns", "list", check=False).returncode != 0:
+        return "iproute2's `ip netns` is unavailable"
+    return None
+
+
+def _pg_bin(name: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else None
+
+
+def psql(host: Host, query: str) -> str:
+    done = host.run("runuser", "-u", "postgres", "--", _pg_bin("psql") or "psql", "-h", "127.0.0.1",
+                    "-p", "5432", "-d", "prefect", "-tAc", query)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@contextlib.contextmanager
+def postgres(host: Host) -> Iterator[str | None]:
+    """A throwaway PostgreSQL cluster on ``host``'s loopback; yields Prefect's database URL
+    (None where Debian's postgresql isn't installed)."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        yield None
+        return
+    data = Path(tempfile.mkdtemp(prefix="ffwatt-pg-"))
+    os.chmod(data, 0o700)
+    sh("chown", "postgres:postgres", str(data))
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    sh(*host.cmd(*as_pg, initdb, "-D", str(data / "db"), "--auth=trust", "-U", "postgres"))
+    sh(*host.cmd(*as_pg, pg_ctl, "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-o",
+                 f"-c listen_addresses=127.0.0.1 -c port=5432 -c unix_socket_directories={data}", "start"))
+    try:
+        sh(*host.cmd(*as_pg, _pg_bin("createdb") or "createdb", "-h", "127.0.0.1", "-p", "5432", "prefect"))
+        yield "postgresql+asyncpg://postgres@127.0.0.1:5432/prefect"
+    finally:
+        sh(*host.cmd(*as_pg, pg_ctl, "-D", str(data / "db"), "-m", "immediate", "stop"), check=False)
+        sh("rm", "-rf", str(data), check=False)
+
+
+def campaign(name: str, *, size: str, duration_s: float, presets: list[str], crfs: list[int]) -> dict:
+    return {"name": name, "inputs": [{"name": "pattern", "source": "testsrc2", "size": size, "fps": 24,
+                                      "duration_s": duration_s}],
+            "matrix": {"encoders": [{"name": "libx264", "presets": presets}],
+                       "rate_control": [{"mode": "crf", "values": crfs}]},
+            "quality": [], "idle_baseline_s": 1}
+
+
+class Fleet:
+    """A master and agents on namespaced hosts, driven through the real CLI."""
+
+    def __init__(self, hosts: dict[str, Host], work: Path, *, database_url: str | None = None) -> None:
+        self.hosts, self.work, self.database_url = hosts, work, database_url
+        self.master = hosts["master"]
+        self.master_env = {"FFWATT_HOME": str(work / "master"), "FFWATT_NODE": "master",
+                           "FFWATT_MASTER_HOST": self.master.address,
+                           "FFWATT_RESULTS_DIR": str(work / "results")}
+        if database_url:
+            self.master_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
+        self.ca = work / "master" / "stack" / "tls" / "ca.pem"
+        self.agents: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def auth(self) -> str:
+        return (self.work / "master" / "stack" / "auth").read_text().strip()
+
+    @property
+    def https_api(self) -> str:
+        return f"https://{self.master.address}:4443/api"
+
+    def client_env(self) -> dict[str, str]:
+        return {**self.master_env, "PREFECT_API_URL": self.https_api, "PREFECT_API_AUTH_STRING": self.auth,
+                "PREFECT_API_SSL_CERT_FILE": str(self.ca)}
+
+    def stack_up(self) -> None:
+        done = self.master.run(FFWATT, "stack", "up", "--generate-cert", env=self.master_env)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def start_agent(self, name: str, **env: str) -> None:
+        host = self.hosts[name]
+        env = {"FFWATT_HOME": str(self.work / name), "FFWATT_NODE": name, **env}
+        self.agents[name] = host.popen(FFWATT, "agent", "start", "--master", self.https_api,
+                                       "--address", host.address, "--auth-string", self.auth,
+                                       "--ca", str(self.ca), env=env, log=str(self.work / f"{name}.log"))
+
+    def nodes(self) -> dict[str, dict]:
+        done = self.master.run("curl", "-sf", f"http://{self.master.address}:9599/nodes")
+        return {n["node"]: n for n in json.loads(done.stdout or "[]")}
+
+    def wait_nodes_online(self, names: set[str], timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            nodes = self.nodes()
+            if all(nodes.get(n, {}).get("online") and nodes[n]["pools"] for n in names):
+                return
+            time.sleep(1)
+        raise AssertionError(f"nodes {names} not online: {self.nodes()}")
+
+    def run_campaign(self, spec: dict, *, wait: bool = True) -> subprocess.Popen[bytes] | str:
+        params = json.dumps({"campaign": spec, "dispatch": "pools"})
+        args = (PREFECT, "deployment", "run", "campaign/quick", "--params", params, "--watch",
+                "--watch-timeout", "600")
+        if not wait:
+            return self.master.popen(*args, env=self.client_env(), log=str(self.work / f"{spec['name']}.log"))
+        done = self.master.run(*args, env=self.client_env(), timeout=700)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout
+
+    def rows(self, name: str) -> pd.DataFrame:
+        return read_results(self.work / "results", campaign=name)
+
+

@@ -1,0 +1,168 @@
+"""A fleet on one machine: the master and two worker nodes in their own network
+namespaces, talking only over 10.203.0.0/24, with the real stack, agents, Prefect
+workers and FFmpeg. Covers a campaign split across both nodes, credentials, TLS,
+the master restarting mid-campaign, and a node SIGKILLed mid-job."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ffwatt.services import service_status, stop_service
+from tests import fleet
+from tests.fleet import FFWATT, PREFECT, Fleet, campaign
+
+pytestmark = [pytest.mark.fleet, pytest.mark.skipif(fleet.available() is not None,
+                                                     reason=str(fleet.available()))]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        pytest.skip("TLS proxy needs nginx (make test installs nginx-light as root)")
+    work = tmp_path_factory.mktemp("fleet")
+    with fleet.hosts(["master", "w1", "w2"]) as hosts, fleet.postgres(hosts["master"]) as database_url:
+        cluster = Fleet(hosts, work, database_url=database_url)
+        try:
+            cluster.stack_up()
+            for name in ("w1", "w2"):
+                cluster.start_agent(name)
+            cluster.wait_nodes_online({"w1", "w2"})
+            yield cluster
+        finally:
+            for agent in cluster.agents.values():
+                if agent.poll() is None:
+                    agent.terminate()
+            for agent in cluster.agents.values():
+                try:
+                    agent.wait(30)
+                except subprocess.TimeoutExpired:
+                    agent.kill()
+            cluster.master.run(FFWATT, "stack", "down", env=cluster.master_env)
+            for log in sorted(work.glob("*.log")) + sorted((work / "master" / "run").glob("*.log")):
+                print(f"--- {log}\n{log.read_text()[-3000:]}")
+
+
+def test_the_server_runs_on_postgresql(cluster: Fleet):
+    """Several workers write at once: this fleet's server uses PostgreSQL (SQLite locks, prefect#10188)."""
+    if cluster.database_url is None:
+        pytest.skip("PostgreSQL is not installed")
+    cluster.run_campaign(campaign("fleet-pg", size="320x240", duration_s=1, presets=["ultrafast"], crfs=[30, 40]))
+    count = fleet.psql(cluster.master, "SELECT count(*) FROM flow_run WHERE name LIKE 'fleet-pg%'")
+    assert int(count) >= 3  # the campaign and its two node batches
+
+
+def test_requests_without_credentials_are_refused(cluster: Fleet):
+    w1 = cluster.hosts["w1"]
+    no_auth = w1.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(cluster.ca),
+                     "-X", "POST", f"{cluster.https_api}/flows/filter", "-H", "content-type: application/json",
+                     "-d", "{}")
+    assert no_auth.stdout == "401"
+    with_auth = w1.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(cluster.ca),
+                       "-u", cluster.auth, "-X", "POST", f"{cluster.https_api}/flows/filter",
+                       "-H", "content-type: application/json", "-d", "{}")
+    assert with_auth.stdout == "200"
+
+
+def test_tls_is_verified_and_a_wrong_ca_is_refused(cluster: Fleet, tmp_path: Path):
+    from ffwatt.tls import generate_ca_and_server_cert
+
+    other_ca = generate_ca_and_server_cert(tmp_path / "other", ["example.invalid"])
+    env = {**cluster.client_env(), "PREFECT_API_SSL_CERT_FILE": str(other_ca)}
+    refused = cluster.hosts["w2"].run(PREFECT, "work-pool", "ls", env=env, timeout=120)
+    assert refused.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in refused.stdout + refused.stderr
+    accepted = cluster.hosts["w2"].run(PREFECT, "work-pool", "ls", env=cluster.client_env(), timeout=120)
+    assert accepted.returncode == 0 and "ffwatt-cpu" in accepted.stdout
+
+
+def test_exporter_targets_of_live_nodes_are_discoverable(cluster: Fleet):
+    done = cluster.master.run("curl", "-sf", f"http://{cluster.master.address}:9599/targets")
+    groups = json.loads(done.stdout)
+    targets = {(g["labels"]["node"], g["labels"]["exporter"]): g["targets"][0] for g in groups}
+    assert targets[("w1", "cpu")] == "10.203.0.2:9510" and targets[("w2", "ffmpeg")] == "10.203.0.3:9506"
+    assert all(g["labels"]["pools"] == "cpu" for g in groups)
+    scraped = cluster.master.run("curl", "-sf", "http://10.203.0.3:9510/metrics")
+    assert "ffwatt_exporter_info" in scraped.stdout
+
+
+def test_a_campaign_is_split_across_both_nodes(cluster: Fleet):
+    spec = campaign("fleet-split", size="320x240", duration_s=3, presets=["ultrafast", "veryfast"],
+                    crfs=[20, 26, 32, 38])
+    cluster.run_campaign(spec)
+    rows = cluster.rows("fleet-split")
+    assert len(rows) == 8 and rows.job_id.is_unique and (rows.status == "ok").all()
+    assert set(rows.node) == {"w1", "w2"}  # one batch per live node
+    assert (rows.frames == 72).all() and (rows.attempts == 1).all()
+    assert rows.energy_source.notna().all() and rows.idle_power_w.notna().all()
+
+
+def test_an_encoder_no_node_has_is_reported_unschedulable(cluster: Fleet):
+    spec = campaign("fleet-unschedulable", size="320x240", duration_s=1, presets=["ultrafast"], crfs=[30])
+    spec["matrix"]["encoders"].append({"name": "h264_nvenc", "presets": ["p1"]})
+    cluster.run_campaign(spec)
+    rows = cluster.rows("fleet-unschedulable").set_index("encoder")
+    assert rows.loc["libx264", "status"] == "ok"
+    assert rows.loc["h264_nvenc", "status"] == "failed"
+    assert "unschedulable: no live node runs h264_nvenc (pool nvidia)" in rows.loc["h264_nvenc", "error"]
+
+
+def test_the_campaign_survives_the_master_restarting(cluster: Fleet):
+    spec = campaign("fleet-restart", size="640x360", duration_s=4, presets=["ultrafast", "veryfast"],
+                    crfs=[22, 30, 38])
+    watcher = cluster.run_campaign(spec, wait=False)
+    results = cluster.work / "results" / "campaign=fleet-restart"
+    deadline = time.monotonic() + 240
+    while not list(results.rglob("job-*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    run_dir = cluster.work / "master" / "run"
+    assert stop_service(run_dir, "prefect-server")  # the master's API goes away mid-campaign
+    time.sleep(5)
+    cluster.stack_up()  # and comes back
+    assert service_status(run_dir, "prefect-server").running
+    # The CLI watching the run may give up while the API is away; the campaign must not.
+    summary = next(results.glob("run_id=*")) / "_run.json"
+    deadline = time.monotonic() + 600
+    while not summary.exists() and time.monotonic() < deadline:
+        time.sleep(1)
+    watcher.terminate()
+    assert summary.exists(), "the campaign never finished"
+    rows = cluster.rows("fleet-restart")
+    assert len(rows) == 6 and rows.job_id.is_unique and (rows.status == "ok").all()
+
+
+def test_a_node_killed_mid_job_loses_nothing(cluster: Fleet):
+    spec = campaign("fleet-kill", size="1280x720", duration_s=5, presets=["veryfast", "medium"],
+                    crfs=[22, 30, 38])
+    watcher = cluster.run_campaign(spec, wait=False)
+    spool = cluster.work / "w1" / "progress"
+    deadline = time.monotonic() + 240
+    victim = None
+    while victim is None and time.monotonic() < deadline:
+        for path in spool.glob("*.json") if spool.exists() else []:
+            record = json.loads(path.read_text())
+            if record["campaign"] == "fleet-kill" and not record["done"] and record["progress"]["frame"] > 0:
+                victim = record["job_id"]
+        time.sleep(0.2)
+    assert victim, "w1 never started a job"
+    cluster.hosts["w1"].kill_all()  # SIGKILL: agent, worker, flow run and FFmpeg, mid-encode
+    started = time.monotonic()
+    assert watcher.wait(600) == 0
+    rows = cluster.rows("fleet-kill")
+    assert len(rows) == 6 and rows.job_id.is_unique and (rows.status == "ok").all()
+    killed = rows.set_index("job_id").loc[victim]
+    assert killed.attempts == 2 and killed.node == "w2"
+    assert time.monotonic() - started < 300
+    deadline = time.monotonic() + 60
+    while cluster.nodes().get("w1", {}).get("online") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert cluster.nodes()["w1"]["online"] is False  # shown offline once its heartbeat stops
+    log = (cluster.work / "fleet-kill.log").read_text()
+    assert re.search(r"Completed", log)
