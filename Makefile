@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ffwatt-installed
 
-.PHONY: deps demo test clean
+.PHONY: deps demo demo-local down test clean
 
 deps: $(STAMP)
 
@@ -15,10 +15,17 @@ $(STAMP): pyproject.toml infra/bootstrap.sh
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
+# The real path: master stack, an agent for this machine, `prefect deployment run`.
 demo: deps
+	$(BIN)/ffwatt demo
+
+# The same campaign in-process, without a stack.
+demo-local: deps
 	$(BIN)/ffwatt campaign run deployments/campaigns/quick.yaml
-	@echo "report:"
 	$(BIN)/ffwatt report latest --campaign quick
+
+down: deps
+	$(BIN)/ffwatt demo --stop
 
 test: deps
 	$(BIN)/python -m pytest

@@ -238,7 +238,7 @@ class Campaign(_Strict):
     reference_format: Literal["ffv1", "y4m"] = Field(
         "ffv1", description="Lossless intermediate the reference clip is stored in."
     )
-    threads: int | None = Field(None, ge=1, le=256, description="-threads for each encode.")
+    threads: int | None = Field(None, ge=1, le=256, description="-threads for decoding and encoding each job.")
     retries: int = Field(0, ge=0, le=10, description="Extra attempts for a failed encode.")
     max_retries: int = Field(
         3, ge=0, le=20, description="Times a job lost with its worker or node is sent to the pool again."

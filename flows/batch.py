@@ -12,11 +12,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import threading
 from collections.abc import Iterator
 
+from uuid import UUID
+
 from prefect import flow
-from prefect.artifacts import create_table_artifact
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.actions import ArtifactCreate
 from prefect.runtime import flow_run
 
 from ffwatt.campaign import Campaign, expand
@@ -30,6 +34,7 @@ from tasks import IdleBaseline, build_row, idle_baseline
 __all__ = ["HEARTBEAT_S", "batch_variable", "node_batch", "row_artifact_key"]
 
 HEARTBEAT_S = 3.0
+log = logging.getLogger("ffwatt.batch")
 
 
 def batch_variable(flow_run_id: str) -> str:
@@ -53,47 +58,52 @@ def node_lock(settings: Settings) -> Iterator[None]:
 
 
 class Heartbeat:
-    """Publishes a beat counter (and the job in flight) every HEARTBEAT_S, and at once when
-    the job changes, so the master knows which job a dead batch was running."""
+    """Publishes a beat counter (and the job in flight) every HEARTBEAT_S and when the job
+    changes. The master only watches the counter move; it knows the job in flight from
+    the rows: jobs run in the order sent, so it is the first one without a row."""
 
     def __init__(self, flow_run_id: str, node: str) -> None:
         self.name = batch_variable(flow_run_id)
         self.state: dict[str, object] = {"node": node, "beat": 0, "job": None}
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._published = threading.Event()
         self._thread = threading.Thread(target=self._run, name="batch-heartbeat", daemon=True)
 
     def _run(self) -> None:
-        from prefect.variables import Variable
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 
-        while not self._stop.is_set():
-            self.state["beat"] = int(self.state["beat"]) + 1  # type: ignore[call-overload]
-            with contextlib.suppress(Exception):  # the master may be restarting: keep beating
-                Variable.set(self.name, dict(self.state), overwrite=True)
-                self._published.set()
-            self._wake.wait(HEARTBEAT_S)
-            self._wake.clear()
+        created = False
+        # One client for the batch's life: a new one per beat costs a TLS handshake and more.
+        with get_client(sync_client=True) as client:
+            while not self._stop.is_set():
+                self.state["beat"] = int(self.state["beat"]) + 1  # type: ignore[call-overload]
+                try:
+                    if created:
+                        client.update_variable(VariableUpdate(name=self.name, value=dict(self.state)))
+                    else:
+                        client.create_variable(VariableCreate(name=self.name, value=dict(self.state)))
+                        created = True
+                except Exception as exc:  # the master may be restarting: keep beating
+                    log.warning("heartbeat not published: %s", exc)
+                self._wake.wait(HEARTBEAT_S)
+                self._wake.clear()
+            with contextlib.suppress(Exception):
+                client.delete_variable_by_name(self.name)
 
     def job(self, job_id: str) -> None:
-        """Announce the job now starting, and wait (briefly) until the master can see it."""
+        """Announce the job now starting (for people watching; the master doesn't wait for it)."""
         self.state["job"] = job_id
-        self._published.clear()
         self._wake.set()
-        self._published.wait(5)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from prefect.variables import Variable
-
         self._stop.set()
         self._wake.set()
         self._thread.join(10)
-        with contextlib.suppress(Exception):
-            Variable.unset(self.name)
 
 
 def _idle_for_run(run_id: str, seconds: float, settings: Settings) -> IdleBaseline | None:
@@ -107,20 +117,24 @@ def _idle_for_run(run_id: str, seconds: float, settings: Settings) -> IdleBaseli
     return idle
 
 
-def send_home(row: JobRow) -> None:
-    create_table_artifact(table=[json.loads(row.model_dump_json())], key=row_artifact_key(row.job_id),
-                          description=f"ffwatt job row {row.job_id} ({row.status})")
+def send_home(client: SyncPrefectClient, flow_run_id: UUID, row: JobRow) -> None:
+    """The row as a table artifact of this flow run: stored by the API, read by the master."""
+    client.create_artifact(ArtifactCreate(
+        key=row_artifact_key(row.job_id), type="table", flow_run_id=flow_run_id,
+        data=json.dumps([json.loads(row.model_dump_json())]),
+        description=f"ffwatt job row {row.job_id} ({row.status})"))
 
 
 @flow(name="node-batch", flow_run_name="{campaign.name}-batch")
 def node_batch(campaign: Campaign, job_ids: list[str], run_id: str, attempts: dict[str, int]) -> list[str]:
     """Run these jobs of the campaign on this node, one at a time, sending each row home."""
     settings = load_settings()
-    wanted = set(job_ids)
-    jobs = [job for job in expand(campaign) if job.job_id in wanted]
+    by_id = {job.job_id: job for job in expand(campaign)}
+    jobs = [by_id[job_id] for job_id in job_ids]  # in the order sent: the master relies on it
     available = probe_build(ffmpeg_path(settings)).encoders
     sent = []
-    with Heartbeat(str(flow_run.id), settings.node) as beat:
+    run_uuid = UUID(str(flow_run.id))
+    with Heartbeat(str(run_uuid), settings.node) as beat, get_client(sync_client=True) as client:
         references = prepare_references(campaign, jobs)
         with node_lock(settings):
             idle = _idle_for_run(run_id, campaign.idle_baseline_s, settings)
@@ -133,7 +147,7 @@ def node_batch(campaign: Campaign, job_ids: list[str], run_id: str, attempts: di
                 with node_lock(settings):
                     row = run_job(job, references[job.input.name], idle, run_id, settings.node, campaign.retries)
             dispatches = attempts.get(job.job_id, 1)
-            send_home(row.model_copy(update={"attempts": row.attempts + dispatches - 1}))
+            send_home(client, run_uuid, row.model_copy(update={"attempts": row.attempts + dispatches - 1}))
             sent.append(job.job_id)
     return sent
 

@@ -49,7 +49,6 @@ class Batch:
     last_beat: object = None
     beat_seen_at: float = field(default_factory=time.monotonic)
     submitted_at: float = field(default_factory=time.monotonic)
-    running_job: str | None = None
     finished: bool = False
 
 
@@ -109,8 +108,9 @@ def dispatch_to_pools(campaign: Campaign, jobs: list[Job], run_id: str, *,
     def lost(batch: Batch, why: str) -> None:
         batch.finished = True
         missing = [j for j in batch.job_ids if j not in rows]
-        if batch.running_job in missing:
-            attempts[batch.running_job] += 1  # it was in flight: that attempt is spent
+        if missing:
+            # Jobs run in the order sent, so the first without a row was in flight: that attempt is spent.
+            attempts[missing[0]] += 1
         again = [j for j in missing if attempts[j] <= 1 + campaign.max_retries]
         for job_id in missing:
             if job_id not in again:
@@ -154,7 +154,6 @@ def dispatch_to_pools(campaign: Campaign, jobs: list[Job], run_id: str, *,
                 beat = beats.get(batch.flow_run_id)
                 if beat is not None and beat.value != batch.last_beat:
                     batch.last_beat, batch.beat_seen_at = beat.value, now
-                    batch.running_job = (beat.value or {}).get("job")  # type: ignore[union-attr]
                 if state is None:
                     continue
                 if state.is_final():

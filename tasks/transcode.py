@@ -76,15 +76,18 @@ def encode_args(job: Job, reference: Reference, output: Path) -> list[str]:
         filters.append(f"scale={width}:{height}:flags=bicubic")
     if profile.upload_filter:
         filters.append(profile.upload_filter)
+    # threads bounds the whole job (decoding the reference too), so `threads: 1` means one core.
+    threads = ["-threads", str(job.threads)] if job.threads else []
     return [
         *profile.input_args,
+        *threads,
         "-i", reference.path,
         "-map", "0:v:0",
         *(["-vf", ",".join(filters)] if filters else []),
         "-c:v", job.encoder,
         *profile.preset_args(job.preset),
         *profile.rate_args(job.rate_control, job.value),
-        *(["-threads", str(job.threads)] if job.threads else []),
+        *threads,
         *job.extra_args,
         "-an",
         "-f", "matroska",

@@ -197,7 +197,7 @@ class Fleet:
 
     def run_campaign(self, spec: dict, *, wait: bool = True) -> subprocess.Popen[bytes] | str:
         params = json.dumps({"campaign": spec, "dispatch": "pools"})
-        args = (PREFECT, "deployment", "run", "campaign/quick", "--params", params, "--watch",
+        args = (PREFECT, "deployment", "run", "campaign/quick", "--params", params, "--watch", "--watch-interval", "1",
                 "--watch-timeout", "600")
         if not wait:
             return self.master.popen(*args, env=self.client_env(), log=str(self.work / f"{spec['name']}.log"))

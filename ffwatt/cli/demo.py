@@ -1,0 +1,64 @@
+"""``ffwatt demo``: the whole product on this one machine, through the real path.
+
+Master stack up, an agent for this machine, ``prefect deployment run
+'campaign/quick'``, wait, the results table, the HTML report, and where the
+Prefect UI is. ``ffwatt demo --stop`` (``make down``) stops it all.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ffwatt.cli._output import console, exit_with, results_table
+from ffwatt.settings import load_settings
+
+BIN = Path(sys.executable).parent
+
+
+def demo(stop: Annotated[bool, typer.Option("--stop", help="Stop the demo's stack and agent.")] = False) -> None:
+    """Run the demo campaign through the deployed stack on this machine, then print its results."""
+    from ffwatt.nodes import list_nodes
+    from ffwatt.results import list_runs, read_results
+    from ffwatt.services import Service, start_service, stop_service
+    from ffwatt.stack import client_env, stack_down, stack_up
+
+    settings = load_settings()
+    node_home = settings.home / "node"
+    if stop:
+        stopped = ["agent"] if stop_service(node_home / "run", "agent") else []
+        console.print(f"stopped: {', '.join(stopped + stack_down(settings)) or 'nothing was running'}")
+        return
+    console.print("starting the master (Prefect server with credentials, campaign worker, discovery)...")
+    stack_up(settings)
+    env = {**os.environ, **client_env(settings), "FFWATT_HOME": str(node_home)}
+    start_service(node_home / "run", Service("agent", [str(BIN / "ffwatt"), "agent", "start", "--master",
+                                                        env["PREFECT_API_URL"]], env))
+    os.environ.update(client_env(settings))
+    deadline = time.monotonic() + 120
+    while not any(n.node == settings.node and n.online() and n.pools for n in list_nodes()):
+        if time.monotonic() > deadline:
+            exit_with(f"the agent didn't come online; see {node_home}/run/agent.log")
+        time.sleep(1)
+    console.print(f"node {settings.node} online; running `prefect deployment run 'campaign/quick' --watch`")
+    done = subprocess.run([str(BIN / "prefect"), "deployment", "run", "campaign/quick", "--watch",
+                           "--watch-interval", "2"], env={**os.environ, **client_env(settings)},
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        exit_with(f"the campaign run failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    campaign, run_id, _ = list_runs(settings.results_dir, "quick")[-1]
+    frame = read_results(settings.results_dir, campaign=campaign, run_id=run_id)
+    console.print(results_table(frame, f"campaign {campaign}, run {run_id} (through the deployed stack)"))
+    from analysis.report import write_report
+
+    report = write_report(settings.results_dir, run_id, campaign=campaign)
+    ui = client_env(settings)["PREFECT_API_URL"].removesuffix("/api")
+    console.print(f"Parquet: {settings.results_dir.resolve()}/campaign={campaign}/run_id={run_id}\n"
+                  f"report:  {report}\nPrefect UI: {ui}  (user:password in {settings.home}/stack/auth)\n"
+                  "stop everything with: make down", highlight=False)

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+
+from ffwatt.campaign import expand, load_campaign, parse_campaign
+from ffwatt.nodes import NodeRecord, sd_targets
+from flows.dispatch import plan_batches
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def node(name: str, pools: list[str], encoders: list[str], age_s: float = 0) -> NodeRecord:
+    now = time.time()
+    return NodeRecord(node=name, address=f"10.0.0.{len(name)}", pools=pools, encoders=encoders,
+                      exporters={"cpu": f"{name}:9510", "ffmpeg": f"{name}:9506"},
+                      heartbeat_at=now - age_s, started_at=now - 100)
+
+
+def jobs(encoders: list[str]):
+    return expand(parse_campaign({
+        "name": "c", "inputs": [{"name": "a", "source": "testsrc2", "size": "320x240", "duration_s": 1}],
+        "matrix": {"encoders": encoders, "rate_control": [{"mode": "crf", "values": [20, 25, 30, 35, 40]}]},
+    }))
+
+
+def test_one_batch_per_live_node_of_each_pool_interleaved():
+    all_jobs = jobs(["libx264"])
+    plan, unschedulable = plan_batches(all_jobs, [node("a", ["cpu"], ["libx264"]),
+                                                  node("b", ["cpu"], ["libx264"]),
+                                                  node("dead", ["cpu"], ["libx264"], age_s=60)])
+    assert unschedulable == {} and list(plan) == ["cpu"]
+    first, second = plan["cpu"]
+    assert [j.value for j in first] == [20, 30, 40] and [j.value for j in second] == [25, 35]
+
+
+def test_jobs_no_live_node_can_run_are_unschedulable_with_the_reason():
+    all_jobs = jobs(["libx264", "h264_nvenc"])
+    plan, unschedulable = plan_batches(all_jobs, [node("a", ["cpu"], ["libx264"])])
+    assert sum(len(b) for b in plan["cpu"]) == 5 and len(unschedulable) == 5
+    reason = next(iter(unschedulable.values()))
+    assert "no live node runs h264_nvenc (pool nvidia)" in reason and "live pools: cpu" in reason
+
+
+def test_sd_targets_list_live_nodes_only():
+    groups = sd_targets([node("a", ["cpu"], ["libx264"]), node("gone", ["cpu"], [], age_s=60)])
+    assert {(g["labels"]["node"], g["labels"]["exporter"]) for g in groups} == {("a", "cpu"), ("a", "ffmpeg")}
+    assert groups[0]["targets"] == ["a:9510"]
+
+
+def test_prefect_yaml_runs_the_demo_campaign_on_the_pools():
+    deployments = {d["name"]: d for d in yaml.safe_load((REPO / "deployments/prefect.yaml").read_text())
+                   ["deployments"]}
+    quick = deployments["quick"]
+    assert quick["parameters"]["dispatch"] == "pools"
+    assert parse_campaign(quick["parameters"]["campaign"]) == load_campaign(REPO / "deployments/campaigns/quick.yaml")
+    assert {d["work_pool"]["name"] for d in deployments.values()} >= {"ffwatt-master", "ffwatt-cpu", "ffwatt-nvidia"}
