@@ -3,7 +3,6 @@ tree advanced by a thread, NVML readings recorded on an H200, a progress spool."
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time

@@ -6,14 +6,12 @@ the master restarting mid-campaign, and a node SIGKILLed mid-job."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from ffwatt.services import service_status, stop_service
