@@ -11,9 +11,10 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 
@@ -22,6 +23,7 @@ from tests.conftest import BIN
 
 FFWATT = str(BIN / "ffwatt")
 PREFECT = str(BIN / "prefect")
+T = TypeVar("T")
 
 PREFIX = "ffwt"
 SUBNET = "10.203.0"
@@ -55,6 +57,17 @@ class Host:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
+
+
+def wait_for(check: Callable[[], T], timeout_s: float, *, every_s: float = 0.5) -> T | None:
+    """``check()``'s first truthy value within ``timeout_s``, else None."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every_s)
+    return None
 
 
 def _cleanup(names: list[str]) -> None:
@@ -187,13 +200,11 @@ class Fleet:
         return {n["node"]: n for n in json.loads(done.stdout or "[]")}
 
     def wait_nodes_online(self, names: set[str], timeout_s: float = 120) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        def online() -> bool:
             nodes = self.nodes()
-            if all(nodes.get(n, {}).get("online") and nodes[n]["pools"] for n in names):
-                return
-            time.sleep(1)
-        raise AssertionError(f"nodes {names} not online: {self.nodes()}")
+            return all(nodes.get(n, {}).get("online") and nodes[n]["pools"] for n in names)
+
+        assert wait_for(online, timeout_s, every_s=1), f"nodes {names} not online: {self.nodes()}"
 
     def run_campaign(self, spec: dict, *, wait: bool = True) -> subprocess.Popen[bytes] | str:
         params = json.dumps({"campaign": spec, "dispatch": "pools"})

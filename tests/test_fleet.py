@@ -16,7 +16,7 @@ import pytest
 
 from ffwatt.services import service_status, stop_service
 from tests import fleet
-from tests.fleet import FFWATT, PREFECT, Fleet, campaign
+from tests.fleet import FFWATT, PREFECT, Fleet, campaign, wait_for
 
 pytestmark = [pytest.mark.fleet, pytest.mark.skipif(fleet.available() is not None,
                                                      reason=str(fleet.available()))]
@@ -117,9 +117,7 @@ def test_the_campaign_survives_the_master_restarting(cluster: Fleet):
                     crfs=[22, 30, 38])
     watcher = cluster.run_campaign(spec, wait=False)
     results = cluster.work / "results" / "campaign=fleet-restart"
-    deadline = time.monotonic() + 240
-    while not list(results.rglob("job-*.parquet")) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    assert wait_for(lambda: list(results.rglob("job-*.parquet")), 240), "no row arrived"
     run_dir = cluster.work / "master" / "run"
     assert stop_service(run_dir, "prefect-server")  # the master's API goes away mid-campaign
     time.sleep(5)
@@ -127,11 +125,9 @@ def test_the_campaign_survives_the_master_restarting(cluster: Fleet):
     assert service_status(run_dir, "prefect-server").running
     # The CLI watching the run may give up while the API is away; the campaign must not.
     summary = next(results.glob("run_id=*")) / "_run.json"
-    deadline = time.monotonic() + 600
-    while not summary.exists() and time.monotonic() < deadline:
-        time.sleep(1)
+    finished = wait_for(summary.exists, 600)
     watcher.terminate()
-    assert summary.exists(), "the campaign never finished"
+    assert finished, "the campaign never finished"
     rows = cluster.rows("fleet-restart")
     assert len(rows) == 6 and rows.job_id.is_unique and (rows.status == "ok").all()
 
@@ -141,14 +137,15 @@ def test_a_node_killed_mid_job_loses_nothing(cluster: Fleet):
                     crfs=[22, 30, 38])
     watcher = cluster.run_campaign(spec, wait=False)
     spool = cluster.work / "w1" / "progress"
-    deadline = time.monotonic() + 240
-    victim = None
-    while victim is None and time.monotonic() < deadline:
+
+    def encoding_on_w1() -> str | None:
         for path in spool.glob("*.json") if spool.exists() else []:
             record = json.loads(path.read_text())
             if record["campaign"] == "fleet-kill" and not record["done"] and record["progress"]["frame"] > 0:
-                victim = record["job_id"]
-        time.sleep(0.2)
+                return record["job_id"]
+        return None
+
+    victim = wait_for(encoding_on_w1, 240, every_s=0.2)
     assert victim, "w1 never started a job"
     cluster.hosts["w1"].kill_all()  # SIGKILL: agent, worker, flow run and FFmpeg, mid-encode
     started = time.monotonic()
@@ -158,9 +155,7 @@ def test_a_node_killed_mid_job_loses_nothing(cluster: Fleet):
     killed = rows.set_index("job_id").loc[victim]
     assert killed.attempts == 2 and killed.node == "w2"
     assert time.monotonic() - started < 300
-    deadline = time.monotonic() + 60
-    while cluster.nodes().get("w1", {}).get("online") and time.monotonic() < deadline:
-        time.sleep(1)
-    assert cluster.nodes()["w1"]["online"] is False  # shown offline once its heartbeat stops
+    # shown offline once its heartbeat stops
+    assert wait_for(lambda: cluster.nodes()["w1"]["online"] is False, 60)
     log = (cluster.work / "fleet-kill.log").read_text()
     assert re.search(r"Completed", log)
