@@ -63,6 +63,18 @@ class NvmlSession:
                 readings[gpu.index] = value / 1000.0
         return readings
 
+    def video_share(self, pid: int, since_us: int) -> dict[int, float | None]:
+        """Per GPU, the share of encoder + decoder utilisation since ``since_us`` (unix µs) that
+        belongs to ``pid``; None where NVML has no per-process samples for the window (the
+        driver reports none when no process used the GPU)."""
+        shares: dict[int, float | None] = {}
+        for gpu, handle in zip(self.gpus, self.handles):
+            samples = _try(self.nvml.nvmlDeviceGetProcessUtilization, handle, since_us) or []
+            total = sum(s.encUtil + s.decUtil for s in samples)
+            ours = sum(s.encUtil + s.decUtil for s in samples if s.pid == pid)
+            shares[gpu.index] = ours / total if total > 0 else None
+        return shares
+
     def close(self) -> None:
         _try(self.nvml.nvmlShutdown)
 
@@ -226,3 +238,8 @@ class ReplayNvml:
 
     def nvmlDeviceGetEncoderSessions(self, handle: int) -> list[Any]:
         return []
+
+    def nvmlDeviceGetProcessUtilization(self, handle: int, since_us: int) -> list[Any]:
+        import pynvml
+
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)  # as recorded: no process used the GPU

@@ -73,6 +73,7 @@ def run_ffmpeg(
     *,
     timeout_s: float,
     on_progress: Callable[[Progress], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> FFmpegRun:
     """Run ``ffmpeg args`` to completion, calling ``on_progress`` for each progress block."""
     command = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-nostats", "-stats_period", "0.5",
@@ -84,6 +85,8 @@ def run_ffmpeg(
         started_at = datetime.now(UTC)
         start = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr_file, text=True)
+        if on_start is not None:
+            on_start(process.pid)
         timed_out = threading.Event()
 
         def kill_at_deadline() -> None:

@@ -55,6 +55,7 @@ class EnergyWindow(BaseModel):
     machine_busy_s: float | None = None
     gpu_j: dict[int, float] | None = None
     gpu_names: dict[int, str] | None = None
+    gpu_video_share: dict[int, float | None] | None = None
     gpu_unavailable: str | None = None
 
 
@@ -105,6 +106,12 @@ class EnergyMeter:
         self._gpu_unavailable: str | None = None
         self._cpu_start: CpuTimes | None = None
         self._t0 = 0.0
+        self._since_us = 0
+        self._pid: int | None = None
+
+    def track(self, pid: int) -> None:
+        """The process whose share of the GPUs' video engines this window measures."""
+        self._pid = pid
 
     def _read_rapl(self) -> dict[str, int] | None:
         if self._unreadable:
@@ -126,6 +133,7 @@ class EnergyMeter:
         self._last = self._read_rapl() or {}
         self._total_uj = {key: 0 for key in self._last}
         self._t0 = time.perf_counter()
+        self._since_us = int(time.time() * 1e6)
 
     def _read_cpu_times(self) -> CpuTimes | None:
         try:
@@ -159,6 +167,8 @@ class EnergyMeter:
             end = self._nvml.energy_j()
             window.gpu_j = {i: end[i] - self._gpu_start[i] for i in end if i in self._gpu_start}
             window.gpu_names = {g.index: g.name for g in self._nvml.gpus}
+            if self._pid is not None:
+                window.gpu_video_share = self._nvml.video_share(self._pid, self._since_us)
             self._nvml.close()
             self._nvml = None
         return window
@@ -179,6 +189,17 @@ def _cpu_energy(window: EnergyWindow, settings: Settings) -> tuple[float | None,
         return energy, "estimated", (f"estimated from /proc/stat busy {window.machine_busy_s:.2f} CPU-s over "
                                      f"{window.wall_s:.2f} s with {model.basis}; RAPL: {window.rapl_unreadable}")
     return None, None, f"no CPU reading: RAPL: {window.rapl_unreadable}; /proc/stat unreadable"
+
+
+def _gpu_share(window: EnergyWindow) -> float:
+    """The job's share of the GPUs' energy, weighting each GPU by its energy in the window."""
+    if not window.gpu_j or not window.gpu_video_share:
+        return 1.0
+    total = sum(window.gpu_j.values())
+    if total <= 0:
+        return 1.0
+    return sum(joules * (window.gpu_video_share.get(index) if window.gpu_video_share.get(index) is not None
+                         else 1.0) for index, joules in window.gpu_j.items()) / total
 
 
 def energy_report(
@@ -215,9 +236,14 @@ def energy_report(
         report.net_energy_j = total - idle_w * wall
         cpu_net = (cpu_j or 0.0) - idle.cpu_w * wall
         gpu_net = (gpu_j - (idle.gpu_w or 0.0) * wall) if gpu_j is not None else 0.0
+        gpu_share = _gpu_share(window)
+        if gpu_share < 0.9:
+            flags.append("shared_gpu")  # other processes used the video engines in the window
         if report.cpu_share is not None:
-            # The process's share of the CPU's work above idle; a GPU encode owns its device.
-            report.attributed_energy_j = cpu_net * report.cpu_share + gpu_net
+            # CPU: the process's share of the busy CPU time. GPU: the whole device when the job
+            # ran alone, else its share of the encoder/decoder utilisation NVML sampled per process
+            # (SM utilisation barely moves during NVENC work, so it is no guide).
+            report.attributed_energy_j = cpu_net * report.cpu_share + gpu_net * gpu_share
         if idle.cpu_source != cpu_source:
             flags.append("idle_baseline_other_source")
     else:

@@ -126,7 +126,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
 
     meter.start()
     run = run_ffmpeg(ffmpeg, encode_args(job, reference, output), timeout_s=job.timeout_s,
-                     on_progress=on_progress)
+                     on_progress=on_progress, on_start=meter.track)
     window = meter.stop()
     publish(run.last_progress or Progress(), done=True)
     failure = run.failure()

@@ -149,3 +149,50 @@ def test_measure_idle_on_a_synthetic_tree(tmp_path: Path):
     set_energy(zones["package-0"], 5_000_000)
     idle = measure_idle(0.3, settings(tmp_path, gpu=False))
     assert idle.cpu_source == "rapl" and idle.cpu_w == 0.0 and idle.seconds >= 0.3
+
+
+class SharedGpu(ReplayNvml):
+    """The recorded H200, with a second process using the encoder alongside ours."""
+
+    def __init__(self, probe, clock, ours: int) -> None:
+        super().__init__(probe, clock)
+        self.ours = ours
+
+    def nvmlDeviceGetProcessUtilization(self, handle, since_us):
+        from types import SimpleNamespace as Sample
+
+        return [Sample(pid=self.ours, encUtil=60, decUtil=0, smUtil=5, memUtil=1, timeStamp=since_us),
+                Sample(pid=4242, encUtil=30, decUtil=10, smUtil=5, memUtil=1, timeStamp=since_us)]
+
+
+def test_a_shared_gpu_is_attributed_by_video_engine_use(tmp_path: Path):
+    clock = Clock()
+    meter = EnergyMeter(settings(tmp_path / "none"), nvml=SharedGpu(PROBE, clock, ours=1234))
+    meter.start()
+    meter.track(1234)
+    clock.now = 20.0
+    window = meter.stop()
+    assert window.gpu_video_share == {0: pytest.approx(0.6)}
+    idle = IdleBaseline(seconds=5, cpu_w=1.0, cpu_source="estimated", gpu_w=80.0, basis="x")
+    window = window.model_copy(update={"wall_s": 20.0, "machine_busy_s": 4.0})
+    report = energy_report(window, ffmpeg_cpu_s=4.0, frames=100, idle=idle, settings=settings(tmp_path))
+    gpu_net = report.gpu_energy_j - 80.0 * 20.0
+    cpu_net = report.cpu_energy_j - 1.0 * 20.0
+    assert report.attributed_energy_j == pytest.approx(cpu_net + gpu_net * 0.6)
+    assert "shared_gpu" in report.energy_flags
+
+
+def test_a_gpu_nobody_else_used_is_the_jobs_whole(tmp_path: Path):
+    clock = Clock()
+    meter = EnergyMeter(settings(tmp_path / "none"), nvml=ReplayNvml(PROBE, clock))
+    meter.start()
+    meter.track(1234)
+    clock.now = 5.0
+    window = meter.stop()
+    assert window.gpu_video_share == {0: None}  # NVML: no per-process samples
+    report = energy_report(window.model_copy(update={"wall_s": 5.0, "machine_busy_s": 1.0}), ffmpeg_cpu_s=1.0,
+                           frames=10, idle=IdleBaseline(seconds=5, cpu_w=0.5, cpu_source="estimated", gpu_w=70.0,
+                                                        basis="x"), settings=settings(tmp_path))
+    assert "shared_gpu" not in (report.energy_flags or "")
+    assert report.attributed_energy_j == pytest.approx(
+        (report.cpu_energy_j - 2.5) + (report.gpu_energy_j - 350.0))
