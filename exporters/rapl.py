@@ -19,9 +19,8 @@ from collections.abc import Iterable
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporters._collector import NAMESPACE, Sampler
-from ffwatt.errors import EnergyReadError
 from ffwatt.hardware import cpu_model, cpu_power, logical_cpus
-from ffwatt.powercap import Zone, counter_delta, discover_zones, read_energy_uj
+from ffwatt.powercap import Zone, ZoneCounters, discover_zones
 from ffwatt.procstat import CpuTimes, read_cpu_times
 from ffwatt.settings import Settings
 
@@ -38,14 +37,10 @@ class RaplCollector:
         self._settings = settings
         self._lock = threading.Lock()
         self._zones: list[Zone] = discover_zones(settings.powercap_root)
-        self._last: dict[str, int] = {}
-        self._joules: dict[str, float] = {z.key: 0.0 for z in self._zones}
+        self._counters = ZoneCounters(self._zones, unreadable=None if self._zones else (
+            f"no RAPL zones under {settings.powercap_root} (not exposed on this machine, VM or container)"))
         self._watts: dict[str, float] = {}
         self._last_at = 0.0
-        self.unreadable: str | None = None
-        if not self._zones:
-            self.unreadable = (f"no RAPL zones under {settings.powercap_root} "
-                               "(not exposed on this machine, VM or container)")
         self._model = cpu_power(cpu_model(settings.proc_root), tdp_override_w=settings.cpu_tdp_w,
                                 threads=logical_cpus())
         self._cpu_last: CpuTimes | None = None
@@ -65,35 +60,24 @@ class RaplCollector:
     def stop(self) -> None:
         self._sampler.stop()
 
-    def _read_zones(self) -> dict[str, int] | None:
-        if self.unreadable:
-            return None
-        try:
-            return {zone.key: read_energy_uj(zone) for zone in self._zones}
-        except EnergyReadError as exc:
-            self.unreadable = str(exc)
-            log.warning("RAPL became unreadable: %s; exporting an estimate", exc)
-            return None
+    @property
+    def unreadable(self) -> str | None:
+        return self._counters.unreadable
 
     def sample(self) -> None:
         now = time.monotonic()
-        current = self._read_zones()
+        was_readable = self.unreadable is None
+        gained = self._counters.sample()
+        if was_readable and self.unreadable:
+            log.warning("RAPL became unreadable: %s; exporting an estimate", self.unreadable)
         try:
             cpu = read_cpu_times(self._settings.proc_root)
         except OSError:
             cpu = None
         with self._lock:
             elapsed = now - self._last_at if self._last_at else 0.0
-            if current is not None:
-                for zone in self._zones:
-                    before = self._last.get(zone.key)
-                    if before is None:
-                        continue
-                    joules = counter_delta(before, current[zone.key], zone.max_energy_range_uj) / 1e6
-                    self._joules[zone.key] += joules
-                    if elapsed > 0:
-                        self._watts[zone.key] = joules / elapsed
-                self._last = current
+            if gained and elapsed > 0:
+                self._watts = {key: joules / elapsed for key, joules in gained.items()}
             if cpu is not None and self._cpu_last is not None and elapsed > 0:
                 busy = (cpu - self._cpu_last).busy_s
                 self._utilization = busy / (elapsed * self._model.threads)
@@ -143,7 +127,7 @@ class RaplCollector:
                                       "Power of a RAPL zone over the last sampling interval.", labels=_LABELS)
             for zone in self._zones:
                 labels = [zone.key, zone.kind, "" if zone.socket is None else str(zone.socket)]
-                energy.add_metric(labels, self._joules[zone.key])
+                energy.add_metric(labels, self._counters.joules[zone.key])
                 if zone.key in self._watts:
                     power.add_metric(labels, self._watts[zone.key])
             yield energy

@@ -16,7 +16,7 @@ from typing import Literal
 
 from ffwatt.errors import EnergyReadError
 
-__all__ = ["Zone", "ZoneKind", "counter_delta", "discover_zones", "package_zones", "read_energy_uj"]
+__all__ = ["Zone", "ZoneCounters", "ZoneKind", "counter_delta", "discover_zones", "package_zones", "read_energy_uj"]
 
 ZoneKind = Literal["package", "core", "uncore", "dram", "psys", "other"]
 _TOP = re.compile(r"^(intel-rapl(?:-mmio)?):(\d+)$")
@@ -116,3 +116,36 @@ def counter_delta(before: int, after: int, max_range: int) -> int:
     if after >= before:
         return after - before
     return max_range - before + after + 1
+
+
+class ZoneCounters:
+    """Wrap-corrected joules per zone since the first read, for whoever samples them (the
+    CPU exporter's background sampler, a job's energy meter). Once a read fails, ``unreadable``
+    says why and sampling stops."""
+
+    def __init__(self, zones: list[Zone], *, unreadable: str | None = None) -> None:
+        self.zones = zones
+        self.unreadable = unreadable
+        self.joules: dict[str, float] = {zone.key: 0.0 for zone in zones}
+        self.samples = 0  # reads that added to the totals (the first read is the baseline)
+        self._last: dict[str, int] = {}
+
+    def sample(self) -> dict[str, float] | None:
+        """Read every zone; return the joules each gained since the previous read (nothing on the
+        first read), or None when the counters can't be read."""
+        if self.unreadable:
+            return None
+        try:
+            current = {zone.key: read_energy_uj(zone) for zone in self.zones}
+        except EnergyReadError as exc:
+            self.unreadable = str(exc)
+            return None
+        gained = {}
+        if self._last:
+            for zone in self.zones:
+                gained[zone.key] = counter_delta(self._last[zone.key], current[zone.key],
+                                                 zone.max_energy_range_uj) / 1e6
+                self.joules[zone.key] += gained[zone.key]
+            self.samples += 1
+        self._last = current
+        return gained

@@ -23,10 +23,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from ffwatt.errors import EnergyReadError
 from ffwatt.hardware import CpuPower, cpu_model, cpu_power, logical_cpus
 from ffwatt.nvml import NvmlSession, open_nvml
-from ffwatt.powercap import Zone, counter_delta, discover_zones, package_zones, read_energy_uj
+from ffwatt.powercap import ZoneCounters, discover_zones, package_zones
 from ffwatt.procstat import CpuTimes, read_cpu_times
 from ffwatt.settings import Settings, load_settings
 
@@ -93,13 +92,9 @@ class EnergyMeter:
 
     def __init__(self, settings: Settings, *, nvml: object | None = None) -> None:
         self._settings = settings
-        self._zones: list[Zone] = package_zones(discover_zones(settings.powercap_root))
-        self._unreadable: str | None = None if self._zones else (
-            f"no RAPL package zones under {settings.powercap_root} (not exposed on this machine or VM)"
-        )
-        self._last: dict[str, int] = {}
-        self._total_uj: dict[str, int] = {}
-        self._samples = 0
+        zones = package_zones(discover_zones(settings.powercap_root))
+        self._rapl = ZoneCounters(zones, unreadable=None if zones else (
+            f"no RAPL package zones under {settings.powercap_root} (not exposed on this machine or VM)"))
         self._nvml_source = nvml
         self._nvml: NvmlSession | None = None
         self._gpu_start: dict[int, float] = {}
@@ -113,15 +108,6 @@ class EnergyMeter:
         """The process whose share of the GPUs' video engines this window measures."""
         self._pid = pid
 
-    def _read_rapl(self) -> dict[str, int] | None:
-        if self._unreadable:
-            return None
-        try:
-            return {zone.key: read_energy_uj(zone) for zone in self._zones}
-        except EnergyReadError as exc:
-            self._unreadable = str(exc)
-            return None
-
     def start(self) -> None:
         session = open_nvml(self._nvml_source) if self._settings.gpu else "GPU metering off (FFWATT_GPU=false)"
         if isinstance(session, str):
@@ -130,8 +116,7 @@ class EnergyMeter:
             self._nvml = session
             self._gpu_start = session.energy_j()
         self._cpu_start = self._read_cpu_times()
-        self._last = self._read_rapl() or {}
-        self._total_uj = {key: 0 for key in self._last}
+        self._rapl.sample()
         self._t0 = time.perf_counter()
         self._since_us = int(time.time() * 1e6)
 
@@ -142,27 +127,19 @@ class EnergyMeter:
             return None
 
     def sample(self) -> None:
-        current = self._read_rapl()
-        if current is None:
-            return
-        for zone in self._zones:
-            before = self._last.get(zone.key)
-            if before is not None:
-                self._total_uj[zone.key] += counter_delta(before, current[zone.key], zone.max_energy_range_uj)
-        self._last = current
-        self._samples += 1
+        self._rapl.sample()
 
     def stop(self) -> EnergyWindow:
         self.sample()
         wall_s = time.perf_counter() - self._t0
         cpu_end = self._read_cpu_times()
         busy = (cpu_end - self._cpu_start).busy_s if cpu_end and self._cpu_start else None
-        window = EnergyWindow(wall_s=wall_s, rapl_samples=self._samples, machine_busy_s=busy,
+        window = EnergyWindow(wall_s=wall_s, rapl_samples=self._rapl.samples, machine_busy_s=busy,
                               gpu_unavailable=self._gpu_unavailable)
-        if self._unreadable:
-            window.rapl_unreadable = self._unreadable
+        if self._rapl.unreadable:
+            window.rapl_unreadable = self._rapl.unreadable
         else:
-            window.cpu_zones_j = {k: v / 1e6 for k, v in self._total_uj.items()}
+            window.cpu_zones_j = dict(self._rapl.joules)
         if self._nvml is not None:
             end = self._nvml.energy_j()
             window.gpu_j = {i: end[i] - self._gpu_start[i] for i in end if i in self._gpu_start}
