@@ -325,13 +325,13 @@ def expand(campaign: Campaign) -> list[Job]:
                                 "threads": campaign.threads,
                             })
     jobs: list[Job] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, int]] = set()
     for repetition in range(1, campaign.repetitions + 1):
         for config in configs:
             config_id = _digest(config)
             if (config_id, repetition) in seen:
                 continue  # the same configuration listed twice runs once
-            seen.add((config_id, repetition))  # type: ignore[arg-type]
+            seen.add((config_id, repetition))
             jobs.append(Job(
                 job_id=_digest({"config_id": config_id, "repetition": repetition}),
                 config_id=config_id,

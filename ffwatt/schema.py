@@ -125,8 +125,8 @@ def arrow_schema() -> pa.Schema:
     fields = []
     for name, info in JobRow.model_fields.items():
         metadata = {"unit": (info.json_schema_extra or {}).get("unit", ""), "description": info.description or ""}
-        fields.append(pa.field(name, _arrow_type(info.annotation), nullable=not info.is_required()
-                               or name in ("error",), metadata=metadata))
+        fields.append(pa.field(name, _arrow_type(info.annotation), nullable=not info.is_required(),
+                               metadata=metadata))
     return pa.schema(fields, metadata={"ffwatt_schema_version": str(SCHEMA_VERSION)})
 
 

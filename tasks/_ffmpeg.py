@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ffwatt.progress import Progress, ProgressParser
@@ -42,7 +42,6 @@ class FFmpegRun:
     last_progress: Progress | None
     stderr_tail: str
     timed_out: bool = False
-    progress_blocks: int = field(default=0)
 
     @property
     def command_line(self) -> str:
@@ -80,7 +79,6 @@ def run_ffmpeg(
                "-progress", "pipe:1", *args]
     parser = ProgressParser()
     last: Progress | None = None
-    blocks = 0
     with tempfile.TemporaryFile(mode="w+") as stderr_file:
         started_at = datetime.now(UTC)
         start = time.perf_counter()
@@ -101,7 +99,7 @@ def run_ffmpeg(
             for line in process.stdout:
                 snapshot = parser.feed(line)
                 if snapshot is not None:
-                    last, blocks = snapshot, blocks + 1
+                    last = snapshot
                     if on_progress is not None:
                         on_progress(snapshot)
             _, status, usage = os.wait4(process.pid, 0)
@@ -130,7 +128,6 @@ def run_ffmpeg(
         last_progress=last,
         stderr_tail=tail,
         timed_out=timed_out.is_set(),
-        progress_blocks=blocks,
     )
 
 
