@@ -13,24 +13,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import threading
 import time
-from pathlib import Path
 
 from agent.probe import NodeProbe, probe_node
-from ffwatt.nodes import NodeRecord, forget_node, publish_node
-from ffwatt.services import Service, service_status, start_service, stop_service
-from ffwatt.settings import Settings
-from ffwatt.stack import ensure_pools
+from ffwatt.fleet.nodes import NodeRecord, forget_node, publish_node
+from ffwatt.fleet.prefect_server import BIN
+from ffwatt.fleet.services import Service, service_status, start_service, stop_service
+from ffwatt.fleet.stack import ensure_pools
+from ffwatt.ports import EXPORTER_PORTS
+from ffwatt.settings import REPO, Settings
 
 __all__ = ["run_agent"]
 
 log = logging.getLogger("ffwatt.agent")
-BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parent.parent
 HEARTBEAT_S = 5.0
-EXPORTER_PORTS = {"cpu": 9510, "gpu": 9511, "ffmpeg": 9506}
 
 
 def _worker_name(pool: str) -> str:
@@ -70,7 +67,7 @@ def run_agent(settings: Settings, *, master_env: dict[str, str], address: str,
                                 heartbeat_at=time.time(), started_at=started)
             try:
                 publish_node(record)
-            except Exception as exc:  # the master restarting: keep serving, publish again soon
+            except Exception as exc:  # noqa: BLE001 - the master restarting: keep serving, publish again soon
                 log.warning("can't reach the master (%s); retrying", exc)
             stop.wait(HEARTBEAT_S)
     finally:

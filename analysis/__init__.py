@@ -15,7 +15,7 @@ Reads results through :mod:`ffwatt.results` and never imports Prefect, flows or 
 from __future__ import annotations
 
 from analysis.bd import bd_energy, bd_quality, bd_rate, bd_table
-from analysis.efficiency import CONFIG_COLUMNS, config_efficiency, job_efficiency
+from analysis.efficiency import config_efficiency, job_efficiency
 from analysis.errors import AnalysisError, ExtrapolationError, NotComputable
 from analysis.load import load_results, node_metadata, resolve_run, run_summary
 from analysis.pareto import pareto_front, pareto_mask
@@ -26,7 +26,6 @@ from analysis.stats import Comparison, compare, mean_ci, repetition_stats, t_cri
 
 __all__ = [
     "AnalysisError",
-    "CONFIG_COLUMNS",
     "CVScore",
     "Comparison",
     "ExtrapolationError",

@@ -31,8 +31,9 @@ import pandas as pd
 from scipy.interpolate import PchipInterpolator
 
 from analysis.errors import NotComputable
+from ffwatt.schema import CURVE_COLUMNS, config_label
 
-__all__ = ["BDMethod", "CURVE_KEYS", "MIN_POINTS", "bd_energy", "bd_quality", "bd_rate", "bd_table"]
+__all__ = ["MIN_POINTS", "BDMethod", "bd_energy", "bd_quality", "bd_rate", "bd_table", "curve_label"]
 
 BDMethod = Literal["cubic", "pchip"]
 MIN_POINTS = 4  # a cubic needs 4; the CTCs use 4 rate points per curve
@@ -102,14 +103,9 @@ def bd_quality(anchor_rate: Sequence[float], anchor_quality: Sequence[float],
     return _average_delta(log_r1, q1, log_r2, q2, method)
 
 
-# Curves: one per encoder setting; its points are the configurations that differ only in rate.
-CURVE_KEYS: tuple[str, ...] = ("input_name", "output_width", "output_height", "encoder", "preset", "rate_control")
-
-
-def _curve_label(key: dict[str, object]) -> str:
-    preset = key.get("preset")
-    return f"{key['encoder']}" + (f" {preset}" if preset is not None and preset == preset else "") \
-        + f" {key['rate_control']}"
+def curve_label(key: dict[str, object]) -> str:
+    """A curve in words, e.g. ``libx264 veryfast crf``: its encoder setting, without input or size."""
+    return config_label({k: key.get(k) for k in ("encoder", "preset", "rate_control")})
 
 
 def bd_table(configs: pd.DataFrame, *, quality: str = "vmaf", rate: str = "bitrate_kbps",
@@ -122,7 +118,7 @@ def bd_table(configs: pd.DataFrame, *, quality: str = "vmaf", rate: str = "bitra
     curve in sorted order; every other curve is compared to it. Rows that can't be computed
     (fewer than 4 points, no overlap) are kept with the reason in ``note``.
     """
-    keys = [k for k in CURVE_KEYS if k in configs.columns]
+    keys = [k for k in CURVE_COLUMNS if k in configs.columns]
     group_keys = [k for k in ("input_name", "output_width", "output_height") if k in keys]
     rows: list[dict[str, object]] = []
     has_energy = energy in configs.columns
@@ -131,7 +127,7 @@ def bd_table(configs: pd.DataFrame, *, quality: str = "vmaf", rate: str = "bitra
         for curve_value, points in group.groupby(keys, dropna=False, sort=True):
             key = dict(zip(keys, curve_value))
             pts = points.dropna(subset=[rate, quality]).sort_values(rate)
-            curves.append((_curve_label(key), pts))
+            curves.append((curve_label(key), pts))
         if len(curves) < 2:
             continue
         anchor_idx = next((i for i, (label, _) in enumerate(curves) if anchor and label.startswith(anchor)), 0)

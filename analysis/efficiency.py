@@ -1,9 +1,10 @@
 """Efficiency figures per job and per configuration.
 
 Every figure that depends on ``energy_j`` inherits its provenance: a job whose
-``energy_source`` is ``estimated`` has ``energy_estimated=True``, and a
-configuration is ``energy_estimated`` when ANY of its repetitions was, with
-``energy_sources`` listing what was mixed ("estimated", "rapl", "rapl+estimated").
+``energy_source`` has an estimated part (``estimated``, ``estimated+nvml``) has
+``energy_estimated=True`` (:func:`ffwatt.schema.is_estimated`), and a configuration
+is ``energy_estimated`` when ANY of its repetitions was, with ``energy_sources``
+listing what was mixed ("estimated", "rapl", "rapl+estimated").
 """
 
 from __future__ import annotations
@@ -14,24 +15,18 @@ import numpy as np
 import pandas as pd
 
 from analysis.stats import repetition_stats
+from ffwatt.schema import CONFIG_COLUMNS, is_estimated
 
 __all__ = [
-    "CONFIG_COLUMNS",
     "EFFICIENCY_METRICS",
     "config_efficiency",
     "job_efficiency",
 ]
 
-# What makes a configuration, besides config_id (which is derived from these).
-CONFIG_COLUMNS: tuple[str, ...] = (
-    "input_name", "encoder", "preset", "rate_control", "crf", "qp", "target_bitrate_kbps",
-    "output_width", "output_height",
-)
-
 # Per-job figures summarised per configuration (those absent in a frame are skipped).
 EFFICIENCY_METRICS: tuple[str, ...] = (
     "wall_s", "encode_fps", "bitrate_kbps", "psnr", "ssim", "vmaf", "energy_j", "net_energy_j",
-    "joules_per_frame", "frames_per_joule", "pixels_per_joule", "avg_watts", "net_watts",
+    "joules_per_frame", "frames_per_joule", "pixels_per_joule", "avg_power_w", "net_power_w",
     "vmaf_per_joule", "qoe_pixels_per_joule", "kbps_per_watt", "cost_per_video_hour",
     "co2_g_per_video_hour", "gpu_energy_j",
 )
@@ -58,8 +53,8 @@ def job_efficiency(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``frame`` with float measures and the per-job efficiency columns added.
 
     Added: ``joules_per_frame`` (filled where missing), ``frames_per_joule``, ``output_pixels``
-    (width × height × frames), ``pixels_per_joule``, ``avg_watts`` (energy_j / wall_s),
-    ``net_watts`` (net_energy_j / wall_s, else avg_watts − idle_power_w, when either exists),
+    (width × height × frames), ``pixels_per_joule``, ``avg_power_w`` (energy_j / wall_s),
+    ``net_power_w`` (net_energy_j / wall_s, else avg_power_w − idle_power_w, when either exists),
     ``vmaf_per_joule``, ``qoe_pixels_per_joule`` (pixels × VMAF/100 per joule), ``kbps_per_watt``,
     ``video_hours`` (frames / input_fps / 3600), ``cost_per_video_hour`` and
     ``co2_g_per_video_hour`` (when cost / co2_g exist) and ``energy_estimated``.
@@ -91,15 +86,17 @@ def job_efficiency(frame: pd.DataFrame) -> pd.DataFrame:
                 out["qoe_pixels_per_joule"] = _ratio(out["output_pixels"] * out["vmaf"] / 100.0,
                                                      out["energy_j"])
     if {"energy_j", "wall_s"} <= has:
-        out["avg_watts"] = _ratio(out["energy_j"], out["wall_s"])
+        # The row's own figure is over the meter's window; jobs without one get energy over wall time.
+        computed = _ratio(out["energy_j"], out["wall_s"])
+        out["avg_power_w"] = out["avg_power_w"].fillna(computed) if "avg_power_w" in has else computed
         if "net_energy_j" in has:
-            out["net_watts"] = _ratio(out["net_energy_j"], out["wall_s"])
+            out["net_power_w"] = _ratio(out["net_energy_j"], out["wall_s"])
             if "idle_power_w" in has:
-                out["net_watts"] = out["net_watts"].fillna(out["avg_watts"] - out["idle_power_w"])
+                out["net_power_w"] = out["net_power_w"].fillna(out["avg_power_w"] - out["idle_power_w"])
         elif "idle_power_w" in has:
-            out["net_watts"] = out["avg_watts"] - out["idle_power_w"]
+            out["net_power_w"] = out["avg_power_w"] - out["idle_power_w"]
         if "bitrate_kbps" in has:
-            out["kbps_per_watt"] = _ratio(out["bitrate_kbps"], out["avg_watts"])
+            out["kbps_per_watt"] = _ratio(out["bitrate_kbps"], out["avg_power_w"])
     if {"vmaf", "energy_j"} <= has:
         out["vmaf_per_joule"] = _ratio(out["vmaf"], out["energy_j"])
     if {"frames", "input_fps"} <= has:
@@ -110,7 +107,9 @@ def job_efficiency(frame: pd.DataFrame) -> pd.DataFrame:
         if "co2_g" in has:
             out["co2_g_per_video_hour"] = _ratio(out["co2_g"], out["video_hours"])
     source = out["energy_source"] if "energy_source" in has else pd.Series(None, index=out.index, dtype=object)
-    out["energy_estimated"] = (source == "estimated").fillna(False).astype(bool)
+    # One call of the predicate per distinct source, not per row.
+    out["energy_estimated"] = source.map({value: is_estimated(value) for value in source.dropna().unique()}
+                                         ).fillna(False).astype(bool)
     return out
 
 

@@ -1,8 +1,8 @@
 """Loading results: one run, several runs, or the whole tree, joined with run metadata.
 
-Built on :func:`ffwatt.results.read_results` (pyarrow dataset, pandas out). Node facts
-from each run's ``_run.json`` are added as ``run_node_*`` columns, so rows from
-different machines can be told apart and grouped.
+Built on :func:`ffwatt.results.read_results` (pyarrow dataset, pandas out). The facts
+of the node that ran each row, from its run's ``_run.json``, are added as
+``run_node_*`` columns, so rows from different machines can be told apart and grouped.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 import pandas as pd
 
 from ffwatt.errors import ResultsError
-from ffwatt.results import list_runs, read_results, read_run_summary
+from ffwatt.results import RunSummary, list_runs, read_results, read_run_summary
 
 __all__ = ["load_results", "node_metadata", "resolve_run", "run_summary"]
 
-_NODE_FIELDS = ("name", "cpu_model", "logical_cpus", "kernel", "ffmpeg_version")
+_NODE_FIELDS = ("cpu_model", "logical_cpus", "kernel", "cpu_energy", "gpu_driver", "ffmpeg_version")
 
 
 def resolve_run(results_dir: Path, run: str = "latest", campaign: str | None = None) -> tuple[str, str]:
@@ -41,15 +41,17 @@ def resolve_run(results_dir: Path, run: str = "latest", campaign: str | None = N
     return matches[0].parent.name.split("=", 1)[1], run
 
 
-def run_summary(results_dir: Path, campaign: str, run_id: str) -> dict[str, Any]:
-    """The run's ``_run.json`` ({} when the run has none, e.g. it is still going)."""
-    return read_run_summary(Path(results_dir), campaign, run_id) or {}
+def run_summary(results_dir: Path, campaign: str, run_id: str) -> RunSummary | None:
+    """The run's ``_run.json`` (None when the run has none, e.g. it is still going)."""
+    return read_run_summary(Path(results_dir), campaign, run_id)
 
 
-def node_metadata(summary: dict[str, Any]) -> dict[str, Any]:
-    """The scalar node facts of a run summary, as ``run_node_<field>``."""
-    node = summary.get("node") or {}
-    return {f"run_node_{k}": node.get(k) for k in _NODE_FIELDS}
+def node_metadata(summary: RunSummary | None) -> list[dict[str, Any]]:
+    """Per node of a run, its scalar facts as ``run_node_<field>`` (with ``node`` to join on)."""
+    if summary is None:
+        return []
+    return [{"node": name, **{f"run_node_{k}": getattr(facts, k) for k in _NODE_FIELDS}}
+            for name, facts in summary.nodes.items()]
 
 
 def load_results(results_dir: Path, *, campaign: str | None = None,
@@ -67,7 +69,8 @@ def load_results(results_dir: Path, *, campaign: str | None = None,
         return frame
     runs = frame[["campaign", "run_id"]].drop_duplicates()
     meta = pd.DataFrame([
-        {"campaign": c, "run_id": r, **node_metadata(run_summary(results_dir, c, r))}
+        {"campaign": c, "run_id": r, **facts}
         for c, r in runs.itertuples(index=False)
-    ])
-    return frame.merge(meta, on=["campaign", "run_id"], how="left")
+        for facts in node_metadata(run_summary(results_dir, c, r))
+    ], columns=["campaign", "run_id", "node", *(f"run_node_{k}" for k in _NODE_FIELDS)])
+    return frame.merge(meta, on=["campaign", "run_id", "node"], how="left")

@@ -10,14 +10,24 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["config_label", "efficiency_bars", "figure_png", "pareto_plot", "power_fit_plot",
-           "png_base64", "rate_quality_plot"]
+from analysis.bd import curve_label
+from ffwatt.schema import config_label
+
+__all__ = [
+    "efficiency_bars",
+    "figure_png",
+    "pareto_plot",
+    "png_base64",
+    "power_fit_plot",
+    "rate_quality_plot",
+]
 
 
 def figure_png(fig: Figure, dpi: int = 100) -> bytes:
@@ -33,23 +43,7 @@ def png_base64(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(figure_png(fig)).decode("ascii")
 
 
-def config_label(row: pd.Series) -> str:
-    """``encoder preset crf 24 1280x720`` for a configuration row."""
-    parts = [str(row.get("encoder", ""))]
-    if isinstance(row.get("preset"), str):
-        parts.append(row["preset"])
-    rc = row.get("rate_control")
-    value = {"crf": row.get("crf"), "qp": row.get("qp")}.get(rc, row.get("target_bitrate_kbps"))
-    if value is not None and value == value:
-        parts.append(f"{rc} {int(value)}" + ("k" if rc in ("cbr", "vbr") else ""))
-    elif rc:
-        parts.append(str(rc))
-    if row.get("output_width") == row.get("output_width") and row.get("output_width") is not None:
-        parts.append(f"{int(row['output_width'])}x{int(row['output_height'])}")
-    return " ".join(parts)
-
-
-def _new(width: float = 7.5, height: float = 4.5) -> tuple[Figure, object]:
+def _new(width: float = 7.5, height: float = 4.5) -> tuple[Figure, Any]:
     fig = Figure(figsize=(width, height))
     return fig, fig.add_subplot(1, 1, 1)
 
@@ -105,9 +99,7 @@ def rate_quality_plot(configs: pd.DataFrame, x: str, y: str, *, curve_keys: Sequ
     fig, ax = _new()
     keys = [k for k in curve_keys if k in configs.columns]
     for value, group in configs.dropna(subset=[x, y]).groupby(keys, dropna=False, sort=True):
-        key = dict(zip(keys, value))
-        label = " ".join(str(key[k]) for k in ("encoder", "preset", "rate_control") if k in key
-                         and key[k] == key[k] and key[k] is not None)
+        label = curve_label(dict(zip(keys, value)))
         if "energy_estimated" in group.columns and group["energy_estimated"].any() and "energy" in x:
             label += " (estimated)"
         g = group.sort_values(x)

@@ -4,7 +4,7 @@ Features: one-hot encoder, one-hot encoder/preset (a preset means something diff
 per encoder), log output pixels, log frame rate and log bitrate. Two ridge regressions
 (closed form, numpy) share them:
 
-* ``avg_watts`` (energy_j / wall_s), linear, and
+* ``avg_power_w`` (energy_j / wall_s), linear, and
 * ``log(joules_per_frame)``, so joules = exp(prediction) × frames (energy scales
   multiplicatively with pixels and preset effort).
 
@@ -111,7 +111,7 @@ class PowerModel:
         """Coefficients of both targets (numeric features are standardised)."""
         names = ["intercept", *_NUMERIC_FEATURES, *(f"encoder={e}" for e in self._fit.encoders),
                  *(f"preset={p}" for p in self._fit.presets)]
-        return pd.DataFrame({"feature": names, "avg_watts": self._fit.coef_watts,
+        return pd.DataFrame({"feature": names, "avg_power_w": self._fit.coef_watts,
                              "log_joules_per_frame": self._fit.coef_log_jpf})
 
     def _why_outside(self, feats: pd.DataFrame, raw: pd.DataFrame) -> list[str]:
@@ -134,7 +134,7 @@ class PowerModel:
 
     def predict(self, jobs: pd.DataFrame | Mapping[str, Any] | Sequence[Mapping[str, Any]], *,
                 allow_extrapolation: bool = False) -> pd.DataFrame:
-        """Predicted ``avg_watts``, ``joules_per_frame`` and (when ``frames`` is given) ``energy_j``.
+        """Predicted ``avg_power_w``, ``joules_per_frame`` and (when ``frames`` is given) ``energy_j``.
 
         ``jobs`` needs encoder, preset, output_width, output_height, input_fps, bitrate_kbps.
         Outside the fitted data it raises :class:`ExtrapolationError`; with
@@ -153,7 +153,7 @@ class PowerModel:
                 f"refusing to extrapolate for {len(outside)} row(s): {outside[0]}"
                 " (pass allow_extrapolation=True to predict anyway, flagged)")
         watts, log_jpf = _predict(self._fit, feats)
-        out = pd.DataFrame({"avg_watts": watts, "joules_per_frame": np.exp(log_jpf)})
+        out = pd.DataFrame({"avg_power_w": watts, "joules_per_frame": np.exp(log_jpf)})
         if "frames" in raw.columns:
             out["energy_j"] = out["joules_per_frame"] * raw["frames"].astype(float)
         out["extrapolated"] = [bool(r) for r in reasons]
@@ -177,7 +177,7 @@ def _cv(feats: pd.DataFrame, watts: np.ndarray, log_jpf: np.ndarray, alpha: floa
         pred_w[test], pred_j[test] = _predict(fit, feats.iloc[test])
     jpf, pj = np.exp(log_jpf), np.exp(pred_j)
     return (
-        CVScore("avg_watts", folds, float(np.mean(np.abs(pred_w - watts) / watts) * 100),
+        CVScore("avg_power_w", folds, float(np.mean(np.abs(pred_w - watts) / watts) * 100),
                 float(np.sqrt(np.mean((pred_w - watts) ** 2))), "W"),
         CVScore("joules_per_frame", folds, float(np.mean(np.abs(pj - jpf) / jpf) * 100),
                 float(np.sqrt(np.mean((pj - jpf) ** 2))), "J/frame"),
@@ -189,17 +189,17 @@ def fit_power_model(frame: pd.DataFrame, *, alpha: float = 1.0, k: int = 5, seed
     """Fit on the ok rows of ``frame`` that have energy, wall time and the features; report
     k-fold CV error. ``exclude_estimated`` drops rows whose energy was estimated (an estimate
     from busy CPU time × an assumed power model only teaches the model that assumption)."""
-    jobs = frame if "avg_watts" in frame.columns else job_efficiency(frame)
+    jobs = frame if "avg_power_w" in frame.columns else job_efficiency(frame)
     usable = jobs[(jobs["status"] == "ok") if "status" in jobs.columns else slice(None)]
     if exclude_estimated:
         usable = usable[~usable["energy_estimated"]]
-    need = ["avg_watts", "joules_per_frame", "output_width", "output_height", "input_fps", "bitrate_kbps"]
+    need = ["avg_power_w", "joules_per_frame", "output_width", "output_height", "input_fps", "bitrate_kbps"]
     usable = usable.dropna(subset=need)
     usable = usable[(usable[need] > 0).all(axis=1)].reset_index(drop=True)
     if len(usable) < 3:
         raise NotComputable(f"power model needs at least 3 ok jobs with energy; got {len(usable)}")
     feats = _features(usable)
-    watts = usable["avg_watts"].to_numpy(dtype=float)
+    watts = usable["avg_power_w"].to_numpy(dtype=float)
     log_jpf = np.log(usable["joules_per_frame"].to_numpy(dtype=float))
     pixels = usable["output_width"] * usable["output_height"]
     ranges = {name: (float(col.min()), float(col.max())) for name, col in

@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import html
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from analysis.bd import CURVE_KEYS, MIN_POINTS, bd_table
+from analysis.bd import MIN_POINTS, bd_table
 from analysis.efficiency import config_efficiency, job_efficiency
 from analysis.errors import NotComputable
 from analysis.load import load_results, resolve_run, run_summary
-from analysis.pareto import pareto_front
-from analysis.plots import (config_label, efficiency_bars, pareto_plot, png_base64, power_fit_plot,
-                            rate_quality_plot)
+from analysis.pareto import Direction, pareto_front
+from analysis.plots import efficiency_bars, pareto_plot, png_base64, power_fit_plot, rate_quality_plot
 from analysis.power import fit_power_model
 from analysis.stats import compare
 from ffwatt.errors import ResultsError
+from ffwatt.results import RunSummary
+from ffwatt.schema import CURVE_COLUMNS, config_label
 
 __all__ = ["write_report"]
 
@@ -73,11 +74,7 @@ def _section(title: str, body: str) -> str:
     return f"<h2>{html.escape(title)}</h2>\n{body}\n"
 
 
-def _node_section(summary: dict[str, Any]) -> str:
-    if not summary:
-        return "<p class='note'>No _run.json for this run (still running, or written by an older ffwatt).</p>"
-    facts = {k: v for k, v in summary.items() if k not in ("configurations", "node")}
-    facts.update({f"node.{k}": v for k, v in (summary.get("node") or {}).items()})
+def _facts_table(facts: dict[str, Any]) -> str:
     def cell(value: Any) -> str:
         text = _fmt(value)
         # FFmpeg's configure line is kilobytes long: folded, still there for whoever needs it.
@@ -88,20 +85,40 @@ def _node_section(summary: dict[str, Any]) -> str:
     return f"<table>{rows}</table>"
 
 
+def _node_section(summary: RunSummary | None, nodes_with_jobs: list[str]) -> str:
+    if summary is None:
+        return "<p class='note'>No _run.json for this run (still running, or interrupted).</p>"
+    run = summary.model_dump(exclude={"nodes", "idle_baselines"})
+    parts = [_facts_table(run)]
+    for name in nodes_with_jobs:
+        facts = summary.nodes.get(name)
+        if facts is None:
+            parts.append(f"<h3>{html.escape(name)}</h3><p class='note'>No facts were sent home by this node.</p>")
+            continue
+        values = facts.model_dump(exclude={"gpus"})
+        values["gpus"] = ", ".join(f"{g.index}: {g.name}" for g in facts.gpus) or "-"
+        idle = summary.idle_baselines.get(name)
+        if idle is not None:
+            values["idle baseline"] = (f"{(idle.cpu_w or 0) + (idle.gpu_w or 0):.1f} W over {idle.seconds:.1f} s "
+                                       f"({idle.cpu_source}); {idle.basis}")
+        parts.append(f"<h3>{html.escape(name)}</h3>" + _facts_table(values))
+    return "".join(parts)
+
+
 def _summary_section(configs: pd.DataFrame) -> str:
     table = configs.assign(config=[config_label(r) for _, r in configs.iterrows()])
     columns = {"input_name": "input", "config": "configuration", "node": "node", "n": "reps",
                "n_failed": "failed", "wall_s": "wall s", "encode_fps": "fps", "bitrate_kbps": "kbit/s",
                "psnr": "PSNR", "vmaf": "VMAF", "energy_j": "energy J", "energy_j_ci_low": "J CI low",
-               "energy_j_ci_high": "J CI high", "joules_per_frame": "J/frame", "avg_watts": "avg W",
-               "net_watts": "net W", "pixels_per_joule": "px/J", "qoe_pixels_per_joule": "QoE px/J",
+               "energy_j_ci_high": "J CI high", "joules_per_frame": "J/frame", "avg_power_w": "avg W",
+               "net_power_w": "net W", "pixels_per_joule": "px/J", "qoe_pixels_per_joule": "QoE px/J",
                "vmaf_per_joule": "VMAF/J", "kbps_per_watt": "kbit/s per W",
                "cost_per_video_hour": "cost / video h", "co2_g_per_video_hour": "g CO2 / video h",
                "energy_sources": "energy source"}
     # Optional columns (cost, CO2, net watts...) only when some row has them.
     columns = {k: v for k, v in columns.items() if k in table.columns and table[k].notna().any()}
-    energy_cols = ("energy_j", "energy_j_ci_low", "energy_j_ci_high", "joules_per_frame", "avg_watts",
-                   "net_watts", "pixels_per_joule", "qoe_pixels_per_joule", "vmaf_per_joule", "kbps_per_watt",
+    energy_cols = ("energy_j", "energy_j_ci_low", "energy_j_ci_high", "joules_per_frame", "avg_power_w",
+                   "net_power_w", "pixels_per_joule", "qoe_pixels_per_joule", "vmaf_per_joule", "kbps_per_watt",
                    "cost_per_video_hour", "co2_g_per_video_hour")
     star = {c: "energy_estimated" for c in energy_cols if c in columns}
     return (_table(table, columns, left=("input_name", "config", "node", "energy_sources"), star=star)
@@ -113,7 +130,7 @@ def _efficiency_section(configs: pd.DataFrame) -> str:
     parts = []
     for metric, title, unit in (("joules_per_frame", "Energy per frame (lower is better)", "J/frame"),
                                 ("qoe_pixels_per_joule", "QoE efficiency: pixels × VMAF/100 per joule", "px/J"),
-                                ("avg_watts", "Average power during the encode", "W")):
+                                ("avg_power_w", "Average power during the encode", "W")):
         if metric in configs.columns and configs[metric].notna().any():
             parts.append(_img(efficiency_bars(configs, metric, title=title, unit=unit), title))
     return "".join(parts) or "<p>No energy figures in this run.</p>"
@@ -121,15 +138,14 @@ def _efficiency_section(configs: pd.DataFrame) -> str:
 
 def _pareto_section(configs: pd.DataFrame) -> str:
     parts = []
-    need2 = {"energy_j": "min", "vmaf": "max"}
     quality = "vmaf" if "vmaf" in configs.columns and configs["vmaf"].notna().any() else "psnr"
-    need2 = {"energy_j": "min", quality: "max"}
+    need2: dict[str, Direction] = {"energy_j": "min", quality: "max"}
     for input_name, group in configs.groupby("input_name", sort=True):
         front2 = pareto_front(group, need2, by=())
         parts.append(_img(pareto_plot(front2, "energy_j", quality,
                                       title=f"{input_name}: energy vs {quality} (2-D front)"),
                           f"Pareto {input_name}"))
-        objectives3 = {"energy_j": "min", quality: "max", "encode_fps": "max"}
+        objectives3: dict[str, Direction] = {"energy_j": "min", quality: "max", "encode_fps": "max"}
         front3 = pareto_front(group, objectives3, by=())
         on = front3[front3["pareto"]].assign(config=lambda f: [config_label(r) for _, r in f.iterrows()])
         parts.append(f"<p>3-D front for {html.escape(str(input_name))} "
@@ -143,10 +159,10 @@ def _bd_section(configs: pd.DataFrame) -> str:
     quality = "vmaf" if "vmaf" in configs.columns and configs["vmaf"].notna().any() else "psnr"
     parts = []
     for input_name, group in configs.groupby("input_name", sort=True):
-        parts.append(_img(rate_quality_plot(group, "bitrate_kbps", quality, curve_keys=CURVE_KEYS,
+        parts.append(_img(rate_quality_plot(group, "bitrate_kbps", quality, curve_keys=CURVE_COLUMNS,
                                             title=f"{input_name}: rate–{quality}"), "rate-quality"))
         if "energy_j" in group.columns and group["energy_j"].notna().any():
-            parts.append(_img(rate_quality_plot(group, "energy_j", quality, curve_keys=CURVE_KEYS,
+            parts.append(_img(rate_quality_plot(group, "energy_j", quality, curve_keys=CURVE_COLUMNS,
                                                 title=f"{input_name}: energy–{quality}"), "energy-quality"))
     table = bd_table(configs, quality=quality)
     if table.empty:
@@ -172,10 +188,10 @@ def _power_section(jobs: pd.DataFrame) -> str:
         model = fit_power_model(jobs)
     except NotComputable as exc:
         return f"<p>Power model not fitted: {html.escape(str(exc))}.</p>"
-    usable = jobs.dropna(subset=["avg_watts", "output_width", "output_height", "input_fps", "bitrate_kbps"])
+    usable = jobs.dropna(subset=["avg_power_w", "output_width", "output_height", "input_fps", "bitrate_kbps"])
     usable = usable[usable["status"] == "ok"]
     predicted = model.predict(usable, allow_extrapolation=True)
-    parts = [_img(power_fit_plot(usable["avg_watts"].reset_index(drop=True), predicted["avg_watts"],
+    parts = [_img(power_fit_plot(usable["avg_power_w"].reset_index(drop=True), predicted["avg_power_w"],
                                  title="Power model: average watts (in-sample)", unit="W"), "power fit")]
     cv = pd.DataFrame([vars(s) for s in model.cv])
     parts.append(_table(cv, {"target": "target", "folds": "folds", "mape_pct": "CV MAPE %", "rmse": "CV RMSE",
@@ -213,7 +229,7 @@ def _compare_section(configs: pd.DataFrame, other: pd.DataFrame, other_run: str)
         if metric in table.columns:
             columns.update({metric: f"{metric} (this)", f"{metric}_b": f"{metric} ({other_run[:8]})",
                             f"{metric}_verdict": "this run vs other"})
-    return (_table(table, columns, left=("config",) + tuple(c for c in columns if c.endswith("_verdict")),
+    return (_table(table, columns, left=("config", *(c for c in columns if c.endswith("_verdict"))),
                    star={"joules_per_frame": "estimated", "joules_per_frame_b": "estimated"})
             + "<p class='note'>Different only when the 95 % intervals don't overlap; "
               "“a lower” = this run is lower.</p>")
@@ -221,12 +237,16 @@ def _compare_section(configs: pd.DataFrame, other: pd.DataFrame, other_run: str)
 
 def _estimated_section(jobs: pd.DataFrame, configs: pd.DataFrame) -> str:
     est_jobs = int(jobs["energy_estimated"].sum())
+    with_energy = int(jobs["energy_j"].notna().sum()) if "energy_j" in jobs.columns else 0
+    if with_energy == 0:
+        return "<p>This run has no energy figures (no job finished with an energy reading).</p>"
     if est_jobs == 0:
         return "<p>All energy figures in this report were measured (none estimated).</p>"
     labels = [config_label(r) for _, r in configs[configs["energy_estimated"]].iterrows()]
     items = "".join(f"<li>{html.escape(label)}</li>" for label in labels)
     return (f"<div class='warn'><b>{est_jobs} of {len(jobs)} jobs have estimated energy</b> "
-            "(energy_source = estimated: busy CPU time × an assumed CPU power model, not a RAPL reading). Every figure derived "
+            "(their energy_source includes <i>estimated</i>: busy CPU time × an assumed CPU power model, not a RAPL "
+            "reading). Every figure derived "
             "from their energy — J, J/frame, watts, px/J, QoE/J, BD-energy, the power model — is estimated "
             f"too and marked *. Configurations concerned:<ul>{items}</ul></div>")
 
@@ -248,9 +268,9 @@ def write_report(results_dir: Path, run_id: str, compare_run_id: str | None = No
 
     body = [f"<h1>ffwatt report: campaign {html.escape(campaign)}, run {html.escape(run_id)}</h1>",
             f"<p class='note'>{len(jobs)} jobs ({int((jobs['status'] == 'ok').sum())} ok), "
-            f"{len(configs)} configurations. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}.</p>",
+            f"{len(configs)} configurations. Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}.</p>",
             _section("Estimated figures", _estimated_section(jobs, configs)),
-            _section("Node", _node_section(summary)),
+            _section("Nodes", _node_section(summary, sorted(raw["node"].dropna().unique()))),
             _section("Summary per configuration", _summary_section(configs)),
             _section("Efficiency", _efficiency_section(ok_configs)),
             _section("Pareto fronts", _pareto_section(ok_configs) if not ok_configs.empty else "<p>No ok jobs.</p>"),

@@ -31,7 +31,7 @@ def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> t
     x = x[np.isfinite(x)]
     n = int(x.size)
     if n == 0:
-        return (float("nan"),) * 4 + (0,)  # type: ignore[return-value]
+        return float("nan"), float("nan"), float("nan"), float("nan"), 0
     mean = float(x.mean())
     if n < 2:
         return mean, float("nan"), float("nan"), float("nan"), n

@@ -8,13 +8,14 @@ every row says ``energy_basis="synthetic"``.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ffwatt.results import write_job_row, write_run_summary
+from ffwatt.nodefacts import NodeFacts
+from ffwatt.results import RunSummary, write_job_row, write_run_summary
 from ffwatt.schema import JobRow
 
 __all__ = ["ENCODER_TRAITS", "synthetic_rows", "write_synthetic_run"]
@@ -41,7 +42,7 @@ def synthetic_rows(*, campaign: str = "synthetic", run_id: str = "run-1", node: 
     ``estimated_encoders`` is marked estimated, the rest rapl."""
     rng = np.random.default_rng(seed)
     encoders = encoders or {"libx264": "medium", "libx265": "medium"}
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     fields = JobRow.model_fields
     rows = []
     for rep in range(1, repetitions + 1):
@@ -81,9 +82,13 @@ def write_synthetic_run(results_dir: Path, **kwargs: Any) -> tuple[str, str]:
     for row in rows:
         write_job_row(Path(results_dir), row)
     first = rows[0]
-    write_run_summary(Path(results_dir), first.campaign, first.run_id, {
-        "campaign": first.campaign, "run_id": first.run_id, "jobs": len(rows), "ok": len(rows), "failed": 0,
-        "node": {"name": first.node, "cpu_model": "Synthetic CPU 9000", "logical_cpus": 16,
-                 "kernel": "6.0-synthetic", "ffmpeg_version": "n7.1-synthetic"},
-    })
+    started = min(r.started_at for r in rows if r.started_at)
+    ended = max(r.ended_at for r in rows if r.ended_at)
+    facts = NodeFacts(name=first.node, cpu_model="Synthetic CPU 9000", logical_cpus=16, kernel="6.0-synthetic",
+                      cpu_energy="rapl", ffmpeg_path="/synthetic/ffmpeg", ffmpeg_version="n7.1-synthetic",
+                      ffmpeg_configuration="")
+    write_run_summary(Path(results_dir), RunSummary(
+        campaign=first.campaign, run_id=first.run_id, started_at=started, ended_at=ended,
+        wall_s=(ended - started).total_seconds(), jobs=len(rows), ok=len(rows), failed=0,
+        encode_wall_s=sum(r.wall_s or 0 for r in rows), nodes={first.node: facts}, idle_baselines={}))
     return first.campaign, first.run_id

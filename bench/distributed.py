@@ -89,7 +89,8 @@ def main() -> None:
                 agent.terminate()
                 agent.wait(30)
             cluster.master.run(fleet.FFWATT, "stack", "down", env=cluster.master_env)
-    print(f"10 single-threaded libx264 720p jobs ({DURATION_S * 24} frames each), quality off, via `prefect deployment run`")
+    print(f"10 single-threaded libx264 720p jobs ({DURATION_S * 24} frames each), quality off, "
+          "via `prefect deployment run`")
     print(f"one worker node:   campaign {one_node:6.1f} s   bare FFmpeg {bare:6.1f} s   "
           f"ratio {one_node / bare:.3f} (goal <= 1.15)")
     print(f"two worker nodes:  campaign {two_nodes:6.1f} s   speed-up vs one node {one_node / two_nodes:.2f}x "

@@ -12,6 +12,7 @@ Goal: under 0.5 % of a core and p99 under 5 ms for each.
 
 from __future__ import annotations
 
+import http.client
 import os
 import statistics
 import subprocess
@@ -19,11 +20,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-import http.client
 from urllib.parse import urlsplit
 
-from ffwatt.progress import Progress, ProgressRecord, write_progress_record
+from ffwatt.hardware.progress import Progress, ProgressRecord, write_progress_record
 from tests.conftest import free_port, wait_http
 from tests.powercap import intel_two_sockets
 
@@ -40,7 +39,7 @@ def cpu_seconds(pid: int) -> float:
 def scrape_ms(url: str) -> float:
     """One scrape as a metrics store makes it (gzip accepted), timed to the last byte."""
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=5)
     start = time.perf_counter()
     connection.request("GET", parts.path, headers={"Accept-Encoding": "gzip"})
     response = connection.getresponse()
@@ -95,7 +94,7 @@ def main() -> None:
     print(f"{'exporter':<20} {'CPU % of a core':>16} {'p50 ms':>8} {'p99 ms':>8}")
     for name in processes:
         ordered = sorted(latencies[name])
-        p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+        p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
         print(f"{name:<20} {100 * used[name] / wall:>16.2f} {statistics.median(ordered):>8.2f} {p99:>8.2f}")
     print("goal: < 0.5 % of a core and p99 < 5 ms each")
 

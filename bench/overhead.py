@@ -41,13 +41,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ffwatt-bench-"))
     os.environ["FFWATT_HOME"] = str(work / "home")
     os.environ["FFWATT_RESULTS_DIR"] = str(work / "results")
-    from bench._prefect import prefect_server
+    from ffwatt.fleet.prefect_server import temporary_server
 
-    with prefect_server() as api_url:
-        os.environ["PREFECT_API_URL"] = api_url
-        from ffwatt.campaign import expand, parse_campaign
+    with temporary_server() as server:
+        os.environ.update(server)
+        from ffwatt.jobs import expand
         from ffwatt.results import read_results
         from ffwatt.settings import load_settings
+        from ffwatt.validation import parse_campaign
         from flows.campaign import campaign_flow
         from tasks.generate import prepare_reference
 
@@ -63,7 +64,7 @@ def main() -> None:
             start = time.perf_counter()
             summary = campaign_flow(campaign)
             campaign_s.append(time.perf_counter() - start)
-            rows = read_results(settings.results_dir, run_id=summary["run_id"])
+            rows = read_results(settings.results_dir, run_id=summary.run_id)
             assert (rows.status == "ok").all(), rows[rows.status != "ok"].error.tolist()
             in_flow_ffmpeg_s.append(float(rows.wall_s.sum()))
             start = time.perf_counter()

@@ -9,13 +9,13 @@ so the label set doesn't grow forever.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporters._collector import NAMESPACE
-from ffwatt.progress import Progress, ProgressRecord, read_progress_records
+from ffwatt.hardware.progress import Progress, ProgressRecord, read_progress_records
 
 __all__ = ["FFmpegCollector"]
 
@@ -42,7 +42,7 @@ _SERIES = (
 class FFmpegCollector:
     name = "ffmpeg"
 
-    def __init__(self, spool: Path, *, retention_s: float = 10.0, clock=time.time) -> None:
+    def __init__(self, spool: Path, *, retention_s: float = 10.0, clock: Callable[[], float] = time.time) -> None:
         self.spool = spool
         self.retention_s = retention_s
         self._clock = clock

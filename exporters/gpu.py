@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporters._collector import NAMESPACE, Sampler
-from ffwatt.nvml import GpuReading, NvmlSession, open_nvml, read_gpu
+from ffwatt.hardware.nvml import GpuReading, NvmlSession, open_gpus, read_gpu
 
 __all__ = ["GpuCollector"]
 
@@ -45,13 +45,13 @@ _SERIES: tuple[tuple[str, str, str, bool], ...] = (
 class GpuCollector:
     name = "gpu"
 
-    def __init__(self, *, nvml: Any | None = None, interval_s: float = 1.0) -> None:
+    def __init__(self, *, nvml: Any | None = None, enabled: bool = True, interval_s: float = 1.0) -> None:
         self._lock = threading.Lock()
-        opened = open_nvml(nvml)
+        opened = open_gpus(enabled, nvml)
         self.session: NvmlSession | None = None if isinstance(opened, str) else opened
         self.unavailable: str | None = opened if isinstance(opened, str) else None
         self._readings: list[GpuReading] = []
-        self._sampler = Sampler(self.name, interval_s, self.sample) if self.session else None
+        self.sampler = Sampler(self.name, interval_s, self.sample) if self.session else None
 
     def start(self) -> GpuCollector:
         if self.session is None:
@@ -59,13 +59,13 @@ class GpuCollector:
         else:
             log.info("NVML driver %s, GPUs: %s", self.session.driver_version,
                      ", ".join(f"{g.index}:{g.name}" for g in self.session.gpus))
-        if self._sampler:
-            self._sampler.start()
+        if self.sampler:
+            self.sampler.start()
         return self
 
     def stop(self) -> None:
-        if self._sampler:
-            self._sampler.stop()
+        if self.sampler:
+            self.sampler.stop()
         if self.session:
             self.session.close()
 
@@ -86,6 +86,8 @@ class GpuCollector:
             yield count
             yield info
             return
+        if self.sampler:
+            self.sampler.check()
         count.add_metric([], float(len(self.session.gpus)))
         info.add_metric([self.session.driver_version, ""], 1.0)
         yield count

@@ -18,10 +18,11 @@ from exporters._collector import NAMESPACE, CollectorSet
 from exporters.ffmpeg import FFmpegCollector
 from exporters.gpu import GpuCollector
 from exporters.rapl import RaplCollector
-from ffwatt.nvml import ReplayNvml
+from ffwatt.hardware.nvml import ReplayNvml
+from ffwatt.ports import EXPORTER_PORTS
 from ffwatt.settings import Settings
 
-__all__ = ["EXPORTERS", "ExporterOptions", "Exporter", "build_collectors", "parse_listen", "serve"]
+__all__ = ["EXPORTERS", "Exporter", "ExporterOptions", "build_collectors", "parse_listen", "serve"]
 
 log = logging.getLogger("ffwatt.exporters")
 
@@ -48,14 +49,14 @@ def _gpu(settings: Settings, options: ExporterOptions) -> list[Any]:
 
         start = time.monotonic()
         nvml = ReplayNvml(json.loads(options.replay.read_text()), lambda: time.monotonic() - start)
-    return [GpuCollector(nvml=nvml, interval_s=options.interval_s)]
+    return [GpuCollector(nvml=nvml, enabled=settings.gpu, interval_s=options.interval_s)]
 
 
-# The ports of the system ffwatt replaces, so existing scrape configs keep working.
 EXPORTERS: dict[str, Exporter] = {
-    "cpu": Exporter(9510, lambda s, o: [RaplCollector(s, interval_s=o.interval_s)]),
-    "gpu": Exporter(9511, _gpu),
-    "ffmpeg": Exporter(9506, lambda s, o: [FFmpegCollector(s.progress_dir, retention_s=o.retention_s)]),
+    "cpu": Exporter(EXPORTER_PORTS["cpu"], lambda s, o: [RaplCollector(s, interval_s=o.interval_s)]),
+    "gpu": Exporter(EXPORTER_PORTS["gpu"], _gpu),
+    "ffmpeg": Exporter(EXPORTER_PORTS["ffmpeg"],
+                       lambda s, o: [FFmpegCollector(s.progress_dir, retention_s=o.retention_s)]),
 }
 
 

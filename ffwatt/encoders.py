@@ -8,10 +8,10 @@ table, so an encoder is described once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["EncoderProfile", "Pool", "RateMode", "PROFILES", "profile_for"]
+__all__ = ["PROFILES", "EncoderProfile", "Pool", "RateMode", "profile_for"]
 
 Pool = Literal["cpu", "nvidia", "qsv", "vaapi", "amf", "vulkan"]
 RateMode = Literal["crf", "qp", "cbr", "vbr"]
@@ -40,7 +40,6 @@ class EncoderProfile:
     # Hardware encoders need a device and an upload filter before they see frames.
     input_args: tuple[str, ...] = ()
     upload_filter: str | None = None
-    known: bool = field(default=True)
 
     def preset_args(self, preset: str | None) -> list[str]:
         if preset is None or self.preset_flag is None:
@@ -133,4 +132,4 @@ def profile_for(encoder: str) -> EncoderProfile:
     if known is not None:
         return known
     return EncoderProfile(name=encoder, codec="unknown", pool="cpu", presets=None,
-                          default_preset=None, quality_range=(0, 255), known=False)
+                          default_preset=None, quality_range=(0, 255))

@@ -7,7 +7,8 @@
     │   └── EncodeFailed        a job's encode failed (carries the command and stderr tail)
     ├── QualityFailed           the quality pass failed for a job
     ├── EnergyReadError         an energy counter could not be read
-    └── ResultsError            the results dataset can't be read or written
+    ├── ResultsError            the results dataset can't be read or written
+    └── ApiUnavailable          the Prefect API didn't answer (master restarting, network)
 
 Errors from libraries underneath (OSError, pyarrow, pydantic, Prefect) are
 translated at the boundary with ``raise ... from exc`` and carry what a user
@@ -17,6 +18,7 @@ needs to act: the file, the field, the fix.
 from __future__ import annotations
 
 __all__ = [
+    "ApiUnavailable",
     "CampaignError",
     "EncodeFailed",
     "EncoderUnavailable",
@@ -63,7 +65,7 @@ class EncodeFailed(FFmpegError):
         self.attempt = attempt
         super().__init__(message)
 
-    def __reduce__(self):  # keeps the details across pickling (Prefect result storage)
+    def __reduce__(self) -> tuple[object, tuple[str, list[str], str, int]]:  # survives pickling (Prefect)
         return (
             _rebuild_encode_failed,
             (str(self), self.command, self.stderr_tail, self.attempt),
@@ -84,3 +86,7 @@ class EnergyReadError(FfwattError):
 
 class ResultsError(FfwattError):
     """The results dataset can't be read or written."""
+
+
+class ApiUnavailable(FfwattError):
+    """The Prefect API didn't answer (the master restarting, a network blip)."""

@@ -13,25 +13,28 @@ reader never sees a partial file, and a job written again in the same run
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ValidationError
 
 from ffwatt.errors import ResultsError
+from ffwatt.nodefacts import IdleBaseline, NodeFacts
 from ffwatt.schema import JobRow, arrow_schema
 
 __all__ = [
+    "RunSummary",
+    "list_runs",
     "read_results",
     "read_run_summary",
     "run_dir",
-    "list_runs",
     "write_atomic",
     "write_job_row",
     "write_run_summary",
@@ -47,7 +50,24 @@ def run_dir(results_dir: Path, campaign: str, run_id: str) -> Path:
     return results_dir / f"campaign={campaign}" / f"run_id={run_id}"
 
 
-def write_atomic(path: Path, write: Any) -> None:
+class RunSummary(BaseModel):
+    """A run's summary, written beside its rows as ``_run.json``: counts, times, and the facts
+    and idle baseline of every node that ran its jobs."""
+
+    campaign: str
+    run_id: str
+    started_at: datetime
+    ended_at: datetime
+    wall_s: float
+    jobs: int
+    ok: int
+    failed: int
+    encode_wall_s: float
+    nodes: dict[str, NodeFacts]
+    idle_baselines: dict[str, IdleBaseline]
+
+
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp_path)``, then rename the temporary file onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -74,15 +94,21 @@ def write_job_row(results_dir: Path, row: JobRow) -> Path:
     return path
 
 
-def write_run_summary(results_dir: Path, campaign: str, run_id: str, summary: dict[str, Any]) -> Path:
-    path = run_dir(results_dir, campaign, run_id) / "_run.json"
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(summary, indent=2, default=str)))
+def write_run_summary(results_dir: Path, summary: RunSummary) -> Path:
+    path = run_dir(results_dir, summary.campaign, summary.run_id) / "_run.json"
+    write_atomic(path, lambda tmp: tmp.write_text(summary.model_dump_json(indent=2)))
     return path
 
 
-def read_run_summary(results_dir: Path, campaign: str, run_id: str) -> dict[str, Any] | None:
+def read_run_summary(results_dir: Path, campaign: str, run_id: str) -> RunSummary | None:
+    """The run's summary; None while it runs (or when it was interrupted before writing one)."""
     path = run_dir(results_dir, campaign, run_id) / "_run.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return RunSummary.model_validate_json(path.read_text())
+    except (OSError, ValidationError) as exc:
+        raise ResultsError(f"can't read the run summary {path}: {exc}") from exc
 
 
 def read_results(

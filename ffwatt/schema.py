@@ -1,46 +1,72 @@
 """The result schema: one row per job and run, defined once.
 
 :class:`JobRow` is the single definition of every column (name, type, unit,
-meaning). The Arrow schema of the Parquet files and the table in
+meaning). It is built from column groups that the steps producing them reuse as
+their own return types (:class:`EnergyColumns` is what energy accounting returns,
+:class:`QualityColumns` what the quality pass returns), so no step lists columns
+by hand. The Arrow schema of the Parquet files and the table in
 ``docs/schema.md`` are both derived from it.
+
+Two pieces of vocabulary every room uses live here too: the configuration key of
+a result (:data:`CONFIG_COLUMNS`, :func:`config_label`) and the one predicate that
+says whether an energy figure was estimated (:func:`is_estimated`).
 """
 
 from __future__ import annotations
 
 import types
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["JobRow", "JobStatus", "arrow_schema", "schema_markdown", "SCHEMA_VERSION"]
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-SCHEMA_VERSION = 2
+__all__ = [
+    "CONFIG_COLUMNS",
+    "CURVE_COLUMNS",
+    "RATE_POINT_COLUMNS",
+    "SCHEMA_VERSION",
+    "ConfigColumns",
+    "EnergyColumns",
+    "JobRow",
+    "JobStatus",
+    "QualityColumns",
+    "arrow_schema",
+    "config_label",
+    "is_estimated",
+    "is_missing",
+    "schema_markdown",
+]
+
+SCHEMA_VERSION = 3
 JobStatus = Literal["ok", "failed"]
+ESTIMATED = "estimated"
 
 
 def _col(description: str, unit: str = "", **kwargs: Any) -> Any:
     return Field(description=description, json_schema_extra={"unit": unit}, **kwargs)
 
 
-class JobRow(BaseModel):
-    """A job's outcome. Failed jobs have ``status='failed'`` and ``error``; measurements they
-    never reached are null."""
-
+class _Columns(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+
+class IdentityColumns(_Columns):
     campaign: str = _col("Campaign name (also the partition directory).")
     run_id: str = _col("Prefect flow run id of the campaign run.")
     job_id: str = _col("Stable id of this configuration and repetition.")
     config_id: str = _col("Stable id of the configuration (same for every repetition).")
     repetition: int = _col("Repetition number, from 1.")
     node: str = _col("Node that ran the job.")
+
+
+class ConfigColumns(_Columns):
+    """What makes a configuration: the key results are grouped and compared by."""
+
     input_name: str = _col("Input name from the campaign.")
-    input_width: int | None = _col("Reference width.", "px", default=None)
-    input_height: int | None = _col("Reference height.", "px", default=None)
-    input_fps: float | None = _col("Reference frame rate.", "frames/s", default=None)
-    input_frames: int | None = _col("Frames in the reference clip.", "frames", default=None)
     encoder: str = _col("FFmpeg encoder name.")
     preset: str | None = _col("Encoder preset (or -cpu-used for libvpx/libaom).", default=None)
     rate_control: str = _col("crf, qp, cbr or vbr.")
@@ -49,9 +75,25 @@ class JobRow(BaseModel):
     target_bitrate_kbps: int | None = _col("Target bitrate of cbr/vbr jobs.", "kbit/s", default=None)
     output_width: int | None = _col("Encoded width.", "px", default=None)
     output_height: int | None = _col("Encoded height.", "px", default=None)
+
+
+class ReferenceColumns(_Columns):
+    input_width: int | None = _col("Reference width.", "px", default=None)
+    input_height: int | None = _col("Reference height.", "px", default=None)
+    input_fps: float | None = _col("Reference frame rate.", "frames/s", default=None)
+    input_frames: int | None = _col("Frames in the reference clip.", "frames", default=None)
+    reference_path: str | None = _col("Reference clip the job encoded.", default=None)
+
+
+class OutcomeColumns(_Columns):
     status: JobStatus = _col("ok or failed.")
     error: str | None = _col("Why the job failed: the step, the message, FFmpeg's stderr tail.", default=None)
     attempts: int = _col("Encode attempts made (1 when the first succeeded).")
+
+
+class EncodeColumns(_Columns):
+    """What the encode itself did: filled from the transcode step's result."""
+
     started_at: datetime | None = _col("Encode start (UTC).", default=None)
     ended_at: datetime | None = _col("Encode end (UTC).", default=None)
     wall_s: float | None = _col("Encode wall time.", "s", default=None)
@@ -65,10 +107,26 @@ class JobRow(BaseModel):
     bitrate_kbps: float | None = _col("output_bytes over the clip's duration.", "kbit/s", default=None)
     dropped_frames: int | None = _col("Frames FFmpeg dropped.", "frames", default=None)
     duplicated_frames: int | None = _col("Frames FFmpeg duplicated.", "frames", default=None)
+    ffmpeg_version: str | None = _col("FFmpeg version string.", default=None)
+    ffmpeg_cmd: str | None = _col("The exact encode command (shell-quoted).", default=None)
+    output_path: str | None = _col("Encoded file, when the campaign keeps outputs.", default=None)
+
+
+class QualityColumns(_Columns):
+    """The quality pass's scores: what :func:`tasks.quality.measure_quality` returns."""
+
     psnr: float | None = _col("Mean luma PSNR against the reference.", "dB", default=None)
-    ssim: float | None = _col("Mean luma SSIM against the reference (0..1).", default=None)
+    ssim: float | None = _col(
+        "Mean luma SSIM against the reference (0..1): libvmaf's float_ssim, Wang et al.'s method with "
+        "automatic downscaling; it differs from FFmpeg's ssim filter by up to 0.03 on the same pair.",
+        default=None)
     vmaf: float | None = _col("Mean VMAF against the reference (0..100).", default=None)
     vmaf_model: str | None = _col("VMAF model used.", default=None)
+
+
+class EnergyColumns(_Columns):
+    """A job's energy figures: what energy accounting returns (:func:`tasks.energy.energy_report`)."""
+
     cpu_energy_j: float | None = _col(
         "Whole-CPU energy over the encode window (RAPL packages, or the estimate).", "J", default=None)
     gpu_energy_j: float | None = _col(
@@ -77,11 +135,12 @@ class JobRow(BaseModel):
                                   "J", default=None)
     energy_source: str | None = _col(
         "Sources of energy_j: rapl (measured), estimated (CPU power model x /proc/stat busy time), "
-        "nvml (measured); joined with + when several.", default=None)
+        "nvml (measured); joined with + when several. Any part estimated makes the figure estimated.",
+        default=None)
     energy_basis: str | None = _col("How the energy figures were obtained, in words.", default=None)
     avg_power_w: float | None = _col("energy_j / window length.", "W", default=None)
-    idle_power_w: float | None = _col("The node's idle power, measured before the campaign's first job.",
-                                      "W", default=None)
+    idle_power_w: float | None = _col("The node's idle power (idle_baseline in the run summary says when "
+                                      "and how it was measured).", "W", default=None)
     net_energy_j: float | None = _col("energy_j minus idle_power_w x window length.", "J", default=None)
     cpu_share: float | None = _col(
         "FFmpeg's CPU time over the machine's busy CPU time in the window (0..1).", default=None)
@@ -96,13 +155,66 @@ class JobRow(BaseModel):
         "idle_baseline_other_source.", default=None)
     cost: float | None = _col("energy_j x FFWATT_PRICE_PER_KWH of the node.", "currency", default=None)
     co2_g: float | None = _col("energy_j x FFWATT_CO2_G_PER_KWH of the node.", "g", default=None)
-    ffmpeg_version: str | None = _col("FFmpeg version string.", default=None)
-    ffmpeg_cmd: str | None = _col("The exact encode command (shell-quoted).", default=None)
-    reference_path: str | None = _col("Reference clip the job encoded.", default=None)
-    output_path: str | None = _col("Encoded file, when the campaign keeps outputs.", default=None)
+
+
+# Pydantic puts inherited fields in reverse order of the bases, so the columns read
+# identity, configuration, reference, outcome, encode, quality, energy.
+class JobRow(EnergyColumns, QualityColumns, EncodeColumns, OutcomeColumns, ReferenceColumns, ConfigColumns,
+             IdentityColumns):
+    """A job's outcome. Failed jobs have ``status='failed'`` and ``error``; measurements they
+    never reached are null."""
+
+
+CONFIG_COLUMNS: tuple[str, ...] = tuple(ConfigColumns.model_fields)
+# A rate–quality curve is a configuration without its rate point: its points differ only in these.
+RATE_POINT_COLUMNS: tuple[str, ...] = ("crf", "qp", "target_bitrate_kbps")
+CURVE_COLUMNS: tuple[str, ...] = tuple(c for c in CONFIG_COLUMNS if c not in RATE_POINT_COLUMNS)
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN or pandas' NA: a value a row doesn't have."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # noqa: PLR0124 - NaN is the one value unequal to itself
+    except TypeError:  # pandas.NA refuses to be a bool
+        return True
+
+
+def config_label(row: Mapping[str, Any] | BaseModel, *, with_input: bool = False) -> str:
+    """A configuration in words, e.g. ``libx264 veryfast crf 24 1280x720``.
+
+    ``row`` is anything with the configuration columns: a :class:`JobRow`, a dict or a pandas
+    row; ``with_input`` puts the input's name first. Columns it lacks are left out, so a
+    curve's key (no rate point, no size) reads ``libx264 veryfast crf``.
+    """
+    get = (row.model_dump() if isinstance(row, BaseModel) else row).get
+    parts = [str(get("input_name"))] if with_input else []
+    parts.append(str(get("encoder", "")))
+    if not is_missing(get("preset")):
+        parts.append(str(get("preset")))
+    mode = str(get("rate_control"))
+    value = {"crf": get("crf"), "qp": get("qp")}.get(mode, get("target_bitrate_kbps"))
+    if not is_missing(value):
+        parts.append(f"{mode} {int(value)}" + ("k" if mode in ("cbr", "vbr") else ""))  # type: ignore[arg-type]
+    elif not is_missing(get("rate_control")):
+        parts.append(mode)
+    if not is_missing(get("output_width")) and not is_missing(get("output_height")):
+        parts.append(f"{int(get('output_width'))}x{int(get('output_height'))}")  # type: ignore[arg-type]
+    return " ".join(parts)
+
+
+def is_estimated(energy_source: str | None) -> bool:
+    """Whether an energy figure with this ``energy_source`` rests, in any part, on an estimate
+    (``estimated``, ``estimated+nvml``, ...): such a figure is never shown as measured."""
+    if not isinstance(energy_source, str):
+        return False
+    return ESTIMATED in energy_source.split("+")
 
 
 def _arrow_type(annotation: Any) -> pa.DataType:
+    import pyarrow as pa
+
     origin = get_origin(annotation)
     if origin in (Union, types.UnionType):
         (inner,) = [arg for arg in get_args(annotation) if arg is not type(None)]
@@ -122,9 +234,12 @@ def _arrow_type(annotation: Any) -> pa.DataType:
 
 def arrow_schema() -> pa.Schema:
     """The Arrow schema of a results file, in column order."""
+    import pyarrow as pa
+
     fields = []
     for name, info in JobRow.model_fields.items():
-        metadata = {"unit": (info.json_schema_extra or {}).get("unit", ""), "description": info.description or ""}
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        metadata = {"unit": str(extra.get("unit", "")), "description": info.description or ""}
         fields.append(pa.field(name, _arrow_type(info.annotation), nullable=not info.is_required(),
                                metadata=metadata))
     return pa.schema(fields, metadata={"ffwatt_schema_version": str(SCHEMA_VERSION)})

@@ -13,7 +13,13 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "load_settings"]
+from ffwatt.ports import PORTS
+
+__all__ = ["REPO", "Settings", "load_settings"]
+
+# The checkout ffwatt runs from: deployments/ and infra/ templates are read from it, and every
+# node of a fleet runs the same checkout at the same path (the deployments' pull step).
+REPO = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
@@ -51,9 +57,12 @@ class Settings(BaseSettings):
         default=None, ge=0, description="Grid carbon intensity (g CO2 per kWh) on this node, for co2_g."
     )
     master_host: str = Field(default="127.0.0.1", description="Address the master's services listen on.")
-    master_port: int = Field(default=4200, description="Port of the Prefect API on the master.")
-    master_tls_port: int = Field(default=4443, description="Port of the TLS proxy in front of the API.")
-    discovery_port: int = Field(default=9599, description="Port of the scrape-target discovery endpoint.")
+    master_port: int = Field(default=PORTS["prefect-api"].number, ge=1, le=65535,
+                             description="Port of the Prefect API on the master.")
+    master_tls_port: int = Field(default=PORTS["prefect-api-tls"].number, ge=1, le=65535,
+                                 description="Port of the TLS proxy in front of the API.")
+    discovery_port: int = Field(default=PORTS["discovery"].number, ge=1, le=65535,
+                                description="Port of the scrape-target discovery endpoint.")
     progress_log_interval_s: float = Field(
         default=2.0, gt=0, description="How often a running encode logs its progress."
     )

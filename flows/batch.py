@@ -1,48 +1,51 @@
 """The node side of a distributed campaign: a batch of jobs on whichever node's worker took it.
 
-Each job's row goes home as a Prefect table artifact of this flow run as soon as
-the job ends, so the master's dataset gets it without a shared disk, and a node
-that dies mid-batch loses only the job it was running. While the batch runs, a
-heartbeat variable lets the master tell a live batch from a zombie (a SIGKILLed
-worker leaves its flow run "Running" forever).
+The batch first sends home its node's facts and idle baseline, then each job's
+row as soon as the job ends, as Prefect table artifacts of its flow run
+(:mod:`ffwatt.fleet.protocol`), so the master's dataset gets them without a shared
+disk, and a node that dies mid-batch loses only the job it was running. While the
+batch runs, a heartbeat variable lets the master tell a live batch from a zombie
+(a SIGKILLed worker leaves its flow run "Running" forever).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import threading
 from collections.abc import Iterator
-
+from typing import Self
 from uuid import UUID
 
 from prefect import flow
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.actions import ArtifactCreate
+from prefect.client.schemas.actions import ArtifactCreate, VariableCreate, VariableUpdate
 from prefect.runtime import flow_run
 
-from ffwatt.campaign import Campaign, expand
-from ffwatt.ffmpeg import ffmpeg_path, probe_build
+from ffwatt.campaign import Campaign
+from ffwatt.fleet.protocol import (
+    HEARTBEAT_S,
+    NodeReport,
+    batch_variable,
+    encode_report,
+    encode_row,
+    facts_artifact_key,
+    row_artifact_key,
+)
+from ffwatt.hardware.facts import describe_node
+from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build
+from ffwatt.jobs import expand
+from ffwatt.nodefacts import IdleBaseline
 from ffwatt.results import write_atomic
 from ffwatt.schema import JobRow
 from ffwatt.settings import Settings, load_settings
-from flows.campaign import prepare_references, run_job
-from tasks import IdleBaseline, build_row, idle_baseline
+from flows.job import prepare_references, run_job
+from tasks import build_row, idle_baseline
 
-__all__ = ["HEARTBEAT_S", "batch_variable", "node_batch", "row_artifact_key"]
+__all__ = ["node_batch"]
 
-HEARTBEAT_S = 3.0
 log = logging.getLogger("ffwatt.batch")
-
-
-def batch_variable(flow_run_id: str) -> str:
-    return "ffwatt_batch_" + flow_run_id.replace("-", "")
-
-
-def row_artifact_key(job_id: str) -> str:
-    return f"ffwatt-row-{job_id}"
 
 
 @contextlib.contextmanager
@@ -70,21 +73,20 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name="batch-heartbeat", daemon=True)
 
     def _run(self) -> None:
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.actions import VariableCreate, VariableUpdate
-
         created = False
+        beat = 0
         # One client for the batch's life: a new one per beat costs a TLS handshake and more.
         with get_client(sync_client=True) as client:
             while not self._stop.is_set():
-                self.state["beat"] = int(self.state["beat"]) + 1  # type: ignore[call-overload]
+                beat += 1
+                self.state["beat"] = beat
                 try:
                     if created:
                         client.update_variable(VariableUpdate(name=self.name, value=dict(self.state)))
                     else:
                         client.create_variable(VariableCreate(name=self.name, value=dict(self.state)))
                         created = True
-                except Exception as exc:  # the master may be restarting: keep beating
+                except Exception as exc:  # noqa: BLE001 - the master may be restarting: keep beating
                     log.warning("heartbeat not published: %s", exc)
                 self._wake.wait(HEARTBEAT_S)
                 self._wake.clear()
@@ -96,7 +98,7 @@ class Heartbeat:
         self.state["job"] = job_id
         self._wake.set()
 
-    def __enter__(self) -> Heartbeat:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -117,12 +119,10 @@ def _idle_for_run(run_id: str, seconds: float, settings: Settings) -> IdleBaseli
     return idle
 
 
-def send_home(client: SyncPrefectClient, flow_run_id: UUID, row: JobRow) -> None:
-    """The row as a table artifact of this flow run: stored by the API, read by the master."""
-    client.create_artifact(ArtifactCreate(
-        key=row_artifact_key(row.job_id), type="table", flow_run_id=flow_run_id,
-        data=json.dumps([json.loads(row.model_dump_json())]),
-        description=f"ffwatt job row {row.job_id} ({row.status})"))
+def _send_home(client: SyncPrefectClient, flow_run_id: UUID, key: str, data: str, description: str) -> None:
+    """A table artifact of this flow run: stored by the API, read by the master."""
+    client.create_artifact(ArtifactCreate(key=key, type="table", flow_run_id=flow_run_id, data=data,
+                                          description=description))
 
 
 @flow(name="node-batch", flow_run_name="{campaign.name}-batch")
@@ -138,17 +138,21 @@ def node_batch(campaign: Campaign, job_ids: list[str], run_id: str, attempts: di
         references = prepare_references(campaign, jobs)
         with node_lock(settings):
             idle = _idle_for_run(run_id, campaign.idle_baseline_s, settings)
+        report = NodeReport(facts=describe_node(settings), idle_baseline=idle)
+        _send_home(client, run_uuid, facts_artifact_key(settings.node), encode_report(report),
+                   f"ffwatt node facts of {settings.node}")
         for job in jobs:
             beat.job(job.job_id)
             if job.encoder not in available:
-                row = build_row(job=job, run_id=run_id, node=settings.node, reference=None,
-                                error=f"node {settings.node}'s FFmpeg has no encoder {job.encoder}")
+                row: JobRow = build_row(job=job, run_id=run_id, node=settings.node, reference=None,
+                                        error=f"node {settings.node}'s FFmpeg has no encoder {job.encoder}")
             else:
                 with node_lock(settings):
-                    row = run_job(job, references[job.input.name], idle, run_id, settings.node, campaign.retries)
+                    row = run_job(job, references[job.input.name], idle, run_id, settings.node,
+                                  campaign.encode_retries)
             dispatches = attempts.get(job.job_id, 1)
-            send_home(client, run_uuid, row.model_copy(update={"attempts": row.attempts + dispatches - 1}))
+            row = row.model_copy(update={"attempts": row.attempts + dispatches - 1})
+            _send_home(client, run_uuid, row_artifact_key(row.job_id), encode_row(row),
+                       f"ffwatt job row {row.job_id} ({row.status})")
             sent.append(job.job_id)
     return sent
-
-

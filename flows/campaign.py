@@ -1,4 +1,4 @@
-"""The campaign flow: generate-video -> idle-baseline -> transcode -> collect-energy -> quality -> analyze.
+"""The campaign flow: generate-video -> idle-baseline -> transcode -> account-energy -> quality -> summarize.
 
 On one machine (``dispatch="local"``) the jobs run here, one at a time: energy is
 measured on the whole machine, so a second encode running alongside would be
@@ -12,78 +12,28 @@ as soon as its job ends, and the campaign goes on.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 from uuid import uuid4
 
 from prefect import flow
 from prefect.runtime import flow_run
-from prefect.states import State
 
-from ffwatt.campaign import Campaign, Job, check_runnable, expand
-from ffwatt.ffmpeg import ffmpeg_path, probe_build
+from ffwatt.campaign import Campaign
+from ffwatt.hardware.facts import describe_node
+from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build
+from ffwatt.jobs import Job, expand
+from ffwatt.results import RunSummary
 from ffwatt.schema import JobRow
 from ffwatt.settings import load_settings
-from tasks import (
-    IdleBaseline,
-    Reference,
-    analyze,
-    build_row,
-    collect_energy,
-    generate_video,
-    idle_baseline,
-    measure_quality,
-    record_job,
-    transcode,
-)
+from ffwatt.validation import check_runnable
+from flows.job import prepare_references, run_job
+from tasks import idle_baseline, record_job, summarize_run
 
-__all__ = ["campaign_flow", "prepare_references", "run_job"]
-
-
-def _error(step: str, state: State) -> tuple[str, int]:
-    """The failure message of a failed task state, and the attempt that failed."""
-    exc = state.result(raise_on_failure=False)
-    return f"{step}: {exc}", getattr(exc, "attempt", 1)
-
-
-def prepare_references(campaign: Campaign, jobs: list[Job]) -> dict[str, Reference | str]:
-    """The reference clip of every input these jobs use, or why it couldn't be made."""
-    references: dict[str, Reference | str] = {}
-    for spec in campaign.inputs:
-        if any(job.input.name == spec.name for job in jobs):
-            state = generate_video(spec, campaign.reference_format, return_state=True)
-            references[spec.name] = state.result() if state.is_completed() else _error("generate-video", state)[0]
-    return references
-
-
-def run_job(job: Job, reference: Reference | str, idle: IdleBaseline | None, run_id: str, node: str,
-            retries: int) -> JobRow:
-    """One job through transcode, collect-energy and quality; always returns its row."""
-    if isinstance(reference, str):  # the input itself couldn't be prepared
-        return build_row(job=job, run_id=run_id, node=node, reference=None, error=reference)
-
-    encode = transcode.with_options(retries=retries, retry_delay_seconds=1)
-    encoded_state = encode(job, reference, run_id, return_state=True)
-    if not encoded_state.is_completed():
-        error, attempt = _error("transcode", encoded_state)
-        return build_row(job=job, run_id=run_id, node=node, reference=reference, error=error, attempts=attempt)
-    encoded = encoded_state.result()
-
-    energy = collect_energy(encoded.energy, encoded.cpu_s, encoded.frames, idle)
-
-    quality, error = None, None
-    if job.quality:
-        quality_state = measure_quality(job, reference, encoded, return_state=True)
-        if quality_state.is_completed():
-            quality = quality_state.result()
-        else:
-            error, _ = _error("quality", quality_state)
-
-    return build_row(job=job, run_id=run_id, node=node, reference=reference,
-                     encoded=encoded, energy=energy, quality=quality, error=error)
+__all__ = ["campaign_flow"]
 
 
 @flow(name="campaign", flow_run_name="{campaign.name}", validate_parameters=True)
-def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "local") -> dict[str, Any]:
+def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "local") -> RunSummary:
     """Run every job of ``campaign``, here or on the fleet's work pools, and summarize the run."""
     settings = load_settings()
     run_id = str(flow_run.id or uuid4())
@@ -91,24 +41,43 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
     jobs = expand(campaign)
 
     if dispatch == "pools":
-        from flows.dispatch import dispatch_to_pools
-
-        rows = dispatch_to_pools(campaign, jobs, run_id)
-        return analyze(rows, campaign.name, run_id, started_at, None)
+        return _on_the_pools(campaign, jobs, run_id, started_at)
 
     check_runnable(campaign, probe_build(ffmpeg_path(settings)))
     references = prepare_references(campaign, jobs)
     idle = idle_baseline(campaign.idle_baseline_s)
 
-    rows = [record_job(run_job(job, references[job.input.name], idle, run_id, settings.node, campaign.retries))
+    rows = [record_job(run_job(job, references[job.input.name], idle, run_id, settings.node,
+                               campaign.encode_retries))
             for job in jobs]
 
-    return analyze(rows, campaign.name, run_id, started_at, idle)
+    return summarize_run(rows, campaign.name, run_id, started_at, nodes={settings.node: describe_node(settings)},
+                         idle_baselines={settings.node: idle} if idle else {})
+
+
+def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, started_at: datetime) -> RunSummary:
+    from prefect.client.orchestration import get_client
+
+    from ffwatt.fleet.api import PrefectFleetAPI
+    from ffwatt.fleet.nodes import list_nodes
+    from flows.dispatch import Dispatcher
+    from tasks._logging import run_logger
+
+    with get_client(sync_client=True) as client:
+        dispatcher = Dispatcher(campaign, jobs, run_id, api=PrefectFleetAPI(client), record=record_job,
+                                log=run_logger())
+        dispatcher.start(list_nodes())
+        rows: list[JobRow] = dispatcher.run()
+    reports = dispatcher.reports
+    return summarize_run(rows, campaign.name, run_id, started_at,
+                         nodes={name: report.facts for name, report in reports.items()},
+                         idle_baselines={name: report.idle_baseline for name, report in reports.items()
+                                         if report.idle_baseline is not None})
 
 
 if __name__ == "__main__":
     import sys
 
-    from ffwatt.campaign import load_campaign
+    from ffwatt.validation import load_campaign
 
     campaign_flow(load_campaign(sys.argv[1] if len(sys.argv) > 1 else "deployments/campaigns/quick.yaml"))

@@ -1,39 +1,39 @@
 """Sending a campaign's jobs to the work pools that match their hardware, and bringing rows home.
 
 Jobs are grouped by pool (libx264 -> cpu, h264_nvenc -> nvidia, ...) and split into
-one batch per live node of the pool, so a flow run's start-up (~5 s through a
-process worker) is paid once per node, not once per job. Each batch is a
-``node-batch/<pool>`` deployment run; its rows arrive as table artifacts and are
-written to the master's dataset as they come.
+one batch per live node of the pool, so a flow run's start-up is paid once per
+node, not once per job. Each batch is a ``node-batch/<pool>`` deployment run; its
+node's facts and its rows arrive as table artifacts (:mod:`ffwatt.fleet.protocol`)
+and are written to the master's dataset as they come.
 
 Prefect doesn't retry crashed flow runs, and a SIGKILLed worker leaves its run
-"Running" forever. So this loop watches each batch's heartbeat: a batch whose beat
-stops is marked Crashed and its unfinished jobs go to the pool again (up to
-``max_retries`` times each); a batch no worker picks up is reported, not awaited
-forever.
+"Running" forever. So the :class:`Dispatcher` watches each batch's heartbeat: a
+batch whose beat stops is marked Crashed and its unfinished jobs go to the pool
+again (up to ``lost_job_retries`` times each); a batch no worker picks up is
+reported, not awaited forever. It talks to Prefect only through a :class:`FleetAPI`
+and reads time only from its clock, so every one of these cases is unit-tested in
+milliseconds against an in-memory fleet.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
-from prefect.deployments import run_deployment
-from prefect.states import Cancelled, Crashed
-
-from ffwatt.campaign import Campaign, Job
+from ffwatt.campaign import Campaign
 from ffwatt.encoders import profile_for
-from ffwatt.nodes import NodeRecord, list_nodes
+from ffwatt.errors import ApiUnavailable
+from ffwatt.fleet.nodes import NodeRecord
+from ffwatt.fleet.protocol import BatchParameters, BatchState, NodeReport, Poll
+from ffwatt.jobs import Job
 from ffwatt.schema import JobRow
-from flows.batch import batch_variable
-from tasks import build_row, record_job
-from tasks._ffmpeg import run_logger
+from tasks import build_row
 
-__all__ = ["Batch", "dispatch_to_pools", "plan_batches"]
+__all__ = ["Dispatcher", "FleetAPI", "plan_batches"]
 
 ZOMBIE_AFTER_S = 20.0
 PICKUP_TIMEOUT_S = 300.0
@@ -41,21 +41,40 @@ POLL_S = 1.0
 NO_NODE = "(none)"
 
 
+class FleetAPI(Protocol):
+    """What dispatch needs of the Prefect API; any call may raise :class:`ApiUnavailable`."""
+
+    def submit(self, pool: str, parameters: BatchParameters) -> UUID:
+        """Start a ``node-batch/<pool>`` flow run; its id."""
+        ...
+
+    def poll(self, open_batches: list[UUID], all_batches: list[UUID], missing_jobs: list[str]) -> Poll:
+        """States and heartbeats of the open batches; rows of the missing jobs (and node reports)
+        that any batch has sent home since the last poll."""
+        ...
+
+    def crash(self, batch: UUID, message: str) -> None: ...
+
+    def cancel(self, batch: UUID, message: str) -> None: ...
+
+
 @dataclass
-class Batch:
+class _Batch:
     pool: str
     job_ids: list[str]
     flow_run_id: UUID
-    last_beat: object = None
-    beat_seen_at: float = field(default_factory=time.monotonic)
-    submitted_at: float = field(default_factory=time.monotonic)
+    submitted_at: float
+    beat_seen_at: float
+    last_beat: Any = None
     finished: bool = False
 
 
-def plan_batches(jobs: list[Job], nodes: list[NodeRecord]) -> tuple[dict[str, list[list[Job]]], dict[str, str]]:
+def plan_batches(jobs: list[Job], nodes: list[NodeRecord], now: float | None = None
+                 ) -> tuple[dict[str, list[list[Job]]], dict[str, str]]:
     """Batches per pool (one per live node that can run them), and why other jobs can't be scheduled."""
-    live = [n for n in nodes if n.online()]
+    live = [n for n in nodes if n.online(now)]
     by_pool: dict[str, list[Job]] = {}
+    pool: str
     unschedulable: dict[str, str] = {}
     for job in jobs:
         pool = profile_for(job.encoder).pool
@@ -75,102 +94,134 @@ def plan_batches(jobs: list[Job], nodes: list[NodeRecord]) -> tuple[dict[str, li
     return batches, unschedulable
 
 
-def dispatch_to_pools(campaign: Campaign, jobs: list[Job], run_id: str, *,
-                      zombie_after_s: float = ZOMBIE_AFTER_S, pickup_timeout_s: float = PICKUP_TIMEOUT_S
-                      ) -> list[JobRow]:
-    logger = run_logger()
-    by_id = {job.job_id: job for job in jobs}
-    rows: dict[str, JobRow] = {}
-    attempts = {job.job_id: 1 for job in jobs}
-    batches: dict[UUID, Batch] = {}
-    seen_artifacts: set[UUID] = set()
+class Dispatcher:
+    """One campaign run's jobs on the fleet: plan, send, watch, re-send, until every job has a row.
 
-    def fail(job_id: str, error: str) -> None:
-        rows[job_id] = record_job(build_row(job=by_id[job_id], run_id=run_id, node=NO_NODE, reference=None,
-                                            error=error, attempts=attempts[job_id]))
+    ``record`` writes a row as it arrives (and returns it); ``clock`` is monotonic seconds.
+    """
 
-    def submit(pool: str, job_ids: list[str]) -> None:
-        run = run_deployment(
-            name=f"node-batch/{pool}", timeout=0, as_subflow=True,
-            parameters={"campaign": campaign.model_dump(mode="json"), "job_ids": job_ids, "run_id": run_id,
-                        "attempts": {j: attempts[j] for j in job_ids}},
-        )
-        batches[run.id] = Batch(pool=pool, job_ids=job_ids, flow_run_id=run.id)
-        logger.info("sent %d job(s) to pool %s as flow run %s", len(job_ids), pool, run.name)
+    def __init__(self, campaign: Campaign, jobs: list[Job], run_id: str, *, api: FleetAPI,
+                 record: Callable[[JobRow], JobRow], clock: Callable[[], float] = time.monotonic,
+                 log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+                 zombie_after_s: float = ZOMBIE_AFTER_S, pickup_timeout_s: float = PICKUP_TIMEOUT_S) -> None:
+        self.campaign = campaign
+        self.jobs = jobs
+        self.run_id = run_id
+        self.rows: dict[str, JobRow] = {}
+        self.reports: dict[str, NodeReport] = {}
+        self.attempts = {job.job_id: 1 for job in jobs}
+        self._api = api
+        self._record = record
+        self._clock = clock
+        self._log = log or logging.getLogger("ffwatt.dispatch")
+        self._zombie_after_s = zombie_after_s
+        self._pickup_timeout_s = pickup_timeout_s
+        self._by_id = {job.job_id: job for job in jobs}
+        self._batches: dict[UUID, _Batch] = {}
+        self._unsent: list[tuple[str, list[str]]] = []  # submissions the API refused, to try again
 
-    plan, unschedulable = plan_batches(jobs, list_nodes())
-    for job_id, reason in unschedulable.items():
-        fail(job_id, reason)
-    for pool, pool_batches in plan.items():
-        for batch in pool_batches:
-            submit(pool, [job.job_id for job in batch])
+    @property
+    def done(self) -> bool:
+        return len(self.rows) == len(self.jobs)
 
-    def lost(batch: Batch, why: str) -> None:
+    def start(self, nodes: list[NodeRecord], now: float | None = None) -> None:
+        """Plan batches over the live ``nodes`` (``now`` in unix seconds) and send them."""
+        plan, unschedulable = plan_batches(self.jobs, nodes, now)
+        for job_id, reason in unschedulable.items():
+            self._fail(job_id, reason)
+        for pool, batches in plan.items():
+            for batch in batches:
+                self._unsent.append((pool, [job.job_id for job in batch]))
+        self._send()
+
+    def run(self, *, sleep: Callable[[float], None] = time.sleep, poll_s: float = POLL_S) -> list[JobRow]:
+        """Poll until every job has a row; the rows in job order."""
+        while not self.done:
+            sleep(poll_s)
+            self.step()
+        return [self.rows[job.job_id] for job in self.jobs]
+
+    def step(self) -> None:
+        """One poll: take the rows that came home, then judge every open batch."""
+        self._send()
+        open_batches = [b for b in self._batches.values() if not b.finished]
+        missing = [job.job_id for job in self.jobs if job.job_id not in self.rows]
+        try:
+            poll = self._api.poll([b.flow_run_id for b in open_batches], list(self._batches), missing)
+        except ApiUnavailable as exc:
+            # The master restarting: wait, and don't judge heartbeats while it can't be asked.
+            self._log.warning("Prefect API unavailable (%s); waiting", exc)
+            now = self._clock()
+            for batch in open_batches:
+                batch.beat_seen_at = now
+            return
+        for report in poll.reports:
+            self.reports[report.facts.name] = report
+        for row in poll.rows:
+            # First row wins: a late row of a batch declared lost must not duplicate its re-run's.
+            if row.job_id in self._by_id and row.job_id not in self.rows:
+                self.rows[row.job_id] = self._record(row.model_copy(update={"run_id": self.run_id}))
+        now = self._clock()
+        for batch in open_batches:
+            self._judge(batch, poll.states.get(batch.flow_run_id), poll.beats.get(batch.flow_run_id), now)
+
+    def _judge(self, batch: _Batch, state: BatchState | None, beat: Any, now: float) -> None:
+        if beat is not None and beat != batch.last_beat:
+            batch.last_beat, batch.beat_seen_at = beat, now
+        if state is None:
+            return
+        if state.final:
+            batch.finished = True
+            if any(j not in self.rows for j in batch.job_ids):
+                self._lost(batch, f"batch ended {state.name} ({state.message or 'no message'})")
+        elif state.running and now - batch.beat_seen_at > self._zombie_after_s:
+            why = f"no heartbeat from its node for {self._zombie_after_s:.0f} s (worker killed or node lost)"
+            self._api.crash(batch.flow_run_id, f"ffwatt: {why}")
+            self._lost(batch, why)
+        elif not state.running and now - batch.submitted_at > self._pickup_timeout_s:
+            self._api.cancel(batch.flow_run_id, "ffwatt: no worker picked this batch up")
+            batch.finished = True
+            for job_id in self._missing(batch.job_ids):
+                self._fail(job_id, f"unschedulable: no worker of pool {batch.pool} picked the batch up "
+                                   f"within {self._pickup_timeout_s:.0f} s; is an agent running for that pool?")
+
+    def _lost(self, batch: _Batch, why: str) -> None:
         batch.finished = True
-        missing = [j for j in batch.job_ids if j not in rows]
+        missing = self._missing(batch.job_ids)
         if missing:
             # Jobs run in the order sent, so the first without a row was in flight: that attempt is spent.
-            attempts[missing[0]] += 1
-        again = [j for j in missing if attempts[j] <= 1 + campaign.max_retries]
+            self.attempts[missing[0]] += 1
+        again = [j for j in missing if self.attempts[j] <= 1 + self.campaign.lost_job_retries]
         for job_id in missing:
             if job_id not in again:
-                fail(job_id, f"lost: {why}; gave up after {attempts[job_id] - 1} attempt(s) (max_retries)")
+                self._fail(job_id, f"lost: {why}; gave up after {self.attempts[job_id] - 1} attempt(s) "
+                                   "(lost_job_retries)")
         if again:
-            logger.warning("batch %s: %s; sending %d unfinished job(s) to pool %s again",
-                           batch.flow_run_id, why, len(again), batch.pool)
-            submit(batch.pool, again)
+            self._log.warning("batch %s: %s; sending %d unfinished job(s) to pool %s again",
+                              batch.flow_run_id, why, len(again), batch.pool)
+            self._unsent.append((batch.pool, again))
+            self._send()
 
-    with get_client(sync_client=True) as client:
-        while len(rows) < len(jobs):
-            time.sleep(POLL_S)
-            open_batches = [b for b in batches.values() if not b.finished]
-            ids = [b.flow_run_id for b in open_batches]
+    def _send(self) -> None:
+        while self._unsent:
+            pool, job_ids = self._unsent[0]
+            parameters = BatchParameters(campaign=self.campaign, job_ids=job_ids, run_id=self.run_id,
+                                         attempts={j: self.attempts[j] for j in job_ids})
             try:
-                runs = {run.id: run for run in client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))}
-                artifacts = client.read_artifacts(
-                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="ffwatt-row-%")),
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[b.flow_run_id for b in batches.values()])))
-                beats = {b.flow_run_id: client.read_variable_by_name(batch_variable(str(b.flow_run_id)))
-                         for b in open_batches}
-            except Exception as exc:  # the master restarting: wait, and don't judge heartbeats meanwhile
-                logger.warning("Prefect API unavailable (%s); waiting", exc)
-                for batch in open_batches:
-                    batch.beat_seen_at = time.monotonic()
-                continue
-            for artifact in artifacts:
-                if artifact.id in seen_artifacts:
-                    continue
-                seen_artifacts.add(artifact.id)
-                data = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
-                for record in data:
-                    row = JobRow.model_validate(record)
-                    if row.job_id in by_id and row.job_id not in rows:
-                        rows[row.job_id] = record_job(row.model_copy(update={"run_id": run_id}))
-            now = time.monotonic()
-            for batch in open_batches:
-                run = runs.get(batch.flow_run_id)
-                state = run.state if run else None
-                beat = beats.get(batch.flow_run_id)
-                if beat is not None and beat.value != batch.last_beat:
-                    batch.last_beat, batch.beat_seen_at = beat.value, now
-                if state is None:
-                    continue
-                if state.is_final():
-                    batch.finished = True
-                    if any(j not in rows for j in batch.job_ids):
-                        lost(batch, f"batch ended {state.type.value} ({state.message or 'no message'})")
-                elif state.is_running() and now - batch.beat_seen_at > zombie_after_s:
-                    client.set_flow_run_state(batch.flow_run_id, Crashed(
-                        message=f"ffwatt: no heartbeat for {zombie_after_s:.0f} s; worker or node lost"),
-                        force=True)
-                    lost(batch, f"no heartbeat from its node for {zombie_after_s:.0f} s (worker killed or node lost)")
-                elif not state.is_running() and now - batch.submitted_at > pickup_timeout_s:
-                    client.set_flow_run_state(batch.flow_run_id, Cancelled(
-                        message="ffwatt: no worker picked this batch up"), force=True)
-                    batch.finished = True
-                    for job_id in batch.job_ids:
-                        if job_id not in rows:
-                            fail(job_id, f"unschedulable: no worker of pool {batch.pool} picked the batch up "
-                                         f"within {pickup_timeout_s:.0f} s; is an agent running for that pool?")
-    return [rows[job.job_id] for job in jobs]
+                flow_run_id = self._api.submit(pool, parameters)
+            except ApiUnavailable as exc:
+                self._log.warning("can't send %d job(s) to pool %s yet (%s)", len(job_ids), pool, exc)
+                return
+            self._unsent.pop(0)
+            now = self._clock()
+            self._batches[flow_run_id] = _Batch(pool=pool, job_ids=job_ids, flow_run_id=flow_run_id,
+                                                submitted_at=now, beat_seen_at=now)
+            self._log.info("sent %d job(s) to pool %s as flow run %s", len(job_ids), pool, flow_run_id)
+
+    def _missing(self, job_ids: Iterable[str]) -> list[str]:
+        return [j for j in job_ids if j not in self.rows]
+
+    def _fail(self, job_id: str, error: str) -> None:
+        row = build_row(job=self._by_id[job_id], run_id=self.run_id, node=NO_NODE, reference=None, error=error,
+                        attempts=self.attempts[job_id])
+        self.rows[job_id] = self._record(row)

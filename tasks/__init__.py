@@ -1,25 +1,24 @@
-"""The campaign's steps, one module each: generate-video, transcode, collect-energy,
-quality, record, analyze. Each is a Prefect task around a plain function that does
+"""The campaign's steps, one module each: generate-video, transcode, account-energy,
+quality, record, summarize. Each is a Prefect task around a plain function that does
 the work, so the work can also be called and tested without an orchestrator."""
 
-from tasks.analyze import analyze
-from tasks.energy import IdleBaseline, collect_energy, idle_baseline
+from tasks.energy import account_energy, idle_baseline
 from tasks.generate import Reference, generate_video
 from tasks.quality import QualityScores, measure_quality
 from tasks.record import build_row, record_job
+from tasks.summarize import summarize_run
 from tasks.transcode import EncodeResult, transcode
 
 __all__ = [
     "EncodeResult",
-    "IdleBaseline",
     "QualityScores",
     "Reference",
-    "analyze",
-    "collect_energy",
+    "account_energy",
     "build_row",
     "generate_video",
     "idle_baseline",
     "measure_quality",
     "record_job",
+    "summarize_run",
     "transcode",
 ]

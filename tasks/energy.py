@@ -1,171 +1,26 @@
-"""collect-energy: what a job's encode window cost, in joules, and whose joules they were.
+"""Energy accounting: what a job's encode window cost, in joules, and whose joules they were.
 
-:class:`EnergyMeter` is started right before FFmpeg, sampled on every progress
-block (often enough that a RAPL counter wraps at most once between samples) and
-stopped right after FFmpeg exits. It reads every source this node has:
-
-- RAPL package counters (``rapl``), or, where they can't be read, the CPU power
-  model applied to the machine's busy time from ``/proc/stat`` (``estimated``);
-- each NVIDIA GPU's total-energy counter (``nvml``), which unlike sampled power
-  misses nothing of a short job.
-
-:func:`energy_report` turns a window into the row's energy columns: gross joules
-per source, net of the node's idle baseline, and the share attributed to the
-FFmpeg process by its part of the machine's CPU time. Measured and estimated
-figures are never added together without the source saying so.
+The window's readings come from :class:`ffwatt.hardware.meter.EnergyMeter`.
+:func:`energy_report` turns them into the row's energy columns: gross joules per
+source, net of the node's idle baseline, and the share attributed to the FFmpeg
+process by its part of the machine's CPU time. Measured and estimated figures are
+never added together without the source saying so.
 """
 
 from __future__ import annotations
 
-import time
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel
 
-from ffwatt.hardware import CpuPower, cpu_model, cpu_power, logical_cpus
-from ffwatt.nvml import NvmlSession, open_nvml
-from ffwatt.powercap import ZoneCounters, discover_zones, package_zones
-from ffwatt.procstat import CpuTimes, read_cpu_times
+from ffwatt.hardware.meter import EnergyWindow, measure_idle
+from ffwatt.nodefacts import IdleBaseline
+from ffwatt.schema import EnergyColumns
 from ffwatt.settings import Settings, load_settings
 
-__all__ = [
-    "EnergyMeter",
-    "EnergyReport",
-    "EnergyWindow",
-    "IdleBaseline",
-    "collect_energy",
-    "energy_report",
-    "measure_idle",
-    "SENSOR_INTERVAL_S",
-]
+__all__ = ["SENSOR_INTERVAL_S", "account_energy", "energy_report", "idle_baseline"]
 
 # How often each source's reading changes; a window shorter than two of these is flagged.
 SENSOR_INTERVAL_S = {"rapl": 0.001, "estimated": 0.01, "nvml": 0.107}  # nvml: measured on an H200
-
-
-class EnergyWindow(BaseModel):
-    """Raw readings over one window."""
-
-    wall_s: float = 0.0
-    cpu_zones_j: dict[str, float] | None = None
-    rapl_unreadable: str | None = None
-    rapl_samples: int = 0
-    machine_busy_s: float | None = None
-    gpu_j: dict[int, float] | None = None
-    gpu_names: dict[int, str] | None = None
-    gpu_video_share: dict[int, float | None] | None = None
-    gpu_unavailable: str | None = None
-
-
-class IdleBaseline(BaseModel):
-    """A node's power while idle, measured before a campaign's first job on it."""
-
-    seconds: float
-    cpu_w: float | None
-    cpu_source: str | None
-    gpu_w: float | None
-    basis: str
-
-
-class EnergyReport(BaseModel):
-    """The energy columns of one job's row."""
-
-    cpu_energy_j: float | None = None
-    gpu_energy_j: float | None = None
-    energy_j: float | None = None
-    energy_source: str | None = None
-    energy_basis: str = ""
-    avg_power_w: float | None = None
-    idle_power_w: float | None = None
-    net_energy_j: float | None = None
-    cpu_share: float | None = None
-    attributed_energy_j: float | None = None
-    joules_per_frame: float | None = None
-    energy_flags: str | None = None
-    cost: float | None = None
-    co2_g: float | None = None
-
-
-class EnergyMeter:
-    """Accumulates every energy source of this node between :meth:`start` and :meth:`stop`."""
-
-    def __init__(self, settings: Settings, *, nvml: object | None = None) -> None:
-        self._settings = settings
-        zones = package_zones(discover_zones(settings.powercap_root))
-        self._rapl = ZoneCounters(zones, unreadable=None if zones else (
-            f"no RAPL package zones under {settings.powercap_root} (not exposed on this machine or VM)"))
-        self._nvml_source = nvml
-        self._nvml: NvmlSession | None = None
-        self._gpu_start: dict[int, float] = {}
-        self._gpu_unavailable: str | None = None
-        self._cpu_start: CpuTimes | None = None
-        self._t0 = 0.0
-        self._since_us = 0
-        self._pid: int | None = None
-
-    def track(self, pid: int) -> None:
-        """The process whose share of the GPUs' video engines this window measures."""
-        self._pid = pid
-
-    def start(self) -> None:
-        session = open_nvml(self._nvml_source) if self._settings.gpu else "GPU metering off (FFWATT_GPU=false)"
-        if isinstance(session, str):
-            self._gpu_unavailable = session
-        else:
-            self._nvml = session
-            self._gpu_start = session.energy_j()
-        self._cpu_start = self._read_cpu_times()
-        self._rapl.sample()
-        self._t0 = time.perf_counter()
-        self._since_us = int(time.time() * 1e6)
-
-    def _read_cpu_times(self) -> CpuTimes | None:
-        try:
-            return read_cpu_times(self._settings.proc_root)
-        except OSError:
-            return None
-
-    def sample(self) -> None:
-        self._rapl.sample()
-
-    def stop(self) -> EnergyWindow:
-        self.sample()
-        wall_s = time.perf_counter() - self._t0
-        cpu_end = self._read_cpu_times()
-        busy = (cpu_end - self._cpu_start).busy_s if cpu_end and self._cpu_start else None
-        window = EnergyWindow(wall_s=wall_s, rapl_samples=self._rapl.samples, machine_busy_s=busy,
-                              gpu_unavailable=self._gpu_unavailable)
-        if self._rapl.unreadable:
-            window.rapl_unreadable = self._rapl.unreadable
-        else:
-            window.cpu_zones_j = dict(self._rapl.joules)
-        if self._nvml is not None:
-            end = self._nvml.energy_j()
-            window.gpu_j = {i: end[i] - self._gpu_start[i] for i in end if i in self._gpu_start}
-            window.gpu_names = {g.index: g.name for g in self._nvml.gpus}
-            if self._pid is not None:
-                window.gpu_video_share = self._nvml.video_share(self._pid, self._since_us)
-            self._nvml.close()
-            self._nvml = None
-        return window
-
-
-def _power_model(settings: Settings) -> CpuPower:
-    return cpu_power(cpu_model(settings.proc_root), tdp_override_w=settings.cpu_tdp_w, threads=logical_cpus())
-
-
-def _cpu_energy(window: EnergyWindow, settings: Settings) -> tuple[float | None, str | None, str]:
-    """Whole-CPU joules over the window, their source, and how they were obtained."""
-    if window.cpu_zones_j is not None:
-        zones = ", ".join(sorted(window.cpu_zones_j))
-        return sum(window.cpu_zones_j.values()), "rapl", f"RAPL ({zones}), {window.rapl_samples} samples"
-    if window.machine_busy_s is not None:
-        model = _power_model(settings)
-        energy = model.energy_j(busy_cpu_s=window.machine_busy_s, wall_s=window.wall_s)
-        return energy, "estimated", (f"estimated from /proc/stat busy {window.machine_busy_s:.2f} CPU-s over "
-                                     f"{window.wall_s:.2f} s with {model.basis}; RAPL: {window.rapl_unreadable}")
-    return None, None, f"no CPU reading: RAPL: {window.rapl_unreadable}; /proc/stat unreadable"
 
 
 def _gpu_share(window: EnergyWindow) -> float:
@@ -175,8 +30,9 @@ def _gpu_share(window: EnergyWindow) -> float:
     total = sum(window.gpu_j.values())
     if total <= 0:
         return 1.0
-    return sum(joules * (window.gpu_video_share.get(index) if window.gpu_video_share.get(index) is not None
-                         else 1.0) for index, joules in window.gpu_j.items()) / total
+    shares = window.gpu_video_share
+    return sum(joules * (share if (share := shares.get(index)) is not None else 1.0)
+               for index, joules in window.gpu_j.items()) / total
 
 
 def energy_report(
@@ -186,17 +42,17 @@ def energy_report(
     frames: int | None,
     idle: IdleBaseline | None,
     settings: Settings,
-) -> EnergyReport:
+) -> EnergyColumns:
     """The energy columns of a job from its window, its CPU time and the node's idle baseline."""
-    cpu_j, cpu_source, basis = _cpu_energy(window, settings)
+    cpu_j, cpu_source, basis = window.cpu_j, window.cpu_source, window.cpu_basis
     gpu_j = sum(window.gpu_j.values()) if window.gpu_j else None
     sources = [s for s in (cpu_source, "nvml" if gpu_j is not None else None) if s]
     if gpu_j is not None:
         basis += f"; NVML energy counters of {len(window.gpu_j or {})} GPU(s)"
     parts = [v for v in (cpu_j, gpu_j) if v is not None]
     total = sum(parts) if parts else None
-    report = EnergyReport(cpu_energy_j=cpu_j, gpu_energy_j=gpu_j, energy_j=total,
-                          energy_source="+".join(sources) or None, energy_basis=basis)
+    report = EnergyColumns(cpu_energy_j=cpu_j, gpu_energy_j=gpu_j, energy_j=total,
+                           energy_source="+".join(sources) or None, energy_basis=basis)
     if total is None:
         return report
     wall = window.wall_s
@@ -234,36 +90,14 @@ def energy_report(
     return report
 
 
-def measure_idle(seconds: float, settings: Settings, *, nvml: object | None = None) -> IdleBaseline:
-    """Measure the node's power over ``seconds`` of doing nothing."""
-    meter = EnergyMeter(settings, nvml=nvml)
-    meter.start()
-    deadline = time.perf_counter() + seconds
-    while (left := deadline - time.perf_counter()) > 0:
-        time.sleep(min(0.5, left))
-        meter.sample()
-    window = meter.stop()
-    cpu_j, cpu_source, basis = _cpu_energy(window, settings)
-    gpu_j = sum(window.gpu_j.values()) if window.gpu_j else None
-    return IdleBaseline(
-        seconds=window.wall_s,
-        cpu_w=None if cpu_j is None else cpu_j / window.wall_s,
-        cpu_source=cpu_source,
-        gpu_w=None if gpu_j is None else gpu_j / window.wall_s,
-        basis=basis,
-    )
-
-
 @task(name="idle-baseline", cache_policy=NO_CACHE)
 def idle_baseline(seconds: float) -> IdleBaseline | None:
     """The node's idle power, measured before its first job; None when disabled (0 s)."""
     return measure_idle(seconds, load_settings()) if seconds > 0 else None
 
 
-@task(name="collect-energy", cache_policy=NO_CACHE)
-def collect_energy(window: EnergyWindow, ffmpeg_cpu_s: float | None, frames: int | None,
-                   idle: IdleBaseline | None) -> EnergyReport:
+@task(name="account-energy", cache_policy=NO_CACHE)
+def account_energy(window: EnergyWindow, ffmpeg_cpu_s: float | None, frames: int | None,
+                   idle: IdleBaseline | None) -> EnergyColumns:
     """Turn an encode's energy window into the job's energy columns."""
     return energy_report(window, ffmpeg_cpu_s=ffmpeg_cpu_s, frames=frames, idle=idle, settings=load_settings())
-
-

@@ -18,10 +18,10 @@ from pydantic import BaseModel
 
 from ffwatt.campaign import FileInput, InputSpec, SyntheticInput
 from ffwatt.errors import FFmpegError
-from ffwatt.ffmpeg import ffmpeg_path, probe_build
+from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build, run_ffmpeg
 from ffwatt.results import write_atomic
 from ffwatt.settings import Settings, load_settings
-from tasks._ffmpeg import run_ffmpeg, run_logger
+from tasks._logging import run_logger
 
 __all__ = ["Reference", "generate_video", "prepare_reference"]
 

@@ -14,26 +14,21 @@ from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel
 
-from ffwatt.campaign import Job
 from ffwatt.errors import QualityFailed
-from ffwatt.ffmpeg import ffmpeg_path
+from ffwatt.hardware.ffmpeg import ffmpeg_path, run_ffmpeg
+from ffwatt.jobs import Job
+from ffwatt.schema import QualityColumns
 from ffwatt.settings import Settings, load_settings
-from tasks._ffmpeg import run_ffmpeg
 from tasks.generate import Reference
 from tasks.transcode import EncodeResult
 
 __all__ = ["QualityScores", "measure_quality", "quality_filter", "score"]
 
 
-class QualityScores(BaseModel):
-    """Pooled (mean) scores; a metric that wasn't asked for is None."""
+class QualityScores(QualityColumns):
+    """Pooled (mean) scores, the row's quality columns; a metric that wasn't asked for is None."""
 
-    psnr: float | None = None
-    ssim: float | None = None
-    vmaf: float | None = None
-    vmaf_model: str | None = None
     frames_compared: int | None = None
 
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from ffwatt.campaign import Job
+from ffwatt.jobs import Job
 from ffwatt.results import write_job_row
-from ffwatt.schema import JobRow
+from ffwatt.schema import EncodeColumns, EnergyColumns, JobRow, QualityColumns
 from ffwatt.settings import load_settings
-from tasks.energy import EnergyReport
 from tasks.generate import Reference
-from tasks.quality import QualityScores
 from tasks.transcode import EncodeResult
 
 __all__ = ["build_row", "record_job"]
+
+# What an encode result gives the row: its encode columns and the size it encoded at.
+_FROM_ENCODE = set(EncodeColumns.model_fields) | {"output_width", "output_height"}
 
 
 def build_row(
@@ -21,8 +22,8 @@ def build_row(
     node: str,
     reference: Reference | None,
     encoded: EncodeResult | None = None,
-    energy: EnergyReport | None = None,
-    quality: QualityScores | None = None,
+    energy: EnergyColumns | None = None,
+    quality: QualityColumns | None = None,
     error: str | None = None,
     attempts: int | None = None,
 ) -> JobRow:
@@ -54,16 +55,13 @@ def build_row(
             "reference_path": reference.path,
         }
     if encoded is not None:
-        values |= encoded.model_dump(include={
-            "started_at", "ended_at", "wall_s", "cpu_user_s", "cpu_sys_s", "max_rss_bytes", "frames",
-            "encode_fps", "speed", "output_bytes", "bitrate_kbps", "dropped_frames", "duplicated_frames",
-            "output_width", "output_height", "ffmpeg_version", "ffmpeg_cmd",
-        })
-        values["output_path"] = encoded.output_path if job.keep_output else None
+        values |= encoded.model_dump(include=_FROM_ENCODE)
+        if not job.keep_output:
+            values["output_path"] = None  # removed after the quality pass
     if energy is not None:
-        values |= energy.model_dump()
+        values |= energy.model_dump(include=set(EnergyColumns.model_fields))
     if quality is not None:
-        values |= quality.model_dump(include={"psnr", "ssim", "vmaf", "vmaf_model"})
+        values |= quality.model_dump(include=set(QualityColumns.model_fields))
     return JobRow.model_validate(values)
 
 

@@ -8,56 +8,40 @@ bitrate, the exact command, and the CPU energy window around the process.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
-from pydantic import BaseModel
 
-from ffwatt.campaign import Job
 from ffwatt.encoders import profile_for
 from ffwatt.errors import EncodeFailed
-from ffwatt.ffmpeg import ffmpeg_path, probe_build
-from ffwatt.progress import Progress, ProgressRecord, write_progress_record
+from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build, run_ffmpeg
+from ffwatt.hardware.meter import EnergyMeter, EnergyWindow
+from ffwatt.hardware.progress import Progress, ProgressRecord, write_progress_record
+from ffwatt.jobs import Job
+from ffwatt.schema import EncodeColumns
 from ffwatt.settings import Settings, load_settings
-from tasks._ffmpeg import run_ffmpeg, run_logger
-from tasks.energy import EnergyMeter, EnergyWindow
+from tasks._logging import run_logger
 from tasks.generate import Reference
 
 __all__ = ["EncodeResult", "encode", "encode_args", "output_path_for", "transcode"]
 
 
-class EncodeResult(BaseModel):
-    """What one encode did and cost."""
+class EncodeResult(EncodeColumns):
+    """What one encode did and cost: the row's encode columns, and what the later steps need."""
 
     job_id: str
     node: str
     attempts: int
-    started_at: datetime
-    ended_at: datetime
-    wall_s: float
-    cpu_user_s: float
-    cpu_sys_s: float
-    max_rss_bytes: int
-    frames: int
-    encode_fps: float
-    speed: float | None
-    output_bytes: int
-    bitrate_kbps: float
-    dropped_frames: int
-    duplicated_frames: int
     output_width: int
     output_height: int
-    ffmpeg_version: str
-    ffmpeg_cmd: str
-    output_path: str
+    output_path: str  # the encoded file, until the quality pass has read it
     energy: EnergyWindow
 
     @property
     def cpu_s(self) -> float:
-        return self.cpu_user_s + self.cpu_sys_s
+        return (self.cpu_user_s or 0.0) + (self.cpu_sys_s or 0.0)
 
 
 def output_size(job: Job, reference: Reference) -> tuple[int, int]:
@@ -148,12 +132,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
         job_id=job.job_id,
         node=settings.node,
         attempts=attempt,
-        started_at=run.started_at,
-        ended_at=run.ended_at,
-        wall_s=run.wall_s,
-        cpu_user_s=run.cpu_user_s,
-        cpu_sys_s=run.cpu_sys_s,
-        max_rss_bytes=run.max_rss_bytes,
+        **run.process_measurements(),
         frames=frames,
         encode_fps=frames / run.wall_s if run.wall_s > 0 else 0.0,
         speed=run.last_progress.speed,

@@ -1,13 +1,19 @@
-"""Shared fixtures: isolated ffwatt state per test, real FFmpeg, and a real Prefect server."""
+"""Shared fixtures: isolated ffwatt state per test, real FFmpeg, and a real Prefect server.
+
+The suite reaches hardware only through its seams, so it passes the same on this VM, on a
+server with readable RAPL and on one with NVIDIA GPUs: every process it starts reads an
+empty powercap tree (tests that need RAPL build a synthetic one), has GPU metering off and
+sees no CUDA device (GPU tests replay NVML readings recorded on an H200). The real
+hardware path is checked by ``python -m bench.gpu_check`` on a machine that has it.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +21,25 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ffwatt.ffmpeg import ffmpeg_path
-from ffwatt.settings import load_settings
+from ffwatt.fleet.prefect_server import BIN, free_port, temporary_server
+from ffwatt.hardware.ffmpeg import ffmpeg_path
+from ffwatt.settings import REPO, load_settings
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+__all__ = ["BIN", "REPO", "free_port", "stop_process_group", "wait_http"]
+
+
+_SEAMS = Path(tempfile.mkdtemp(prefix="ffwatt-test-seams-"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    (_SEAMS / "powercap").mkdir(exist_ok=True)
+    os.environ["FFWATT_POWERCAP_ROOT"] = str(_SEAMS / "powercap")
+    os.environ["FFWATT_GPU"] = "false"
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # NVENC/NVDEC see no device, whatever the host has
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_SEAMS, ignore_errors=True)
 
 
 @pytest.fixture
@@ -33,12 +53,6 @@ def ffwatt_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def ffmpeg() -> str:
     return ffmpeg_path(load_settings())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -67,33 +81,13 @@ def stop_process_group(process: subprocess.Popen[bytes], timeout_s: float = 15) 
 
 
 @pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def prefect_server() -> Iterator[dict[str, str]]:
     """A real ``prefect server start`` on loopback with its own SQLite database.
 
     Yields the environment a client needs to use it.
     """
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-    }
-    log = (home / "server.log").open("wb")
-    process = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        wait_http(f"{url}/health", 120, process)
-        yield {"PREFECT_HOME": str(home), "PREFECT_API_URL": url,
-               "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    finally:
-        stop_process_group(process)
-        log.close()
+    with temporary_server() as env:
+        yield env
 
 
 def ffwatt_cli() -> str:

@@ -41,7 +41,7 @@ def test_job_efficiency_exact_numbers() -> None:
     assert first["frames_per_joule"] == pytest.approx(10.0)
     assert first["output_pixels"] == pytest.approx(1e6)
     assert first["pixels_per_joule"] == pytest.approx(1e5)
-    assert first["avg_watts"] == pytest.approx(5.0)
+    assert first["avg_power_w"] == pytest.approx(5.0)
     assert first["vmaf_per_joule"] == pytest.approx(9.0)
     assert first["qoe_pixels_per_joule"] == pytest.approx(9e4)
     assert first["kbps_per_watt"] == pytest.approx(200.0)
@@ -50,18 +50,18 @@ def test_job_efficiency_exact_numbers() -> None:
     # A failed job's partial energy reading feeds no figure.
     assert math.isnan(jobs.iloc[2]["energy_j"])
     # Optional columns absent -> their figures absent, no crash.
-    for column in ("net_watts", "cost_per_video_hour", "co2_g_per_video_hour"):
+    for column in ("net_power_w", "cost_per_video_hour", "co2_g_per_video_hour"):
         assert column not in jobs.columns
 
 
 def test_optional_columns_when_present() -> None:
     jobs = job_efficiency(_frame(idle_power_w=[1.0, 1.0, None], cost=[0.01, 0.01, None],
                                  co2_g=[2.0, 2.0, None]))
-    assert jobs.iloc[0]["net_watts"] == pytest.approx(4.0)
+    assert jobs.iloc[0]["net_power_w"] == pytest.approx(4.0)
     assert jobs.iloc[0]["cost_per_video_hour"] == pytest.approx(9.0)
     assert jobs.iloc[0]["co2_g_per_video_hour"] == pytest.approx(1800.0)
     with_net = job_efficiency(_frame(net_energy_j=[6.0, 8.0, None]))
-    assert with_net.iloc[0]["net_watts"] == pytest.approx(3.0)
+    assert with_net.iloc[0]["net_power_w"] == pytest.approx(3.0)
 
 
 def test_config_efficiency_carries_estimated_label_and_ci() -> None:

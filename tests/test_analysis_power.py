@@ -33,9 +33,9 @@ def _jobs(n: int = 120, seed: int = 0) -> pd.DataFrame:
 def test_fit_reports_cross_validated_error() -> None:
     model = fit_power_model(_jobs(), k=5)
     scores = {s.target: s for s in model.cv}
-    assert set(scores) == {"avg_watts", "joules_per_frame"}
+    assert set(scores) == {"avg_power_w", "joules_per_frame"}
     assert all(s.folds == 5 for s in model.cv)
-    assert scores["avg_watts"].mape_pct < 5 and scores["avg_watts"].rmse < 1.5
+    assert scores["avg_power_w"].mape_pct < 5 and scores["avg_power_w"].rmse < 1.5
     assert scores["joules_per_frame"].mape_pct < 5
     assert model.n_rows == 120 and not model.energy_estimated and model.nodes == ("n1",)
     assert "encoder=libx265" in set(model.coefficients()["feature"])
@@ -46,7 +46,7 @@ def test_predicts_inside_the_fitted_range() -> None:
     out = model.predict({"encoder": "libx265", "preset": "slow", "output_width": 1280, "output_height": 720,
                          "input_fps": 30.0, "bitrate_kbps": 3000.0, "frames": 300})
     expected_watts = 10 + 5 + 4 + 2 * np.log(4)
-    assert out["avg_watts"].iloc[0] == pytest.approx(expected_watts, rel=0.05)
+    assert out["avg_power_w"].iloc[0] == pytest.approx(expected_watts, rel=0.05)
     assert out["energy_j"].iloc[0] == pytest.approx(0.01 * 4 * 2 * 300, rel=0.05)
     assert not out["extrapolated"].iloc[0]
 

@@ -6,7 +6,7 @@ import json
 import re
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,8 +16,8 @@ from analysis.report import write_report
 from analysis.synthetic import synthetic_rows, write_synthetic_run
 from ffwatt.results import write_job_row
 from ffwatt.schema import JobRow
+from ffwatt.settings import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "analysis" / "notebooks" / "walkthrough.ipynb"
 
 
@@ -31,7 +31,7 @@ def results_dir(tmp_path: Path) -> Path:
     for row in synthetic_rows(campaign="demo", run_id="run-new", encoders={"libsvtav1": "8"},
                               crfs=(25, 32, 39), repetitions=1, seed=3):
         write_job_row(root, row)
-    started = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    started = datetime(2026, 1, 2, tzinfo=UTC)
     write_job_row(root, JobRow(
         campaign="demo", run_id="run-new", job_id="failed-1", config_id="cfg-failed", repetition=1, node="node-a",
         input_name="clip-720p", encoder="libx264", preset="medium", rate_control="cbr", target_bitrate_kbps=1500,

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ffwatt.campaign import check_runnable, expand, load_campaign, parse_campaign
 from ffwatt.errors import CampaignError, EncoderUnavailable
-from ffwatt.ffmpeg import probe_build
-
-REPO = Path(__file__).resolve().parent.parent
+from ffwatt.hardware.ffmpeg import probe_build
+from ffwatt.jobs import expand
+from ffwatt.settings import REPO
+from ffwatt.validation import check_runnable, load_campaign, parse_campaign
 
 
 def base() -> dict:

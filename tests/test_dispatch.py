@@ -1,15 +1,14 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import yaml
 
-from ffwatt.campaign import expand, load_campaign, parse_campaign
-from ffwatt.nodes import NodeRecord, sd_targets
+from ffwatt.fleet.nodes import NodeRecord, sd_targets
+from ffwatt.jobs import expand
+from ffwatt.settings import REPO
+from ffwatt.validation import load_campaign, parse_campaign
 from flows.dispatch import plan_batches
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def node(name: str, pools: list[str], encoders: list[str], age_s: float = 0) -> NodeRecord:

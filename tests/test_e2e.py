@@ -36,7 +36,7 @@ def test_every_job_has_one_row_and_the_broken_one_failed(campaign_run):
     assert len(failed) == 1
     (error,) = failed["error"]
     assert error.startswith("transcode:") and "no-such-profile" in error
-    assert failed["attempts"].iloc[0] == 2  # retries: 1
+    assert failed["attempts"].iloc[0] == 2  # encode_retries: 1
     assert (frame[frame.status == "ok"]["attempts"] == 1).all()
     assert "4 ok, 1 failed" in stdout
 
@@ -54,18 +54,21 @@ def test_measurements_are_real_and_sane(campaign_run):
 
 
 def test_energy_is_labelled_with_idle_baseline_and_attribution(campaign_run):
-    frame, _, _, work = campaign_run
+    frame, _, env, work = campaign_run
     ok = frame[frame.status == "ok"]
-    rapl = Path("/sys/class/powercap/intel-rapl:0/energy_uj").exists()
-    assert (ok.energy_source == ("rapl" if rapl else "estimated")).all()
-    assert ok.energy_basis.str.contains("estimated" if not rapl else "RAPL").all()
+    # The suite's powercap root is empty (tests/conftest.py), on every host: the estimate, and why.
+    assert (ok.energy_source == "estimated").all()
+    assert ok.energy_basis.str.contains(f"no RAPL zones under {env['FFWATT_POWERCAP_ROOT']}").all()
     assert (ok.idle_power_w > 0).all() and ok.net_energy_j.notna().all()
     assert ok.cpu_share.between(0, 1).all() and ok.attributed_energy_j.notna().all()
     # The meter's window brackets the encode, a few ms longer than FFmpeg's own wall time.
     assert ((ok.avg_power_w - ok.energy_j / ok.wall_s).abs() / ok.avg_power_w < 0.2).all()
     summary = read_run_summary(work / "results", "e2e", ok.run_id.iloc[0])
-    assert summary["idle_baseline"]["seconds"] >= 1 and summary["node"]["gpus"]["count"] >= 0
-    assert summary["node"]["cpu_model"] and summary["node"]["kernel"]
+    (node,) = summary.nodes.values()
+    assert summary.idle_baselines[node.name].seconds >= 1
+    assert (ok.idle_power_w == summary.idle_baselines[node.name].cpu_w).all()
+    assert node.gpu_unavailable == "GPU metering off (FFWATT_GPU=false)" and node.gpus == []
+    assert node.cpu_model and node.kernel and node.cpu_energy.startswith("estimated: no RAPL package zones")
 
 
 def test_higher_crf_gives_lower_quality(campaign_run):
@@ -89,8 +92,9 @@ def test_run_is_a_real_prefect_flow_run_with_a_summary(campaign_run):
     response = httpx.get(f"{env['PREFECT_API_URL']}/flow_runs/{run_id}", timeout=10)
     assert response.status_code == 200 and response.json()["state_type"] == "COMPLETED"
     summary = read_run_summary(work / "results", "e2e", run_id)
-    assert summary["jobs"] == 5 and summary["ok"] == 4 and summary["failed"] == 1
-    assert summary["node"]["ffmpeg_version"] == frame.ffmpeg_version.dropna().iloc[0]
+    assert (summary.jobs, summary.ok, summary.failed) == (5, 4, 1)
+    (node,) = summary.nodes.values()
+    assert node.ffmpeg_version == frame.ffmpeg_version.dropna().iloc[0]
 
 
 def test_results_show_reads_the_run_back(campaign_run):

@@ -1,17 +1,32 @@
+"""Energy through its seams: a synthetic powercap tree, a synthetic procfs, NVML readings
+recorded on an H200. The same code paths run on real hardware."""
+
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
-from ffwatt.nvml import ReplayNvml, open_nvml, read_gpu
-from ffwatt.powercap import counter_delta, discover_zones, package_zones
+from analysis.efficiency import config_efficiency, job_efficiency
+from ffwatt.cli._output import console, results_table
+from ffwatt.hardware.cpu_energy import CpuEnergy
+from ffwatt.hardware.meter import EnergyMeter, EnergyWindow, measure_idle
+from ffwatt.hardware.nvml import ReplayNvml, open_gpus, open_nvml, read_gpu
+from ffwatt.hardware.powercap import counter_delta, discover_zones, package_zones
+from ffwatt.nodefacts import IdleBaseline
+from ffwatt.schema import is_estimated
 from ffwatt.settings import Settings
-from tasks.energy import EnergyMeter, EnergyWindow, IdleBaseline, energy_report, measure_idle
+from tasks.energy import energy_report
 from tests.powercap import intel_two_sockets, set_energy
+from tests.procfs import make_procfs, set_busy
 
 PROBE = json.loads((Path(__file__).parent / "data" / "nvml-h200-probe.json").read_text())
+THREADS = os.cpu_count() or 1
 
 
 class Clock:
@@ -23,7 +38,8 @@ class Clock:
 
 
 def settings(root: Path, **extra) -> Settings:
-    return Settings(powercap_root=root, **extra)
+    """A node whose RAPL tree is ``root``; GPU metering on (the GPU tests hand the meter a replay)."""
+    return Settings(powercap_root=root, **{"gpu": True, **extra})
 
 
 def test_zones_are_classified_and_mmio_duplicates_dropped(tmp_path: Path):
@@ -57,30 +73,70 @@ def test_meter_accumulates_packages_across_wraps_and_ignores_subzones(tmp_path: 
         set_energy(zones["psys"], step * 5_000_000 % max_range)
         meter.sample()
     window = meter.stop()
-    assert window.rapl_unreadable is None and window.rapl_samples == 41
-    for key in truth:
-        assert abs(window.cpu_zones_j[key] - truth[key] / 1e6) < 1e-9
+    assert window.cpu_source == "rapl" and "41 samples" in window.cpu_basis
+    assert window.cpu_zones_j == {key: pytest.approx(joules / 1e6, abs=1e-9) for key, joules in truth.items()}
     report = energy_report(window, ffmpeg_cpu_s=1.0, frames=100, idle=None, settings=settings(tmp_path))
     assert report.energy_source == "rapl" and report.cpu_energy_j == report.energy_j
-    assert abs(report.energy_j - (12.0 + 6.8)) < 1e-6 and abs(report.joules_per_frame - 0.188) < 1e-6
+    assert report.energy_j == pytest.approx(12.0 + 6.8) and report.joules_per_frame == pytest.approx(0.188)
     assert "no_idle_baseline" in report.energy_flags
 
 
-def test_no_rapl_gives_an_estimate_labelled_as_such(tmp_path: Path):
-    window = EnergyWindow(wall_s=10.0, machine_busy_s=8.0, rapl_unreadable="no RAPL package zones under x")
-    report = energy_report(window, ffmpeg_cpu_s=6.0, frames=50, idle=None,
-                           settings=settings(tmp_path, cpu_tdp_w=80))
-    assert report.energy_source == "estimated"
-    threads = __import__("os").cpu_count()
-    max_w, idle_w = 80 / threads, 80 / threads * 0.21
-    assert report.energy_j == pytest.approx(threads * idle_w * 10 + (max_w - idle_w) * 8)
-    assert report.energy_basis.startswith("estimated") and "FFWATT_CPU_TDP_W=80" in report.energy_basis
-    assert report.cpu_share == pytest.approx(0.75) and "busy_machine" in report.energy_flags
+def cpu_working(powercap: Path, proc: Path, *, seconds: float, busy_s: float) -> CpuEnergy:
+    """CPU energy sampled over ``seconds`` during which the machine was busy ``busy_s`` CPU-seconds."""
+    clock = Clock()
+    cpu = CpuEnergy(powercap_root=powercap, proc_root=make_procfs(proc), tdp_override_w=80, clock=clock)
+    cpu.sample()
+    clock.now = seconds
+    set_busy(proc, busy_s=busy_s, idle_s=1000.0)
+    cpu.sample()
+    return cpu
+
+
+def test_without_rapl_the_estimate_follows_busy_time_and_the_power_model(tmp_path: Path):
+    cpu = cpu_working(tmp_path / "no-powercap", tmp_path / "proc", seconds=10.0, busy_s=8.0)
+    joules, source, basis = cpu.energy()
+    max_w, idle_w = 80 / THREADS, 80 / THREADS * 0.21
+    assert source == "estimated" and joules == pytest.approx(THREADS * idle_w * 10 + (max_w - idle_w) * 8)
+    assert basis.startswith("estimated") and "FFWATT_CPU_TDP_W=80" in basis and "no RAPL zones" in basis
+
+
+def test_a_counter_that_stands_still_while_the_cpu_works_is_not_believed(tmp_path: Path):
+    """Some VMs expose RAPL files whose counters never move: 0 J must not pass as a measurement."""
+    intel_two_sockets(tmp_path / "powercap")  # every counter stays at 0
+    cpu = cpu_working(tmp_path / "powercap", tmp_path / "proc", seconds=2.0, busy_s=1.5)
+    assert cpu.source == "estimated" and "package-0, package-1 did not advance" in (cpu.unreadable or "")
+    joules, source, basis = cpu.energy()
+    assert source == "estimated" and joules > 0 and "did not advance" in basis
+
+
+def test_a_still_counter_on_an_idle_cpu_is_believed(tmp_path: Path):
+    zones = intel_two_sockets(tmp_path / "powercap")
+    proc = make_procfs(tmp_path / "proc")
+    cpu = CpuEnergy(powercap_root=tmp_path / "powercap", proc_root=proc, tdp_override_w=None)
+    cpu.sample()
+    cpu.sample()  # no CPU work in between: nothing to judge by
+    set_energy(zones["package-0"], 1_000_000)
+    set_energy(zones["package-1"], 2_000_000)
+    set_busy(proc, busy_s=1.0, idle_s=1000.0)
+    cpu.sample()
+    assert cpu.source == "rapl" and cpu.energy()[0] == pytest.approx(3.0)
+
+
+def test_the_meter_falls_back_when_counters_freeze_during_a_job(tmp_path: Path):
+    intel_two_sockets(tmp_path / "powercap")
+    proc = make_procfs(tmp_path / "proc")
+    meter = EnergyMeter(Settings(powercap_root=tmp_path / "powercap", proc_root=proc, gpu=False))
+    meter.start()
+    set_busy(proc, busy_s=3.0, idle_s=1000.0)
+    time.sleep(0.6)  # longer than FROZEN_AFTER_S
+    window = meter.stop()
+    assert window.cpu_source == "estimated" and window.cpu_zones_j is None
+    report = energy_report(window, ffmpeg_cpu_s=2.9, frames=10, idle=None, settings=Settings())
+    assert report.energy_source == "estimated" and "did not advance" in report.energy_basis
 
 
 def test_idle_baseline_net_and_attributed_energy():
-    window = EnergyWindow(wall_s=4.0, cpu_zones_j={"package-0": 100.0}, machine_busy_s=5.0,
-                          gpu_j={0: 200.0})
+    window = EnergyWindow(wall_s=4.0, cpu_j=100.0, cpu_source="rapl", machine_busy_s=5.0, gpu_j={0: 200.0})
     idle = IdleBaseline(seconds=5, cpu_w=10.0, cpu_source="rapl", gpu_w=20.0, basis="x")
     report = energy_report(window, ffmpeg_cpu_s=4.0, frames=100, idle=idle,
                            settings=Settings(price_per_kwh=0.36, co2_g_per_kwh=360))
@@ -94,7 +150,7 @@ def test_idle_baseline_net_and_attributed_energy():
 
 
 def test_short_windows_are_flagged():
-    window = EnergyWindow(wall_s=0.15, cpu_zones_j={"package-0": 1.0}, machine_busy_s=0.1, gpu_j={0: 10.0})
+    window = EnergyWindow(wall_s=0.15, cpu_j=1.0, cpu_source="rapl", machine_busy_s=0.1, gpu_j={0: 10.0})
     report = energy_report(window, ffmpeg_cpu_s=0.1, frames=3, idle=None, settings=Settings())
     assert "short_window" in report.energy_flags  # NVML's counter moves every ~0.107 s
 
@@ -106,21 +162,23 @@ def test_unreadable_counter_falls_back_with_the_reason(tmp_path: Path):
     meter = EnergyMeter(settings(tmp_path, gpu=False))
     meter.start()
     window = meter.stop()
-    assert window.cpu_zones_j is None and "energy_uj" in window.rapl_unreadable
+    assert window.cpu_zones_j is None and window.cpu_source == "estimated"
     report = energy_report(window, ffmpeg_cpu_s=0.0, frames=10, idle=None, settings=settings(tmp_path))
     assert report.energy_source == "estimated" and "RAPL: can't read" in report.energy_basis
 
 
-def test_no_reading_at_all_is_null_not_zero():
-    report = energy_report(EnergyWindow(rapl_unreadable="x"), ffmpeg_cpu_s=None, frames=None, idle=None,
-                           settings=Settings())
+def test_no_reading_at_all_is_null_not_zero(tmp_path: Path):
+    meter = EnergyMeter(Settings(powercap_root=tmp_path, proc_root=tmp_path / "no-proc", gpu=False))
+    meter.start()
+    window = meter.stop()
+    report = energy_report(window, ffmpeg_cpu_s=None, frames=None, idle=None, settings=Settings())
     assert report.energy_j is None and report.energy_source is None
+    assert "stat unreadable" in window.cpu_basis
 
 
 def test_gpu_energy_comes_from_the_nvml_counter_of_the_recorded_h200(tmp_path: Path):
     clock = Clock()
-    nvml = ReplayNvml(PROBE, clock)
-    meter = EnergyMeter(settings(tmp_path / "none"), nvml=nvml)
+    meter = EnergyMeter(settings(tmp_path / "none"), nvml=ReplayNvml(PROBE, clock))
     clock.now = 10.5
     meter.start()
     clock.now = 25.4  # the recorded load phase
@@ -131,7 +189,7 @@ def test_gpu_energy_comes_from_the_nvml_counter_of_the_recorded_h200(tmp_path: P
     assert window.gpu_names == {0: "NVIDIA H200"} and window.gpu_j[0] > 5000
 
 
-def test_gpu_reading_and_a_missing_driver(tmp_path: Path):
+def test_gpu_reading_and_a_missing_driver():
     clock = Clock()
     session = open_nvml(ReplayNvml(PROBE, clock))
     assert not isinstance(session, str) and session.driver_version == "580.159.04"
@@ -140,15 +198,17 @@ def test_gpu_reading_and_a_missing_driver(tmp_path: Path):
     assert reading.encoder_utilization == 0.0 and reading.video_clock_hz == 765e6
     reason = open_nvml(ReplayNvml(PROBE, clock, driver_loaded=False))
     assert isinstance(reason, str) and "Driver Not Loaded" in reason
-    real = open_nvml()  # this machine has no NVIDIA driver
-    assert isinstance(real, str) and "NVML" in real
+    assert open_gpus(False, ReplayNvml(PROBE, clock)) == "GPU metering off (FFWATT_GPU=false)"
 
 
 def test_measure_idle_on_a_synthetic_tree(tmp_path: Path):
-    zones = intel_two_sockets(tmp_path)
+    zones = intel_two_sockets(tmp_path / "powercap")
     set_energy(zones["package-0"], 5_000_000)
-    idle = measure_idle(0.3, settings(tmp_path, gpu=False))
+    proc = make_procfs(tmp_path / "proc")  # an idle machine: a still counter is believable
+    idle = measure_idle(0.3, Settings(powercap_root=tmp_path / "powercap", proc_root=proc, gpu=False,
+                                      node="n1"))
     assert idle.cpu_source == "rapl" and idle.cpu_w == 0.0 and idle.seconds >= 0.3
+    assert idle.node == "n1" and idle.measured_at is not None
 
 
 class SharedGpu(ReplayNvml):
@@ -159,10 +219,8 @@ class SharedGpu(ReplayNvml):
         self.ours = ours
 
     def nvmlDeviceGetProcessUtilization(self, handle, since_us):
-        from types import SimpleNamespace as Sample
-
-        return [Sample(pid=self.ours, encUtil=60, decUtil=0, smUtil=5, memUtil=1, timeStamp=since_us),
-                Sample(pid=4242, encUtil=30, decUtil=10, smUtil=5, memUtil=1, timeStamp=since_us)]
+        return [SimpleNamespace(pid=self.ours, encUtil=60, decUtil=0, smUtil=5, memUtil=1, timeStamp=since_us),
+                SimpleNamespace(pid=4242, encUtil=30, decUtil=10, smUtil=5, memUtil=1, timeStamp=since_us)]
 
 
 def test_a_shared_gpu_is_attributed_by_video_engine_use(tmp_path: Path):
@@ -174,10 +232,12 @@ def test_a_shared_gpu_is_attributed_by_video_engine_use(tmp_path: Path):
     window = meter.stop()
     assert window.gpu_video_share == {0: pytest.approx(0.6)}
     idle = IdleBaseline(seconds=5, cpu_w=1.0, cpu_source="estimated", gpu_w=80.0, basis="x")
-    window = window.model_copy(update={"wall_s": 20.0, "machine_busy_s": 4.0})
+    window = window.model_copy(update={"wall_s": 20.0, "cpu_j": 30.0, "cpu_source": "estimated",
+                                       "machine_busy_s": 4.0})
     report = energy_report(window, ffmpeg_cpu_s=4.0, frames=100, idle=idle, settings=settings(tmp_path))
     gpu_net = report.gpu_energy_j - 80.0 * 20.0
     cpu_net = report.cpu_energy_j - 1.0 * 20.0
+    assert report.energy_source == "estimated+nvml"
     assert report.attributed_energy_j == pytest.approx(cpu_net + gpu_net * 0.6)
     assert "shared_gpu" in report.energy_flags
 
@@ -190,9 +250,31 @@ def test_a_gpu_nobody_else_used_is_the_jobs_whole(tmp_path: Path):
     clock.now = 5.0
     window = meter.stop()
     assert window.gpu_video_share == {0: None}  # NVML: no per-process samples
-    report = energy_report(window.model_copy(update={"wall_s": 5.0, "machine_busy_s": 1.0}), ffmpeg_cpu_s=1.0,
-                           frames=10, idle=IdleBaseline(seconds=5, cpu_w=0.5, cpu_source="estimated", gpu_w=70.0,
-                                                        basis="x"), settings=settings(tmp_path))
+    window = window.model_copy(update={"wall_s": 5.0, "cpu_j": 10.0, "cpu_source": "rapl", "machine_busy_s": 1.0})
+    report = energy_report(window, ffmpeg_cpu_s=1.0, frames=10,
+                           idle=IdleBaseline(seconds=5, cpu_w=0.5, cpu_source="rapl", gpu_w=70.0, basis="x"),
+                           settings=settings(tmp_path))
     assert "shared_gpu" not in (report.energy_flags or "")
-    assert report.attributed_energy_j == pytest.approx(
-        (report.cpu_energy_j - 2.5) + (report.gpu_energy_j - 350.0))
+    assert report.attributed_energy_j == pytest.approx((10.0 - 2.5) + (report.gpu_energy_j - 350.0))
+
+
+def test_a_gpu_node_without_rapl_is_estimated_everywhere():
+    """estimated+nvml (most cloud GPU VMs): the estimated part marks the whole figure."""
+    assert is_estimated("estimated") and is_estimated("estimated+nvml") and is_estimated("nvml+estimated")
+    assert not is_estimated("rapl+nvml") and not is_estimated("nvml") and not is_estimated(None)
+    rows = pd.DataFrame([
+        dict(job_id=f"j{i}", config_id="c", node="n", input_name="a", encoder="h264_nvenc", preset="p4",
+             rate_control="crf", crf=23, qp=None, target_bitrate_kbps=None, output_width=640, output_height=360,
+             status="ok", repetition=i, wall_s=2.0, frames=60, energy_j=100.0, energy_source=source,
+             output_bytes=1, bitrate_kbps=1.0, encode_fps=30.0)
+        for i, source in enumerate(["estimated+nvml", "rapl+nvml"], start=1)])
+    jobs = job_efficiency(rows)
+    assert list(jobs["energy_estimated"]) == [True, False]
+    configs = config_efficiency(jobs)
+    assert bool(configs.loc[0, "energy_estimated"]) and configs.loc[0, "energy_sources"] == "estimated+nvml+rapl+nvml"
+    table = results_table(rows.assign(repetition=[1, 2], psnr=None, ssim=None, vmaf=None, joules_per_frame=1.6),
+                          "t")
+    with console.capture() as captured:
+        console.print(table)
+    text = captured.get()
+    assert text.count("100.0*") == 1 and "* estimated" in text

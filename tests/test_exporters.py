@@ -3,6 +3,7 @@ tree advanced by a thread, NVML readings recorded on an H200, a progress spool."
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -13,12 +14,17 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporters._collector import CollectorSet, Sampler, StaleSample
 from exporters.ffmpeg import FFmpegCollector
+from exporters.gpu import GpuCollector
+from exporters.rapl import RaplCollector
 from exporters.server import ExporterOptions, serve
-from ffwatt.progress import Progress, ProgressRecord, write_progress_record
+from ffwatt.hardware.nvml import ReplayNvml
+from ffwatt.hardware.progress import Progress, ProgressRecord, write_progress_record
 from ffwatt.settings import Settings
 from tests.conftest import free_port, wait_http
 from tests.powercap import intel_two_sockets, make_zone, set_energy
+from tests.procfs import make_procfs, set_busy
 
 DATA = Path(__file__).parent / "data"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
@@ -78,22 +84,27 @@ def test_cpu_counters_match_injected_energy_across_wraps(tmp_path: Path, serve_e
              "package-3": 300_000}
     paths = {**{k: zones[k] for k in rates if k in zones}, "package-3": amd}
     injected = dict.fromkeys(rates, 0)
-    stop = threading.Event()
+    stop, go = threading.Event(), threading.Event()
 
     def advance() -> None:  # the "hardware": counters moving at known rates, wrapping
         raw = dict.fromkeys(rates, 0)
         while not stop.is_set():
             for key, rate in rates.items():
-                raw[key] = (raw[key] + rate) % (max_range + 1)
-                injected[key] += rate
+                step = rate if go.is_set() else 1  # never still, like a real counter at idle
+                raw[key] = (raw[key] + step) % (max_range + 1)
+                injected[key] += step if go.is_set() else 0
                 set_energy(paths[key], raw[key])
                 if key == "package-0":
                     set_energy(zones["mmio-package-0"], raw[key])  # same package through MMIO
             time.sleep(0.02)
 
-    exporter = serve_exporter("cpu", Settings(powercap_root=tmp_path), interval_s=0.01)
     ticker = threading.Thread(target=advance, daemon=True)
     ticker.start()
+    # An idle synthetic procfs: this test is about wraps, not about judging still counters, and the
+    # ticker thread can stall longer than real hardware ever does on a loaded machine.
+    idle_proc = make_procfs(tmp_path / "proc")
+    exporter = serve_exporter("cpu", Settings(powercap_root=tmp_path, proc_root=idle_proc), interval_s=0.01)
+    go.set()
     time.sleep(1.5)
     stop.set()
     ticker.join()
@@ -125,7 +136,7 @@ def test_cpu_unreadable_counters_give_reason_and_labelled_estimate(tmp_path: Pat
 
 
 def test_gpu_exporter_from_recorded_h200_readings(serve_exporter):
-    exporter = serve_exporter("gpu", Settings(), interval_s=0.05, replay=DATA / "nvml-h200-probe.json")
+    exporter = serve_exporter("gpu", Settings(gpu=True), interval_s=0.05, replay=DATA / "nvml-h200-probe.json")
     first = exporter.scrape()
     time.sleep(0.6)
     second = exporter.scrape()
@@ -141,13 +152,64 @@ def test_gpu_exporter_from_recorded_h200_readings(serve_exporter):
     assert value(second, "ffwatt_gpu_nvml_info", driver_version="580.159.04", reason="") == 1
 
 
-def test_gpu_exporter_without_a_driver_reports_zero_and_why(serve_exporter):
-    exporter = serve_exporter("gpu", Settings())  # this machine: no NVIDIA driver
-    samples = exporter.scrape()
+def _collect(collectors: list) -> dict[str, list]:
+    samples: dict[str, list] = {}
+    for family in CollectorSet(collectors).collect():
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    return samples
+
+
+def test_gpu_exporter_without_a_driver_reports_zero_and_why():
+    probe = json.loads((DATA / "nvml-h200-probe.json").read_text())
+    no_driver = GpuCollector(nvml=ReplayNvml(probe, time.monotonic, driver_loaded=False)).start()
+    samples = _collect([no_driver])
     assert value(samples, "ffwatt_gpu_count") == 0
     (info,) = samples["ffwatt_gpu_nvml_info"]
-    assert "NVML" in info.labels["reason"]
+    assert "NVML unavailable" in info.labels["reason"] and "Driver Not Loaded" in info.labels["reason"]
     assert value(samples, "ffwatt_scrape_collector_success", collector="gpu") == 1
+    turned_off = _collect([GpuCollector(enabled=False).start()])
+    assert turned_off["ffwatt_gpu_nvml_info"][0].labels["reason"] == "GPU metering off (FFWATT_GPU=false)"
+
+
+def test_cpu_counters_that_stand_still_while_the_cpu_works_give_the_estimate(tmp_path: Path, serve_exporter):
+    intel_two_sockets(tmp_path / "powercap")  # counters at 0, never moving
+    proc = make_procfs(tmp_path / "proc")
+    exporter = serve_exporter("cpu", Settings(powercap_root=tmp_path / "powercap", proc_root=proc),
+                              interval_s=0.05)
+    assert value(exporter.scrape(), "ffwatt_rapl_readable") == 1
+    set_busy(proc, busy_s=5.0, idle_s=1000.0)  # the machine works; the counters don't move
+    time.sleep(0.8)
+    samples = exporter.scrape()
+    assert value(samples, "ffwatt_rapl_readable") == 0
+    assert "did not advance" in samples["ffwatt_rapl_unreadable_info"][0].labels["reason"]
+    assert "ffwatt_rapl_energy_joules_total" not in samples
+    assert value(samples, "ffwatt_cpu_estimated_energy_joules_total") > 0
+
+
+def test_a_sampler_that_stopped_fails_its_collector_instead_of_serving_old_values(tmp_path: Path):
+    clock = [0.0]
+    collector = RaplCollector(Settings(powercap_root=tmp_path), interval_s=1.0)
+    collector.sampler = Sampler("rapl", 1.0, collector.sample, clock=lambda: clock[0])
+    collector.sampler._sample_once()  # a good reading, but no thread keeps sampling
+    clock[0] = 60.0
+    samples = _collect([collector])
+    assert value(samples, "ffwatt_scrape_collector_success", collector="rapl") == 0
+    assert "ffwatt_rapl_readable" not in samples  # nothing stale served
+    assert value(samples, "ffwatt_sampler_last_success_age_seconds", sampler="rapl") == 60.0
+    assert value(samples, "ffwatt_sampler_errors_total", sampler="rapl") == 0
+
+
+def test_sampler_errors_are_counted():
+    def broken() -> None:
+        raise OSError("sensor fell off")
+
+    sampler = Sampler("broken", 0.02, broken).start()
+    time.sleep(0.2)
+    sampler.stop()
+    assert sampler.errors >= 3 and sampler.age_s() is None
+    with pytest.raises(StaleSample, match="never sampled"):
+        sampler.check()
 
 
 def test_ffmpeg_exporter_serves_jobs_and_forgets_finished_ones(tmp_path: Path, serve_exporter):
@@ -173,8 +235,6 @@ def test_ffmpeg_exporter_serves_jobs_and_forgets_finished_ones(tmp_path: Path, s
 
 
 def test_a_failing_collector_does_not_blank_the_others():
-    from exporters._collector import CollectorSet
-
     class Broken:
         name = "broken"
 
@@ -198,13 +258,15 @@ def test_docs_list_exactly_what_the_exporters_emit(tmp_path: Path, serve_exporte
     write_progress_record(settings.progress_dir, ProgressRecord(
         job_id="j", campaign="c", encoder="e", preset="p", node="n",
         progress=Progress(frame=1, fps=1, bitrate_kbps=1, total_size_bytes=1, speed=1), updated_at=time.time()))
-    for kind, kwargs in (("cpu", {"powercap_root": tmp_path / "rapl"}), ("cpu", {"powercap_root": tmp_path / "x"}),
+    idle_proc = make_procfs(tmp_path / "proc")  # an idle machine: still counters are believable
+    for kind, kwargs in (("cpu", {"powercap_root": tmp_path / "rapl", "proc_root": idle_proc}),
+                         ("cpu", {"powercap_root": tmp_path / "x"}),
                          ("ffmpeg", {"home": tmp_path})):
         exporter = serve_exporter(kind, Settings(**kwargs), interval_s=0.05)
         time.sleep(0.15)
         emitted |= {re.sub(r"_(total|created)$", "", name) if name.endswith("_created") else name
                     for name in exporter.scrape()}
-    gpu = serve_exporter("gpu", Settings(), interval_s=0.05, replay=DATA / "nvml-h200-probe.json")
+    gpu = serve_exporter("gpu", Settings(gpu=True), interval_s=0.05, replay=DATA / "nvml-h200-probe.json")
     emitted |= set(gpu.scrape())
     emitted = {name for name in emitted if not name.endswith("_created")}
     documented = set(re.findall(r"^\| `(ffwatt_[a-z_]+)`", DOCS.read_text(), re.MULTILINE))

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ffwatt.services import service_status, stop_service
+from analysis.report import write_report
+from ffwatt.fleet.services import service_status, stop_service
+from ffwatt.results import read_run_summary
 from tests import fleet
 from tests.fleet import FFWATT, PREFECT, Fleet, campaign, wait_for
 
@@ -71,7 +73,7 @@ def test_requests_without_credentials_are_refused(cluster: Fleet):
 
 
 def test_tls_is_verified_and_a_wrong_ca_is_refused(cluster: Fleet, tmp_path: Path):
-    from ffwatt.tls import generate_ca_and_server_cert
+    from ffwatt.fleet.tls import generate_ca_and_server_cert
 
     other_ca = generate_ca_and_server_cert(tmp_path / "other", ["example.invalid"])
     env = {**cluster.client_env(), "PREFECT_API_SSL_CERT_FILE": str(other_ca)}
@@ -100,6 +102,12 @@ def test_a_campaign_is_split_across_both_nodes(cluster: Fleet):
     assert set(rows.node) == {"w1", "w2"}  # one batch per live node
     assert (rows.frames == 72).all() and (rows.attempts == 1).all()
     assert rows.energy_source.notna().all() and rows.idle_power_w.notna().all()
+    # The run's summary describes the nodes that encoded, not the master.
+    summary = read_run_summary(cluster.work / "results", "fleet-split", rows.run_id.iloc[0])
+    assert set(summary.nodes) == {"w1", "w2"} and set(summary.idle_baselines) == {"w1", "w2"}
+    assert all(facts.name == name for name, facts in summary.nodes.items())
+    report = write_report(cluster.work / "results", rows.run_id.iloc[0], campaign="fleet-split")
+    assert "<h3>w1</h3>" in report.read_text() and "<h3>w2</h3>" in report.read_text()
 
 
 def test_an_encoder_no_node_has_is_reported_unschedulable(cluster: Fleet):

@@ -1,4 +1,4 @@
-from ffwatt.progress import parse_progress
+from ffwatt.hardware.progress import parse_progress
 
 SAMPLE = """frame=43
 fps=0.00

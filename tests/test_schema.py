@@ -1,8 +1,19 @@
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
-from ffwatt.schema import JobRow, arrow_schema, schema_markdown
+from ffwatt.schema import (
+    CONFIG_COLUMNS,
+    CURVE_COLUMNS,
+    EncodeColumns,
+    EnergyColumns,
+    JobRow,
+    QualityColumns,
+    arrow_schema,
+    config_label,
+    schema_markdown,
+)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "schema.md"
 
@@ -13,10 +24,18 @@ bitrate_kbps dropped_frames psnr ssim vmaf energy_j energy_source joules_per_fra
 reference_path output_path""".split()
 
 
-def test_every_promised_column_is_in_the_schema():
+def test_every_promised_column_is_in_the_schema_identity_first():
     names = arrow_schema().names
     assert [c for c in REQUIRED if c not in names] == []
-    assert names == list(JobRow.model_fields)
+    assert names[:6] == ["campaign", "run_id", "job_id", "config_id", "repetition", "node"]
+    assert len(names) == len(set(names))
+
+
+def test_the_steps_return_types_are_the_rows_column_groups():
+    for group in (EncodeColumns, EnergyColumns, QualityColumns):
+        assert issubclass(JobRow, group)
+    assert {"energy_j", "energy_source", "avg_power_w", "net_energy_j"} <= set(EnergyColumns.model_fields)
+    assert set(QualityColumns.model_fields) == {"psnr", "ssim", "vmaf", "vmaf_model"}
 
 
 def test_types_and_units():
@@ -26,6 +45,26 @@ def test_types_and_units():
     assert schema.field("started_at").type == pa.timestamp("us", tz="UTC")
     assert schema.field("energy_j").metadata[b"unit"] == b"J"
     assert schema.field("max_rss_bytes").metadata[b"unit"] == b"bytes"
+
+
+def test_the_configuration_key_and_its_label():
+    assert CONFIG_COLUMNS == ("input_name", "encoder", "preset", "rate_control", "crf", "qp",
+                              "target_bitrate_kbps", "output_width", "output_height")
+    assert set(CONFIG_COLUMNS) - set(CURVE_COLUMNS) == {"crf", "qp", "target_bitrate_kbps"}
+    x264 = {"input_name": "clip", "encoder": "libx264", "preset": "veryfast", "rate_control": "crf", "crf": 24,
+            "output_width": 1280, "output_height": 720}
+    assert config_label(x264) == "libx264 veryfast crf 24 1280x720"
+    assert config_label(x264, with_input=True) == "clip libx264 veryfast crf 24 1280x720"
+    assert config_label({"encoder": "libx264", "rate_control": "cbr", "target_bitrate_kbps": 1500.0,
+                         "preset": float("nan")}) == "libx264 cbr 1500k"
+    assert config_label({"encoder": "libsvtav1", "preset": "10", "rate_control": "crf"}) == "libsvtav1 10 crf"
+
+
+@pytest.mark.parametrize("source", ["estimated", "estimated+nvml"])
+def test_ssim_convention_and_estimates_are_documented(source: str):
+    text = DOCS.read_text()
+    assert "float_ssim" in text and "0.03" in text
+    assert f"`{source}`" in text
 
 
 def test_docs_table_matches_the_schema():

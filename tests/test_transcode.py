@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ffwatt.campaign import expand, parse_campaign
 from ffwatt.errors import EncodeFailed
+from ffwatt.jobs import expand
 from ffwatt.settings import load_settings
+from ffwatt.validation import parse_campaign
 from tasks.generate import prepare_reference
 from tasks.quality import score
 from tasks.transcode import encode, encode_args
-from tests.powercap import intel_two_sockets
+from tests.powercap import intel_two_sockets, set_energy
 
 
 def campaign(**matrix) -> dict:
@@ -39,8 +44,30 @@ def test_args_follow_the_encoder_profile(tmp_path: Path):
     assert nvenc[nvenc.index("-cq") + 1] == "30" and nvenc[nvenc.index("-preset") + 1] == "p1"
 
 
+@contextlib.contextmanager
+def moving_counters(zones: dict[str, Path], uj_per_tick: int = 5_000) -> Iterator[None]:
+    """The synthetic "hardware": both package counters moving every millisecond, like RAPL's."""
+    stop = threading.Event()
+
+    def tick() -> None:
+        value = 0
+        while not stop.is_set():
+            value += uj_per_tick
+            for key in ("package-0", "package-1"):
+                set_energy(zones[key], value)
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def test_real_encode_is_measured_and_cached_reference_reused(ffwatt_env: Path, monkeypatch):
-    intel_two_sockets(ffwatt_env / "powercap")
+    zones = intel_two_sockets(ffwatt_env / "powercap")
     monkeypatch.setenv("FFWATT_POWERCAP_ROOT", str(ffwatt_env / "powercap"))
     settings = load_settings()
     (job,) = expand(parse_campaign(campaign()))
@@ -50,18 +77,34 @@ def test_real_encode_is_measured_and_cached_reference_reused(ffwatt_env: Path, m
     assert prepare_reference(job.input, "ffv1", settings) == reference
     assert Path(reference.path).stat().st_mtime_ns == mtime  # not regenerated
 
-    result = encode(job, reference, "run1", attempt=1, settings=settings)
+    with moving_counters(zones):
+        result = encode(job, reference, "run1", attempt=1, settings=settings)
     assert result.frames == 25 and result.output_bytes == Path(result.output_path).stat().st_size
     assert result.cpu_user_s + result.cpu_sys_s > 0 and result.max_rss_bytes > 1_000_000
     assert result.wall_s > 0 and result.encode_fps == pytest.approx(25 / result.wall_s)
     assert "-crf 23" in result.ffmpeg_cmd
-    # The meter read the (static) synthetic counters around and during the encode.
-    assert result.energy.cpu_zones_j == {"package-0": 0.0, "package-1": 0.0}
-    assert result.energy.rapl_samples >= 1
+    # The meter read the synthetic package counters around and during the encode.
+    assert result.energy.cpu_source == "rapl" and set(result.energy.cpu_zones_j or {}) == {"package-0", "package-1"}
+    assert result.energy.cpu_j and result.energy.cpu_j > 0
 
     scores = score(job, reference, Path(result.output_path), settings)
     assert 30 < scores.psnr < 60 and 0.9 < scores.ssim <= 1 and 50 < scores.vmaf <= 100
     assert scores.frames_compared == 25
+
+
+def test_counters_that_stand_still_during_a_real_encode_are_not_believed(ffwatt_env: Path, monkeypatch):
+    """A tree whose counters never move (as some VMs expose) gave jobs of 0 J labelled rapl."""
+    intel_two_sockets(ffwatt_env / "powercap")
+    monkeypatch.setenv("FFWATT_POWERCAP_ROOT", str(ffwatt_env / "powercap"))
+    settings = load_settings()
+    spec = campaign(resolutions=["source"]) | {"inputs": [{"name": "still", "source": "testsrc2", "size": "1280x720",
+                                                          "fps": 30, "duration_s": 2}]}
+    (job,) = expand(parse_campaign(spec | {"quality": []}))
+    reference = prepare_reference(job.input, "ffv1", settings)
+    result = encode(job, reference, "run1", attempt=1, settings=settings)
+    assert result.wall_s > 0.6  # longer than FROZEN_AFTER_S
+    assert result.energy.cpu_source == "estimated" and result.energy.cpu_zones_j is None
+    assert "did not advance" in result.energy.cpu_basis and (result.energy.cpu_j or 0) > 0
 
 
 def test_y4m_reference(ffwatt_env: Path):

@@ -26,7 +26,9 @@ CELLS = [
              "jobs = job_efficiency(load_results(results_dir, campaign=campaign, run_id=run_id))\n"
              "print(f'campaign {campaign}, run {run_id}: {len(jobs)} jobs, '\n"
              "      f'{int(jobs.energy_estimated.sum())} with estimated energy')\n"
-             "run_summary(results_dir, campaign, run_id).get('node')"),
+             "summary = run_summary(results_dir, campaign, run_id)\n"
+             "pd.DataFrame([facts.model_dump(exclude={'ffmpeg_configuration'}) for facts in summary.nodes.values()])"
+             " if summary else 'no summary yet'"),
     ("md", "## Efficiency per configuration\n\nMeans over the ok repetitions; `_ci_low`/`_ci_high` are 95 % "
            "Student-t intervals (need ≥ 2 repetitions)."),
     ("code", "configs = config_efficiency(jobs)\n"

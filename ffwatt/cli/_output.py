@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from ffwatt.schema import is_estimated, is_missing
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["console", "err_console", "exit_with", "results_table"]
 
@@ -24,7 +27,7 @@ def exit_with(message: str, code: int = 2) -> NoReturn:
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+    if is_missing(value):
         return "-"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
@@ -43,9 +46,9 @@ def results_table(frame: pd.DataFrame, title: str) -> Table:
     for row in frame.itertuples(index=False):
         rate = {"crf": f"crf {_fmt(row.crf)}", "qp": f"qp {_fmt(row.qp)}"}.get(
             row.rate_control, f"{row.rate_control} {_fmt(row.target_bitrate_kbps)}k")
-        size = "-" if pd.isna(row.output_width) else f"{row.output_width}x{row.output_height}"
+        size = "-" if is_missing(row.output_width) else f"{row.output_width}x{row.output_height}"
         mark = ""
-        if row.energy_source == "estimated":
+        if is_estimated(row.energy_source):
             mark, estimated = "*", True
         status = "[green]ok[/]" if row.status == "ok" else "[red]failed[/]"
         table.add_row(row.input_name, row.encoder, _fmt(row.preset), rate, size, _fmt(row.repetition), status,

@@ -22,11 +22,12 @@ def probe(json_output: Annotated[bool, typer.Option("--json", help="Machine-read
     if json_output:
         print(result.model_dump_json(indent=2))
         return
-    gpus = ", ".join(str(g["name"]) for g in result.gpus) or f"none ({result.gpu_unavailable})"
-    memory = f"{result.memory_bytes / 2**30:.1f} GiB" if result.memory_bytes else "unknown"
-    console.print(f"node {result.node}: {result.cpu_model}, {result.logical_cpus} CPUs, {memory}, "
-                  f"kernel {result.kernel}\nGPUs: {gpus}\nFFmpeg {result.ffmpeg_version} ({result.ffmpeg})",
-                  highlight=False)
+    facts = result.facts
+    gpus = ", ".join(g.name for g in facts.gpus) or f"none ({facts.gpu_unavailable})"
+    memory = f"{facts.memory_bytes / 2**30:.1f} GiB" if facts.memory_bytes else "unknown"
+    console.print(f"node {facts.name}: {facts.cpu_model}, {facts.logical_cpus} CPUs, {memory}, "
+                  f"kernel {facts.kernel}\nCPU energy: {facts.cpu_energy}\nGPUs: {gpus}\n"
+                  f"FFmpeg {facts.ffmpeg_version} ({facts.ffmpeg_path})", highlight=False)
     table = Table(title=f"encoders (pools: {', '.join(result.pools) or 'none'})", title_justify="left")
     for column in ("encoder", "pool", "works", "seconds", "why not"):
         table.add_column(column)

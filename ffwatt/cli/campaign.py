@@ -9,10 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ffwatt.campaign import check_runnable, expand, load_campaign
 from ffwatt.cli._output import console, results_table
-from ffwatt.ffmpeg import ffmpeg_path, probe_build
-from ffwatt.results import read_results
 from ffwatt.settings import load_settings
 
 app = typer.Typer(help="Check, list and run benchmark campaigns.", no_args_is_help=True)
@@ -23,6 +20,10 @@ CampaignFile = Annotated[Path, typer.Argument(help="Campaign YAML file.")]
 @app.command()
 def validate(file: CampaignFile) -> None:
     """Check a campaign file, and that this node's FFmpeg can run it."""
+    from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build
+    from ffwatt.jobs import expand
+    from ffwatt.validation import check_runnable, load_campaign
+
     campaign = load_campaign(file)
     build = probe_build(ffmpeg_path(load_settings()))
     check_runnable(campaign, build)
@@ -38,6 +39,9 @@ def expand_command(
     output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
 ) -> None:
     """List the jobs a campaign expands into, in the order they run."""
+    from ffwatt.jobs import expand
+    from ffwatt.validation import load_campaign
+
     jobs = expand(load_campaign(file))
     if output == "json":
         console.print_json(json.dumps([job.model_dump(mode="json") for job in jobs]))
@@ -59,14 +63,18 @@ def run(file: CampaignFile) -> None:
 
     # A temporary local server (no PREFECT_API_URL) must not try to phone home.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from flows.campaign import campaign_flow  # Prefect is slow to import; only `run` needs it
+    from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build
+    from ffwatt.jobs import expand
+    from ffwatt.results import read_results
+    from ffwatt.validation import check_runnable, load_campaign
+    from flows.campaign import campaign_flow
 
     settings = load_settings()
     campaign = load_campaign(file)
     check_runnable(campaign, probe_build(ffmpeg_path(settings)))
     console.print(f"running campaign {campaign.name!r}: {len(expand(campaign))} jobs")
     summary = campaign_flow(campaign)
-    frame = read_results(settings.results_dir, campaign=campaign.name, run_id=summary["run_id"])
-    console.print(results_table(frame, f"campaign {campaign.name}, run {summary['run_id']}"))
-    console.print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['wall_s']:.1f} s. "
-                  f"Parquet: {settings.results_dir.resolve()}/campaign={campaign.name}/run_id={summary['run_id']}")
+    frame = read_results(settings.results_dir, campaign=campaign.name, run_id=summary.run_id)
+    console.print(results_table(frame, f"campaign {campaign.name}, run {summary.run_id}"))
+    console.print(f"{summary.ok} ok, {summary.failed} failed, {summary.wall_s:.1f} s. "
+                  f"Parquet: {settings.results_dir.resolve()}/campaign={campaign.name}/run_id={summary.run_id}")

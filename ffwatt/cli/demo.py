@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,15 +17,14 @@ import typer
 from ffwatt.cli._output import console, exit_with, results_table
 from ffwatt.settings import load_settings
 
-BIN = Path(sys.executable).parent
-
 
 def demo(stop: Annotated[bool, typer.Option("--stop", help="Stop the demo's stack and agent.")] = False) -> None:
     """Run the demo campaign through the deployed stack on this machine, then print its results."""
-    from ffwatt.nodes import list_nodes
+    from ffwatt.fleet.nodes import list_nodes
+    from ffwatt.fleet.prefect_server import BIN
+    from ffwatt.fleet.services import Service, start_service, stop_service
+    from ffwatt.fleet.stack import client_env, stack_down, stack_up
     from ffwatt.results import list_runs, read_results
-    from ffwatt.services import Service, start_service, stop_service
-    from ffwatt.stack import client_env, stack_down, stack_up
 
     settings = load_settings()
     node_home = settings.home / "node"

@@ -7,8 +7,6 @@ from typing import Annotated
 import typer
 
 from ffwatt.cli._output import console, exit_with, results_table
-from ffwatt.results import list_runs, read_results
-from ffwatt.schema import schema_markdown
 from ffwatt.settings import load_settings
 
 app = typer.Typer(help="Read the Parquet results.", no_args_is_help=True)
@@ -21,6 +19,8 @@ def show(
     output: Annotated[str, typer.Option("--output", "-o", help="table, json or csv")] = "table",
 ) -> None:
     """Show one run's job rows."""
+    from ffwatt.results import list_runs, read_results
+
     results_dir = load_settings().results_dir
     if run == "latest":
         runs = list_runs(results_dir, campaign)
@@ -41,4 +41,6 @@ def show(
 @app.command()
 def schema() -> None:
     """Print the result schema (column, type, unit, description) as Markdown."""
+    from ffwatt.schema import schema_markdown
+
     print(schema_markdown(), end="")

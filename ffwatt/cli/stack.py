@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Annotated
 
 import typer
@@ -26,8 +24,8 @@ def up(
         help="Names and addresses the certificate covers (default: master host, hostname, localhost).")] = None,
 ) -> None:
     """Start the master's services (idempotent) and print where they are."""
-    from ffwatt.stack import stack_up
-    from ffwatt.tls import generate_ca_and_server_cert
+    from ffwatt.fleet.stack import stack_up
+    from ffwatt.fleet.tls import generate_ca_and_server_cert
 
     settings = load_settings()
     tls = settings.home / "stack" / "tls"
@@ -45,7 +43,7 @@ def up(
 @app.command()
 def down() -> None:
     """Stop the master's services."""
-    from ffwatt.stack import stack_down
+    from ffwatt.fleet.stack import stack_down
 
     stopped = stack_down(load_settings())
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
@@ -64,8 +62,8 @@ def _print_status(statuses: list) -> None:
 @app.command()
 def status() -> None:
     """What runs, where, its URL; and every node that registered, online or not."""
-    from ffwatt.nodes import list_nodes
-    from ffwatt.stack import stack_status
+    from ffwatt.fleet.nodes import list_nodes
+    from ffwatt.fleet.stack import stack_status
 
     settings = load_settings()
     statuses = stack_status(settings)
@@ -87,7 +85,7 @@ def status() -> None:
 def _use_stack_api(settings) -> None:  # type: ignore[no-untyped-def]
     import os
 
-    from ffwatt.stack import client_env
+    from ffwatt.fleet.stack import client_env
 
     for key, value in client_env(settings).items():
         os.environ.setdefault(key, value)
@@ -98,7 +96,7 @@ def env() -> None:
     """Print the environment a client needs for this stack (`eval "$(ffwatt stack env)"`)."""
     import shlex
 
-    from ffwatt.stack import client_env
+    from ffwatt.fleet.stack import client_env
 
     settings = load_settings()
     tls = settings.home / "stack" / "tls" / "ca.pem"
@@ -110,35 +108,8 @@ def env() -> None:
 @app.command()
 def discovery(listen: Annotated[str, typer.Option(help="HOST:PORT")] = ":9599") -> None:
     """Serve every live node's exporter targets in Prometheus HTTP-SD JSON at /targets."""
-    from ffwatt.nodes import list_nodes, sd_targets
-    from ffwatt.results import write_atomic
+    from ffwatt.fleet.discovery import serve_discovery
 
     settings = load_settings()
-    targets_file = settings.home / "stack" / "targets.json"
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path.split("?")[0] not in ("/targets", "/nodes"):
-                self.send_error(404, "try /targets or /nodes")
-                return
-            try:
-                records = list_nodes()
-            except Exception as exc:  # the API restarting: say so, Prometheus keeps the last targets
-                self.send_error(503, f"Prefect API unavailable: {exc}")
-                return
-            payload = sd_targets(records) if self.path.startswith("/targets") else \
-                [r.model_dump(mode="json") | {"online": r.online()} for r in records]
-            body = json.dumps(payload).encode()
-            if self.path.startswith("/targets"):
-                write_atomic(targets_file, lambda tmp: tmp.write_bytes(body))  # file_sd for other stores
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
     host, _, port = listen.rpartition(":")
-    ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler).serve_forever()
+    serve_discovery(host or "0.0.0.0", int(port), settings.home / "stack" / "targets.json")

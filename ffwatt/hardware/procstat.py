@@ -27,7 +27,7 @@ def read_cpu_times(proc_root: Path = Path("/proc")) -> CpuTimes:
     if not fields or fields[0] != "cpu":
         raise OSError(f"unexpected first line in {proc_root}/stat")
     values = [int(v) for v in fields[1:]] + [0] * 8
-    user, nice, system, idle, iowait, irq, softirq, steal = values[:8]
+    user, nice, system, idle, iowait, irq, softirq, _steal = values[:8]
     hz = os.sysconf("SC_CLK_TCK")
     busy = user + nice + system + irq + softirq
     return CpuTimes(busy_s=busy / hz, total_s=(busy + idle + iowait) / hz)

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["IDLE_FRACTION", "CpuPower", "cpu_facts", "cpu_model", "cpu_power", "logical_cpus", "read_sys"]
+__all__ = ["IDLE_FRACTION", "CpuFacts", "CpuPower", "cpu_facts", "cpu_model", "cpu_power", "logical_cpus", "read_sys"]
 
 # Package power (W) and hardware threads of common CPUs, by model substring. Used only
 # when RAPL can't be read; the result is always labelled estimated.
@@ -41,10 +41,6 @@ class CpuPower:
     def energy_j(self, *, busy_cpu_s: float, wall_s: float) -> float:
         """Whole-CPU energy over ``wall_s`` during which all threads together were busy ``busy_cpu_s``."""
         return self.threads * self.idle_w * wall_s + (self.max_w - self.idle_w) * busy_cpu_s
-
-    def dynamic_energy_j(self, busy_cpu_s: float) -> float:
-        """Energy above idle caused by ``busy_cpu_s`` of work."""
-        return (self.max_w - self.idle_w) * busy_cpu_s
 
 
 def cpu_model(proc_root: Path = Path("/proc")) -> str:
@@ -84,17 +80,26 @@ def read_sys(path: Path) -> str | None:
         return None
 
 
-def cpu_facts(proc_root: Path = Path("/proc"), sys_root: Path = Path("/sys")) -> dict[str, object]:
+@dataclass(frozen=True)
+class CpuFacts:
+    model: str
+    logical_cpus: int
+    governor: str | None
+    turbo: bool | None
+    max_frequency_hz: int | None
+
+
+def cpu_facts(proc_root: Path = Path("/proc"), sys_root: Path = Path("/sys")) -> CpuFacts:
     """What a reader of energy figures needs to know about this CPU."""
     cpu = sys_root / "devices/system/cpu"
     no_turbo = read_sys(cpu / "intel_pstate/no_turbo")
     boost = read_sys(cpu / "cpufreq/boost")
     turbo = (no_turbo == "0") if no_turbo is not None else (boost == "1") if boost is not None else None
     max_khz = read_sys(cpu / "cpu0/cpufreq/cpuinfo_max_freq")
-    return {
-        "cpu_model": cpu_model(proc_root),
-        "logical_cpus": logical_cpus(),
-        "governor": read_sys(cpu / "cpu0/cpufreq/scaling_governor"),
-        "turbo": turbo,
-        "max_frequency_hz": int(max_khz) * 1000 if max_khz and max_khz.isdigit() else None,
-    }
+    return CpuFacts(
+        model=cpu_model(proc_root),
+        logical_cpus=logical_cpus(),
+        governor=read_sys(cpu / "cpu0/cpufreq/scaling_governor"),
+        turbo=turbo,
+        max_frequency_hz=int(max_khz) * 1000 if max_khz and max_khz.isdigit() else None,
+    )

@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["GpuInfo", "GpuReading", "NvmlSession", "ReplayNvml", "open_nvml", "read_gpu"]
+import pynvml
+
+__all__ = ["GpuInfo", "GpuReading", "NvmlSession", "ReplayNvml", "describe_gpus", "open_gpus", "open_nvml",
+           "read_gpu"]
 
 
 @dataclass(frozen=True)
@@ -86,26 +89,40 @@ def _text(value: Any) -> str:
 def _try(call: Any, *args: Any) -> Any:
     try:
         return call(*args)
-    except Exception:  # NVMLError_NotSupported and friends: the value is just absent
+    except pynvml.NVMLError:  # NVMLError_NotSupported and friends: the value is just absent
         return None
 
 
 def open_nvml(nvml: Any | None = None) -> NvmlSession | str:
     """An NVML session, or the reason there is none (no library, no driver, no GPU)."""
-    if nvml is None:
-        try:
-            import pynvml as nvml  # type: ignore[no-redef]
-        except ImportError:
-            return "nvidia-ml-py is not installed"
+    nvml = pynvml if nvml is None else nvml
     try:
         nvml.nvmlInit()
-    except Exception as exc:
+    except pynvml.NVMLError as exc:
         return f"NVML unavailable: {exc} (no NVIDIA driver on this node?)"
     try:
         return NvmlSession(nvml)
-    except Exception as exc:
+    except pynvml.NVMLError as exc:
         _try(nvml.nvmlShutdown)
         return f"NVML initialised but listing GPUs failed: {exc}"
+
+
+def open_gpus(enabled: bool, nvml: Any | None = None) -> NvmlSession | str:
+    """:func:`open_nvml` unless GPU metering is turned off (``FFWATT_GPU=false``)."""
+    if not enabled:
+        return "GPU metering off (FFWATT_GPU=false)"
+    return open_nvml(nvml)
+
+
+def describe_gpus(enabled: bool, nvml: Any | None = None) -> tuple[list[GpuInfo], str | None, str | None]:
+    """This node's GPUs, the driver version, and why there are none (when there are none)."""
+    session = open_gpus(enabled, nvml)
+    if isinstance(session, str):
+        return [], None, session
+    try:
+        return list(session.gpus), session.driver_version, None
+    finally:
+        session.close()
 
 
 def _ratio(value: Any) -> float | None:
@@ -186,8 +203,6 @@ class ReplayNvml:
 
     def nvmlInit(self) -> None:
         if not self._driver_loaded:
-            import pynvml
-
             raise pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
 
     def nvmlShutdown(self) -> None:
@@ -240,6 +255,4 @@ class ReplayNvml:
         return []
 
     def nvmlDeviceGetProcessUtilization(self, handle: int, since_us: int) -> list[Any]:
-        import pynvml
-
         raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)  # as recorded: no process used the GPU

@@ -12,20 +12,15 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
-
 from ffwatt.errors import FfwattError
-from ffwatt.services import Service, ServiceStatus, service_status, start_service, stop_service
-from ffwatt.settings import Settings
+from ffwatt.fleet.prefect_server import BIN, server_command, server_env, wait_healthy
+from ffwatt.fleet.services import Service, ServiceStatus, service_status, start_service, stop_service
+from ffwatt.settings import REPO, Settings
 
 __all__ = ["POOLS", "StackError", "client_env", "stack_down", "stack_status", "stack_up"]
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 POOLS = ("master", "cpu", "nvidia", "qsv", "vaapi")
 SERVICES = ("prefect-server", "master-worker", "discovery", "tls-proxy")
 
@@ -58,22 +53,13 @@ def client_env(settings: Settings, url: str | None = None) -> dict[str, str]:
 
 
 def _base_env(settings: Settings) -> dict[str, str]:
-    return {**os.environ, "PREFECT_HOME": str(settings.home / "prefect"),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "FFWATT_HOME": str(settings.home),
-            "FFWATT_RESULTS_DIR": str(settings.results_dir.resolve()), "FFWATT_REPO": str(REPO)}
+    return server_env(settings.home / "prefect", FFWATT_HOME=str(settings.home),
+                      FFWATT_RESULTS_DIR=str(settings.results_dir.resolve()), FFWATT_REPO=str(REPO))
 
 
 def _wait_healthy(url: str, timeout_s: float, run_dir: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2, verify=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if not service_status(run_dir, "prefect-server").running:
-            break
-        time.sleep(0.5)
+    if wait_healthy(url, timeout_s, lambda: service_status(run_dir, "prefect-server").running):
+        return
     log = run_dir / "prefect-server.log"
     tail = log.read_text()[-2000:] if log.exists() else ""
     raise StackError(f"the Prefect server did not become healthy at {url}; its log ({log}) ends:\n{tail}")
@@ -108,9 +94,7 @@ def stack_up(settings: Settings) -> list[ServiceStatus]:
     run_dir = settings.home / "run"
     env = {**_base_env(settings), "PREFECT_SERVER_API_AUTH_STRING": auth_string(settings)}
     statuses = [start_service(run_dir, Service(
-        "prefect-server",
-        [str(BIN / "prefect"), "server", "start", "--host", settings.master_host, "--port",
-         str(settings.master_port)],
+        "prefect-server", server_command(settings.master_host, settings.master_port),
         env, url=api_url(settings).removesuffix("/api")))]
     _wait_healthy(api_url(settings), 120, run_dir)
     ensure_pools({**_base_env(settings), **client_env(settings)}, POOLS)

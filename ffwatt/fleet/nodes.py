@@ -53,13 +53,16 @@ def list_nodes() -> list[NodeRecord]:
     """Every node that ever registered, online or not."""
     from prefect.client.orchestration import get_client
 
-    with get_client(sync_client=True) as client:
-        variables = client.read_variables(limit=200)
+    from ffwatt.fleet.api import read_variables_like
+
     records = []
-    for variable in variables:
-        if variable.name.startswith(_PREFIX):
+    with get_client(sync_client=True) as client:
+        # "_" is LIKE's any-character; the prefix check below is exact.
+        for variable in read_variables_like(client, _PREFIX + "%"):
+            if not variable["name"].startswith(_PREFIX):
+                continue
             try:
-                records.append(NodeRecord.model_validate(variable.value))
+                records.append(NodeRecord.model_validate(variable["value"]))
             except ValueError:
                 continue
     return sorted(records, key=lambda r: r.node)

@@ -1,16 +1,21 @@
-"""Running FFmpeg as a measured child process.
+"""FFmpeg, the seam to the encoders: which binary, what it can do, and running it measured.
 
-One runner serves every step that calls FFmpeg: it reads ``-progress`` from the
-child's stdout as it comes, keeps stderr in a file (its tail explains failures),
-kills the child at a deadline, and reaps it with ``wait4`` to get the CPU time and
-peak memory of exactly that process.
+``FFWATT_FFMPEG`` selects a binary; otherwise the static build shipped in the
+``imageio-ffmpeg`` wheel is used (it has libvmaf, which Debian's FFmpeg lacks).
+
+One runner, :func:`run_ffmpeg`, serves every step that calls FFmpeg: it reads
+``-progress`` from the child's stdout as it comes, keeps stderr in a file (its
+tail explains failures), kills the child at a deadline, and reaps it with
+``wait4`` to get the CPU time and peak memory of exactly that process.
 """
 
 from __future__ import annotations
 
-import logging
+import functools
 import os
+import re
 import shlex
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -19,12 +24,82 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
-from ffwatt.progress import Progress, ProgressParser
+from pydantic import BaseModel
 
-__all__ = ["FFmpegRun", "run_ffmpeg", "run_logger"]
+from ffwatt.errors import FFmpegError
+from ffwatt.hardware.progress import Progress, ProgressParser
+from ffwatt.settings import Settings
+
+__all__ = ["FFmpegBuild", "FFmpegRun", "ffmpeg_path", "probe_build", "run_ffmpeg"]
 
 _STDERR_TAIL_LINES = 15
+
+
+class FFmpegBuild(BaseModel):
+    """What an FFmpeg binary is: its path, version, configure line and video encoders."""
+
+    path: str
+    version: str
+    configuration: str
+    encoders: frozenset[str]
+    has_libvmaf: bool
+
+
+def ffmpeg_path(settings: Settings) -> str:
+    """The FFmpeg binary this node uses."""
+    if settings.ffmpeg:
+        found = shutil.which(settings.ffmpeg) or settings.ffmpeg
+        if not Path(found).is_file():
+            raise FFmpegError(
+                f"FFWATT_FFMPEG={settings.ffmpeg} is not an executable file; "
+                "unset it to use the bundled FFmpeg, or give a full path"
+            )
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError as exc:  # pragma: no cover - it's a dependency
+        raise FFmpegError("imageio-ffmpeg is not installed; run `make test` or set FFWATT_FFMPEG") from exc
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+_ENCODER_LINE = re.compile(r"^\s*V[A-Z.]{5}\s+(\S+)\s", re.MULTILINE)
+
+
+@functools.lru_cache(maxsize=8)
+def probe_build(path: str) -> FFmpegBuild:
+    """Ask ``path`` for its version, configuration and video encoders (cached per path)."""
+    try:
+        version_out = subprocess.run(
+            [path, "-hide_banner", "-version"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+        encoders_out = subprocess.run(
+            [path, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+        filters_out = subprocess.run(
+            [path, "-hide_banner", "-filters"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise FFmpegError(f"can't run FFmpeg at {path}: {exc}") from exc
+    first = version_out.splitlines()[0] if version_out else ""
+    version = first.split(" version ", 1)[1].split(" ", 1)[0] if " version " in first else "unknown"
+    configuration = next(
+        (line.split(":", 1)[1].strip() for line in version_out.splitlines() if line.startswith("configuration:")),
+        "",
+    )
+    encoders = frozenset(
+        name for name in _ENCODER_LINE.findall(encoders_out) if name != "="
+    )
+    return FFmpegBuild(
+        path=path,
+        version=version,
+        configuration=configuration,
+        encoders=encoders,
+        has_libvmaf=re.search(r"^\s*\S+\s+libvmaf\s", filters_out, re.MULTILINE) is not None,
+    )
+
+
 
 
 @dataclass
@@ -42,6 +117,11 @@ class FFmpegRun:
     last_progress: Progress | None
     stderr_tail: str
     timed_out: bool = False
+
+    def process_measurements(self) -> dict[str, object]:
+        """When the process ran, and what it used: the row's encode-window columns."""
+        return {"started_at": self.started_at, "ended_at": self.ended_at, "wall_s": self.wall_s,
+                "cpu_user_s": self.cpu_user_s, "cpu_sys_s": self.cpu_sys_s, "max_rss_bytes": self.max_rss_bytes}
 
     @property
     def command_line(self) -> str:
@@ -129,13 +209,3 @@ def run_ffmpeg(
         stderr_tail=tail,
         timed_out=timed_out.is_set(),
     )
-
-
-def run_logger() -> logging.Logger | logging.LoggerAdapter:  # type: ignore[type-arg]
-    """Prefect's run logger inside a flow or task run, a plain logger outside one."""
-    try:
-        from prefect import get_run_logger
-
-        return get_run_logger()
-    except Exception:  # MissingContextError outside a run
-        return logging.getLogger("ffwatt")

@@ -7,6 +7,7 @@ and stopping kills the whole process group (a Prefect worker's flow runs too).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Service", "ServiceStatus", "start_service", "stop_service", "service_status"]
+__all__ = ["Service", "ServiceStatus", "service_status", "start_service", "stop_service"]
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,7 @@ def stop_service(run_dir: Path, name: str, *, timeout_s: float = 20) -> bool:
             time.sleep(0.1)
         if not _alive(status.pid):
             break
-    try:  # whatever of the group outlived its leader
+    with contextlib.suppress(ProcessLookupError):  # whatever of the group outlived its leader
         os.killpg(status.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     pid_file.unlink(missing_ok=True)
     return True

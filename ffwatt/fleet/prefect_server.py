@@ -1,0 +1,78 @@
+"""Starting a Prefect server: the one launcher the stack, the tests and the benches use."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+
+from ffwatt.errors import FfwattError
+
+__all__ = ["BIN", "free_port", "server_command", "server_env", "temporary_server", "wait_healthy"]
+
+BIN = Path(sys.executable).parent
+
+
+def server_command(host: str, port: int) -> list[str]:
+    return [str(BIN / "prefect"), "server", "start", "--host", host, "--port", str(port)]
+
+
+def server_env(home: Path, *, ui: bool = True, **extra: str) -> dict[str, str]:
+    """The server's environment: its own PREFECT_HOME (database, logs), no phoning home."""
+    return {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "true" if ui else "false", **extra}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(api_url: str, timeout_s: float, alive: Callable[[], bool]) -> bool:
+    """Whether ``api_url/health`` answered 200 within ``timeout_s`` while ``alive()`` held."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{api_url}/health", timeout=2, verify=False).status_code == 200:
+                return True
+        if not alive():
+            return False
+        time.sleep(0.3)
+    return False
+
+
+@contextlib.contextmanager
+def temporary_server(*, ui: bool = False, log: Path | None = None) -> Iterator[dict[str, str]]:
+    """A throwaway ``prefect server start`` on a free loopback port with its own SQLite database.
+
+    Yields the environment a client needs to use it; stops it (its whole process group) on exit.
+    """
+    with tempfile.TemporaryDirectory(prefix="ffwatt-prefect-") as home:
+        port = free_port()
+        out = (log or Path(home) / "server.log").open("ab")
+        process = subprocess.Popen(server_command("127.0.0.1", port), env=server_env(Path(home), ui=ui),
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}/api"
+        try:
+            if not wait_healthy(url, 120, lambda: process.poll() is None):
+                raise FfwattError(f"a temporary Prefect server did not start; see {out.name}")
+            yield {"PREFECT_HOME": home, "PREFECT_API_URL": url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)  # the group we started: the server and its uvicorn
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+            out.close()

@@ -1,0 +1,65 @@
+"""Describing this node: CPU, memory, kernel, energy sources, GPUs, FFmpeg."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+from ffwatt.errors import EnergyReadError
+from ffwatt.hardware.cpu import cpu_facts
+from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build
+from ffwatt.hardware.nvml import describe_gpus
+from ffwatt.hardware.powercap import discover_zones, package_zones, read_energy_uj
+from ffwatt.nodefacts import GpuDevice, NodeFacts
+from ffwatt.settings import Settings
+
+__all__ = ["describe_node", "memory_bytes"]
+
+
+def memory_bytes(proc_root: Path) -> int | None:
+    try:
+        for line in (proc_root / "meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cpu_energy(settings: Settings) -> str:
+    zones = package_zones(discover_zones(settings.powercap_root))
+    if not zones:
+        return f"estimated: no RAPL package zones under {settings.powercap_root}"
+    try:
+        for zone in zones:
+            read_energy_uj(zone)
+    except EnergyReadError as exc:
+        return f"estimated: {exc}"
+    return "rapl"
+
+
+def describe_node(settings: Settings, *, nvml: Any | None = None) -> NodeFacts:
+    """The facts of the node this runs on."""
+    build = probe_build(ffmpeg_path(settings))
+    gpus, driver, unavailable = describe_gpus(settings.gpu, nvml)
+    cpu = cpu_facts(settings.proc_root)
+    return NodeFacts(
+        name=settings.node,
+        cpu_model=cpu.model,
+        logical_cpus=cpu.logical_cpus,
+        memory_bytes=memory_bytes(settings.proc_root),
+        governor=cpu.governor,
+        turbo=cpu.turbo,
+        max_frequency_hz=cpu.max_frequency_hz,
+        kernel=platform.release(),
+        cpu_energy=_cpu_energy(settings),
+        gpus=[GpuDevice(index=g.index, uuid=g.uuid, name=g.name) for g in gpus],
+        gpu_driver=driver,
+        gpu_unavailable=unavailable,
+        ffmpeg_path=build.path,
+        ffmpeg_version=build.version,
+        ffmpeg_configuration=build.configuration,
+        price_per_kwh=settings.price_per_kwh,
+        co2_g_per_kwh=settings.co2_g_per_kwh,
+    )
