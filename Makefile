@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ffwatt-installed
 
-.PHONY: deps demo demo-local down test clean
+.PHONY: deps demo demo-local down lint test clean
 
 deps: $(STAMP)
 
@@ -27,7 +27,12 @@ demo-local: deps
 down: deps
 	$(BIN)/ffwatt demo --stop
 
-test: deps
+# ruff and mypy first: a typing or lint error fails in seconds, not after the suite.
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest
 
 clean:
