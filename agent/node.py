@@ -17,8 +17,9 @@ import threading
 import time
 
 from agent.probe import NodeProbe, probe_node
+from ffwatt.errors import ServiceError
 from ffwatt.fleet.nodes import NodeRecord, forget_node, publish_node
-from ffwatt.fleet.prefect_server import BIN
+from ffwatt.fleet.prefect_server import BIN, PREFECT_ENV
 from ffwatt.fleet.services import Service, service_status, start_service, stop_service
 from ffwatt.fleet.stack import ensure_pools
 from ffwatt.ports import EXPORTER_PORTS
@@ -40,26 +41,27 @@ def run_agent(settings: Settings, *, master_env: dict[str, str], address: str,
     """Serve this node until ``stop`` is set; then stop what it started and deregister."""
     probe = probe or probe_node(settings)
     if not probe.pools:
-        raise RuntimeError(f"node {settings.node} has no working encoder; see `ffwatt agent probe`")
-    env = {**os.environ, **master_env, "FFWATT_HOME": str(settings.home), "FFWATT_NODE": settings.node,
-           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        raise ServiceError(f"node {settings.node} has no working encoder; see `ffwatt agent probe`")
+    env = {**os.environ, **PREFECT_ENV, **master_env, "FFWATT_HOME": str(settings.home),
+           "FFWATT_NODE": settings.node, "PREFECT_WORKER_QUERY_SECONDS": "1"}
     ensure_pools(env, probe.pools)
     run_dir = settings.home / "run"
     ports = exporter_ports or EXPORTER_PORTS
     exporters = {}
-    for kind, port in ports.items():
-        start_service(run_dir, Service(f"exporter-{kind}", [str(BIN / "ffwatt"), "exporter", kind,
-                                                            "--listen", f"{address}:{port}"], env))
-        exporters[kind] = f"{address}:{port}"
-    for pool in probe.pools:
-        start_service(run_dir, Service(_worker_name(pool), [
-            str(BIN / "prefect"), "worker", "start", "--pool", f"ffwatt-{pool}", "--type", "process",
-            "--name", f"{settings.node}-{pool}", "--limit", "1"], env, cwd=REPO))
-    log.info("node %s serving pools %s; exporters %s", settings.node, ", ".join(probe.pools), exporters)
-    started = time.time()
-    for key, value in master_env.items():  # the heartbeat below talks to the master's API
-        os.environ[key] = value
-    try:
+    try:  # whatever fails to start, what did start is stopped again
+        for kind, port in ports.items():
+            start_service(run_dir, Service(f"exporter-{kind}", [str(BIN / "ffwatt"), "exporter", kind,
+                                                                "--listen", f"{address}:{port}"], env,
+                                           listen=(address, port)))
+            exporters[kind] = f"{address}:{port}"
+        for pool in probe.pools:
+            start_service(run_dir, Service(_worker_name(pool), [
+                str(BIN / "prefect"), "worker", "start", "--pool", f"ffwatt-{pool}", "--type", "process",
+                "--name", f"{settings.node}-{pool}", "--limit", "1"], env, cwd=REPO))
+        log.info("node %s serving pools %s; exporters %s", settings.node, ", ".join(probe.pools), exporters)
+        started = time.time()
+        for key, value in master_env.items():  # the heartbeat below talks to the master's API
+            os.environ[key] = value
         while not stop.is_set():
             live_pools = [p for p in probe.pools if service_status(run_dir, _worker_name(p)).running]
             record = NodeRecord(node=settings.node, address=address, pools=live_pools,

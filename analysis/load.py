@@ -13,32 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from ffwatt.errors import ResultsError
-from ffwatt.results import RunSummary, list_runs, read_results, read_run_summary
+from ffwatt.results import RunSummary, read_results, read_run_summary, resolve_run
 
 __all__ = ["load_results", "node_metadata", "resolve_run", "run_summary"]
 
 _NODE_FIELDS = ("cpu_model", "logical_cpus", "kernel", "cpu_energy", "gpu_driver", "ffmpeg_version")
-
-
-def resolve_run(results_dir: Path, run: str = "latest", campaign: str | None = None) -> tuple[str, str]:
-    """(campaign, run_id) for ``run``: a run id, or ``latest`` (most recently written run)."""
-    results_dir = Path(results_dir)
-    if run == "latest":
-        runs = list_runs(results_dir, campaign)
-        if not runs:
-            where = f" for campaign {campaign!r}" if campaign else ""
-            raise ResultsError(f"no runs under {results_dir}{where}; run a campaign first")
-        found_campaign, run_id, _ = runs[-1]
-        return found_campaign, run_id
-    pattern = f"campaign={campaign}" if campaign else "campaign=*"
-    matches = sorted(results_dir.glob(f"{pattern}/run_id={run}"))
-    if not matches:
-        raise ResultsError(f"no run {run!r} under {results_dir}; `ffwatt results show` lists runs")
-    if len(matches) > 1:
-        names = ", ".join(m.parent.name.split("=", 1)[1] for m in matches)
-        raise ResultsError(f"run {run!r} exists in several campaigns ({names}); pass the campaign")
-    return matches[0].parent.name.split("=", 1)[1], run
 
 
 def run_summary(results_dir: Path, campaign: str, run_id: str) -> RunSummary | None:

@@ -88,7 +88,8 @@ def write_synthetic_run(results_dir: Path, **kwargs: Any) -> tuple[str, str]:
                       cpu_energy="rapl", ffmpeg_path="/synthetic/ffmpeg", ffmpeg_version="n7.1-synthetic",
                       ffmpeg_configuration="")
     write_run_summary(Path(results_dir), RunSummary(
-        campaign=first.campaign, run_id=first.run_id, started_at=started, ended_at=ended,
+        campaign=first.campaign, run_id=first.run_id, state="complete", host="synthetic", pid=0,
+        started_at=started, ended_at=ended,
         wall_s=(ended - started).total_seconds(), jobs=len(rows), ok=len(rows), failed=0,
         encode_wall_s=sum(r.wall_s or 0 for r in rows), nodes={first.node: facts}, idle_baselines={}))
     return first.campaign, first.run_id

@@ -46,7 +46,7 @@ def main() -> None:
     with temporary_server() as server:
         os.environ.update(server)
         from ffwatt.jobs import expand
-        from ffwatt.results import read_results
+        from ffwatt.results import RunSummary, read_results
         from ffwatt.settings import load_settings
         from ffwatt.validation import parse_campaign
         from flows.campaign import campaign_flow
@@ -64,6 +64,7 @@ def main() -> None:
             start = time.perf_counter()
             summary = campaign_flow(campaign)
             campaign_s.append(time.perf_counter() - start)
+            assert isinstance(summary, RunSummary), summary
             rows = read_results(settings.results_dir, run_id=summary.run_id)
             assert (rows.status == "ok").all(), rows[rows.status != "ok"].error.tolist()
             in_flow_ffmpeg_s.append(float(rows.wall_s.sum()))

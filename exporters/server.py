@@ -18,11 +18,13 @@ from exporters._collector import NAMESPACE, CollectorSet
 from exporters.ffmpeg import FFmpegCollector
 from exporters.gpu import GpuCollector
 from exporters.rapl import RaplCollector
+from ffwatt.errors import ServiceError
+from ffwatt.fleet.services import port_holder
 from ffwatt.hardware.nvml import ReplayNvml
-from ffwatt.ports import EXPORTER_PORTS
+from ffwatt.ports import EXPORTER_PORTS, parse_listen
 from ffwatt.settings import Settings
 
-__all__ = ["EXPORTERS", "Exporter", "ExporterOptions", "build_collectors", "parse_listen", "serve"]
+__all__ = ["EXPORTERS", "Exporter", "ExporterOptions", "build_collectors", "serve"]
 
 log = logging.getLogger("ffwatt.exporters")
 
@@ -64,14 +66,6 @@ def build_collectors(kind: str, settings: Settings, options: ExporterOptions) ->
     return [collector.start() for collector in EXPORTERS[kind].build(settings, options)]
 
 
-def parse_listen(listen: str, default_port: int) -> tuple[str, int]:
-    """``HOST:PORT``, ``:PORT`` or ``HOST``."""
-    host, sep, port = listen.rpartition(":")
-    if not sep:
-        return listen or "0.0.0.0", default_port
-    return host or "0.0.0.0", int(port)
-
-
 class _BuildInfo:
     def __init__(self, kind: str, node: str) -> None:
         self.kind, self.node = kind, node
@@ -89,12 +83,20 @@ class _BuildInfo:
 def serve(kind: str, listen: str, settings: Settings, options: ExporterOptions,
           stop: threading.Event | None = None) -> None:
     """Serve ``kind``'s collectors on ``listen`` until SIGTERM/SIGINT (or ``stop`` is set)."""
+    host, port = parse_listen(listen, EXPORTERS[kind].default_port)
     collectors = build_collectors(kind, settings, options)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CollectorSet(collectors))
     registry.register(_BuildInfo(kind, settings.node))
-    host, port = parse_listen(listen, EXPORTERS[kind].default_port)
-    server, _ = start_http_server(port, host, registry)
+    try:
+        server, _ = start_http_server(port, host, registry)
+    except OSError as exc:
+        for collector in collectors:
+            collector.stop()
+        holder = port_holder(host, port)
+        raise ServiceError(f"the {kind} exporter can't listen on {host}:{port}: "
+                           f"{f'held by {holder}' if holder else exc.strerror}; "
+                           "choose another with --listen HOST:PORT") from exc
     log.info("ffwatt %s exporter on http://%s:%d/metrics", kind, host, port)
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from ffwatt.encoders import RateMode, profile_for
+from ffwatt.extra_args import check_extra_args
 
 __all__ = [
     "Campaign",
@@ -34,7 +35,8 @@ SyntheticSource = Literal[
     "testsrc", "testsrc2", "smptebars", "smptehdbars", "mandelbrot", "life",
     "rgbtestsrc", "yuvtestsrc", "gradients", "cellauto",
 ]
-_SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+_SIZE = re.compile(r"^(\d{1,6})x(\d{1,6})$")
+MIN_SIDE, MAX_SIDE = 16, 8192  # FFmpeg's encoders here take up to 8192 (H.264 level 6.2, AV1's max)
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
@@ -43,9 +45,19 @@ def parse_size(value: str) -> tuple[int, int]:
     if not match:
         raise ValueError(f"{value!r} is not a size; write WIDTHxHEIGHT, e.g. 1280x720")
     width, height = int(match[1]), int(match[2])
+    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+        raise ValueError(f"{value!r} is out of range; width and height go from {MIN_SIDE} to {MAX_SIDE} px")
     if width % 2 or height % 2:
         raise ValueError(f"{value!r} has an odd dimension; 4:2:0 video needs even width and height")
     return width, height
+
+
+def _size_text(value: Any) -> Any:
+    """YAML reads ``0x10`` as a hexadecimal number and ``1920`` as one: say how to write a size."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} is a number to YAML, not a size; write WIDTHxHEIGHT in quotes, "
+                         'e.g. "1280x720"')
+    return value
 
 
 class _Strict(BaseModel):
@@ -60,6 +72,11 @@ class SyntheticInput(_Strict):
     size: str = "1280x720"
     fps: int = Field(30, ge=1, le=240)
     duration_s: float = Field(5.0, gt=0, le=3600)
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size_is_text(cls, value: Any) -> Any:
+        return _size_text(value)
 
     @field_validator("size")
     @classmethod
@@ -133,6 +150,12 @@ class EncoderSpec(_Strict):
     rate_control: list[RateControl] | None = None
     extra_args: list[str] = Field(default_factory=list)
 
+    @field_validator("extra_args")
+    @classmethod
+    def _encode_options_only(cls, value: list[str]) -> list[str]:
+        check_extra_args(value)
+        return value
+
     @model_validator(mode="after")
     def _presets_known(self) -> EncoderSpec:
         profile = profile_for(self.name)
@@ -164,6 +187,11 @@ class Matrix(_Strict):
         if isinstance(value, list):
             return [{"name": v} if isinstance(v, str) else v for v in value]
         return value
+
+    @field_validator("resolutions", mode="before")
+    @classmethod
+    def _resolutions_are_text(cls, value: Any) -> Any:
+        return [_size_text(item) for item in value] if isinstance(value, list) else value
 
     @field_validator("resolutions")
     @classmethod

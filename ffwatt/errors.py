@@ -8,7 +8,12 @@
     ├── QualityFailed           the quality pass failed for a job
     ├── EnergyReadError         an energy counter could not be read
     ├── ResultsError            the results dataset can't be read or written
-    └── ApiUnavailable          the Prefect API didn't answer (master restarting, network)
+    ├── SettingsError           an FFWATT_* value that can't be used
+    ├── ApiError                the Prefect API can't be used (unreachable, credentials, TLS)
+    │   └── ApiUnavailable      it didn't answer (master restarting, network)
+    ├── ServiceError            a background service couldn't be started
+    │   └── PortTaken           its port is held by another process (named in the message)
+    └── StackError              the master's stack couldn't be brought up
 
 Errors from libraries underneath (OSError, pyarrow, pydantic, Prefect) are
 translated at the boundary with ``raise ... from exc`` and carry what a user
@@ -18,6 +23,7 @@ needs to act: the file, the field, the fix.
 from __future__ import annotations
 
 __all__ = [
+    "ApiError",
     "ApiUnavailable",
     "CampaignError",
     "EncodeFailed",
@@ -25,8 +31,12 @@ __all__ = [
     "EnergyReadError",
     "FFmpegError",
     "FfwattError",
+    "PortTaken",
     "QualityFailed",
     "ResultsError",
+    "ServiceError",
+    "SettingsError",
+    "StackError",
 ]
 
 
@@ -88,5 +98,25 @@ class ResultsError(FfwattError):
     """The results dataset can't be read or written."""
 
 
-class ApiUnavailable(FfwattError):
+class SettingsError(FfwattError):
+    """An ``FFWATT_*`` value that can't be used."""
+
+
+class ApiError(FfwattError):
+    """The Prefect API can't be used: unreachable, credentials refused, certificate not trusted."""
+
+
+class ApiUnavailable(ApiError):
     """The Prefect API didn't answer (the master restarting, a network blip)."""
+
+
+class ServiceError(FfwattError):
+    """A background service couldn't be started."""
+
+
+class PortTaken(ServiceError):
+    """The port a service needs is held by another process."""
+
+
+class StackError(FfwattError):
+    """The master's stack couldn't be brought up."""

@@ -7,9 +7,12 @@ it, so no two services are ever given the same port.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
-__all__ = ["EXPORTER_PORTS", "PORTS", "Port"]
+from ffwatt.errors import SettingsError
+
+__all__ = ["EXPORTER_PORTS", "PORTS", "Port", "parse_listen"]
 
 
 @dataclass(frozen=True)
@@ -33,3 +36,24 @@ PORTS: dict[str, Port] = {
 EXPORTER_PORTS: dict[str, int] = {
     name.removeprefix("exporter-"): port.number for name, port in PORTS.items() if name.startswith("exporter-")
 }
+
+
+def parse_listen(listen: str, default_port: int) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` (every interface) or ``HOST``; :class:`SettingsError` names what is
+    wrong with anything else, before anything is started."""
+    if not listen.strip():
+        raise SettingsError(f"--listen is empty; give HOST:PORT, e.g. 127.0.0.1:{default_port} "
+                            f"(or :{default_port} for every interface)")
+    host, sep, port_text = listen.rpartition(":")
+    if not sep:
+        host, port_text = listen, str(default_port)
+    host = host.strip("[]") or "0.0.0.0"
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise SettingsError(f"--listen {listen!r}: {port_text!r} is not a port (1-65535); give HOST:PORT, "
+                            f"e.g. 127.0.0.1:{default_port}")
+    try:
+        socket.getaddrinfo(host, int(port_text), type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise SettingsError(f"--listen {listen!r}: unknown host {host!r} ({exc.strerror}); give an address "
+                            "of this machine, e.g. 127.0.0.1") from exc
+    return host, int(port_text)

@@ -8,16 +8,25 @@ Layout (Hive-style, so ``pandas.read_parquet(results_dir)`` works as is)::
 ``campaign`` and ``run_id`` live in the directory names, not inside the files.
 Each file is written to a hidden temporary name and renamed into place, so a
 reader never sees a partial file, and a job written again in the same run
-(a retry) replaces its row instead of adding one.
+(a retry) replaces its row instead of adding one. Readers take the job files by
+name (``job-*.parquet`` in run directories): anything else a person leaves in the
+tree (a README, a notebook's output) is ignored, with one warning naming it.
+
+A run's ``_run.json`` is written when it starts (``running``) and again when it
+ends (``complete``, or ``interrupted`` by Ctrl-C or SIGTERM); a run still
+``running`` whose process has gone from this host is shown ``crashed``.
 """
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
-import tempfile
-from collections.abc import Callable
+import socket
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -26,20 +35,27 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
 
 from ffwatt.errors import ResultsError
+from ffwatt.files import write_atomic
 from ffwatt.nodefacts import IdleBaseline, NodeFacts
 from ffwatt.schema import JobRow, arrow_schema
 
 __all__ = [
+    "RunInfo",
+    "RunState",
     "RunSummary",
+    "job_files",
     "list_runs",
     "read_results",
+    "read_rows",
     "read_run_summary",
+    "resolve_run",
     "run_dir",
-    "write_atomic",
     "write_job_row",
     "write_run_summary",
 ]
 
+log = logging.getLogger("ffwatt.results")
+RunState = Literal["running", "complete", "interrupted", "crashed"]
 _PARTITION_COLUMNS = ("campaign", "run_id")
 _PARTITIONING = ds.partitioning(
     pa.schema([("campaign", pa.string()), ("run_id", pa.string())]), flavor="hive"
@@ -51,33 +67,40 @@ def run_dir(results_dir: Path, campaign: str, run_id: str) -> Path:
 
 
 class RunSummary(BaseModel):
-    """A run's summary, written beside its rows as ``_run.json``: counts, times, and the facts
-    and idle baseline of every node that ran its jobs."""
+    """A run's summary, written beside its rows as ``_run.json``: its state, counts, times, why jobs
+    failed, and the facts and idle baseline of every node that ran its jobs."""
 
     campaign: str
     run_id: str
+    state: RunState
+    host: str  # where the campaign flow runs, and its process: "crashed" is judged by them
+    pid: int
     started_at: datetime
-    ended_at: datetime
-    wall_s: float
-    jobs: int
-    ok: int
-    failed: int
-    encode_wall_s: float
-    nodes: dict[str, NodeFacts]
-    idle_baselines: dict[str, IdleBaseline]
+    ended_at: datetime | None = None
+    wall_s: float | None = None
+    jobs: int  # in the campaign
+    ok: int = 0
+    failed: int = 0
+    failures: dict[str, int] = {}  # why jobs failed (short reason) -> how many
+    encode_wall_s: float = 0.0
+    nodes: dict[str, NodeFacts] = {}
+    idle_baselines: dict[str, IdleBaseline] = {}
 
+    @property
+    def missing(self) -> int:
+        """Jobs without a row: never reached (an interrupted or crashed run)."""
+        return self.jobs - self.ok - self.failed
 
-def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp_path)``, then rename the temporary file onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    def observed_state(self) -> RunState:
+        """The state as seen now: a run still marked running whose process is gone is crashed."""
+        if self.state == "running" and self.host == socket.gethostname():
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return "crashed"
+            except PermissionError:
+                pass
+        return self.state
 
 
 def write_job_row(results_dir: Path, row: JobRow) -> Path:
@@ -111,34 +134,95 @@ def read_run_summary(results_dir: Path, campaign: str, run_id: str) -> RunSummar
         raise ResultsError(f"can't read the run summary {path}: {exc}") from exc
 
 
+def job_files(results_dir: Path, *, campaign: str | None = None, run_id: str | None = None) -> list[Path]:
+    """The job files of the runs asked for; anything else in their run directories is ignored,
+    with one warning naming what was left out."""
+    pattern = (f"campaign={glob.escape(campaign) if campaign else '*'}/"
+               f"run_id={glob.escape(run_id) if run_id else '*'}")
+    files, ignored = [], []
+    for directory in sorted(results_dir.glob(pattern)):
+        for path in directory.iterdir():
+            if path.name.startswith("job-") and path.name.endswith(".parquet"):
+                files.append(path)
+            elif not path.name.startswith((".", "_")):
+                ignored.append(path)
+    if ignored:
+        shown = ", ".join(str(p) for p in ignored[:3]) + (f" and {len(ignored) - 3} more" if len(ignored) > 3 else "")
+        log.warning("ignored %d file(s) that aren't job files: %s", len(ignored), shown)
+    return files
+
+
+def _read_table(results_dir: Path, campaign: str | None, run_id: str | None) -> pa.Table:
+    if not results_dir.is_dir():
+        raise ResultsError(f"no results at {results_dir}; run a campaign first (ffwatt campaign run FILE)")
+    files = job_files(results_dir, campaign=campaign, run_id=run_id)
+    try:
+        dataset = ds.dataset([str(f) for f in files], format="parquet", partitioning=_PARTITIONING,
+                             partition_base_dir=str(results_dir), schema=arrow_schema())
+        return dataset.to_table()
+    except (pa.ArrowException, OSError) as exc:
+        raise ResultsError(f"can't read results under {results_dir}: {exc}") from exc
+
+
+def read_rows(results_dir: Path, campaign: str, run_id: str) -> list[JobRow]:
+    """One run's rows as :class:`JobRow` objects (to resume the run, or re-summarize it)."""
+    return [JobRow.model_validate(record) for record in _read_table(results_dir, campaign, run_id).to_pylist()]
+
+
 def read_results(
     results_dir: Path, *, campaign: str | None = None, run_id: str | None = None
 ) -> pd.DataFrame:
     """Job rows under ``results_dir``, optionally one campaign and/or run, in schema column order."""
-    if not results_dir.is_dir():
-        raise ResultsError(f"no results at {results_dir}; run a campaign first (ffwatt campaign run FILE)")
-    try:
-        dataset = ds.dataset(results_dir, format="parquet", partitioning=_PARTITIONING,
-                             schema=arrow_schema())
-        condition = None
-        for column, value in (("campaign", campaign), ("run_id", run_id)):
-            if value is not None:
-                term = ds.field(column) == value
-                condition = term if condition is None else condition & term
-        table = dataset.to_table(filter=condition)
-    except (pa.ArrowException, OSError) as exc:
-        raise ResultsError(f"can't read results under {results_dir}: {exc}") from exc
+    table = _read_table(results_dir, campaign, run_id)
     # Nullable integers, so a failed job's missing frame count doesn't turn the column into floats.
     frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
     return frame.sort_values(["started_at", "job_id"], na_position="last").reset_index(drop=True)
 
 
-def list_runs(results_dir: Path, campaign: str | None = None) -> list[tuple[str, str, float]]:
-    """(campaign, run_id, last-modified time) of each run, oldest first."""
+@dataclass(frozen=True)
+class RunInfo:
+    """A run in the dataset: where it is, when it last changed, and its summary if it has one."""
+
+    campaign: str
+    run_id: str
+    modified: float  # unix time of its newest file
+    summary: RunSummary | None
+
+    @property
+    def state(self) -> str:
+        return self.summary.observed_state() if self.summary else "unknown (no _run.json)"
+
+
+def list_runs(results_dir: Path, campaign: str | None = None) -> list[RunInfo]:
+    """Every run (of one campaign), oldest first."""
     runs = []
-    pattern = f"campaign={campaign}" if campaign else "campaign=*"
+    pattern = f"campaign={glob.escape(campaign)}" if campaign else "campaign=*"
     for directory in results_dir.glob(f"{pattern}/run_id=*"):
         mtimes = [p.stat().st_mtime for p in directory.iterdir()]
-        runs.append((directory.parent.name.split("=", 1)[1], directory.name.split("=", 1)[1],
-                     max(mtimes, default=directory.stat().st_mtime)))
-    return sorted(runs, key=lambda item: item[2])
+        name, run_id = directory.parent.name.split("=", 1)[1], directory.name.split("=", 1)[1]
+        try:
+            summary = read_run_summary(results_dir, name, run_id)
+        except ResultsError as exc:
+            log.warning("%s", exc)
+            summary = None
+        runs.append(RunInfo(name, run_id, max(mtimes, default=directory.stat().st_mtime), summary))
+    return sorted(runs, key=lambda run: run.modified)
+
+
+def resolve_run(results_dir: Path, run: str = "latest", campaign: str | None = None) -> tuple[str, str]:
+    """(campaign, run_id) for ``run``: a run id, or ``latest`` (the most recently written run)."""
+    results_dir = Path(results_dir)
+    if run == "latest":
+        runs = list_runs(results_dir, campaign)
+        if not runs:
+            where = f" for campaign {campaign!r}" if campaign else ""
+            raise ResultsError(f"no runs under {results_dir}{where}; run a campaign first (ffwatt campaign run FILE)")
+        return runs[-1].campaign, runs[-1].run_id
+    pattern = f"campaign={glob.escape(campaign) if campaign else '*'}/run_id={glob.escape(run)}"
+    matches = sorted(results_dir.glob(pattern))
+    if not matches:
+        raise ResultsError(f"no run {run!r} under {results_dir}; `ffwatt results runs` lists the runs there")
+    if len(matches) > 1:
+        names = ", ".join(m.parent.name.split("=", 1)[1] for m in matches)
+        raise ResultsError(f"run {run!r} exists in several campaigns ({names}); pass --campaign")
+    return matches[0].parent.name.split("=", 1)[1], run

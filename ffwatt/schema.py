@@ -14,6 +14,7 @@ says whether an energy figure was estimated (:func:`is_estimated`).
 
 from __future__ import annotations
 
+import re
 import types
 from collections.abc import Mapping
 from datetime import datetime
@@ -36,6 +37,7 @@ __all__ = [
     "QualityColumns",
     "arrow_schema",
     "config_label",
+    "failure_reason",
     "is_estimated",
     "is_missing",
     "schema_markdown",
@@ -202,6 +204,18 @@ def config_label(row: Mapping[str, Any] | BaseModel, *, with_input: bool = False
     if not is_missing(get("output_width")) and not is_missing(get("output_height")):
         parts.append(f"{int(get('output_width'))}x{int(get('output_height'))}")  # type: ignore[arg-type]
     return " ".join(parts)
+
+
+_ADDRESS = re.compile(r" @ 0x[0-9a-f]+")
+
+
+def failure_reason(error: str | None) -> str:
+    """A failed job's error in one short line, the same for every job that failed the same way
+    (FFmpeg's per-process addresses dropped), for tables and for grouping failures."""
+    if not error:
+        return ""
+    first = _ADDRESS.sub("", error.strip().splitlines()[0])
+    return first if len(first) <= 100 else first[:99] + "…"
 
 
 def is_estimated(energy_source: str | None) -> bool:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ffwatt.errors import SettingsError
 from ffwatt.ports import PORTS
 
 __all__ = ["REPO", "Settings", "load_settings"]
@@ -84,5 +85,13 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build the settings of the current process from its environment."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Build the settings of the current process from its environment; a bad ``FFWATT_*`` value
+    raises :class:`SettingsError` naming the variable, the value and what is expected."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            variable = "FFWATT_" + "_".join(str(part) for part in error["loc"]).upper()
+            problems.append(f"{variable}={error.get('input')!r}: {error['msg']}")
+        raise SettingsError("; ".join(problems) + "; fix or unset it") from exc

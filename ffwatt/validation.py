@@ -7,6 +7,7 @@ an unknown field gets a "did you mean".
 from __future__ import annotations
 
 import difflib
+import shutil
 from pathlib import Path
 from typing import Any, get_args
 
@@ -14,10 +15,28 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ffwatt.campaign import Campaign, FileInput, SyntheticInput
+from ffwatt.encoders import profile_for
 from ffwatt.errors import CampaignError, EncoderUnavailable
-from ffwatt.hardware.ffmpeg import FFmpegBuild
+from ffwatt.files import owned_name
+from ffwatt.hardware.ffmpeg import FFmpegBuild, check_encoder, ffmpeg_path, probe_build, probe_media
+from ffwatt.settings import Settings
 
-__all__ = ["check_runnable", "describe_validation_error", "load_campaign", "parse_campaign"]
+__all__ = [
+    "MAX_PARAMETERS_BYTES",
+    "check_hardware_encoders",
+    "check_inputs",
+    "check_parameters_size",
+    "check_runnable",
+    "check_writable",
+    "describe_validation_error",
+    "load_campaign",
+    "parse_campaign",
+    "preflight",
+]
+
+# Prefect's API takes requests up to 512 KB; a campaign's parameters leave room for the rest.
+MAX_PARAMETERS_BYTES = 400 * 1024
+MIN_FREE_BYTES = 16 * 2**20
 
 
 def _field_names(model: type[BaseModel]) -> list[str]:
@@ -76,6 +95,8 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
         given = error.get("input")
         shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
         lines.append(f"  - {where}: {message}{shown}")
+    if len(lines) == 2:  # one problem: one line
+        return f"{source}: {lines[1].removeprefix('  - ')}"
     return "\n".join(lines)
 
 
@@ -109,7 +130,8 @@ def load_campaign(path: str | Path) -> Campaign:
 
 
 def check_runnable(campaign: Campaign, build: FFmpegBuild) -> None:
-    """Refuse a campaign this node's FFmpeg can't run: missing encoders, or no libvmaf for quality."""
+    """Refuse a campaign this node's FFmpeg can't run: missing encoders, or no libvmaf for quality.
+    (:func:`preflight` does this and everything else that can be known before the first job.)"""
     missing = [name for name in campaign.encoder_names() if name not in build.encoders]
     if missing:
         raise EncoderUnavailable(missing, sorted(build.encoders), build.path)
@@ -118,3 +140,81 @@ def check_runnable(campaign: Campaign, build: FFmpegBuild) -> None:
             f"quality metrics {campaign.quality} need an FFmpeg with libvmaf, and {build.path} has none; "
             "unset FFWATT_FFMPEG to use the bundled build, or set quality: [] in the campaign"
         )
+
+
+def check_parameters_size(campaign: Campaign) -> None:
+    """A campaign travels as flow-run parameters; Prefect's API refuses requests over 512 KB."""
+    size = len(campaign.model_dump_json())
+    if size > MAX_PARAMETERS_BYTES:
+        raise CampaignError(
+            f"campaign {campaign.name!r} is {size / 1024:.0f} KiB as flow parameters, over the "
+            f"{MAX_PARAMETERS_BYTES // 1024} KiB that fit a Prefect API request; split it into smaller campaigns")
+
+
+def check_hardware_encoders(campaign: Campaign, ffmpeg: str) -> None:
+    """Hardware encoders need their device: a short test encode proves each works on this node."""
+    failing = []
+    for name in campaign.encoder_names():
+        if profile_for(name).pool != "cpu":
+            check = check_encoder(ffmpeg, name)
+            if not check.works:
+                failing.append(f"{name} ({check.error})")
+    if failing:
+        raise CampaignError(f"encoder(s) that can't encode on this node: {'; '.join(failing)}. Run the campaign "
+                            "on a node with that hardware (dispatch to pools), or remove them from matrix.encoders")
+
+
+def check_inputs(campaign: Campaign, ffmpeg: str) -> None:
+    """Every file input exists, is a file, and holds a video stream FFmpeg can read."""
+    problems = []
+    for spec in campaign.inputs:
+        if not isinstance(spec, FileInput):
+            continue
+        info = probe_media(ffmpeg, spec.path)
+        if info.error is not None:
+            hint = {"No such file or directory": "does not exist", "Is a directory": "is a directory"}.get(
+                info.error, f"can't be read as media ({info.error})")
+            problems.append(f"input {spec.name!r}: {spec.path} {hint}")
+        elif info.video is None:
+            audio = f" (it has {info.audio_streams} audio stream(s))" if info.audio_streams else ""
+            problems.append(f"input {spec.name!r}: {spec.path} has no video stream{audio}; give a video file")
+    if problems:
+        raise CampaignError("; ".join(problems))
+
+
+def check_writable(directory: Path, what: str) -> None:
+    """Write and remove a probe file in ``directory``; refuse it when that fails or space is short."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = owned_name(directory / "write-probe", ".tmp")
+        probe.write_bytes(b"ffwatt")
+        probe.unlink()
+    except OSError as exc:
+        raise CampaignError(f"{what} {directory} can't be written ({exc.strerror}; "
+                            f"{_free_space(directory)}); fix its permissions or point it elsewhere") from exc
+    free = shutil.disk_usage(directory).free
+    if free < MIN_FREE_BYTES:
+        raise CampaignError(f"{what} {directory} has {_free_space(directory)}; ffwatt needs at least "
+                            f"{MIN_FREE_BYTES // 2**20} MiB there. Free some space or point it elsewhere")
+
+
+def _free_space(directory: Path) -> str:
+    for candidate in (directory, *directory.parents):
+        if candidate.exists():
+            return f"{shutil.disk_usage(candidate).free / 2**20:.1f} MiB free"
+    return "free space unknown"
+
+
+def preflight(campaign: Campaign, settings: Settings, *, local: bool = True) -> FFmpegBuild:
+    """Everything that can be known before the first job, with the same messages wherever it runs
+    (``campaign validate``, ``campaign run``, the flow's start): the FFmpeg build, the request size,
+    where results and state go, and for a run on this node (``local``) its encoders and inputs."""
+    check_parameters_size(campaign)
+    check_writable(settings.results_dir, "the results directory (FFWATT_RESULTS_DIR)")
+    build = probe_build(ffmpeg_path(settings))
+    if local:
+        check_runnable(campaign, build)
+        check_hardware_encoders(campaign, build.path)
+        check_inputs(campaign, build.path)
+        check_writable(settings.home, "this node's state directory (FFWATT_HOME)")
+    return build

@@ -11,10 +11,8 @@ batch runs, a heartbeat variable lets the master tell a live batch from a zombie
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import threading
-from collections.abc import Iterator
 from typing import Self
 from uuid import UUID
 
@@ -24,6 +22,7 @@ from prefect.client.schemas.actions import ArtifactCreate, VariableCreate, Varia
 from prefect.runtime import flow_run
 
 from ffwatt.campaign import Campaign
+from ffwatt.files import file_lock, write_atomic
 from ffwatt.fleet.protocol import (
     HEARTBEAT_S,
     NodeReport,
@@ -37,7 +36,6 @@ from ffwatt.hardware.facts import describe_node
 from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build
 from ffwatt.jobs import expand
 from ffwatt.nodefacts import IdleBaseline
-from ffwatt.results import write_atomic
 from ffwatt.schema import JobRow
 from ffwatt.settings import Settings, load_settings
 from flows.job import prepare_references, run_job
@@ -48,16 +46,9 @@ __all__ = ["node_batch"]
 log = logging.getLogger("ffwatt.batch")
 
 
-@contextlib.contextmanager
-def node_lock(settings: Settings) -> Iterator[None]:
+def node_lock(settings: Settings) -> contextlib.AbstractContextManager[None]:
     """One measured job at a time on this node, whichever pool's worker runs it."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    with (settings.home / "node.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return file_lock(settings.home / "node.lock")
 
 
 class Heartbeat:

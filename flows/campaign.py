@@ -6,56 +6,132 @@ counted in the first one's joules. With ``dispatch="pools"`` the jobs go in
 batches to the work pools matching their encoders' hardware, and each job's row
 comes home through the Prefect API (see :mod:`flows.dispatch`). Either way a job
 that fails is recorded with ``status=failed`` and its reason, each row is written
-as soon as its job ends, and the campaign goes on.
+as soon as its job ends, and the campaign goes on; the flow run ends Failed when
+any job failed, with how many and why.
+
+A run is marked running when it starts and complete (or interrupted, by Ctrl-C
+or SIGTERM) when it ends; ``resume=RUN`` runs the jobs a run never reached into
+that same run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from types import FrameType
 from typing import Literal
 from uuid import uuid4
 
 from prefect import flow
 from prefect.runtime import flow_run
+from prefect.states import Failed, State
 
 from ffwatt.campaign import Campaign
+from ffwatt.errors import CampaignError
+from ffwatt.files import sweep_scratch
+from ffwatt.fleet.protocol import NodeReport
 from ffwatt.hardware.facts import describe_node
-from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build
+from ffwatt.hardware.progress import prune_progress_records
 from ffwatt.jobs import Job, expand
-from ffwatt.results import RunSummary
+from ffwatt.nodefacts import IdleBaseline, NodeFacts
+from ffwatt.results import RunSummary, read_rows, read_run_summary, write_run_summary
 from ffwatt.schema import JobRow
-from ffwatt.settings import load_settings
-from ffwatt.validation import check_runnable
+from ffwatt.settings import Settings, load_settings
+from ffwatt.validation import preflight
 from flows.job import prepare_references, run_job
 from tasks import idle_baseline, record_job, summarize_run
+from tasks.summarize import start_run, summarize
 
 __all__ = ["campaign_flow"]
 
 
 @flow(name="campaign", flow_run_name="{campaign.name}", validate_parameters=True)
-def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "local") -> RunSummary:
-    """Run every job of ``campaign``, here or on the fleet's work pools, and summarize the run."""
+def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "local",
+                  resume: str | None = None) -> RunSummary | State:
+    """Run every job of ``campaign`` (or those run ``resume`` never reached), here or on the fleet's
+    work pools, and summarize the run."""
     settings = load_settings()
-    run_id = str(flow_run.id or uuid4())
+    run_id = resume or str(flow_run.id or uuid4())
     started_at = datetime.now(UTC)
-    jobs = expand(campaign)
+    preflight(campaign, settings, local=dispatch == "local")
+    earlier, nodes, idle_baselines = _earlier(settings, campaign, resume)
+    all_jobs = expand(campaign)
+    jobs = [job for job in all_jobs if job.job_id not in {row.job_id for row in earlier}]
+    start_run(campaign.name, run_id, started_at, jobs=len(all_jobs))
+    rows = list(earlier)
+    sweep_scratch(settings.home)  # what runs killed on this node left behind
 
-    if dispatch == "pools":
-        return _on_the_pools(campaign, jobs, run_id, started_at)
+    try:
+        with _sigterm_interrupts():
+            if dispatch == "pools":
+                reports = _on_the_pools(campaign, jobs, run_id, rows)
+                nodes |= {name: report.facts for name, report in reports.items()}
+                idle_baselines |= {name: report.idle_baseline for name, report in reports.items()
+                                   if report.idle_baseline is not None}
+            else:
+                references = prepare_references(campaign, jobs)
+                idle = idle_baseline(campaign.idle_baseline_s)
+                nodes[settings.node] = describe_node(settings)
+                if idle is not None:
+                    idle_baselines[settings.node] = idle
+                for job in jobs:
+                    rows.append(record_job(run_job(job, references[job.input.name], idle, run_id, settings.node,
+                                                   campaign.encode_retries)))
+    except BaseException:
+        # Ctrl-C, SIGTERM, a crash inside the loop: the rows written so far stay, and the run says
+        # it was cut short, so it can be resumed rather than mistaken for a finished one.
+        write_run_summary(settings.results_dir, summarize(
+            rows, campaign=campaign.name, run_id=run_id, started_at=started_at, jobs=len(all_jobs), nodes=nodes,
+            idle_baselines=idle_baselines, state="interrupted"))
+        raise
+    finally:
+        sweep_scratch(settings.home, own=True)
+        prune_progress_records(settings.progress_dir)
 
-    check_runnable(campaign, probe_build(ffmpeg_path(settings)))
-    references = prepare_references(campaign, jobs)
-    idle = idle_baseline(campaign.idle_baseline_s)
-
-    rows = [record_job(run_job(job, references[job.input.name], idle, run_id, settings.node,
-                               campaign.encode_retries))
-            for job in jobs]
-
-    return summarize_run(rows, campaign.name, run_id, started_at, nodes={settings.node: describe_node(settings)},
-                         idle_baselines={settings.node: idle} if idle else {})
+    summary = summarize_run(rows, campaign.name, run_id, started_at, len(all_jobs), nodes, idle_baselines)
+    if summary.failed:
+        reasons = "; ".join(f"{count} x {reason}" for reason, count in summary.failures.items())
+        return Failed(message=f"{summary.failed} of {summary.jobs} jobs failed: {reasons}", data=summary)
+    return summary
 
 
-def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, started_at: datetime) -> RunSummary:
+def _earlier(settings: Settings, campaign: Campaign, resume: str | None
+             ) -> tuple[list[JobRow], dict[str, NodeFacts], dict[str, IdleBaseline]]:
+    """The rows, node facts and idle baselines a resumed run already has (nothing for a new run)."""
+    if resume is None:
+        return [], {}, {}
+    summary = read_run_summary(settings.results_dir, campaign.name, resume)
+    if summary is None:
+        raise CampaignError(f"no run {resume} of campaign {campaign.name!r} under {settings.results_dir} to resume; "
+                            "`ffwatt results runs` lists runs")
+    if summary.observed_state() == "running":
+        raise CampaignError(f"run {resume} is still running (pid {summary.pid} on {summary.host}); "
+                            "resume it once it has stopped")
+    rows = read_rows(settings.results_dir, campaign.name, resume)
+    return rows, dict(summary.nodes), dict(summary.idle_baselines)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a worker cancelling the run, ``kill``) interrupts like Ctrl-C does, so the run is
+    recorded as interrupted; the previous handler comes back afterwards."""
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals to whoever owns them
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, rows: list[JobRow]) -> dict[str, NodeReport]:
     from prefect.client.orchestration import get_client
 
     from ffwatt.fleet.api import PrefectFleetAPI
@@ -63,16 +139,16 @@ def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, started_at: 
     from flows.dispatch import Dispatcher
     from tasks._logging import run_logger
 
+    def record(row: JobRow) -> JobRow:
+        rows.append(record_job(row))
+        return row
+
     with get_client(sync_client=True) as client:
-        dispatcher = Dispatcher(campaign, jobs, run_id, api=PrefectFleetAPI(client), record=record_job,
+        dispatcher = Dispatcher(campaign, jobs, run_id, api=PrefectFleetAPI(client), record=record,
                                 log=run_logger())
         dispatcher.start(list_nodes())
-        rows: list[JobRow] = dispatcher.run()
-    reports = dispatcher.reports
-    return summarize_run(rows, campaign.name, run_id, started_at,
-                         nodes={name: report.facts for name, report in reports.items()},
-                         idle_baselines={name: report.idle_baseline for name, report in reports.items()
-                                         if report.idle_baseline is not None})
+        dispatcher.run()
+    return dispatcher.reports
 
 
 if __name__ == "__main__":

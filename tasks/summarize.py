@@ -1,34 +1,56 @@
-"""summarize: the campaign run's summary, written beside its rows as ``_run.json``."""
+"""summarize: the campaign run's summary, written beside its rows as ``_run.json``.
+
+It is written twice: when the run starts (``running``, with the process that runs it)
+and when it ends, ``complete`` or ``interrupted``, so a run that died in between is
+told apart from one that finished (:meth:`ffwatt.results.RunSummary.observed_state`).
+"""
 
 from __future__ import annotations
 
+import os
+import socket
+from collections import Counter
 from datetime import UTC, datetime
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from ffwatt.nodefacts import IdleBaseline, NodeFacts
-from ffwatt.results import RunSummary, write_run_summary
-from ffwatt.schema import JobRow
+from ffwatt.results import RunState, RunSummary, write_run_summary
+from ffwatt.schema import JobRow, failure_reason
 from ffwatt.settings import load_settings
 
-__all__ = ["summarize", "summarize_run"]
+__all__ = ["start_run", "summarize", "summarize_run"]
 
 
-def summarize(rows: list[JobRow], *, campaign: str, run_id: str, started_at: datetime,
-              nodes: dict[str, NodeFacts], idle_baselines: dict[str, IdleBaseline]) -> RunSummary:
-    """Counts, times, and the nodes that ran the jobs. Per-configuration figures are
+def start_run(campaign: str, run_id: str, started_at: datetime, jobs: int) -> RunSummary:
+    """Mark the run as running, by this process on this host."""
+    summary = RunSummary(campaign=campaign, run_id=run_id, state="running", host=socket.gethostname(),
+                         pid=os.getpid(), started_at=started_at, jobs=jobs)
+    write_run_summary(load_settings().results_dir, summary)
+    return summary
+
+
+def summarize(rows: list[JobRow], *, campaign: str, run_id: str, started_at: datetime, jobs: int,
+              nodes: dict[str, NodeFacts], idle_baselines: dict[str, IdleBaseline],
+              state: RunState = "complete") -> RunSummary:
+    """Counts, times, why jobs failed, and the nodes that ran them. Per-configuration figures are
     :func:`analysis.config_efficiency`'s, computed from the rows when they are read."""
     ended_at = datetime.now(UTC)
+    failed = [r for r in rows if r.status == "failed"]
     return RunSummary(
         campaign=campaign,
         run_id=run_id,
+        state=state,
+        host=socket.gethostname(),
+        pid=os.getpid(),
         started_at=started_at,
         ended_at=ended_at,
         wall_s=(ended_at - started_at).total_seconds(),
-        jobs=len(rows),
+        jobs=jobs,
         ok=sum(r.status == "ok" for r in rows),
-        failed=sum(r.status == "failed" for r in rows),
+        failed=len(failed),
+        failures=dict(Counter(failure_reason(r.error) for r in failed).most_common()),
         encode_wall_s=sum(r.wall_s or 0 for r in rows),
         nodes=nodes,
         idle_baselines=idle_baselines,
@@ -36,10 +58,11 @@ def summarize(rows: list[JobRow], *, campaign: str, run_id: str, started_at: dat
 
 
 @task(name="summarize", cache_policy=NO_CACHE)
-def summarize_run(rows: list[JobRow], campaign: str, run_id: str, started_at: datetime,
-                  nodes: dict[str, NodeFacts], idle_baselines: dict[str, IdleBaseline]) -> RunSummary:
+def summarize_run(rows: list[JobRow], campaign: str, run_id: str, started_at: datetime, jobs: int,
+                  nodes: dict[str, NodeFacts], idle_baselines: dict[str, IdleBaseline],
+                  state: RunState = "complete") -> RunSummary:
     """Summarize the run and store the summary beside its rows."""
-    summary = summarize(rows, campaign=campaign, run_id=run_id, started_at=started_at, nodes=nodes,
-                        idle_baselines=idle_baselines)
+    summary = summarize(rows, campaign=campaign, run_id=run_id, started_at=started_at, jobs=jobs, nodes=nodes,
+                        idle_baselines=idle_baselines, state=state)
     write_run_summary(load_settings().results_dir, summary)
     return summary

@@ -16,9 +16,10 @@ from prefect.runtime import task_run
 
 from ffwatt.encoders import profile_for
 from ffwatt.errors import EncodeFailed
+from ffwatt.files import scratch_dir
 from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build, run_ffmpeg
 from ffwatt.hardware.meter import EnergyMeter, EnergyWindow
-from ffwatt.hardware.progress import Progress, ProgressRecord, write_progress_record
+from ffwatt.hardware.progress import Progress, ProgressRecord, prune_progress_records, write_progress_record
 from ffwatt.jobs import Job
 from ffwatt.schema import EncodeColumns
 from ffwatt.settings import Settings, load_settings
@@ -80,7 +81,7 @@ def encode_args(job: Job, reference: Reference, output: Path) -> list[str]:
 
 
 def output_path_for(job: Job, run_id: str, settings: Settings) -> Path:
-    base = settings.outputs_dir if job.keep_output else settings.home / "tmp"
+    base = settings.outputs_dir if job.keep_output else scratch_dir(settings.home)
     return base / job.campaign / run_id / f"{job.job_id}.mkv"
 
 
@@ -108,9 +109,14 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
             logger.info("%s: frame %d/%d, %s fps, speed %sx", job.label, progress.frame,
                         reference.frames, progress.fps, progress.speed)
 
+    prune_progress_records(settings.progress_dir)
     meter.start()
-    run = run_ffmpeg(ffmpeg, encode_args(job, reference, output), timeout_s=job.timeout_s,
-                     on_progress=on_progress, on_start=meter.track)
+    try:
+        run = run_ffmpeg(ffmpeg, encode_args(job, reference, output), timeout_s=job.timeout_s,
+                         on_progress=on_progress, on_start=meter.track)
+    except BaseException:  # interrupted: no half-written output stays behind
+        output.unlink(missing_ok=True)
+        raise
     window = meter.stop()
     publish(run.last_progress or Progress(), done=True)
     failure = run.failure()

@@ -24,13 +24,14 @@ def campaign_run(prefect_server: dict[str, str], tmp_path_factory: pytest.TempPa
            "FFWATT_RESULTS_DIR": str(work / "results"), "COLUMNS": "200"}
     done = subprocess.run([ffwatt_cli(), "campaign", "run", str(REPO / "tests/data/e2e.yaml")],
                           env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # One job is broken on purpose: the run exits 1, the rows are all written.
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     frame = read_results(work / "results", campaign="e2e")
-    return frame, done.stdout, env, work
+    return frame, done.stdout, done.stderr, env, work
 
 
 def test_every_job_has_one_row_and_the_broken_one_failed(campaign_run):
-    frame, stdout, _, _ = campaign_run
+    frame, stdout, stderr, _, _ = campaign_run
     assert len(frame) == 5 and frame["job_id"].is_unique and frame["run_id"].nunique() == 1
     failed = frame[frame.status == "failed"]
     assert len(failed) == 1
@@ -39,10 +40,12 @@ def test_every_job_has_one_row_and_the_broken_one_failed(campaign_run):
     assert failed["attempts"].iloc[0] == 2  # encode_retries: 1
     assert (frame[frame.status == "ok"]["attempts"] == 1).all()
     assert "4 ok, 1 failed" in stdout
+    assert ("1 of 5 jobs failed (rows written; `error` says why):\n"
+            "  1 x transcode: FFmpeg exited 234: x264 [error]: invalid profile: no-such-profile") in stderr
 
 
 def test_measurements_are_real_and_sane(campaign_run):
-    frame, _, _, _ = campaign_run
+    frame, _, _, _, _ = campaign_run
     ok = frame[frame.status == "ok"]
     assert (ok.frames == 96).all() and (ok.input_frames == 96).all()
     assert ok.psnr.between(20, 70).all() and ok.ssim.between(0.5, 1).all() and ok.vmaf.between(0, 100).all()
@@ -54,7 +57,7 @@ def test_measurements_are_real_and_sane(campaign_run):
 
 
 def test_energy_is_labelled_with_idle_baseline_and_attribution(campaign_run):
-    frame, _, env, work = campaign_run
+    frame, _, _, env, work = campaign_run
     ok = frame[frame.status == "ok"]
     # The suite's powercap root is empty (tests/conftest.py), on every host: the estimate, and why.
     assert (ok.energy_source == "estimated").all()
@@ -72,7 +75,7 @@ def test_energy_is_labelled_with_idle_baseline_and_attribution(campaign_run):
 
 
 def test_higher_crf_gives_lower_quality(campaign_run):
-    frame, _, _, _ = campaign_run
+    frame, _, _, _, _ = campaign_run
     x264 = frame[(frame.encoder == "libx264") & (frame.rate_control == "crf") & (frame.status == "ok")]
     by_crf = x264.set_index("crf")
     assert by_crf.loc[18, "vmaf"] > by_crf.loc[40, "vmaf"] + 10
@@ -81,24 +84,28 @@ def test_higher_crf_gives_lower_quality(campaign_run):
 
 
 def test_cbr_hits_its_target(campaign_run):
-    frame, _, _, _ = campaign_run
+    frame, _, _, _, _ = campaign_run
     (cbr,) = frame[frame.rate_control == "cbr"].itertuples()
     assert abs(cbr.bitrate_kbps - 400) / 400 < 0.15
 
 
 def test_run_is_a_real_prefect_flow_run_with_a_summary(campaign_run):
-    frame, _, env, work = campaign_run
+    frame, _, _, env, work = campaign_run
     run_id = frame.run_id.iloc[0]
     response = httpx.get(f"{env['PREFECT_API_URL']}/flow_runs/{run_id}", timeout=10)
-    assert response.status_code == 200 and response.json()["state_type"] == "COMPLETED"
+    flow_run = response.json()
+    # A job failed, so the flow run did: Failed, saying how many and why.
+    assert response.status_code == 200 and flow_run["state_type"] == "FAILED"
+    assert flow_run["state"]["message"].startswith("1 of 5 jobs failed: 1 x transcode: FFmpeg exited 234")
     summary = read_run_summary(work / "results", "e2e", run_id)
-    assert (summary.jobs, summary.ok, summary.failed) == (5, 4, 1)
+    assert (summary.jobs, summary.ok, summary.failed, summary.state) == (5, 4, 1, "complete")
+    assert summary.failures == {"transcode: FFmpeg exited 234: x264 [error]: invalid profile: no-such-profile": 1}
     (node,) = summary.nodes.values()
     assert node.ffmpeg_version == frame.ffmpeg_version.dropna().iloc[0]
 
 
 def test_results_show_reads_the_run_back(campaign_run):
-    frame, _, env, _ = campaign_run
+    frame, _, _, env, _ = campaign_run
     shown = subprocess.run([ffwatt_cli(), "results", "show", "--campaign", "e2e", "--output", "json"],
                            env=env, capture_output=True, text=True, timeout=120, check=True)
     rows = json.loads(shown.stdout)

@@ -113,11 +113,13 @@ def test_a_campaign_is_split_across_both_nodes(cluster: Fleet):
 def test_an_encoder_no_node_has_is_reported_unschedulable(cluster: Fleet):
     spec = campaign("fleet-unschedulable", size="320x240", duration_s=1, presets=["ultrafast"], crfs=[30])
     spec["matrix"]["encoders"].append({"name": "h264_nvenc", "presets": ["p1"]})
-    cluster.run_campaign(spec)
+    cluster.run_campaign(spec, jobs_fail=True)
     rows = cluster.rows("fleet-unschedulable").set_index("encoder")
     assert rows.loc["libx264", "status"] == "ok"
     assert rows.loc["h264_nvenc", "status"] == "failed"
     assert "unschedulable: no live node runs h264_nvenc (pool nvidia)" in rows.loc["h264_nvenc", "error"]
+    summary = read_run_summary(cluster.work / "results", "fleet-unschedulable", rows.run_id.iloc[0])
+    assert summary.failed == 1 and next(iter(summary.failures)).startswith("unschedulable: no live node runs h264")
 
 
 def test_the_campaign_survives_the_master_restarting(cluster: Fleet):

@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import stat
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -7,7 +12,8 @@ import pandas as pd
 import pytest
 
 from ffwatt.errors import ResultsError
-from ffwatt.results import list_runs, read_results, write_atomic, write_job_row
+from ffwatt.files import write_atomic
+from ffwatt.results import RunSummary, list_runs, read_results, resolve_run, write_job_row, write_run_summary
 from ffwatt.schema import JobRow
 
 
@@ -57,6 +63,49 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path: Path):
 
 def test_runs_are_listed_and_a_missing_dataset_says_what_to_do(tmp_path: Path):
     write_job_row(tmp_path, row("a"))
-    assert [(c, r) for c, r, _ in list_runs(tmp_path)] == [("c", "r1")]
+    assert [(r.campaign, r.run_id, r.state) for r in list_runs(tmp_path)] == [("c", "r1", "unknown (no _run.json)")]
     with pytest.raises(ResultsError, match="run a campaign first"):
         read_results(tmp_path / "nothing")
+    with pytest.raises(ResultsError, match="`ffwatt results runs` lists the runs there"):
+        resolve_run(tmp_path, "no-such-run")
+
+
+def summary(state: str, pid: int, **extra) -> RunSummary:
+    return RunSummary(campaign="c", run_id="r1", state=state, host=socket.gethostname(), pid=pid,
+                      started_at=datetime.now(UTC), jobs=3, **extra)
+
+
+def test_a_run_still_marked_running_whose_process_is_gone_is_crashed(tmp_path: Path):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    write_run_summary(tmp_path, summary("running", gone.pid))
+    (run,) = list_runs(tmp_path)
+    assert run.summary is not None and run.summary.state == "running" and run.state == "crashed"
+    write_run_summary(tmp_path, summary("running", os.getpid()))
+    assert list_runs(tmp_path)[0].state == "running"  # this process: alive
+    write_run_summary(tmp_path, summary("interrupted", gone.pid, ok=1, failed=1))
+    assert list_runs(tmp_path)[0].state == "interrupted" and list_runs(tmp_path)[0].summary.missing == 1
+
+
+def test_files_that_arent_job_files_are_ignored_with_one_warning(tmp_path: Path, caplog):
+    write_job_row(tmp_path, row("a"))
+    (tmp_path / "README.txt").write_text("notes")
+    run = tmp_path / "campaign=c" / "run_id=r1"
+    (run / "notes.txt").write_text("mine")
+    (run / "plot.png").write_bytes(b"not parquet")
+    with caplog.at_level(logging.WARNING, logger="ffwatt.results"):
+        frame = read_results(tmp_path)
+    assert list(frame.job_id) == ["a"]
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "ignored 2 file(s) that aren't job files" in warning and "notes.txt" in warning
+
+
+def test_result_files_honour_the_umask(tmp_path: Path):
+    previous = os.umask(0o022)
+    try:
+        path = write_job_row(tmp_path, row("a"))
+        write_run_summary(tmp_path, summary("complete", os.getpid()))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE((path.parent / "_run.json").stat().st_mode) == 0o644

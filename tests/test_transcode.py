@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -135,16 +136,32 @@ def test_ffmpeg_failure_carries_the_reason_and_leaves_no_output(ffwatt_env: Path
     with pytest.raises(EncodeFailed) as info:
         encode(job, reference, "run1", attempt=2, settings=settings)
     assert "no-such-profile" in str(info.value) and info.value.attempt == 2
-    assert "status 234" in str(info.value) and "-profile:v no-such-profile" in str(info.value)
+    assert "FFmpeg exited 234" in str(info.value) and "-profile:v no-such-profile" in str(info.value)
     assert not list((settings.outputs_dir).rglob("*.mkv"))
 
 
-def test_a_hung_encode_is_killed_at_the_deadline(ffwatt_env: Path):
+def test_a_hung_encode_is_killed_at_the_deadline_with_everything_it_started(ffwatt_env: Path, ffmpeg: str,
+                                                                            monkeypatch):
+    """An FFWATT_FFMPEG wrapper that doesn't exec: the real encoder is its child, looping its input
+    forever. The deadline must kill both, not only the wrapper."""
+    wrapper = ffwatt_env / "ffmpeg-wrapper"
+    wrapper.write_text(f'#!/bin/sh\n"{ffmpeg}" -stream_loop -1 "$@"\necho "wrapper done"\n')
+    wrapper.chmod(0o755)
     settings = load_settings()
-    data = campaign() | {"job_timeout_s": 1}
-    # An endless loop of the clip's frames: the encode never finishes on its own.
-    data["matrix"]["encoders"] = [{"name": "libx264", "extra_args": ["-filter:v", "loop=loop=-1:size=25"]}]
-    (job,) = expand(parse_campaign(data))
+    (job,) = expand(parse_campaign(campaign() | {"job_timeout_s": 2}))
     reference = prepare_reference(job.input, "ffv1", settings)
+    monkeypatch.setenv("FFWATT_FFMPEG", str(wrapper))
+    started = time.monotonic()
     with pytest.raises(EncodeFailed, match="killed after"):
-        encode(job, reference, "run1", attempt=1, settings=settings)
+        encode(job, reference, "run1", attempt=1, settings=load_settings())
+    assert time.monotonic() - started < 10
+    still_running = [pid for pid in os.listdir("/proc") if pid.isdigit() and reference.path.encode() in
+                     _cmdline(pid)]
+    assert still_running == []
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

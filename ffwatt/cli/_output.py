@@ -6,23 +6,25 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from ffwatt.schema import is_estimated, is_missing
+from ffwatt.schema import failure_reason, is_estimated, is_missing
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["console", "err_console", "exit_with", "results_table"]
+__all__ = ["console", "err_console", "exit_with", "failures_text", "results_table", "run_title"]
 
-# Wide when piped (make demo, CI logs), so result tables stay one line per job.
-console = Console(width=None if Console().is_terminal else 180)
-err_console = Console(stderr=True)
+# Wide when piped (make demo, CI logs), so result tables stay one line per job. No emoji codes:
+# FFmpeg's text ("0:v:0") is printed as it is.
+console = Console(width=None if Console().is_terminal else 180, emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 
 def exit_with(message: str, code: int = 2) -> NoReturn:
-    """Print ``message`` as an error and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print ``message`` (plain text, printed as it is) as an error and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -32,6 +34,26 @@ def _fmt(value: Any, digits: int = 1) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def _short(error: str | None, width: int = 72) -> str:
+    reason = failure_reason(error)
+    return reason if len(reason) <= width else reason[:width - 1] + "…"
+
+
+def failures_text(failures: dict[str, int]) -> str:
+    """Why jobs failed, grouped: one line per reason, most common first."""
+    return "\n".join(f"  {count} x {reason}" for reason, count in failures.items())
+
+
+def run_title(campaign: str, run_id: str, state: str, jobs: int, rows: int) -> str:
+    """A run's table title; a run that isn't complete says so, and how many jobs it lacks."""
+    title = f"campaign {campaign}, run {run_id}"
+    if state != "complete":
+        title += f" ({state}: {rows} of {jobs} jobs have rows" + (
+            f"; `ffwatt campaign run FILE --resume {run_id}` runs the rest)" if state in ("interrupted", "crashed")
+            else ")")
+    return title
 
 
 def results_table(frame: pd.DataFrame, title: str) -> Table:
@@ -50,7 +72,7 @@ def results_table(frame: pd.DataFrame, title: str) -> Table:
         mark = ""
         if is_estimated(row.energy_source):
             mark, estimated = "*", True
-        status = "[green]ok[/]" if row.status == "ok" else "[red]failed[/]"
+        status = "[green]ok[/]" if row.status == "ok" else f"[red]failed[/] {escape(_short(row.error))}"
         table.add_row(row.input_name, row.encoder, _fmt(row.preset), rate, size, _fmt(row.repetition), status,
                       _fmt(row.wall_s, 2), _fmt(row.encode_fps), _fmt(row.bitrate_kbps, 0), _fmt(row.psnr, 2),
                       _fmt(row.ssim, 4), _fmt(row.vmaf, 2), _fmt(row.energy_j) + mark,

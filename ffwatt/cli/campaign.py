@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ffwatt.cli._output import console, results_table
+from ffwatt.cli._output import console, exit_with, failures_text, results_table, run_title
 from ffwatt.settings import load_settings
 
 app = typer.Typer(help="Check, list and run benchmark campaigns.", no_args_is_help=True)
@@ -19,14 +19,12 @@ CampaignFile = Annotated[Path, typer.Argument(help="Campaign YAML file.")]
 
 @app.command()
 def validate(file: CampaignFile) -> None:
-    """Check a campaign file, and that this node's FFmpeg can run it."""
-    from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build
+    """Check a campaign file, and that this node can run it: encoders, inputs, where results go."""
     from ffwatt.jobs import expand
-    from ffwatt.validation import check_runnable, load_campaign
+    from ffwatt.validation import load_campaign, preflight
 
     campaign = load_campaign(file)
-    build = probe_build(ffmpeg_path(load_settings()))
-    check_runnable(campaign, build)
+    build = preflight(campaign, load_settings())
     jobs = expand(campaign)
     console.print(f"[green]ok[/]: {file} is campaign {campaign.name!r}: {len(jobs)} jobs "
                   f"({len(campaign.inputs)} inputs, encoders {', '.join(campaign.encoder_names())}, "
@@ -57,24 +55,62 @@ def expand_command(
 
 
 @app.command()
-def run(file: CampaignFile) -> None:
-    """Run a campaign on this node through Prefect and print its results."""
+def run(
+    file: CampaignFile,
+    resume: Annotated[str | None, typer.Option(
+        help="Run the jobs this run (an interrupted or crashed one) never reached, into the same run.")] = None,
+) -> None:
+    """Run a campaign on this node through Prefect and print its results. Exits 1 when any job failed."""
     import os
 
-    # A temporary local server (no PREFECT_API_URL) must not try to phone home.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build
+    from ffwatt.fleet.prefect_server import PREFECT_ENV, check_api
+
+    for key, value in PREFECT_ENV.items():  # before Prefect is imported: it reads them once
+        os.environ.setdefault(key, value)
+    settings = load_settings()
     from ffwatt.jobs import expand
-    from ffwatt.results import read_results
-    from ffwatt.validation import check_runnable, load_campaign
+    from ffwatt.results import RunSummary, read_results
+    from ffwatt.validation import load_campaign, preflight
+
+    campaign = load_campaign(file)
+    preflight(campaign, settings)
+    if os.environ.get("PREFECT_API_URL"):  # else Prefect starts a temporary local server
+        check_api(os.environ["PREFECT_API_URL"], os.environ.get("PREFECT_API_AUTH_STRING"),
+                  os.environ.get("PREFECT_API_SSL_CERT_FILE"))
     from flows.campaign import campaign_flow
 
-    settings = load_settings()
-    campaign = load_campaign(file)
-    check_runnable(campaign, probe_build(ffmpeg_path(settings)))
-    console.print(f"running campaign {campaign.name!r}: {len(expand(campaign))} jobs")
-    summary = campaign_flow(campaign)
+    console.print(f"running campaign {campaign.name!r}: {len(expand(campaign))} jobs"
+                  + (f", resuming run {resume}" if resume else ""))
+    try:
+        state = campaign_flow(campaign, resume=resume, return_state=True)
+    except KeyboardInterrupt:
+        interrupted = _interrupted_run(settings.results_dir, campaign.name)
+        exit_with("interrupted; the rows written so far are kept"
+                  + (f", and `ffwatt campaign run {file} --resume {interrupted}` runs the rest" if interrupted else ""),
+                  code=130)
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, BaseException):
+        raise summary
+    if not isinstance(summary, RunSummary):
+        raise TypeError(f"the campaign flow returned {type(summary).__name__}, not a run summary")
     frame = read_results(settings.results_dir, campaign=campaign.name, run_id=summary.run_id)
-    console.print(results_table(frame, f"campaign {campaign.name}, run {summary.run_id}"))
-    console.print(f"{summary.ok} ok, {summary.failed} failed, {summary.wall_s:.1f} s. "
-                  f"Parquet: {settings.results_dir.resolve()}/campaign={campaign.name}/run_id={summary.run_id}")
+    console.print(results_table(frame, run_title(campaign.name, summary.run_id, summary.state, summary.jobs,
+                                                 len(frame))))
+    console.print(f"{summary.ok} ok, {summary.failed} failed, {summary.wall_s or 0:.1f} s. "
+                  f"Parquet: {settings.results_dir.resolve()}/campaign={campaign.name}/run_id={summary.run_id}",
+                  highlight=False)
+    if summary.failed:
+        exit_with(f"{summary.failed} of {summary.jobs} jobs failed (rows written; `error` says why):\n"
+                  + failures_text(summary.failures), code=1)
+
+
+def _interrupted_run(results_dir: Path, campaign: str) -> str | None:
+    """The run this process just left interrupted (its flow ran here, so its pid is ours)."""
+    import os
+
+    from ffwatt.results import list_runs
+
+    for run in reversed(list_runs(results_dir, campaign)):
+        if run.summary is not None and run.summary.pid == os.getpid() and run.summary.state == "interrupted":
+            return run.run_id
+    return None

@@ -24,7 +24,7 @@ def demo(stop: Annotated[bool, typer.Option("--stop", help="Stop the demo's stac
     from ffwatt.fleet.prefect_server import BIN
     from ffwatt.fleet.services import Service, start_service, stop_service
     from ffwatt.fleet.stack import client_env, stack_down, stack_up
-    from ffwatt.results import list_runs, read_results
+    from ffwatt.results import read_results, resolve_run
 
     settings = load_settings()
     node_home = settings.home / "node"
@@ -49,7 +49,7 @@ def demo(stop: Annotated[bool, typer.Option("--stop", help="Stop the demo's stac
                           capture_output=True, text=True)
     if done.returncode != 0:
         exit_with(f"the campaign run failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    campaign, run_id, _ = list_runs(settings.results_dir, "quick")[-1]
+    campaign, run_id = resolve_run(settings.results_dir, "latest", "quick")
     frame = read_results(settings.results_dir, campaign=campaign, run_id=run_id)
     console.print(results_table(frame, f"campaign {campaign}, run {run_id} (through the deployed stack)"))
     from analysis.report import write_report

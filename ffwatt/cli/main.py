@@ -6,6 +6,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from ffwatt.cli import agent, campaign, demo, exporter, report, results, stack
 from ffwatt.cli._output import err_console
@@ -31,10 +32,25 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks."
 
 
 def main() -> None:
+    """Run the CLI. A failure is one line on stderr and a non-zero exit; ``--debug`` re-raises it
+    with its traceback."""
+    debug = "--debug" in sys.argv
     try:
         app()
     except FfwattError as exc:
-        if "--debug" in sys.argv:
+        if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        err_console.print("[bold red]interrupted[/]", highlight=False, soft_wrap=True)
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(first[:300])} "
+                          "(run again with --debug for the traceback)", highlight=False, soft_wrap=True)
+        sys.exit(1)

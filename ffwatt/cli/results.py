@@ -1,15 +1,53 @@
-"""``ffwatt results show|schema``."""
+"""``ffwatt results runs|show|schema``."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
-from ffwatt.cli._output import console, exit_with, results_table
+from ffwatt.cli._output import console, exit_with, failures_text, results_table, run_title
 from ffwatt.settings import load_settings
 
 app = typer.Typer(help="Read the Parquet results.", no_args_is_help=True)
+
+
+@app.command()
+def runs(
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign's runs.")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+) -> None:
+    """List the runs: campaign, run id, state, jobs ok/failed/missing, when."""
+    import json
+
+    from ffwatt.results import list_runs
+
+    results_dir = load_settings().results_dir
+    found = list_runs(results_dir, campaign)
+    if not found:
+        exit_with(f"no runs under {results_dir}" + (f" for campaign {campaign!r}" if campaign else ""))
+    rows = []
+    for run in found:
+        summary = run.summary
+        rows.append({"campaign": run.campaign, "run_id": run.run_id, "state": run.state,
+                     "jobs": summary.jobs if summary else None, "ok": summary.ok if summary else None,
+                     "failed": summary.failed if summary else None, "missing": summary.missing if summary else None,
+                     "started_at": summary.started_at.isoformat() if summary else None,
+                     "modified": datetime.fromtimestamp(run.modified).astimezone().isoformat(timespec="seconds")})
+    if output == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"runs under {results_dir}", title_justify="left")
+    for column in ("campaign", "run id", "state", "jobs", "ok", "failed", "missing", "last written"):
+        table.add_column(column)
+    for row in rows:
+        color = {"complete": "green", "running": "cyan"}.get(str(row["state"]), "red")
+        table.add_row(str(row["campaign"]), str(row["run_id"]), f"[{color}]{row['state']}[/]",
+                      *(("-" if row[k] is None else str(row[k])) for k in ("jobs", "ok", "failed", "missing")),
+                      str(row["modified"]))
+    console.print(table)
 
 
 @app.command()
@@ -18,24 +56,25 @@ def show(
     run: Annotated[str, typer.Option(help="Run id, or 'latest'.")] = "latest",
     output: Annotated[str, typer.Option("--output", "-o", help="table, json or csv")] = "table",
 ) -> None:
-    """Show one run's job rows."""
-    from ffwatt.results import list_runs, read_results
+    """Show one run's job rows, and whether the run is complete."""
+    from ffwatt.results import read_results, read_run_summary, resolve_run
 
     results_dir = load_settings().results_dir
-    if run == "latest":
-        runs = list_runs(results_dir, campaign)
-        if not runs:
-            exit_with(f"no runs under {results_dir}" + (f" for campaign {campaign!r}" if campaign else ""))
-        campaign, run, _ = runs[-1]
+    campaign, run = resolve_run(results_dir, run, campaign)
     frame = read_results(results_dir, campaign=campaign, run_id=run)
-    if frame.empty:
-        exit_with(f"no rows for run {run} under {results_dir}")
+    summary = read_run_summary(results_dir, campaign, run)
     if output == "json":
         console.print_json(frame.to_json(orient="records", date_format="iso"))
     elif output == "csv":
         print(frame.to_csv(index=False), end="")
     else:
-        console.print(results_table(frame, f"campaign {frame['campaign'].iloc[0]}, run {run}"))
+        state = summary.observed_state() if summary else "unknown (no _run.json)"
+        console.print(results_table(frame, run_title(campaign, run, state, summary.jobs if summary else len(frame),
+                                                     len(frame))))
+        if summary and summary.failed:
+            console.print(f"{summary.failed} failed:\n{failures_text(summary.failures)}", highlight=False)
+    if frame.empty:
+        exit_with(f"run {run} of campaign {campaign} has no rows yet")
 
 
 @app.command()

@@ -109,7 +109,8 @@ def env() -> None:
 def discovery(listen: Annotated[str, typer.Option(help="HOST:PORT")] = ":9599") -> None:
     """Serve every live node's exporter targets in Prometheus HTTP-SD JSON at /targets."""
     from ffwatt.fleet.discovery import serve_discovery
+    from ffwatt.ports import PORTS, parse_listen
 
     settings = load_settings()
-    host, _, port = listen.rpartition(":")
-    serve_discovery(host or "0.0.0.0", int(port), settings.home / "stack" / "targets.json")
+    host, port = parse_listen(listen, PORTS["discovery"].number)
+    serve_discovery(host, port, settings.home / "stack" / "targets.json")

@@ -10,8 +10,8 @@ import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from ffwatt.files import write_atomic
 from ffwatt.fleet.nodes import NodeRecord, list_nodes, sd_targets
-from ffwatt.results import write_atomic
 
 __all__ = ["serve_discovery"]
 

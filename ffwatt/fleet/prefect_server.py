@@ -15,11 +15,18 @@ from pathlib import Path
 
 import httpx
 
-from ffwatt.errors import FfwattError
+from ffwatt.errors import ApiError, FfwattError
 
-__all__ = ["BIN", "free_port", "server_command", "server_env", "temporary_server", "wait_healthy"]
+__all__ = ["BIN", "PREFECT_ENV", "check_api", "free_port", "server_command", "server_env", "temporary_server",
+           "wait_healthy"]
 
 BIN = Path(sys.executable).parent
+# What every Prefect process ffwatt starts (server, workers, flows, the CLI's runs) has in its
+# environment: no phoning home, and FFmpeg's text logged verbatim (rich reads "0:v:0" as an emoji).
+PREFECT_ENV = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS": "ffwatt.fleet.prefect_console.VerbatimConsoleHandler",
+}
 
 
 def server_command(host: str, port: int) -> list[str]:
@@ -28,8 +35,8 @@ def server_command(host: str, port: int) -> list[str]:
 
 def server_env(home: Path, *, ui: bool = True, **extra: str) -> dict[str, str]:
     """The server's environment: its own PREFECT_HOME (database, logs), no phoning home."""
-    return {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_UI_ENABLED": "true" if ui else "false", **extra}
+    return {**os.environ, **PREFECT_ENV, "PREFECT_HOME": str(home), "PREFECT_UI_ENABLED": "true" if ui else "false",
+            **extra}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -66,7 +73,7 @@ def temporary_server(*, ui: bool = False, log: Path | None = None) -> Iterator[d
         try:
             if not wait_healthy(url, 120, lambda: process.poll() is None):
                 raise FfwattError(f"a temporary Prefect server did not start; see {out.name}")
-            yield {"PREFECT_HOME": home, "PREFECT_API_URL": url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+            yield {**PREFECT_ENV, "PREFECT_HOME": home, "PREFECT_API_URL": url}
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)  # the group we started: the server and its uvicorn
@@ -76,3 +83,30 @@ def temporary_server(*, ui: bool = False, log: Path | None = None) -> Iterator[d
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
             out.close()
+
+
+def check_api(url: str, auth_string: str | None = None, ca_file: str | None = None) -> None:
+    """Make sure the Prefect API at ``url`` answers and takes these credentials; :class:`ApiError`
+    says in one line what is wrong and what to do."""
+    verify: str | bool = ca_file or True
+    try:
+        httpx.get(f"{url}/health", timeout=10, verify=verify).raise_for_status()
+    except httpx.ConnectError as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            raise ApiError(f"the Prefect API at {url} presented a certificate {ca_file or 'this system'} doesn't "
+                           "trust; set PREFECT_API_SSL_CERT_FILE to the master's stack/tls/ca.pem") from exc
+        raise ApiError(f"can't reach the Prefect API at {url} ({exc}); is the master up "
+                       "(`ffwatt stack status` there) and PREFECT_API_URL right?") from exc
+    except httpx.HTTPError as exc:
+        raise ApiError(f"the Prefect API at {url} doesn't answer its health check ({exc}); "
+                       "is PREFECT_API_URL the API (ending in /api)?") from exc
+    user, _, password = (auth_string or "").partition(":")
+    response = httpx.post(f"{url}/flows/filter", json={"limit": 1}, timeout=10, verify=verify,
+                          auth=(user, password) if auth_string else None)
+    if response.status_code == 401:
+        given = "the credentials given" if auth_string else "no credentials"
+        raise ApiError(f"the Prefect API at {url} refused {given} (401); set PREFECT_API_AUTH_STRING to the content "
+                       "of the master's stack/auth (`eval \"$(ffwatt stack env)\"` on the master prints it)")
+    if response.status_code >= 400:
+        raise ApiError(f"the Prefect API at {url} answered {response.status_code} to a simple query: "
+                       f"{response.text[:200]}")

@@ -3,30 +3,49 @@
 Each service is a process started in its own session with its log and pid file
 under ``FFWATT_HOME/run``, so ``status`` and ``stop`` work from any later shell,
 and stopping kills the whole process group (a Prefect worker's flow runs too).
+
+Nothing is signalled or reported as running on the word of a pid file alone: the
+file records what identifies the process (its start time in ``/proc/PID/stat``, with
+its command line for people to read), and a pid that now belongs to another process
+is a stale file, never a target. A service that listens is started only when its port is free, and
+counts as started only once the listener on that port is in its own process group.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Service", "ServiceStatus", "service_status", "start_service", "stop_service"]
+from ffwatt.errors import PortTaken, ServiceError
+
+__all__ = [
+    "Service",
+    "ServiceStatus",
+    "port_holder",
+    "service_status",
+    "start_service",
+    "stop_service",
+]
 
 
 @dataclass(frozen=True)
 class Service:
-    """How to start one background process."""
+    """How to start one background process; ``listen`` is the (host, port) it must own."""
 
     name: str
     command: list[str]
     env: dict[str, str]
     url: str = ""
     cwd: Path | None = None
+    listen: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -36,68 +55,212 @@ class ServiceStatus:
     running: bool
     url: str
     log: Path
+    note: str = ""  # e.g. why a pid file was set aside
 
 
-def _paths(run_dir: Path, name: str) -> tuple[Path, Path, Path]:
-    return run_dir / f"{name}.pid", run_dir / f"{name}.log", run_dir / f"{name}.url"
+@dataclass(frozen=True)
+class _Identity:
+    pid: int
+    start_ticks: int
+    cmdline: list[str]
 
 
-def _alive(pid: int) -> bool:
+def _paths(run_dir: Path, name: str) -> tuple[Path, Path]:
+    return run_dir / f"{name}.pid", run_dir / f"{name}.log"
+
+
+def _identity(pid: int) -> _Identity | None:
+    """What identifies process ``pid`` now, or None when there is none (or it is a zombie)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours counts as gone
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        return waited == 0
-    except ChildProcessError:
-        return True
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap a child of ours
+        return None
+    return _Identity(pid, int(fields[19]), [part.decode(errors="replace") for part in cmdline.split(b"\0") if part])
+
+
+def _same(current: _Identity | None, recorded: _Identity) -> bool:
+    """The same process: same pid and start time, a pair no two processes of one boot share. (The
+    command line is recorded for people to read, not compared: nginx and others retitle themselves.)"""
+    return current is not None and current.pid == recorded.pid and current.start_ticks == recorded.start_ticks
+
+
+def _settled_identity(pid: int) -> _Identity | None:
+    """The identity of a process just started: its command line reads empty for an instant
+    while exec completes, so wait for it (a second at most)."""
+    deadline = time.monotonic() + 1.0
+    identity = _identity(pid)
+    while identity is not None and not identity.cmdline and time.monotonic() < deadline:
+        time.sleep(0.01)
+        identity = _identity(pid)
+    return identity
+
+
+def _read_record(pid_file: Path) -> tuple[_Identity | None, str]:
+    """The identity a pid file recorded, and its URL; (None, "") when unreadable or from an older
+    ffwatt that recorded only the pid (which then can't be proven ours)."""
+    try:
+        record = json.loads(pid_file.read_text())
+        return _Identity(int(record["pid"]), int(record["start_ticks"]), list(record["cmdline"])), record["url"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, ""
 
 
 def service_status(run_dir: Path, name: str) -> ServiceStatus:
-    pid_file, log, url_file = _paths(run_dir, name)
-    pid = int(pid_file.read_text()) if pid_file.exists() else None
-    url = url_file.read_text() if url_file.exists() else ""
-    return ServiceStatus(name, pid, pid is not None and _alive(pid), url, log)
+    """Whether the service recorded under ``name`` runs: its pid file's process, still the same one."""
+    pid_file, log = _paths(run_dir, name)
+    if not pid_file.exists():
+        return ServiceStatus(name, None, False, "", log)
+    recorded, url = _read_record(pid_file)
+    if recorded is None:
+        return ServiceStatus(name, None, False, url, log, note=f"{pid_file} doesn't identify a process; ignored")
+    if not _same(_identity(recorded.pid), recorded):
+        return ServiceStatus(name, recorded.pid, False, url, log,
+                             note=f"pid {recorded.pid} in {pid_file} is no longer this service")
+    return ServiceStatus(name, recorded.pid, True, url, log)
 
 
-def start_service(run_dir: Path, service: Service) -> ServiceStatus:
-    """Start ``service`` unless it already runs; its output goes to its log."""
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    inodes.add(fields[9])
+    return inodes
+
+
+def _listening_pids(port: int) -> set[int]:
+    """Processes (that this user may see) with a socket listening on ``port``."""
+    wanted = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    pids: set[int] = set()
+    if not wanted:
+        return pids
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            for fd in fd_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in wanted:
+                        pids.add(int(fd_dir.parent.name))
+                        break
+    return pids
+
+
+def port_holder(host: str, port: int) -> str | None:
+    """Who holds ``host:port``, in words, or None when it is free to bind."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT isn't a holder
+        try:
+            sock.bind((host, port))
+            return None
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"no interface has address {host}"
+            if exc.errno != errno.EADDRINUSE:
+                return f"it can't be bound ({exc.strerror})"
+    holders = [identity for pid in sorted(_listening_pids(port)) if (identity := _identity(pid))]
+    if not holders:
+        return "another process (not visible to this user)"
+    return "; ".join(f"pid {h.pid} ({' '.join(h.cmdline)[:120]})" for h in holders)
+
+
+def _owns_port(pid: int, port: int) -> bool:
+    """Whether a process of ``pid``'s process group (the session we started) listens on ``port``."""
+    for listener in _listening_pids(port):
+        with contextlib.suppress(ProcessLookupError):
+            if os.getpgid(listener) == pid:
+                return True
+    return False
+
+
+def _log_tail(log: Path) -> str:
+    with contextlib.suppress(OSError):
+        return log.read_text(errors="replace")[-1500:]
+    return ""
+
+
+def start_service(run_dir: Path, service: Service, *, listen_timeout_s: float = 120.0) -> ServiceStatus:
+    """Start ``service`` unless it already runs; its output goes to its log.
+
+    A service with ``listen`` is started only when that port is free, and returns once its own
+    process group listens there; if it exits first or another process holds the port,
+    :class:`ServiceError` / :class:`PortTaken` say so in one line.
+    """
     current = service_status(run_dir, service.name)
     if current.running:
         return current
+    if service.listen is not None:
+        holder = port_holder(*service.listen)
+        if holder is not None:
+            host, port = service.listen
+            raise PortTaken(f"can't start {service.name}: port {port} on {host} is held by {holder}; "
+                            "stop it, or give ffwatt another port (see docs/production.md)")
     run_dir.mkdir(parents=True, exist_ok=True)
-    pid_file, log, url_file = _paths(run_dir, service.name)
+    pid_file, log = _paths(run_dir, service.name)
     with log.open("ab") as out:
         out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(service.command)}\n".encode())
         out.flush()
         process = subprocess.Popen(service.command, env=service.env, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, cwd=service.cwd, start_new_session=True)
-    pid_file.write_text(str(process.pid))
-    url_file.write_text(service.url)
+    identity = _settled_identity(process.pid)
+    if identity is None:  # exited before it could be looked at
+        raise ServiceError(f"{service.name} exited at once; its log ({log}) ends:\n{_log_tail(log)}")
+    pid_file.write_text(json.dumps({"pid": identity.pid, "start_ticks": identity.start_ticks,
+                                    "cmdline": identity.cmdline, "url": service.url}))
+    if service.listen is not None:
+        _wait_listening(process, service, log, listen_timeout_s)
     return ServiceStatus(service.name, process.pid, True, service.url, log)
 
 
-def stop_service(run_dir: Path, name: str, *, timeout_s: float = 20) -> bool:
-    """SIGTERM the service's process group, SIGKILL what's left after ``timeout_s``. True if it ran."""
-    status = service_status(run_dir, name)
-    pid_file = _paths(run_dir, name)[0]
-    if not status.running or status.pid is None:
-        pid_file.unlink(missing_ok=True)
-        return False
+def _wait_listening(process: subprocess.Popen[bytes], service: Service, log: Path, timeout_s: float) -> None:
+    assert service.listen is not None
+    host, port = service.listen
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _owns_port(process.pid, port):
+            return
+        if process.poll() is not None:
+            holder = port_holder(host, port)
+            why = f"port {port} on {host} is held by {holder}" if holder else f"it exited with {process.returncode}"
+            raise ServiceError(f"{service.name} did not start: {why}; its log ({log}) ends:\n{_log_tail(log)}")
+        time.sleep(0.2)
+    _stop_group(process.pid, 5.0)
+    raise ServiceError(f"{service.name} did not listen on {host}:{port} within {timeout_s:.0f} s; stopped it. "
+                       f"Its log ({log}) ends:\n{_log_tail(log)}")
+
+
+def _stop_group(pid: int, timeout_s: float) -> None:
+    """SIGTERM the process group led by ``pid`` (ours), SIGKILL what is left after ``timeout_s``."""
     for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
         try:
-            os.killpg(status.pid, sig)
+            os.killpg(pid, sig)
         except ProcessLookupError:
             break
         deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and _alive(status.pid):
+        while time.monotonic() < deadline and _identity(pid) is not None:
             time.sleep(0.1)
-        if not _alive(status.pid):
+        if _identity(pid) is None:
             break
     with contextlib.suppress(ProcessLookupError):  # whatever of the group outlived its leader
-        os.killpg(status.pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
+
+
+def stop_service(run_dir: Path, name: str, *, timeout_s: float = 20) -> bool:
+    """Stop the service if it is still the process its pid file identifies; True if it ran.
+
+    A stale pid file (the pid gone, or reused by another process) is removed and nothing is
+    signalled.
+    """
+    status = service_status(run_dir, name)
+    pid_file = _paths(run_dir, name)[0]
+    if status.running and status.pid is not None:
+        _stop_group(status.pid, timeout_s)
     pid_file.unlink(missing_ok=True)
-    return True
+    return status.running

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
-from ffwatt.errors import FfwattError
+from ffwatt.errors import StackError
 from ffwatt.fleet.prefect_server import BIN, server_command, server_env, wait_healthy
 from ffwatt.fleet.services import Service, ServiceStatus, service_status, start_service, stop_service
 from ffwatt.settings import REPO, Settings
@@ -23,10 +24,6 @@ __all__ = ["POOLS", "StackError", "client_env", "stack_down", "stack_status", "s
 
 POOLS = ("master", "cpu", "nvidia", "qsv", "vaapi")
 SERVICES = ("prefect-server", "master-worker", "discovery", "tls-proxy")
-
-
-class StackError(FfwattError):
-    """The stack couldn't be started or reached."""
 
 
 def auth_string(settings: Settings) -> str:
@@ -41,6 +38,19 @@ def auth_string(settings: Settings) -> str:
 
 def api_url(settings: Settings) -> str:
     return f"http://{settings.master_host}:{settings.master_port}/api"
+
+
+def _reachable_host(settings: Settings) -> str:
+    """The master's address as others reach it: its host name when it listens on every interface."""
+    return socket.getfqdn() if settings.master_host in ("0.0.0.0", "::", "") else settings.master_host
+
+
+def public_api_url(settings: Settings) -> str:
+    """The API URL people and agents use: through the TLS proxy when it runs, else the API itself.
+    The UI served by the server talks to this one, whatever the master's port."""
+    if (settings.home / "stack" / "tls" / "server.pem").exists():
+        return f"https://{_reachable_host(settings)}:{settings.master_tls_port}/api"
+    return f"http://{_reachable_host(settings)}:{settings.master_port}/api"
 
 
 def client_env(settings: Settings, url: str | None = None) -> dict[str, str]:
@@ -92,10 +102,14 @@ def deploy(settings: Settings) -> None:
 
 def stack_up(settings: Settings) -> list[ServiceStatus]:
     run_dir = settings.home / "run"
-    env = {**_base_env(settings), "PREFECT_SERVER_API_AUTH_STRING": auth_string(settings)}
+    env = {**_base_env(settings), "PREFECT_SERVER_API_AUTH_STRING": auth_string(settings),
+           "PREFECT_UI_API_URL": public_api_url(settings)}
+    # Started only on a free port, and only once its own process group listens there is it ours:
+    # a server someone else runs on the port is never adopted.
     statuses = [start_service(run_dir, Service(
         "prefect-server", server_command(settings.master_host, settings.master_port),
-        env, url=api_url(settings).removesuffix("/api")))]
+        env, url=public_api_url(settings).removesuffix("/api"),
+        listen=(settings.master_host, settings.master_port)))]
     _wait_healthy(api_url(settings), 120, run_dir)
     ensure_pools({**_base_env(settings), **client_env(settings)}, POOLS)
     deploy(settings)
@@ -109,7 +123,8 @@ def stack_up(settings: Settings) -> list[ServiceStatus]:
         "discovery",
         [str(BIN / "ffwatt"), "stack", "discovery", "--listen", f"{settings.master_host}:{settings.discovery_port}"],
         {**_base_env(settings), **client_env(settings)},
-        url=f"http://{settings.master_host}:{settings.discovery_port}/targets")))
+        url=f"http://{settings.master_host}:{settings.discovery_port}/targets",
+        listen=(settings.master_host, settings.discovery_port))))
     tls = settings.home / "stack" / "tls"
     if (tls / "server.pem").exists():
         statuses.append(start_tls_proxy(settings))
@@ -131,7 +146,8 @@ def start_tls_proxy(settings: Settings) -> ServiceStatus:
                                     upstream=f"{settings.master_host}:{settings.master_port}"))
     return start_service(settings.home / "run", Service(
         "tls-proxy", [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"], dict(os.environ),
-        url=f"https://{settings.master_host}:{settings.master_tls_port}/api"))
+        url=f"https://{settings.master_host}:{settings.master_tls_port}/api",
+        listen=(settings.master_host, settings.master_tls_port)))
 
 
 def stack_down(settings: Settings) -> list[str]:

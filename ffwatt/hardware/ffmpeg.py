@@ -11,6 +11,7 @@ tail explains failures), kills the child at a deadline, and reaps it with
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -28,11 +29,23 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from ffwatt.encoders import Pool, profile_for
 from ffwatt.errors import FFmpegError
 from ffwatt.hardware.progress import Progress, ProgressParser
 from ffwatt.settings import Settings
 
-__all__ = ["FFmpegBuild", "FFmpegRun", "ffmpeg_path", "probe_build", "run_ffmpeg"]
+__all__ = [
+    "EncoderCheck",
+    "FFmpegBuild",
+    "FFmpegRun",
+    "MediaInfo",
+    "VideoStream",
+    "check_encoder",
+    "ffmpeg_path",
+    "probe_build",
+    "probe_media",
+    "run_ffmpeg",
+]
 
 _STDERR_TAIL_LINES = 15
 
@@ -62,6 +75,84 @@ def ffmpeg_path(settings: Settings) -> str:
     except ImportError as exc:  # pragma: no cover - it's a dependency
         raise FFmpegError("imageio-ffmpeg is not installed; run `make test` or set FFWATT_FFMPEG") from exc
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass(frozen=True)
+class VideoStream:
+    codec: str
+    width: int
+    height: int
+    fps: float
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What FFmpeg sees in a file: its first video stream, how many audio streams, or why it
+    can't read it at all."""
+
+    video: VideoStream | None
+    audio_streams: int
+    duration_s: float | None
+    error: str | None
+
+
+_STREAM = re.compile(r"^\s*Stream #\d+:\d+\S*: (Video|Audio): (\w+)(.*)$", re.MULTILINE)
+_SIZE = re.compile(r", (\d{1,5})x(\d{1,5})")
+_RATE = re.compile(r", ([\d.]+) (?:fps|tbr)")
+_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_OPEN_ERROR = re.compile(r"Error opening input(?: file[^:]*)?: (.+)$", re.MULTILINE)
+
+
+def probe_media(ffmpeg: str, path: Path, *, timeout_s: float = 60) -> MediaInfo:
+    """Ask FFmpeg what ``path`` holds (the bundled build has no ffprobe: ``ffmpeg -i`` says it)."""
+    try:
+        done = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True,
+                              text=True, timeout=timeout_s, errors="replace")
+    except subprocess.TimeoutExpired:
+        return MediaInfo(None, 0, None, f"FFmpeg took over {timeout_s:g} s to open it")
+    except OSError as exc:
+        raise FFmpegError(f"can't run FFmpeg at {ffmpeg}: {exc}") from exc
+    error = _OPEN_ERROR.search(done.stderr)
+    if error:
+        return MediaInfo(None, 0, None, error[1].strip())
+    video, audio = None, 0
+    for kind, codec, rest in _STREAM.findall(done.stderr):
+        if kind == "Audio":
+            audio += 1
+        elif video is None and (size := _SIZE.search(rest)):
+            rate = _RATE.search(rest)
+            video = VideoStream(codec, int(size[1]), int(size[2]), float(rate[1]) if rate else 0.0)
+    duration = _DURATION.search(done.stderr)
+    seconds = int(duration[1]) * 3600 + int(duration[2]) * 60 + float(duration[3]) if duration else None
+    return MediaInfo(video, audio, seconds, None)
+
+
+class EncoderCheck(BaseModel):
+    """Whether an encoder really encodes here, proven by a short encode, and why not."""
+
+    encoder: str
+    pool: Pool
+    works: bool
+    seconds: float
+    error: str | None = None
+
+
+def check_encoder(ffmpeg: str, encoder: str, *, timeout_s: float = 30) -> EncoderCheck:
+    """Encode ten small frames with ``encoder`` and report whether it worked."""
+    profile = profile_for(encoder)
+    filters = [profile.upload_filter] if profile.upload_filter else []
+    command = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", *profile.input_args,
+               "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-frames:v", "10",
+               *(["-vf", ",".join(filters)] if filters else []),
+               "-c:v", encoder, *profile.preset_args(profile.default_preset), "-f", "null", "-"]
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, errors="replace")
+        error = None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["failed"])[0]
+    except subprocess.TimeoutExpired:
+        error = f"no answer within {timeout_s:g} s"
+    return EncoderCheck(encoder=encoder, pool=profile.pool, works=error is None,
+                        seconds=time.perf_counter() - start, error=error)
 
 
 _ENCODER_LINE = re.compile(r"^\s*V[A-Z.]{5}\s+(\S+)\s", re.MULTILINE)
@@ -134,7 +225,7 @@ class FFmpegRun:
         if self.returncode < 0:
             return f"FFmpeg was killed by signal {signal.Signals(-self.returncode).name}"
         if self.returncode > 0:
-            return f"FFmpeg exited with status {self.returncode}: {self._first_error()}"
+            return f"FFmpeg exited {self.returncode}: {self._first_error()}"
         return None
 
     def _first_error(self) -> str:
@@ -154,22 +245,31 @@ def run_ffmpeg(
     on_progress: Callable[[Progress], None] | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> FFmpegRun:
-    """Run ``ffmpeg args`` to completion, calling ``on_progress`` for each progress block."""
+    """Run ``ffmpeg args`` to completion, calling ``on_progress`` for each progress block.
+
+    FFmpeg runs in a process group of its own, and the deadline (or an interrupt) kills the
+    whole group: an ``FFWATT_FFMPEG`` wrapper that doesn't ``exec`` can't leave the real encoder
+    running, and nothing the job started outlives it."""
     command = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-nostats", "-stats_period", "0.5",
                "-progress", "pipe:1", *args]
     parser = ProgressParser()
     last: Progress | None = None
-    with tempfile.TemporaryFile(mode="w+") as stderr_file:
+    with tempfile.TemporaryFile(mode="w+", errors="replace") as stderr_file:
         started_at = datetime.now(UTC)
         start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr_file, text=True)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr_file, text=True,
+                                   errors="replace", start_new_session=True)
         if on_start is not None:
             on_start(process.pid)
         timed_out = threading.Event()
 
+        def kill_group() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
         def kill_at_deadline() -> None:
             timed_out.set()
-            process.kill()
+            kill_group()
 
         deadline = threading.Timer(timeout_s, kill_at_deadline)
         deadline.daemon = True
@@ -185,11 +285,12 @@ def run_ffmpeg(
             _, status, usage = os.wait4(process.pid, 0)
             process.returncode = os.waitstatus_to_exitcode(status)
         except BaseException:
-            process.kill()
+            kill_group()
             process.wait()
             raise
         finally:
             deadline.cancel()
+            kill_group()  # whatever of the job's group is left once FFmpeg itself has exited
             if process.stdout is not None:
                 process.stdout.close()
         wall_s = time.perf_counter() - start

@@ -7,6 +7,7 @@ FFmpeg exporter publishes them.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ __all__ = [
     "ProgressParser",
     "ProgressRecord",
     "parse_progress",
+    "prune_progress_records",
     "read_progress_records",
     "write_progress_record",
 ]
@@ -107,6 +109,15 @@ def write_progress_record(spool: Path, record: ProgressRecord) -> None:
     tmp = spool / f".{record.job_id}.json.tmp"
     tmp.write_text(record.model_dump_json())
     os.replace(tmp, target)
+
+
+def prune_progress_records(spool: Path, *, older_than_s: float = 60.0) -> None:
+    """Remove finished jobs' records older than ``older_than_s``: the FFmpeg exporter has shown them
+    (it keeps a finished job for seconds), and without an exporter running nobody removes them."""
+    cutoff = time.time() - older_than_s
+    for path, record in read_progress_records(spool):
+        if record.done and record.updated_at < cutoff:
+            path.unlink(missing_ok=True)
 
 
 def read_progress_records(
