@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ffwatt.cli import agent, campaign, compare, demo, exporter, report, results, stack
+from ffwatt.cli import agent, campaign, compare, demo, exporter, recommend, report, results, stack
 from ffwatt.cli._output import err_console
 from ffwatt.errors import FfwattError
 
@@ -22,6 +22,7 @@ app.add_typer(exporter.app, name="exporter")
 app.add_typer(agent.app, name="agent")
 app.add_typer(stack.app, name="stack")
 app.command(name="report")(report.report)
+app.command(name="recommend")(recommend.recommend)
 app.command(name="compare")(compare.compare)
 app.command(name="demo")(demo.demo)
 

@@ -32,9 +32,13 @@ from ffwatt.errors import FFmpegError
 from ffwatt.hardware.progress import Progress, ProgressParser
 from ffwatt.settings import Settings
 
-__all__ = ["FFmpegBuild", "FFmpegRun", "ffmpeg_path", "probe_build", "run_ffmpeg"]
+__all__ = ["RUNNER_ARGS", "FFmpegBuild", "FFmpegRun", "ffmpeg_path", "probe_build", "run_ffmpeg"]
 
 _STDERR_TAIL_LINES = 15
+# What the runner puts before a step's own arguments: quiet, non-interactive, progress on stdout.
+# A recorded command without them is the command a user would type (``ffwatt recommend`` prints it).
+RUNNER_ARGS: tuple[str, ...] = ("-hide_banner", "-nostdin", "-y", "-nostats", "-stats_period", "0.5",
+                                "-progress", "pipe:1")
 
 
 class FFmpegBuild(BaseModel):
@@ -155,8 +159,7 @@ def run_ffmpeg(
     on_start: Callable[[int], None] | None = None,
 ) -> FFmpegRun:
     """Run ``ffmpeg args`` to completion, calling ``on_progress`` for each progress block."""
-    command = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-nostats", "-stats_period", "0.5",
-               "-progress", "pipe:1", *args]
+    command = [ffmpeg, *RUNNER_ARGS, *args]
     parser = ProgressParser()
     last: Progress | None = None
     with tempfile.TemporaryFile(mode="w+") as stderr_file:
