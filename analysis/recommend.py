@@ -159,11 +159,12 @@ class Recommendation(BaseModel):
         objective = OBJECTIVES[self.target.minimize]
         parts = [f"Target: {self.target.words()}. From runs {', '.join(self.runs)}.\n"]
         for answer in self.answers:
-            parts.append(f"\n### {md_text(answer.input_name)}\n")
+            parts.append(f"\n#### {md_text(answer.input_name)}\n\n")
             best = answer.recommendation
             if best is not None:
                 figures = [f"{_value(best, objective)} {objective.unit}",
-                           f"VMAF {md_number(best.vmaf)} (judged {md_number(best.vmaf_bound)})",
+                           f"VMAF {md_number(best.vmaf)}" + (f" (95 % lower bound {md_number(best.vmaf_bound)})"
+                                                             if best.repetitions > 1 else ""),
                            f"{md_number(best.fps)} fps", f"{md_number(best.bitrate_kbps)} kbit/s"]
                 if best.joules_per_frame is not None and not objective.energy:
                     figures.append(f"{md_number(best.joules_per_frame, estimated=best.energy_estimated)} J/frame")
@@ -207,8 +208,8 @@ def _candidates_table(candidates: Sequence[Candidate], objective: Objective) -> 
 
     rows = [[md_text(c.config), md_text(c.node), _value(c, objective), more(c), md_number(c.vmaf_bound),
              md_number(c.fps_bound), measured(c)] for c in candidates]
-    return md_table(["configuration", "node", objective.unit, "more than recommended", "VMAF judged",
-                     "fps judged", "repetitions"], rows)
+    return md_table(["configuration", "node", objective.unit, "more than recommended", "VMAF (lower bound)",
+                     "fps (lower bound)", "repetitions"], rows)
 
 
 # ---------------------------------------------------------------------------------------------

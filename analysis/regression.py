@@ -173,17 +173,17 @@ class RunComparison(BaseModel):
     def markdown(self, threshold_pct: float | None = None) -> str:
         """The comparison as Markdown, for an artifact or an issue."""
         b, c = self.baseline, self.candidate
-        parts = [f"## Run {c.run_id} ({c.campaign}) against {b.run_id} ({b.campaign})\n",
-                 f"**{self.headline(threshold_pct)}**\n",
+        parts = [f"## Run {c.run_id} ({c.campaign}) against {b.run_id} ({b.campaign})\n\n",
+                 f"**{self.headline(threshold_pct)}**\n\n",
                  f"Change = candidate against baseline, with its 95 % interval; significance by {self.test} "
-                 f"at α = {self.alpha:g}. * = estimated energy.\n"]
+                 f"at α = {self.alpha:g}. * = estimated energy.\n\n"]
         if self.configs:
             headers = ["configuration", "node", "reps", *(METRIC_NAMES[m] for m in WORSE_WHEN)]
             rows = [[md_text(x.config), md_text(x.node), f"{x.n_baseline}→{x.n_candidate}",
                      *(md_text(m.cell() if (m := x.metric(name)) else "-") for name in WORSE_WHEN)]
                     for x in self.configs]
             parts.append(md_table(headers, rows))
-        parts.append("\n### What changed on the nodes\n")
+        parts.append("\n### What changed on the nodes\n\n")
         if self.node_changes:
             parts.append(md_table(["node", "fact", "baseline", "candidate"],
                                   [[md_text(f.node_baseline if f.node_baseline == f.node_candidate

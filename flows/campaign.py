@@ -1,4 +1,5 @@
-"""The campaign flow: generate-video -> idle-baseline -> transcode -> account-energy -> quality -> summarize.
+"""The campaign flow: generate-video -> idle-baseline -> transcode -> account-energy -> quality -> summarize
+-> publish (the outcome as the campaign's markdown artifact in the Prefect UI).
 
 On one machine (``dispatch="local"``) the jobs run here, one at a time: energy is
 measured on the whole machine, so a second encode running alongside would be
@@ -28,6 +29,7 @@ from ffwatt.settings import load_settings
 from ffwatt.validation import check_runnable
 from flows.job import prepare_references, run_job
 from tasks import idle_baseline, record_job, summarize_run
+from tasks.publish import publish_outcome
 
 __all__ = ["campaign_flow"]
 
@@ -41,7 +43,7 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
     jobs = expand(campaign)
 
     if dispatch == "pools":
-        return _on_the_pools(campaign, jobs, run_id, started_at)
+        return publish_outcome(_on_the_pools(campaign, jobs, run_id, started_at))
 
     check_runnable(campaign, probe_build(ffmpeg_path(settings)))
     references = prepare_references(campaign, jobs)
@@ -51,8 +53,9 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                                campaign.encode_retries))
             for job in jobs]
 
-    return summarize_run(rows, campaign.name, run_id, started_at, nodes={settings.node: describe_node(settings)},
-                         idle_baselines={settings.node: idle} if idle else {})
+    summary = summarize_run(rows, campaign.name, run_id, started_at, nodes={settings.node: describe_node(settings)},
+                            idle_baselines={settings.node: idle} if idle else {})
+    return publish_outcome(summary)
 
 
 def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, started_at: datetime) -> RunSummary:
