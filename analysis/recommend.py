@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 from scipy.interpolate import PchipInterpolator
-from scipy.optimize import brentq
 
 from analysis.efficiency import config_efficiency, job_efficiency
 from analysis.load import load_results, resolve_run
@@ -333,7 +332,11 @@ def _interpolate(points: pd.DataFrame, target: Target, objective: Objective,
         anchor = lo if meets_lo else hi  # the measured end that meets the target
         if not anchor["meets_speed"]:
             continue
-        root = brentq(lambda v: float(quality(v)) - target.vmaf, x[i], x[i + 1])
+        # PCHIP is monotone between rungs whose values are: one crossing in [x_i, x_i+1].
+        roots = [r for r in quality.solve(target.vmaf, extrapolate=False) if x[i] <= r <= x[i + 1]]
+        if not roots:
+            continue
+        root = float(roots[0])
         inside = [v for v in range(math.floor(x[i]) + 1, math.ceil(x[i + 1]))
                   if float(quality(v)) >= target.vmaf]
         if not inside:

@@ -18,7 +18,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
+
+# Student's t from scipy.special (stdtr: CDF, stdtrit: quantile): the same functions scipy.stats'
+# t distribution calls, without its half-second import, which ffwatt recommend would pay.
+from scipy.special import stdtr, stdtrit
 
 from ffwatt.schema import is_missing
 
@@ -29,7 +32,7 @@ def t_critical(n: int, confidence: float = 0.95) -> float:
     """Two-sided Student-t critical value for ``n`` samples (``n - 1`` degrees of freedom)."""
     if n < 2:
         return float("nan")
-    return float(_st.t.ppf(0.5 + confidence / 2.0, n - 1))
+    return float(stdtrit(n - 1, 0.5 + confidence / 2.0))
 
 
 def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float, float, float, int]:
@@ -107,8 +110,8 @@ def welch(a_mean: float, a_std: float, a_n: int, b_mean: float, b_std: float, b_
     # Welch–Satterthwaite degrees of freedom.
     df = (va + vb) ** 2 / (va ** 2 / (a_n - 1) + vb ** 2 / (b_n - 1))
     t = difference / se
-    p_value = float(2.0 * _st.t.sf(abs(t), df))
-    half = float(_st.t.ppf(0.5 + confidence / 2.0, df)) * se
+    p_value = float(2.0 * stdtr(df, -abs(t)))
+    half = float(stdtrit(df, 0.5 + confidence / 2.0)) * se
     return Welch(difference, (difference - half, difference + half), t, float(df), p_value)
 
 
