@@ -10,10 +10,11 @@ much more each costs than the recommendation and whether Welch's test tells them
 Where a rate ladder brackets the target (CRF 26 meets it, CRF 32 doesn't) the answer may
 add an in-between setting, read off monotone PCHIP curves fitted through the ladder's
 points (quality, fps and each cost against the rate setting): it is marked interpolated,
-lies strictly between two measured points, and is never the recommendation itself, only
-a setting worth measuring next. When nothing meets the target, the nearest
-configurations say which constraint failed and by how much. Energy, cost and CO2 rest on
-energy figures, so they stay marked estimated where any repetition's energy was.
+lies strictly between two measured points, is shown only where it would beat the
+recommendation, and is never the recommendation itself, only a setting worth measuring
+next. When nothing meets the target, the nearest configurations say which constraint
+failed and by how much. Energy, cost and CO2 rest on energy figures, so they stay marked
+estimated where any repetition's energy was.
 """
 
 from __future__ import annotations
@@ -444,6 +445,8 @@ def _answer(input_name: str, configs: pd.DataFrame, target: Target, commands: di
         interpolated += _interpolate(ladder, target, objective, commands)
     interpolated.sort(key=lambda c: -c.value if objective.higher_is_better else c.value)
     if best is not None:
+        # An in-between setting is worth measuring only if it would beat the recommendation.
+        interpolated = [c for c in interpolated if _more_pct(c.value, best.value, objective) < 0]
         for candidate in interpolated:
             candidate.costs_more_pct = _more_pct(candidate.value, best.value, objective)
         if any(c.repetitions < 2 for c in [best, *others]):

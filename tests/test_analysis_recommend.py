@@ -106,15 +106,13 @@ def test_mean_above_but_lower_bound_below_does_not_meet(tmp_path: Path) -> None:
 def test_interpolates_between_the_bracketing_rungs_and_says_so(results: Path) -> None:
     answer = recommend(results, Target(vmaf=93)).answers[0]
     # x264: bound 110 − 0.6·crf = 93 at crf 28.33; crf 28 (bound 93.2) is the setting that still meets it.
-    # x265: 111.5 − 0.6·crf = 93 at 30.83; crf 30 (93.5), dearer than the measured x264 crf 26.
-    x264 = next(c for c in answer.interpolated if c.encoder == "libx264")
+    # x265's in-between setting (crf 30) costs more than the recommendation: not worth proposing.
+    (x264,) = answer.interpolated
     assert (x264.rate_value, x264.interpolated, x264.between, x264.repetitions) == (28, True, ("crf 26", "crf 32"), 0)
     assert x264.vmaf_bound == pytest.approx(93.2)
     assert x264.value == pytest.approx(jpf("libx264", 28), rel=1e-3)
     assert x264.costs_more_pct == pytest.approx((math.exp(-0.1) - 1) * 100, rel=1e-2)
-    assert x264.bitrate_kbps == pytest.approx(4000.0 * 2 ** (-8 / 6), rel=1e-3)
-    x265 = next(c for c in answer.interpolated if c.encoder == "libx265")
-    assert x265.rate_value == 30 and x265.energy_estimated
+    assert x264.bitrate_kbps == pytest.approx(kbps("libx264", 28), rel=1e-3)
     # The command is the measured one, rate changed, measurement flags and paths replaced.
     assert x264.command == ("ffmpeg -threads 2 -i INPUT -map 0:v:0 -c:v libx264 -preset veryfast -crf 28 "
                             "-threads 2 -x264-params aq-mode=2 -an -f matroska OUTPUT.mkv")
@@ -122,7 +120,12 @@ def test_interpolates_between_the_bracketing_rungs_and_says_so(results: Path) ->
     assert answer.recommendation.command == x264.command.replace("-crf 28", "-crf 26")
     text = recommend(results, Target(vmaf=93)).markdown()
     assert "**not measured**" in text and "between crf 26 and crf 32" in text
-    assert f"{jpf('libx265', 30):.3g}*" in text  # estimated, interpolated or not
+    assert f"{jpf('libx265', 26):.3g}*" in text  # a runner-up's estimated energy, marked
+    # Least bits: x265 (0.7× the bits) wins at crf 26; 111.5 − 0.6·crf = 93 at 30.83, so crf 30 (93.5).
+    (x265,) = recommend(results, Target(vmaf=93, minimize="bitrate")).answers[0].interpolated
+    assert (x265.config, x265.energy_estimated) == ("libx265 medium crf 30 1280x720", True)
+    assert x265.value == pytest.approx(kbps("libx265", 30), rel=1e-3)
+    assert x265.joules_per_frame == pytest.approx(jpf("libx265", 30), rel=1e-3)
 
 
 def test_never_beyond_the_measured_range_and_the_nearest_misses(results: Path) -> None:
