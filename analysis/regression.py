@@ -283,15 +283,15 @@ def compare_runs(results_dir: Path, baseline: str, candidate: str, *, campaign: 
     joined = _pairs(base, cand)
     node_base = joined["node_base"] if "node_base" in joined.columns else joined["node"]
 
-    configs = [
-        ConfigChange(config=config_label(row, with_input=True), config_id=str(row["config_id"]),
-                     node_baseline=str(nb), node_candidate=str(row["node"]), n_baseline=int(row["n_base"]),
-                     n_candidate=int(row["n"]),
-                     metrics=[_metric_change(row, pd.Series({k[:-5]: v for k, v in row.items()
-                                                              if k.endswith("_base")}), metric, alpha)
-                              for metric in WORSE_WHEN if metric in joined.columns])
-        for (_, row), nb in zip(joined.iterrows(), node_base)
-    ]
+    configs = []
+    for (_, row), nb in zip(joined.iterrows(), node_base):
+        base_row = pd.Series({k[:-5]: v for k, v in row.items() if k.endswith("_base")})
+        # A figure neither run measured (no quality pass, no energy reading) is left out, not undecided.
+        metrics = [_metric_change(row, base_row, metric, alpha) for metric in WORSE_WHEN
+                   if not (is_missing(row.get(metric)) and is_missing(base_row.get(metric)))]
+        configs.append(ConfigChange(config=config_label(row, with_input=True), config_id=str(row["config_id"]),
+                                    node_baseline=str(nb), node_candidate=str(row["node"]),
+                                    n_baseline=int(row["n_base"]), n_candidate=int(row["n"]), metrics=metrics))
     paired = set(joined["config_id"])
     changes, notes = _node_changes({(c.node_baseline, c.node_candidate) for c in configs},
                                    base_summary, cand_summary)

@@ -128,3 +128,17 @@ def test_markdown_names_the_regressions_over_the_threshold(tmp_path: Path, thres
         assert "significant regression(s) over 5 %" in text and "libx265 medium crf 22" in text
     else:
         assert "no significant regression over 50 %" in text
+
+
+def test_a_figure_neither_run_measured_is_left_out(tmp_path: Path) -> None:
+    from analysis.synthetic import synthetic_rows
+    from ffwatt.results import write_job_row
+
+    for run_id, seed in (("before", 1), ("after", 2)):  # campaigns run with `quality: []`
+        for row in synthetic_rows(campaign="reg", run_id=run_id, repetitions=3, seed=seed):
+            write_job_row(tmp_path, row.model_copy(update={"vmaf": None, "psnr": None, "ssim": None}))
+    comparison = compare_runs(tmp_path, "before", "after")
+    assert {m.metric for c in comparison.configs for m in c.metrics} == {"joules_per_frame", "encode_fps",
+                                                                       "bitrate_kbps"}
+    assert comparison.undecided() == []
+    assert "no _run.json" in comparison.markdown()  # and says the node facts are unknown
