@@ -4,50 +4,68 @@ Reads results through :mod:`ffwatt.results` and never imports Prefect, flows or 
 
     load_results / resolve_run        one run, several, or the whole tree (+ node facts)
     job_efficiency / config_efficiency   J/frame, px/J, QoE/J, watts... per job and configuration
-    repetition_stats / compare        mean, std, 95 % t-interval; "different" only without overlap
+    repetition_stats / compare        mean, std, 95 % t-interval; different by Welch's t-test
     pareto_front                      non-dominated configurations (2-D or 3-D)
     bd_rate / bd_quality / bd_energy  Bjøntegaard deltas, cubic (VCEG-M33) or PCHIP (VCEG-AL22)
     fit_power_model                   watts and joules from job parameters, refuses to extrapolate
     window_means                      time-series samples (e.g. power) averaged per job window
+    recommend                         the configuration meeting a target for the least energy/cost/...
+    compare_runs / previous_run       run against run per configuration, with node changes
+    campaign_history                  a campaign's configurations over its runs
     write_report                      one self-contained HTML report
+
+Names are imported on first use, so ``import analysis.recommend`` (``ffwatt recommend``)
+doesn't pay for matplotlib and the report.
 """
 
 from __future__ import annotations
 
-from analysis.bd import bd_energy, bd_quality, bd_rate, bd_table
-from analysis.efficiency import config_efficiency, job_efficiency
-from analysis.errors import AnalysisError, ExtrapolationError, NotComputable
-from analysis.load import load_results, node_metadata, resolve_run, run_summary
-from analysis.pareto import pareto_front, pareto_mask
-from analysis.power import CVScore, PowerModel, fit_power_model
-from analysis.report import write_report
-from analysis.samples import window_means
-from analysis.stats import Comparison, compare, mean_ci, repetition_stats, t_critical
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from analysis.bd import bd_energy, bd_quality, bd_rate, bd_table
+    from analysis.efficiency import config_efficiency, job_efficiency
+    from analysis.errors import AnalysisError, ExtrapolationError, NotComputable
+    from analysis.load import load_results, node_metadata, resolve_run, run_summary
+    from analysis.pareto import pareto_front, pareto_mask
+    from analysis.power import CVScore, PowerModel, fit_power_model
+    from analysis.recommend import Recommendation, Scope, Target, recommend
+    from analysis.regression import RunComparison, campaign_history, compare_runs, previous_run
+    from analysis.report import write_report
+    from analysis.samples import window_means
+    from analysis.stats import Comparison, compare, mean_ci, repetition_stats, t_critical, welch
+
+# Where each public name lives, imported on first use (tests/test_analysis_report.py checks it
+# against __all__).
+_SURFACE: dict[str, tuple[str, ...]] = {
+    "analysis.bd": ("bd_energy", "bd_quality", "bd_rate", "bd_table"),
+    "analysis.efficiency": ("config_efficiency", "job_efficiency"),
+    "analysis.errors": ("AnalysisError", "ExtrapolationError", "NotComputable"),
+    "analysis.load": ("load_results", "node_metadata", "resolve_run", "run_summary"),
+    "analysis.pareto": ("pareto_front", "pareto_mask"),
+    "analysis.power": ("CVScore", "PowerModel", "fit_power_model"),
+    "analysis.recommend": ("Recommendation", "Scope", "Target", "recommend"),
+    "analysis.regression": ("RunComparison", "campaign_history", "compare_runs", "previous_run"),
+    "analysis.report": ("write_report",),
+    "analysis.samples": ("window_means",),
+    "analysis.stats": ("Comparison", "compare", "mean_ci", "repetition_stats", "t_critical", "welch"),
+}
+_WHERE = {name: module for module, names in _SURFACE.items() for name in names}
 
 __all__ = [
-    "AnalysisError",
-    "CVScore",
-    "Comparison",
-    "ExtrapolationError",
-    "NotComputable",
-    "PowerModel",
-    "bd_energy",
-    "bd_quality",
-    "bd_rate",
-    "bd_table",
-    "compare",
-    "config_efficiency",
-    "fit_power_model",
-    "job_efficiency",
-    "load_results",
-    "mean_ci",
-    "node_metadata",
-    "pareto_front",
-    "pareto_mask",
-    "repetition_stats",
-    "resolve_run",
-    "run_summary",
-    "t_critical",
-    "window_means",
-    "write_report",
+    "AnalysisError", "CVScore", "Comparison", "ExtrapolationError", "NotComputable", "PowerModel",
+    "Recommendation", "RunComparison", "Scope", "Target", "bd_energy", "bd_quality", "bd_rate", "bd_table",
+    "campaign_history", "compare", "compare_runs", "config_efficiency", "fit_power_model", "job_efficiency",
+    "load_results", "mean_ci", "node_metadata", "pareto_front", "pareto_mask", "previous_run", "recommend",
+    "repetition_stats", "resolve_run", "run_summary", "t_critical", "welch", "window_means", "write_report",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value

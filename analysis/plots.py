@@ -23,6 +23,7 @@ from ffwatt.schema import config_label
 __all__ = [
     "efficiency_bars",
     "figure_png",
+    "history_plot",
     "pareto_plot",
     "png_base64",
     "power_fit_plot",
@@ -123,4 +124,27 @@ def power_fit_plot(measured: pd.Series, predicted: pd.Series, *, title: str, uni
     ax.set_xlabel(f"measured ({unit})")
     ax.set_ylabel(f"predicted ({unit})")
     ax.set_title(title)
+    return fig
+
+
+def history_plot(history: pd.DataFrame, metric: str, *, title: str, unit: str) -> Figure:
+    """``metric`` of each configuration (× node) over its runs' start times, with 95 % CI whiskers;
+    configurations with estimated energy are drawn dashed and labelled so."""
+    fig, ax = _new(9, 5)
+    data = history.dropna(subset=[metric, "started_at"])
+    for (config, node), group in data.groupby(["config", "node"], sort=True):
+        g = group.sort_values("started_at")
+        low, high = g.get(f"{metric}_ci_low"), g.get(f"{metric}_ci_high")
+        err = None
+        if low is not None and high is not None:
+            err = np.vstack([(g[metric] - low).clip(lower=0).fillna(0), (high - g[metric]).clip(lower=0).fillna(0)])
+        estimated = bool(g.get("energy_estimated", pd.Series(False, index=g.index)).any())
+        label = f"{config} on {node}" + (" (estimated)" if estimated else "")
+        ax.errorbar(g["started_at"].dt.tz_convert(None), g[metric], yerr=err, marker="o", capsize=3,
+                    linestyle="--" if estimated else "-", label=label)
+    ax.set_ylabel(f"{metric} ({unit})")
+    ax.set_xlabel("run start (UTC)")
+    ax.set_title(title)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.autofmt_xdate()
     return fig

@@ -19,9 +19,9 @@ from analysis.efficiency import config_efficiency, job_efficiency
 from analysis.errors import NotComputable
 from analysis.load import load_results, resolve_run, run_summary
 from analysis.pareto import Direction, pareto_front
-from analysis.plots import efficiency_bars, pareto_plot, png_base64, power_fit_plot, rate_quality_plot
+from analysis.plots import efficiency_bars, history_plot, pareto_plot, png_base64, power_fit_plot, rate_quality_plot
 from analysis.power import fit_power_model
-from analysis.stats import compare
+from analysis.regression import METRIC_NAMES, NODE_FACTS, RunComparison, campaign_history, compare_runs
 from ffwatt.errors import ResultsError
 from ffwatt.results import RunSummary
 from ffwatt.schema import CURVE_COLUMNS, config_label
@@ -207,32 +207,48 @@ def _power_section(jobs: pd.DataFrame) -> str:
     return "".join(parts)
 
 
-def _compare_section(configs: pd.DataFrame, other: pd.DataFrame, other_run: str) -> str:
-    merged = configs.merge(other, on="config_id", suffixes=("", "_b"))
-    if merged.empty:
-        return f"<p>No configuration in common with run {html.escape(other_run)}.</p>"
+def _compare_section(comparison: RunComparison) -> str:
+    """The per-configuration changes of :func:`analysis.regression.compare_runs`, and the node changes."""
+    if not comparison.configs:
+        return "<p>" + html.escape(" ".join(comparison.notes)) + "</p>"
     rows = []
-    for _, row in merged.iterrows():
-        b = {k[:-2]: v for k, v in row.items() if k.endswith("_b")}
-        out = {"config": config_label(row),
-               "estimated": bool(row.get("energy_estimated")) or bool(b.get("energy_estimated"))}
-        for metric in ("joules_per_frame", "vmaf", "encode_fps"):
-            if metric in configs.columns:
-                result = compare(row, b, metric)
-                out[metric] = row.get(metric)
-                out[f"{metric}_b"] = b.get(metric)
-                out[f"{metric}_verdict"] = result.verdict
-        rows.append(out)
+    for change in comparison.configs:
+        row: dict[str, Any] = {"config": change.config, "node": change.node,
+                               "reps": f"{change.n_baseline}→{change.n_candidate}"}
+        for figure in change.metrics:
+            row[figure.metric] = figure.cell()
+            row[f"{figure.metric}_p"] = figure.p_value
+        rows.append(row)
     table = pd.DataFrame(rows)
-    columns = {"config": "configuration"}
-    for metric in ("joules_per_frame", "vmaf", "encode_fps"):
+    columns = {"config": "configuration", "node": "node", "reps": "reps"}
+    for metric, name in METRIC_NAMES.items():
         if metric in table.columns:
-            columns.update({metric: f"{metric} (this)", f"{metric}_b": f"{metric} ({other_run[:8]})",
-                            f"{metric}_verdict": "this run vs other"})
-    return (_table(table, columns, left=("config", *(c for c in columns if c.endswith("_verdict"))),
-                   star={"joules_per_frame": "estimated", "joules_per_frame_b": "estimated"})
-            + "<p class='note'>Different only when the 95 % intervals don't overlap; "
-              "“a lower” = this run is lower.</p>")
+            columns.update({metric: f"{name} change [95 % CI]", f"{metric}_p": "p"})
+    parts = [f"<p><b>{html.escape(comparison.headline())}</b></p>",
+             _table(table, columns, left=("config", "node", *METRIC_NAMES)),
+             f"<p class='note'>Change of this run against {html.escape(comparison.baseline.run_id)}, relative to "
+             f"it; “worse”/“better” where {html.escape(comparison.test)} finds p &lt; {comparison.alpha:g}; "
+             "“can't tell” with a single repetition on a side. * = estimated energy.</p>"]
+    if comparison.node_changes:
+        facts = pd.DataFrame([f.model_dump() for f in comparison.node_changes])
+        parts.append("<h3>What changed on the nodes</h3>" + _table(
+            facts, {"node_baseline": "node (other run)", "node_candidate": "node (this run)", "fact": "fact",
+                    "baseline": "other run", "candidate": "this run"},
+            left=("node_baseline", "node_candidate", "fact", "baseline", "candidate")))
+    else:
+        parts.append("<p class='note'>No recorded node fact differs (" + ", ".join(NODE_FACTS) + ").</p>")
+    parts += [f"<p class='note'>{html.escape(note)}</p>" for note in comparison.notes]
+    return "".join(parts)
+
+
+def _history_section(history: pd.DataFrame) -> str:
+    runs = history["run_id"].nunique() if not history.empty else 0
+    if runs < 2 or "joules_per_frame" not in history.columns:
+        return f"<p>{runs} run(s) of this campaign with energy figures: a history needs two.</p>"
+    return (_img(history_plot(history, "joules_per_frame", title="Energy per frame over the campaign's runs",
+                              unit="J/frame"), "history")
+            + f"<p class='note'>{runs} runs; each point is a run's mean over its repetitions, whiskers its 95 % "
+              "interval; dashed = estimated energy.</p>")
 
 
 def _estimated_section(jobs: pd.DataFrame, configs: pd.DataFrame) -> str:
@@ -278,9 +294,9 @@ def write_report(results_dir: Path, run_id: str, compare_run_id: str | None = No
                      _bd_section(ok_configs) if not ok_configs.empty else "<p>No ok jobs.</p>"),
             _section("Power model", _power_section(jobs))]
     if compare_run_id:
-        other_campaign, other_run = resolve_run(results_dir, compare_run_id, None)
-        other = config_efficiency(load_results(results_dir, campaign=other_campaign, run_id=other_run))
-        body.append(_section(f"Compared with run {other_run}", _compare_section(configs, other, other_run)))
+        comparison = compare_runs(results_dir, compare_run_id, run_id)
+        body.append(_section(f"Compared with run {comparison.baseline.run_id}", _compare_section(comparison)))
+    body.append(_section(f"History of campaign {campaign}", _history_section(campaign_history(results_dir, campaign))))
     text = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>ffwatt {html.escape(run_id)}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")
     # Under "_reports": pyarrow's dataset discovery skips "_" names, so the HTML never

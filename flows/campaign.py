@@ -1,4 +1,5 @@
-"""The campaign flow: generate-video -> idle-baseline -> transcode -> account-energy -> quality -> summarize.
+"""The campaign flow: generate-video -> idle-baseline -> transcode -> account-energy -> quality -> summarize
+-> publish (the outcome as the campaign's markdown artifact in the Prefect UI).
 
 On one machine (``dispatch="local"``) the jobs run here, one at a time: energy is
 measured on the whole machine, so a second encode running alongside would be
@@ -42,6 +43,7 @@ from ffwatt.settings import Settings, load_settings
 from ffwatt.validation import preflight
 from flows.job import prepare_references, run_job
 from tasks import idle_baseline, record_job, summarize_run
+from tasks.publish import publish_outcome
 from tasks.summarize import start_run, summarize
 
 __all__ = ["campaign_flow"]
@@ -90,7 +92,8 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
         sweep_scratch(settings.home, own=True)
         prune_progress_records(settings.progress_dir)
 
-    summary = summarize_run(rows, campaign.name, run_id, started_at, len(all_jobs), nodes, idle_baselines)
+    summary = publish_outcome(summarize_run(rows, campaign.name, run_id, started_at, len(all_jobs), nodes,
+                                            idle_baselines))
     if summary.failed:
         reasons = "; ".join(f"{count} x {reason}" for reason, count in summary.failures.items())
         return Failed(message=f"{summary.failed} of {summary.jobs} jobs failed: {reasons}", data=summary)

@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from analysis.efficiency import config_efficiency, job_efficiency
 from analysis.pareto import pareto_front, pareto_mask
 from analysis.samples import window_means
-from analysis.stats import compare, mean_ci, repetition_stats, t_critical
+from analysis.stats import compare, mean_ci, repetition_stats, t_critical, welch
 
 BASE = dict(input_name="clip", encoder="libx264", preset="medium", rate_control="crf", crf=23, qp=None,
             target_bitrate_kbps=None, output_width=100, output_height=100, input_fps=25.0, node="n1")
@@ -103,15 +104,36 @@ def _stats(groups: dict[str, list[float]]) -> pd.DataFrame:
     return repetition_stats(frame, ["x"], keys=["config_id"]).set_index("config_id")
 
 
-def test_compare_says_different_only_without_overlap() -> None:
-    stats = _stats({"a": [1.0, 1.1, 0.9], "b": [5.0, 5.1, 4.9], "c": [1.0, 3.0, 2.0], "d": [7.0]})
+def test_compare_is_welchs_test() -> None:
+    groups = {"a": [1.0, 1.1, 0.9], "b": [5.0, 5.1, 4.9], "c": [1.0, 3.0, 2.0], "d": [7.0],
+              "e": [1.0, 1.2, 1.1, 0.95, 1.05], "f": [1.3, 1.25, 1.4, 1.2]}
+    stats = _stats(groups)
     result = compare(stats.loc["a"], stats.loc["b"], "x")
     assert result.different and result.verdict == "a lower"
     assert compare(stats.loc["b"], stats.loc["a"], "x").verdict == "a higher"
     overlapping = compare(stats.loc["a"], stats.loc["c"], "x")
     assert not overlapping.different and overlapping.verdict == "not different"
     single = compare(stats.loc["b"], stats.loc["d"], "x")
-    assert not single.different and "fewer than 2" in single.verdict
+    assert not single.different and single.test is None and single.verdict.startswith("cannot decide")
+    # Against scipy's own Welch test on the raw values (an independent implementation).
+    for x, y in (("e", "f"), ("a", "c"), ("b", "e")):
+        reference = scipy_stats.ttest_ind(groups[x], groups[y], equal_var=False)
+        mine = compare(stats.loc[x], stats.loc[y], "x")
+        assert mine.test is not None
+        assert mine.test.p_value == pytest.approx(reference.pvalue, rel=1e-9)
+        assert mine.test.t == pytest.approx(reference.statistic, rel=1e-9)
+        low, high = reference.confidence_interval(0.95)
+        assert mine.test.ci == pytest.approx((low, high), rel=1e-9)
+    # Intervals that overlap while the difference is significant: Welch says different.
+    e, f = compare(stats.loc["e"], stats.loc["f"], "x"), stats.loc["f"]
+    assert e.a_ci[1] > f["x_ci_low"] and e.different and e.verdict == "a lower"
+    assert e.change_pct == pytest.approx((1.06 - 1.2875) / 1.2875 * 100)
+
+
+def test_welch_without_spread_is_certain() -> None:
+    assert welch(10.0, 0.0, 3, 10.0, 0.0, 3).p_value == 1.0  # type: ignore[union-attr]
+    assert welch(10.0, 0.0, 3, 11.0, 0.0, 3).p_value == 0.0  # type: ignore[union-attr]
+    assert welch(10.0, 1.0, 1, 11.0, 1.0, 3) is None
 
 
 def test_pareto_2d_exact_front() -> None:

@@ -124,6 +124,7 @@ def test_notebook_is_what_the_generator_writes() -> None:
 
 
 def test_public_surface_and_no_prefect() -> None:
+    assert sorted(analysis._WHERE) == sorted(analysis.__all__)
     for name in analysis.__all__:
         assert hasattr(analysis, name), name
     code = ("import sys, analysis, analysis.report, analysis.synthetic; "

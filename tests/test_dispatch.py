@@ -56,3 +56,14 @@ def test_prefect_yaml_runs_the_demo_campaign_on_the_pools():
     assert quick["parameters"]["dispatch"] == "pools"
     assert parse_campaign(quick["parameters"]["campaign"]) == load_campaign(REPO / "deployments/campaigns/quick.yaml")
     assert {d["work_pool"]["name"] for d in deployments.values()} >= {"ffwatt-master", "ffwatt-cpu", "ffwatt-nvidia"}
+
+
+def test_prefect_yaml_runs_the_regression_campaign_nightly_with_its_schedule_off():
+    deployments = {d["name"]: d for d in yaml.safe_load((REPO / "deployments/prefect.yaml").read_text())
+                   ["deployments"]}
+    nightly = deployments["nightly"]
+    assert nightly["entrypoint"] == "flows/regression.py:regression_flow"
+    assert [s["active"] for s in nightly["schedules"]] == [False]
+    assert parse_campaign(nightly["parameters"]["campaign"]) == load_campaign(
+        REPO / "deployments/campaigns/regression.yaml")
+    assert load_campaign(REPO / "deployments/campaigns/regression.yaml").repetitions >= 3  # Welch needs spread

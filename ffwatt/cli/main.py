@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ffwatt.cli import agent, campaign, demo, exporter, report, results, stack
+from ffwatt.cli import agent, campaign, compare, demo, exporter, recommend, report, results, stack
 from ffwatt.cli._output import err_console
 from ffwatt.errors import FfwattError
 
@@ -23,6 +23,8 @@ app.add_typer(exporter.app, name="exporter")
 app.add_typer(agent.app, name="agent")
 app.add_typer(stack.app, name="stack")
 app.command(name="report")(report.report)
+app.command(name="recommend")(recommend.recommend)
+app.command(name="compare")(compare.compare)
 app.command(name="demo")(demo.demo)
 
 

@@ -35,6 +35,7 @@ from ffwatt.hardware.progress import Progress, ProgressParser
 from ffwatt.settings import Settings
 
 __all__ = [
+    "RUNNER_ARGS",
     "EncoderCheck",
     "FFmpegBuild",
     "FFmpegRun",
@@ -48,6 +49,10 @@ __all__ = [
 ]
 
 _STDERR_TAIL_LINES = 15
+# What the runner puts before a step's own arguments: quiet, non-interactive, progress on stdout.
+# A recorded command without them is the command a user would type (``ffwatt recommend`` prints it).
+RUNNER_ARGS: tuple[str, ...] = ("-hide_banner", "-nostdin", "-y", "-nostats", "-stats_period", "0.5",
+                                "-progress", "pipe:1")
 
 
 class FFmpegBuild(BaseModel):
@@ -250,8 +255,7 @@ def run_ffmpeg(
     FFmpeg runs in a process group of its own, and the deadline (or an interrupt) kills the
     whole group: an ``FFWATT_FFMPEG`` wrapper that doesn't ``exec`` can't leave the real encoder
     running, and nothing the job started outlives it."""
-    command = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-nostats", "-stats_period", "0.5",
-               "-progress", "pipe:1", *args]
+    command = [ffmpeg, *RUNNER_ARGS, *args]
     parser = ProgressParser()
     last: Progress | None = None
     with tempfile.TemporaryFile(mode="w+", errors="replace") as stderr_file:

@@ -1,0 +1,44 @@
+"""``ffwatt compare RUN_A RUN_B``: what changed per configuration between two runs, whether it is
+significant, and what changed on the nodes; ``--fail-on-regression`` for CI."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ffwatt.cli._output import console, err_console, exit_with
+from ffwatt.settings import load_settings
+
+__all__ = ["compare"]
+
+
+def compare(
+    baseline: Annotated[str, typer.Argument(help="The run to compare against (id, or 'latest').")],
+    candidate: Annotated[str, typer.Argument(help="The run compared (id, or 'latest').")] = "latest",
+    campaign: Annotated[str | None, typer.Option(help="Campaign of the runs, where an id is ambiguous.")] = None,
+    fail_on_regression: Annotated[float | None, typer.Option(
+        help="Exit 1 when a change for the worse is significant and larger than this percentage.", min=0)] = None,
+    metric: Annotated[list[str] | None, typer.Option(
+        help="Metrics --fail-on-regression looks at (repeat it); default all: joules_per_frame, encode_fps, "
+             "vmaf, bitrate_kbps.")] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level of Welch's t-test.", min=0.0001, max=0.5)]
+    = 0.05,
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+) -> None:
+    """Compare run CANDIDATE against run BASELINE, configuration by configuration (Welch's t-test)."""
+    from rich.markdown import Markdown
+
+    from analysis.regression import WORSE_WHEN, compare_runs
+
+    unknown = sorted(set(metric or ()) - set(WORSE_WHEN))
+    if unknown:
+        exit_with(f"--metric {', '.join(unknown)}: choose among {', '.join(WORSE_WHEN)}")
+    result = compare_runs(load_settings().results_dir, baseline, candidate, campaign=campaign, alpha=alpha)
+    if output == "json":
+        print(result.model_dump_json(indent=2))
+    else:
+        console.print(Markdown(result.markdown(fail_on_regression)))
+    if fail_on_regression is not None and result.regressions(fail_on_regression, metric or None):
+        err_console.print(f"[bold red]regression:[/] {result.headline(fail_on_regression)}", highlight=False)
+        raise typer.Exit(1)

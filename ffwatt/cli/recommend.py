@@ -1,0 +1,47 @@
+"""``ffwatt recommend``: the configuration that meets a target for the least energy, cost, CO2,
+time or bitrate, from measured runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ffwatt.cli._output import console, exit_with
+from ffwatt.settings import load_settings
+
+__all__ = ["recommend"]
+
+
+def recommend(
+    vmaf: Annotated[float, typer.Option(help="Quality target: VMAF at least this (the 95 % interval's lower "
+                                             "bound, with repetitions).", min=0, max=100)],
+    realtime: Annotated[bool, typer.Option("--realtime", help="At least the input's frame rate.")] = False,
+    min_fps: Annotated[float | None, typer.Option(help="At least this many frames per second.", min=0)] = None,
+    minimize: Annotated[str, typer.Option(help="energy, cost, co2, time or bitrate.")] = "energy",
+    node: Annotated[str | None, typer.Option(help="Only configurations measured on this node.")] = None,
+    pool: Annotated[str | None, typer.Option(help="Only encoders of this work pool (cpu, nvidia, ...).")] = None,
+    input_name: Annotated[str | None, typer.Option("--input", help="Only this input.")] = None,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign (its latest run, without --run).")]
+    = None,
+    run: Annotated[list[str] | None, typer.Option(
+        help="Runs to choose from (repeat it); default: the latest run of each campaign.")] = None,
+    runners_up: Annotated[int, typer.Option(help="How many alternatives to list.", min=0)] = 3,
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+) -> None:
+    """Recommend the measured configuration that meets a quality (and speed) target for the least of something."""
+    from rich.markdown import Markdown
+
+    from analysis.recommend import OBJECTIVES, Scope, Target, recommend
+
+    if minimize not in OBJECTIVES:
+        exit_with(f"--minimize {minimize}: choose one of {', '.join(OBJECTIVES)}")
+    if realtime and min_fps:
+        exit_with("--realtime and --min-fps both set: ask for one speed")
+    target = Target(vmaf=vmaf, min_fps=min_fps, realtime=realtime, minimize=minimize)
+    scope = Scope(runs=run or [], campaign=campaign, node=node, pool=pool, input_name=input_name)
+    answer = recommend(load_settings().results_dir, target, scope, runners_up=runners_up)
+    if output == "json":
+        print(answer.model_dump_json(indent=2))
+    else:
+        console.print(Markdown(answer.markdown()))
