@@ -55,7 +55,7 @@ def nightly(prefect_server: dict[str, str], tmp_path_factory: pytest.TempPathFac
     # A threshold no real run-to-run noise reaches: the comparison is published, nothing fails.
     second = _flow(env, "1000")
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    real_runs = [run_id for _, run_id, _ in list_runs(results, "nightly-e2e")]
+    real_runs = [run.run_id for run in list_runs(results, "nightly-e2e")]
     # The second run's rows, at half the bits (an encoder that got worse at the same CRF, seen from
     # the future), as a run that started just after it.
     summary = read_run_summary(results, "nightly-e2e", real_runs[1])
