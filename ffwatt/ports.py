@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["EXPORTER_PORTS", "PORTS", "Port"]
+__all__ = ["EXPORTER_PORTS", "PORTS", "Port", "conflicts"]
 
 
 @dataclass(frozen=True)
 class Port:
     number: int
     service: str
-    where: str  # master or node
+    where: str  # master, node, or compose (only in infra/compose)
     setting: str  # how to change it
 
 
@@ -28,8 +28,28 @@ PORTS: dict[str, Port] = {
     "exporter-cpu": Port(9510, "CPU energy exporter (RAPL or estimate)", "node", "ffwatt exporter cpu --listen"),
     "exporter-gpu": Port(9511, "GPU exporter (NVML)", "node", "ffwatt exporter gpu --listen"),
     "exporter-ffmpeg": Port(9506, "FFmpeg progress exporter", "node", "ffwatt exporter ffmpeg --listen"),
+    "node-exporter": Port(9100, "Prometheus node_exporter (CPU, frequency, temperatures, memory, disks)", "node",
+                          "FFWATT_NODE_EXPORTER_PORT"),
+    "metrics-store": Port(8428, "VictoriaMetrics: scrapes every target at 1 s, query API for Grafana", "master",
+                          "FFWATT_STORE_PORT"),
+    "vmalert": Port(8880, "vmalert: evaluates infra/alerts/ against the store", "master", "FFWATT_VMALERT_PORT"),
+    "alertmanager": Port(9093, "Alertmanager: groups alerts, sends them to the webhook", "master",
+                         "FFWATT_ALERTMANAGER_PORT"),
+    "grafana": Port(3000, "Grafana with infra/grafana/provisioning", "compose", "infra/compose/master.yaml"),
+    "postgres": Port(5432, "PostgreSQL behind the Prefect server", "compose", "infra/compose/master.yaml"),
 }
 
 EXPORTER_PORTS: dict[str, int] = {
     name.removeprefix("exporter-"): port.number for name, port in PORTS.items() if name.startswith("exporter-")
 }
+
+
+def conflicts(ports: dict[str, Port] = PORTS) -> list[tuple[str, str, int]]:
+    """Pairs of services given the same port number (the table's invariant: none)."""
+    seen: dict[int, str] = {}
+    found = []
+    for name, port in ports.items():
+        if port.number in seen:
+            found.append((seen[port.number], name, port.number))
+        seen.setdefault(port.number, name)
+    return found
