@@ -107,9 +107,9 @@ def env() -> None:
 
 @app.command()
 def discovery(listen: Annotated[str, typer.Option(help="HOST:PORT")] = ":9599") -> None:
-    """Serve every live node's exporter targets in Prometheus HTTP-SD JSON at /targets."""
+    """Serve live nodes' targets (/targets, HTTP-SD), the master's metrics (/metrics) and an alert sink (/alerts)."""
     from ffwatt.fleet.discovery import serve_discovery
 
     settings = load_settings()
     host, _, port = listen.rpartition(":")
-    serve_discovery(host or "0.0.0.0", int(port), settings.home / "stack" / "targets.json")
+    serve_discovery(host or "0.0.0.0", int(port), settings.home / "stack", settings.results_dir)
