@@ -18,6 +18,7 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from analysis.efficiency import config_efficiency
 from exporters._collector import NAMESPACE
 from ffwatt.results import list_runs, read_results
 from ffwatt.schema import config_label, is_missing
@@ -57,8 +58,6 @@ class ResultsCollector:
         return tuple(sorted(latest.values()))
 
     def _load(self, runs: tuple[tuple[str, str, float], ...]) -> list[tuple[list[str], dict[str, float]]]:
-        from analysis.efficiency import config_efficiency
-
         rows = []
         for campaign, run_id, _ in runs:
             frame = read_results(self.results_dir, campaign=campaign, run_id=run_id)
