@@ -18,7 +18,6 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from analysis.efficiency import config_efficiency
 from exporters._collector import NAMESPACE
 from ffwatt.results import list_runs, read_results
 from ffwatt.schema import config_label, is_missing
@@ -58,6 +57,10 @@ class ResultsCollector:
         return tuple(sorted(latest.values()))
 
     def _load(self, runs: tuple[tuple[str, str, float], ...]) -> list[tuple[list[str], dict[str, float]]]:
+        # Here, not at the top: the analysis room (pandas, scipy, matplotlib) takes seconds to import, and
+        # the discovery service must answer /targets at once, before any campaign has written results.
+        from analysis.efficiency import config_efficiency
+
         rows = []
         for campaign, run_id, _ in runs:
             frame = read_results(self.results_dir, campaign=campaign, run_id=run_id)
