@@ -27,15 +27,18 @@ import yaml
 
 from ffwatt.errors import FfwattError
 from ffwatt.fleet.services import Service
+from ffwatt.ports import PORTS
 from ffwatt.settings import REPO, Settings
 
 __all__ = [
     "ALERT_RULES",
+    "COMPOSE_CONFIG",
     "MONITORING_SERVICES",
     "NODE_EXPORTER_COLLECTORS",
     "MonitoringError",
     "MonitoringStatus",
     "alertmanager_config",
+    "compose_configs",
     "monitoring_services",
     "monitoring_status",
     "node_exporter_service",
@@ -53,6 +56,7 @@ EVALUATION_INTERVAL = "5s"
 ALERT_RULES = REPO / "infra" / "alerts"
 NODE_EXPORTER_COLLECTORS = ("cpu", "cpufreq", "meminfo", "hwmon", "thermal_zone", "netdev", "diskstats", "pressure")
 MONITORING_SERVICES = ("metrics-store", "alertmanager", "vmalert")  # in start order
+COMPOSE_CONFIG = REPO / "infra" / "compose" / "config"
 
 
 class MonitoringError(FfwattError):
@@ -104,10 +108,26 @@ def alertmanager_config(webhook_url: str) -> dict[str, Any]:
     }
 
 
+def _yaml(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(data, sort_keys=False)
+
+
 def _write_yaml(path: Path, data: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path.write_text(_yaml(data))
     return path
+
+
+def compose_configs() -> dict[str, str]:
+    """What ``infra/compose/master.yaml`` mounts from ``infra/compose/config/``: the same configs as
+    ``ffwatt stack up`` writes, with the compose services' names for hosts and the table's ports."""
+    discovery = f"ffwatt-master:{PORTS['discovery'].number}"
+    nginx = (REPO / "infra" / "nginx" / "ffwatt-master.conf").read_text().format(
+        prefix="/var/cache/nginx/ffwatt", listen=PORTS["prefect-api-tls"].number, cert="/etc/ffwatt/tls/server.pem",
+        key="/etc/ffwatt/tls/server-key.pem", upstream=f"prefect-server:{PORTS['prefect-api'].number}")
+    return {"scrape.yml": _yaml(scrape_config(discovery, "master")),
+            "alertmanager.yml": _yaml(alertmanager_config(f"http://{discovery}/alerts")),
+            "nginx.conf": nginx}
 
 
 def _store_service(settings: Settings, directory: Path) -> Service:
@@ -194,3 +214,10 @@ def monitoring_status(settings: Settings, *, timeout_s: float = 5) -> Monitoring
     firing = [f"{a['labels'].get('alertname')} {a['labels'].get('node', '')}: "
               f"{a.get('annotations', {}).get('summary', '')}".strip() for a in alerts]
     return MonitoringStatus(url, len(active) - len(down), down, firing)
+
+
+if __name__ == "__main__":  # python -m ffwatt.fleet.monitoring: write infra/compose/config/
+    COMPOSE_CONFIG.mkdir(parents=True, exist_ok=True)
+    for name, text in compose_configs().items():
+        (COMPOSE_CONFIG / name).write_text(text)
+        print(COMPOSE_CONFIG.relative_to(REPO) / name)
