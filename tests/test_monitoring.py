@@ -146,7 +146,9 @@ def campaign(world: World) -> World:
                                "FFWATT_RESULTS_DIR": str(world.settings.results_dir),
                                "FFWATT_POWERCAP_ROOT": str(world.work / "powercap")})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert wait_for(lambda: world.store.query('ffwatt_results_jobs{campaign="monitored"}'), 30)
+    # In range queries too, as Grafana's time series panels ask: their last step lags an instant query's.
+    assert wait_for(lambda: world.store.query_range('ffwatt_results_jobs{campaign="monitored"}', world.started_at,
+                                                    time.time()), 30)
     world.campaign_done_at = time.time()
     return world
 
