@@ -1,7 +1,7 @@
 """``ffwatt agent start``: make this machine a worker node of a master.
 
 It probes the node, creates the work pools it can serve, starts the local
-exporters and one Prefect process worker per pool (each running one flow run at a
+exporters and node_exporter, and one Prefect process worker per pool (each running one flow run at a
 time; a node-wide lock in the batch flow keeps measured jobs one at a time even
 across pools), and publishes the node's record (pools, encoders, exporter
 targets) every few seconds so the master sees it live. It survives the master
@@ -18,6 +18,7 @@ import time
 
 from agent.probe import NodeProbe, probe_node
 from ffwatt.errors import ServiceError
+from ffwatt.fleet.monitoring import MonitoringError, node_exporter_service
 from ffwatt.fleet.nodes import NodeRecord, forget_node, publish_node
 from ffwatt.fleet.prefect_server import BIN, PREFECT_ENV
 from ffwatt.fleet.services import Service, service_status, start_service, stop_service
@@ -54,6 +55,13 @@ def run_agent(settings: Settings, *, master_env: dict[str, str], address: str,
                                                                 "--listen", f"{address}:{port}"], env,
                                            listen=(address, port)))
             exporters[kind] = f"{address}:{port}"
+        try:
+            node_exporter = node_exporter_service(address, settings.node_exporter_port)
+        except MonitoringError as exc:  # ffwatt's own readings don't need it: serve without
+            log.warning("%s; this node's CPU frequency and temperatures won't be in the store", exc)
+        else:
+            start_service(run_dir, node_exporter)
+            exporters["node"] = f"{address}:{settings.node_exporter_port}"
         for pool in probe.pools:
             start_service(run_dir, Service(_worker_name(pool), [
                 str(BIN / "prefect"), "worker", "start", "--pool", f"ffwatt-{pool}", "--type", "process",
@@ -77,6 +85,7 @@ def run_agent(settings: Settings, *, master_env: dict[str, str], address: str,
             stop_service(run_dir, _worker_name(pool))
         for kind in ports:
             stop_service(run_dir, f"exporter-{kind}")
+        stop_service(run_dir, "node-exporter")
         with contextlib.suppress(Exception):
             forget_node(settings.node)
 

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 from ffwatt.errors import SettingsError
 
-__all__ = ["EXPORTER_PORTS", "PORTS", "Port", "parse_listen"]
+__all__ = ["EXPORTER_PORTS", "PORTS", "Port", "conflicts", "parse_listen"]
 
 
 @dataclass(frozen=True)
 class Port:
     number: int
     service: str
-    where: str  # master or node
+    where: str  # master, node, or compose (only in infra/compose)
     setting: str  # how to change it
 
 
@@ -27,10 +27,20 @@ PORTS: dict[str, Port] = {
     "prefect-api": Port(4200, "Prefect server: API and UI", "master", "FFWATT_MASTER_PORT"),
     "prefect-api-tls": Port(4443, "TLS proxy in front of the Prefect API (nginx)", "master",
                             "FFWATT_MASTER_TLS_PORT"),
-    "discovery": Port(9599, "Scrape-target discovery (HTTP SD) and node list", "master", "FFWATT_DISCOVERY_PORT"),
+    "discovery": Port(9599, "Discovery (HTTP SD targets), node list, master /metrics, alert webhook", "master",
+                      "FFWATT_DISCOVERY_PORT"),
     "exporter-cpu": Port(9510, "CPU energy exporter (RAPL or estimate)", "node", "ffwatt exporter cpu --listen"),
     "exporter-gpu": Port(9511, "GPU exporter (NVML)", "node", "ffwatt exporter gpu --listen"),
     "exporter-ffmpeg": Port(9506, "FFmpeg progress exporter", "node", "ffwatt exporter ffmpeg --listen"),
+    "node-exporter": Port(9100, "Prometheus node_exporter (CPU, frequency, temperatures, memory, disks)", "node",
+                          "FFWATT_NODE_EXPORTER_PORT"),
+    "metrics-store": Port(8428, "VictoriaMetrics: scrapes every target at 1 s, query API for Grafana", "master",
+                          "FFWATT_STORE_PORT"),
+    "vmalert": Port(8880, "vmalert: evaluates infra/alerts/ against the store", "master", "FFWATT_VMALERT_PORT"),
+    "alertmanager": Port(9093, "Alertmanager: groups alerts, sends them to the webhook", "master",
+                         "FFWATT_ALERTMANAGER_PORT"),
+    "grafana": Port(3000, "Grafana with infra/grafana/provisioning", "compose", "infra/compose/master.yaml"),
+    "postgres": Port(5432, "PostgreSQL behind the Prefect server", "compose", "infra/compose/master.yaml"),
 }
 
 EXPORTER_PORTS: dict[str, int] = {
@@ -57,3 +67,14 @@ def parse_listen(listen: str, default_port: int) -> tuple[str, int]:
         raise SettingsError(f"--listen {listen!r}: unknown host {host!r} ({exc.strerror}); give an address "
                             "of this machine, e.g. 127.0.0.1") from exc
     return host, int(port_text)
+
+
+def conflicts(ports: dict[str, Port] = PORTS) -> list[tuple[str, str, int]]:
+    """Pairs of services given the same port number (the table's invariant: none)."""
+    seen: dict[int, str] = {}
+    found = []
+    for name, port in ports.items():
+        if port.number in seen:
+            found.append((seen[port.number], name, port.number))
+        seen.setdefault(port.number, name)
+    return found

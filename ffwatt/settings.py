@@ -64,6 +64,21 @@ class Settings(BaseSettings):
                                  description="Port of the TLS proxy in front of the API.")
     discovery_port: int = Field(default=PORTS["discovery"].number, ge=1, le=65535,
                                 description="Port of the scrape-target discovery endpoint.")
+    store_port: int = Field(default=PORTS["metrics-store"].number, ge=1, le=65535,
+                            description="Port of the metrics store (VictoriaMetrics) on the master.")
+    store_retention: str = Field(
+        default="30d", pattern=r"^[0-9]+[hdwy]?$",
+        description="How long the store keeps samples: a number with h, d, w or y (months without).")
+    vmalert_port: int = Field(default=PORTS["vmalert"].number, ge=1, le=65535,
+                              description="Port of vmalert (alert rule evaluation) on the master.")
+    alertmanager_port: int = Field(default=PORTS["alertmanager"].number, ge=1, le=65535,
+                                   description="Port of Alertmanager on the master.")
+    alert_webhook_url: str | None = Field(
+        default=None,
+        description="Where Alertmanager posts alerts; the master's discovery service (which logs them to "
+                    "FFWATT_HOME/stack/alerts.jsonl) when unset.")
+    node_exporter_port: int = Field(default=PORTS["node-exporter"].number, ge=1, le=65535,
+                                    description="Port of node_exporter on a worker node.")
     progress_log_interval_s: float = Field(
         default=2.0, gt=0, description="How often a running encode logs its progress."
     )

@@ -4,7 +4,7 @@ import time
 
 import yaml
 
-from ffwatt.fleet.nodes import NodeRecord, sd_targets
+from ffwatt.fleet.nodes import NodeRecord, node_pool, sd_targets
 from ffwatt.jobs import expand
 from ffwatt.settings import REPO
 from ffwatt.validation import load_campaign, parse_campaign
@@ -47,6 +47,12 @@ def test_sd_targets_list_live_nodes_only():
     groups = sd_targets([node("a", ["cpu"], ["libx264"]), node("gone", ["cpu"], [], age_s=60)])
     assert {(g["labels"]["node"], g["labels"]["exporter"]) for g in groups} == {("a", "cpu"), ("a", "ffmpeg")}
     assert groups[0]["targets"] == ["a:9510"]
+    assert groups[0]["labels"] == {"node": "a", "exporter": "cpu", "pool": "cpu"}
+
+
+def test_a_node_has_one_pool_label_whatever_it_serves():
+    assert node_pool(["cpu", "nvidia"]) == "nvidia" and node_pool(["nvidia", "cpu"]) == "nvidia"
+    assert node_pool(["cpu"]) == "cpu" and node_pool(["vaapi", "qsv"]) == "qsv" and node_pool([]) == "none"
 
 
 def test_prefect_yaml_runs_the_demo_campaign_on_the_pools():

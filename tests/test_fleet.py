@@ -88,7 +88,7 @@ def test_exporter_targets_of_live_nodes_are_discoverable(cluster: Fleet):
     groups = json.loads(done.stdout)
     targets = {(g["labels"]["node"], g["labels"]["exporter"]): g["targets"][0] for g in groups}
     assert targets[("w1", "cpu")] == "10.203.0.2:9510" and targets[("w2", "ffmpeg")] == "10.203.0.3:9506"
-    assert all(g["labels"]["pools"] == "cpu" for g in groups)
+    assert all(g["labels"]["pool"] == "cpu" for g in groups)
     scraped = cluster.master.run("curl", "-sf", "http://10.203.0.3:9510/metrics")
     assert "ffwatt_exporter_info" in scraped.stdout
 

@@ -12,7 +12,8 @@ from rich.table import Table
 from ffwatt.cli._output import console
 from ffwatt.settings import load_settings
 
-app = typer.Typer(help="The master: Prefect server, campaign worker, target discovery, TLS proxy.",
+app = typer.Typer(help="The master: Prefect server, campaign worker, target discovery, metrics store and "
+                       "alerting, TLS proxy.",
                   no_args_is_help=True)
 
 
@@ -68,6 +69,8 @@ def status() -> None:
     settings = load_settings()
     statuses = stack_status(settings)
     _print_status(statuses)
+    if any(s.name == "metrics-store" and s.running for s in statuses):
+        _print_monitoring(settings)
     if not statuses[0].running:
         return
     _use_stack_api(settings)
@@ -80,6 +83,22 @@ def status() -> None:
         table.add_row(record.node, state, ",".join(record.pools), f"{now - record.heartbeat_at:.0f} s ago",
                       " ".join(f"{k}={v}" for k, v in sorted(record.exporters.items())))
     console.print(table)
+
+
+def _print_monitoring(settings) -> None:  # type: ignore[no-untyped-def]
+    from ffwatt.fleet.monitoring import monitoring_status
+
+    found = monitoring_status(settings)
+    if found.error:
+        console.print(f"metrics store {found.store_url}: [red]not answering[/] ({found.error})")
+        return
+    console.print(f"metrics store {found.store_url}: {found.targets_up} targets up, "
+                  f"{len(found.targets_down)} down", highlight=False)
+    for line in found.targets_down:
+        console.print(f"  [red]down[/] {line}", highlight=False)
+    console.print(f"firing alerts: {len(found.firing) or 'none'}", highlight=False)
+    for line in found.firing:
+        console.print(f"  [red]firing[/] {line}", highlight=False)
 
 
 def _use_stack_api(settings) -> None:  # type: ignore[no-untyped-def]
@@ -107,10 +126,10 @@ def env() -> None:
 
 @app.command()
 def discovery(listen: Annotated[str, typer.Option(help="HOST:PORT")] = ":9599") -> None:
-    """Serve every live node's exporter targets in Prometheus HTTP-SD JSON at /targets."""
+    """Serve live nodes' targets (/targets, HTTP-SD), the master's metrics (/metrics) and an alert sink (/alerts)."""
     from ffwatt.fleet.discovery import serve_discovery
     from ffwatt.ports import PORTS, parse_listen
 
     settings = load_settings()
     host, port = parse_listen(listen, PORTS["discovery"].number)
-    serve_discovery(host, port, settings.home / "stack" / "targets.json")
+    serve_discovery(host, port, settings.home / "stack", settings.results_dir)

@@ -26,6 +26,7 @@ from prefect.states import Cancelled, Crashed
 
 from ffwatt.errors import ApiUnavailable
 from ffwatt.fleet.protocol import (
+    BATCH_VARIABLE_PREFIX,
     FACTS_ARTIFACT_PREFIX,
     BatchParameters,
     BatchState,
@@ -113,7 +114,7 @@ class PrefectFleetAPI:
                     poll.rows.append(decode_row(record))
         if open_batches:
             names = {batch_variable(str(flow_run_id)): flow_run_id for flow_run_id in open_batches}
-            for variable in read_variables_like(self._client, "ffwatt_batch_%"):
+            for variable in read_variables_like(self._client, BATCH_VARIABLE_PREFIX + "%"):
                 if variable["name"] in names:
                     poll.beats[names[variable["name"]]] = variable["value"]
         return poll

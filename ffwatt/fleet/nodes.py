@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 
-__all__ = ["NODE_TIMEOUT_S", "NodeRecord", "forget_node", "list_nodes", "publish_node", "sd_targets"]
+from ffwatt.encoders import Pool
+
+__all__ = ["NODE_TIMEOUT_S", "NodeRecord", "forget_node", "list_nodes", "node_pool", "publish_node", "sd_targets"]
 
 NODE_TIMEOUT_S = 20.0  # a node whose record is older than this is shown offline
 _PREFIX = "ffwatt_node_"
@@ -68,13 +70,28 @@ def list_nodes() -> list[NodeRecord]:
     return sorted(records, key=lambda r: r.node)
 
 
+def node_pool(pools: list[str]) -> str:
+    """The one ``pool`` label of a node's series: its accelerator pool if it serves one (in the order
+    of :data:`ffwatt.encoders.Pool`), else ``cpu``, else ``none``.
+
+    One value per node, from a fixed set, so ``sum by (pool)`` never counts a node twice, where
+    the list of every pool it serves would make a label value per combination.
+    """
+    served = set(pools)
+    for pool in get_args(Pool):
+        if pool != "cpu" and pool in served:
+            return str(pool)
+    return "cpu" if "cpu" in served else "none"
+
+
 def sd_targets(records: list[NodeRecord], now: float | None = None) -> list[dict[str, Any]]:
-    """Prometheus HTTP/file service-discovery groups for every live node's exporters."""
+    """Prometheus HTTP/file service-discovery groups for every live node's exporters,
+    labelled ``node``, ``exporter`` and ``pool``."""
     groups = []
     for record in records:
         if not record.online(now):
             continue
         for exporter, target in sorted(record.exporters.items()):
-            groups.append({"targets": [target],
-                           "labels": {"node": record.node, "exporter": exporter, "pools": ",".join(record.pools)}})
+            groups.append({"targets": [target], "labels": {"node": record.node, "exporter": exporter,
+                                                           "pool": node_pool(record.pools)}})
     return groups

@@ -21,6 +21,7 @@ from ffwatt.nodefacts import IdleBaseline, NodeFacts
 from ffwatt.schema import JobRow
 
 __all__ = [
+    "BATCH_VARIABLE_PREFIX",
     "FACTS_ARTIFACT_PREFIX",
     "HEARTBEAT_S",
     "ROW_ARTIFACT_PREFIX",
@@ -42,6 +43,7 @@ __all__ = [
 HEARTBEAT_S = 3.0  # how often a running batch beats
 ROW_ARTIFACT_PREFIX = "ffwatt-row-"
 FACTS_ARTIFACT_PREFIX = "ffwatt-node-"
+BATCH_VARIABLE_PREFIX = "ffwatt_batch_"
 
 
 class BatchParameters(BaseModel):
@@ -92,7 +94,7 @@ def batch_deployment(pool: str) -> str:
 
 
 def batch_variable(flow_run_id: str) -> str:
-    return "ffwatt_batch_" + flow_run_id.replace("-", "")
+    return BATCH_VARIABLE_PREFIX + flow_run_id.replace("-", "")
 
 
 def row_artifact_key(job_id: str) -> str:

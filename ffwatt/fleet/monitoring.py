@@ -1,0 +1,224 @@
+"""The master's metrics store and alerting, and a node's node_exporter, as background services.
+
+- **VictoriaMetrics** (Debian ``victoria-metrics``) scrapes every target the discovery
+  endpoint lists, every second, and the master's own ``/metrics`` (campaign results,
+  batch heartbeats). Its data and retention are under ``FFWATT_HOME/monitoring``.
+- **vmalert** (same package) evaluates ``infra/alerts/*.yml`` against it, writes the
+  alerts' state back into it (``ALERTS``) and sends them to
+- **Alertmanager** (Debian ``prometheus-alertmanager``), whose one receiver is a
+  webhook: ``FFWATT_ALERT_WEBHOOK_URL``, or the discovery service's ``/alerts``,
+  which appends them to ``FFWATT_HOME/stack/alerts.jsonl``.
+- **node_exporter** (Debian ``prometheus-node-exporter``) on each worker, with only the
+  collectors whose readings ffwatt shows.
+
+The configurations are built here, as data, both for ``ffwatt stack up`` and for the
+committed compose files (``infra/compose/config/``; a test renders them again and compares).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from ffwatt.errors import FfwattError
+from ffwatt.fleet.services import Service
+from ffwatt.ports import PORTS
+from ffwatt.settings import REPO, Settings
+
+__all__ = [
+    "ALERT_RULES",
+    "COMPOSE_CONFIG",
+    "MONITORING_SERVICES",
+    "NODE_EXPORTER_COLLECTORS",
+    "MonitoringError",
+    "MonitoringStatus",
+    "alertmanager_config",
+    "compose_configs",
+    "monitoring_services",
+    "monitoring_status",
+    "node_exporter_service",
+    "scrape_config",
+    "store_url",
+]
+
+SCRAPE_INTERVAL = "1s"
+# http_sd is re-read this often (VictoriaMetrics' default, 1 min, would take a minute to see a new node).
+SD_CHECK_INTERVAL = "2s"
+# How long a sample stays hidden from /api/v1/query after it was scraped (default 30 s): at 1 s
+# scrapes, dashboards and alerts would always lag half a minute.
+LATENCY_OFFSET = "2s"
+EVALUATION_INTERVAL = "5s"
+ALERT_RULES = REPO / "infra" / "alerts"
+NODE_EXPORTER_COLLECTORS = ("cpu", "cpufreq", "meminfo", "hwmon", "thermal_zone", "netdev", "diskstats", "pressure")
+MONITORING_SERVICES = ("metrics-store", "alertmanager", "vmalert")  # in start order
+COMPOSE_CONFIG = REPO / "infra" / "compose" / "config"
+
+
+class MonitoringError(FfwattError):
+    """A monitoring service can't be started (its binary is missing)."""
+
+
+def _binary(name: str, package: str) -> str:
+    found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    if found is None:
+        raise MonitoringError(f"{name} is not installed: apt-get install {package} (or run `make deps` as root, "
+                              "which runs infra/bootstrap.sh)")
+    return found
+
+
+def store_url(settings: Settings) -> str:
+    return f"http://{settings.master_host}:{settings.store_port}"
+
+
+def _alertmanager_url(settings: Settings) -> str:
+    return f"http://{settings.master_host}:{settings.alertmanager_port}"
+
+
+def _discovery(settings: Settings) -> str:
+    return f"{settings.master_host}:{settings.discovery_port}"
+
+
+def scrape_config(discovery: str, master_node: str) -> dict[str, Any]:
+    """Every node's targets from the discovery endpoint at ``discovery`` (host:port), and the master's
+    own metrics there too. ``honor_labels``: an exporter's own ``node`` and ``exporter`` labels are
+    the same as the target's, and the batch heartbeats' ``node`` is the batch's node, not the master."""
+    return {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL},
+        "scrape_configs": [
+            {"job_name": "ffwatt-nodes", "honor_labels": True,
+             "http_sd_configs": [{"url": f"http://{discovery}/targets"}]},
+            {"job_name": "ffwatt-master", "honor_labels": True,
+             "static_configs": [{"targets": [discovery],
+                                 "labels": {"node": master_node, "exporter": "master", "pool": "master"}}]},
+        ],
+    }
+
+
+def alertmanager_config(webhook_url: str) -> dict[str, Any]:
+    """One route, one webhook receiver; resolved alerts are sent too."""
+    return {
+        "route": {"receiver": "webhook", "group_by": ["alertname", "node"], "group_wait": "5s",
+                  "group_interval": "1m", "repeat_interval": "4h"},
+        "receivers": [{"name": "webhook", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}],
+    }
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def _write_yaml(path: Path, data: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_yaml(data))
+    return path
+
+
+def compose_configs() -> dict[str, str]:
+    """What ``infra/compose/master.yaml`` mounts from ``infra/compose/config/``: the same configs as
+    ``ffwatt stack up`` writes, with the compose services' names for hosts and the table's ports."""
+    discovery = f"ffwatt-master:{PORTS['discovery'].number}"
+    nginx = (REPO / "infra" / "nginx" / "ffwatt-master.conf").read_text().format(
+        prefix="/var/cache/nginx/ffwatt", listen=PORTS["prefect-api-tls"].number, cert="/etc/ffwatt/tls/server.pem",
+        key="/etc/ffwatt/tls/server-key.pem", upstream=f"prefect-server:{PORTS['prefect-api'].number}")
+    return {"scrape.yml": _yaml(scrape_config(discovery, "master")),
+            "alertmanager.yml": _yaml(alertmanager_config(f"http://{discovery}/alerts")),
+            "nginx.conf": nginx}
+
+
+def _store_service(settings: Settings, directory: Path) -> Service:
+    config = _write_yaml(directory / "scrape.yml", scrape_config(_discovery(settings), settings.node))
+    return Service("metrics-store", [
+        _binary("victoria-metrics", "victoria-metrics"),
+        f"-httpListenAddr={settings.master_host}:{settings.store_port}",
+        f"-storageDataPath={directory / 'data'}",
+        f"-retentionPeriod={settings.store_retention}",
+        f"-promscrape.config={config}",
+        f"-promscrape.httpSDCheckInterval={SD_CHECK_INTERVAL}",
+        f"-search.latencyOffset={LATENCY_OFFSET}",
+    ], {}, url=store_url(settings), listen=(settings.master_host, settings.store_port))
+
+
+def _alertmanager_service(settings: Settings, directory: Path) -> Service:
+    webhook = settings.alert_webhook_url or f"http://{_discovery(settings)}/alerts"
+    config = _write_yaml(directory / "alertmanager.yml", alertmanager_config(webhook))
+    return Service("alertmanager", [
+        _binary("prometheus-alertmanager", "prometheus-alertmanager"),
+        f"--config.file={config}",
+        f"--storage.path={directory / 'alertmanager'}",
+        f"--web.listen-address={settings.master_host}:{settings.alertmanager_port}",
+        "--cluster.listen-address=",  # one Alertmanager: no gossip port (9094) to collide with anything
+    ], {}, url=_alertmanager_url(settings), listen=(settings.master_host, settings.alertmanager_port))
+
+
+def _vmalert_service(settings: Settings) -> Service:
+    store = store_url(settings)
+    return Service("vmalert", [
+        _binary("vmalert", "victoria-metrics"),
+        f"-rule={ALERT_RULES}/*.yml",
+        f"-datasource.url={store}",
+        f"-remoteWrite.url={store}",  # ALERTS series in the store, for dashboards
+        f"-remoteRead.url={store}",  # and restored from it after a restart
+        f"-notifier.url={_alertmanager_url(settings)}",
+        f"-evaluationInterval={EVALUATION_INTERVAL}",
+        f"-httpListenAddr={settings.master_host}:{settings.vmalert_port}",
+        f"-external.url=http://{settings.master_host}:{settings.vmalert_port}",
+    ], {}, url=f"http://{settings.master_host}:{settings.vmalert_port}",
+        listen=(settings.master_host, settings.vmalert_port))
+
+
+def monitoring_services(settings: Settings) -> list[Service]:
+    """The store, Alertmanager and vmalert, in start order, their configs written under
+    ``FFWATT_HOME/monitoring``."""
+    directory = settings.home / "monitoring"
+    return [_store_service(settings, directory), _alertmanager_service(settings, directory),
+            _vmalert_service(settings)]
+
+
+def node_exporter_service(address: str, port: int, *, sysfs: Path | None = None) -> Service:
+    """node_exporter on ``address:port`` with only :data:`NODE_EXPORTER_COLLECTORS`
+    (``sysfs``: another root than ``/sys``, as tests give it)."""
+    command = [_binary("prometheus-node-exporter", "prometheus-node-exporter"),
+               f"--web.listen-address={address}:{port}", "--collector.disable-defaults",
+               *(f"--collector.{name}" for name in NODE_EXPORTER_COLLECTORS)]
+    if sysfs is not None:
+        command.append(f"--path.sysfs={sysfs}")
+    return Service("node-exporter", command, {}, url=f"http://{address}:{port}/metrics", listen=(address, port))
+
+
+@dataclass(frozen=True)
+class MonitoringStatus:
+    store_url: str
+    targets_up: int
+    targets_down: list[str]  # "node/exporter (instance): error"
+    firing: list[str]  # "alertname node: summary"
+    error: str = ""  # why the figures are missing
+
+
+def monitoring_status(settings: Settings, *, timeout_s: float = 5) -> MonitoringStatus:
+    """Targets up and down (from the store) and firing alerts (from Alertmanager)."""
+    url = store_url(settings)
+    try:
+        targets = httpx.get(f"{url}/api/v1/targets", timeout=timeout_s).raise_for_status().json()
+        alerts = httpx.get(f"{_alertmanager_url(settings)}/api/v2/alerts", timeout=timeout_s,
+                           params={"active": "true", "silenced": "false", "inhibited": "false"}
+                           ).raise_for_status().json()
+    except httpx.HTTPError as exc:
+        return MonitoringStatus(url, 0, [], [], error=f"{type(exc).__name__}: {exc}")
+    active = targets["data"]["activeTargets"]
+    down = [f"{t['labels'].get('node', '?')}/{t['labels'].get('exporter', '?')} ({t['scrapeUrl']}): "
+            f"{t.get('lastError') or t['health']}" for t in active if t["health"] != "up"]
+    firing = [f"{a['labels'].get('alertname')} {a['labels'].get('node', '')}: "
+              f"{a.get('annotations', {}).get('summary', '')}".strip() for a in alerts]
+    return MonitoringStatus(url, len(active) - len(down), down, firing)
+
+
+if __name__ == "__main__":  # python -m ffwatt.fleet.monitoring: write infra/compose/config/
+    COMPOSE_CONFIG.mkdir(parents=True, exist_ok=True)
+    for name, text in compose_configs().items():
+        (COMPOSE_CONFIG / name).write_text(text)
+        print(COMPOSE_CONFIG.relative_to(REPO) / name)
