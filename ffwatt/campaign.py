@@ -180,7 +180,8 @@ class Matrix(_Strict):
     rate_control: list[RateControl] = Field(default_factory=list)
     resolutions: list[str] = Field(default_factory=lambda: ["source"], min_length=1)
 
-    @field_validator("encoders", mode="before")
+    # The JSON schema says so too: `prefect deployment run --params` validates against it.
+    @field_validator("encoders", mode="before", json_schema_input_type=list[str | EncoderSpec])
     @classmethod
     def _bare_names(cls, value: Any) -> Any:
         # "- libx264" is shorthand for "- name: libx264".
