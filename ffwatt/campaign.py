@@ -256,6 +256,11 @@ class Campaign(_Strict):
     idle_baseline_s: float = Field(
         5.0, ge=0, le=600, description="Seconds of idle power measured before the first job; 0 skips it."
     )
+    idle_baseline_reuse_s: float = Field(
+        3600, ge=0, le=7 * 86400,
+        description="A node reuses its own idle baseline measured at most this many seconds ago (as long as "
+                    "idle_baseline_s or longer) instead of measuring again; the run names it as reused. 0 always "
+                    "measures.")
     job_timeout_s: float = Field(3600, gt=0, description="An encode running longer is killed.")
 
     @field_validator("inputs")

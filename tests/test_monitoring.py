@@ -24,8 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ffwatt.fleet.dashboards import DASHBOARD_DIR, build_dashboards, render
 from ffwatt.fleet.monitoring import ALERT_RULES, monitoring_status, node_exporter_service
-from ffwatt.fleet.nodes import NodeRecord, publish_node
+from ffwatt.fleet.nodes import NodeRecord, publish_node, worker_name
 from ffwatt.fleet.services import Service, start_service, stop_service
+from ffwatt.fleet.stack import ensure_pools
 from ffwatt.settings import REPO, Settings
 from tests.conftest import ffwatt_cli, free_port, wait_http
 from tests.fleet import wait_for
@@ -34,6 +35,7 @@ from tests.monitoring import Store, drawing_package, make_sysfs, monitoring
 pytestmark = pytest.mark.e2e
 
 DOCS = REPO / "docs" / "metrics.md"
+HEARTBEAT_S = 2
 CAMPAIGN = {
     "name": "monitored",
     "inputs": [{"name": "pattern", "source": "testsrc2", "size": "640x360", "fps": 24, "duration_s": 5}],
@@ -50,22 +52,31 @@ def documented(exporters: set[str] | None = None) -> set[str]:
 
 @dataclass
 class Publisher:
-    """Beats node records into the Prefect API the way agents do, until a node is dropped."""
+    """Plays the agents: writes each node's record once, then sends its workers' heartbeats (one
+    worker per pool, every 2 s) as warm workers do, until a node is dropped."""
 
+    env: dict[str, str]
     records: dict[str, NodeRecord] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
-        while not self.stop.wait(2):
+        while not self.stop.wait(HEARTBEAT_S):
             self.beat()
 
     def beat(self) -> None:
-        for record in list(self.records.values()):
-            publish_node(record.model_copy(update={"heartbeat_at": time.time()}))
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            for record in list(self.records.values()):
+                for pool in record.pools:
+                    client.send_worker_heartbeat(f"ffwatt-{pool}", worker_name(record.node, pool),
+                                                 heartbeat_interval_seconds=HEARTBEAT_S)
 
     def add(self, node: str, pools: list[str], exporters: dict[str, str]) -> None:
+        ensure_pools(self.env, pools)
         self.records[node] = NodeRecord(node=node, address="127.0.0.1", pools=pools, encoders=[],
-                                        exporters=exporters, heartbeat_at=time.time(), started_at=time.time())
+                                        exporters=exporters, started_at=time.time())
+        publish_node(self.records[node])
         self.beat()
 
 
@@ -94,7 +105,7 @@ def world(prefect_server: dict[str, str], tmp_path_factory: pytest.TempPathFacto
                         alertmanager_port=free_port(), discovery_port=free_port())
     run_dir = work / "run"
     env = {**os.environ, **prefect_server}
-    publisher = Publisher()
+    publisher = Publisher(env)
     names: list[str] = []
     with pytest.MonkeyPatch.context() as patch, drawing_package(work / "powercap", 45.0) as powercap:
         for key, value in prefect_server.items():
