@@ -31,7 +31,7 @@ from uuid import UUID
 from ffwatt.campaign import Campaign
 from ffwatt.encoders import profile_for
 from ffwatt.errors import ApiUnavailable
-from ffwatt.fleet.nodes import NodeRecord
+from ffwatt.fleet.nodes import MISSED_HEARTBEATS, NodeRecord
 from ffwatt.fleet.protocol import BatchParameters, BatchState, NodeReport, Poll
 from ffwatt.jobs import Job
 from ffwatt.schema import JobRow
@@ -44,6 +44,7 @@ PICKUP_TIMEOUT_S = 300.0
 # failed call up to five times, backing off 2, 4, ... 32 s.
 API_RECOVERY_S = 40.0
 POLL_S = 1.0
+LAG_QUORUM = 10  # nodes needed to tell the API's lag from nodes dying
 NO_NODE = "(none)"
 
 
@@ -137,6 +138,7 @@ class Dispatcher:
         self._nodes: dict[str, NodeRecord] = {}
         self._api_back_at = -math.inf  # when the API last came back after being away
         self._waiting: dict[str, tuple[float, str]] = {}  # jobs whose nodes are offline: since, why
+        self._lag_s = 0.0  # how late the API records heartbeats (see _api_lag)
 
     @property
     def done(self) -> bool:
@@ -169,6 +171,7 @@ class Dispatcher:
             return
         if poll.nodes is not None:
             self._nodes = {n.node: n for n in poll.nodes}
+            self._lag_s = self._api_lag()
         for report in poll.reports:
             self.reports[report.facts.name] = report
         for row in poll.rows:
@@ -191,7 +194,8 @@ class Dispatcher:
             batch.started = True
         node = self._nodes.get(batch.node)
         trusted_after = node.timeout_s + API_RECOVERY_S if node is not None else 0.0
-        if node is not None and not node.online(self._wall()) and now - self._api_back_at > trusted_after:
+        if (node is not None and not node.online(self._wall() - self._lag_s)
+                and now - self._api_back_at > trusted_after):
             why = (f"node {batch.node} went silent (no worker heartbeat for {node.timeout_s:.0f} s: "
                    "agent killed or node lost)")
             self._api.crash(batch.flow_run_id, f"ffwatt: {why}")
@@ -200,6 +204,21 @@ class Dispatcher:
             self._api.cancel(batch.flow_run_id, "ffwatt: its node didn't take this batch up")
             self._lost(batch, f"node {batch.node} didn't take the batch up within {self._pickup_timeout_s:.0f} s",
                        in_flight=False)
+
+    def _api_lag(self) -> float:
+        """How late the API is recording heartbeats, judged by the nodes holding this run's batches:
+        their freshest tenth should be at most a tenth of an interval old. An overloaded master
+        delays every heartbeat alike, and re-running its nodes' batches would only add load; a
+        dead node's silence grows past any lag. Zero for fewer than ten such nodes."""
+        busy = {b.node for b in self._batches.values() if not b.finished}
+        nodes = [n for name, n in self._nodes.items() if name in busy and n.heartbeat_at > 0]
+        if len(nodes) < LAG_QUORUM:
+            return 0.0
+        wall = self._wall()
+        ages = sorted(wall - n.heartbeat_at for n in nodes)
+        freshest = ages[len(ages) // 10]
+        expected = nodes[0].timeout_s / MISSED_HEARTBEATS / 10
+        return max(0.0, freshest - expected)
 
     def _lost(self, batch: _Batch, why: str, *, in_flight: bool) -> None:
         batch.finished = True

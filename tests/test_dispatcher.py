@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID, uuid4
 
+from ffwatt.campaign import Campaign
 from ffwatt.errors import ApiUnavailable
 from ffwatt.fleet.nodes import NodeRecord
 from ffwatt.fleet.protocol import BatchParameters, BatchState, NodeReport, Poll
@@ -143,7 +145,8 @@ CAMPAIGN = parse_campaign({
 })
 
 
-def dispatcher(nodes: list[str], **kwargs) -> tuple[FakeFleet, Dispatcher, list[JobRow]]:
+def dispatcher(nodes: list[str], campaign: Campaign = CAMPAIGN, **kwargs: Any
+               ) -> tuple[FakeFleet, Dispatcher, list[JobRow]]:
     fleet = FakeFleet(Clock(1000.0), Clock(1_800_000_000.0), nodes)
     recorded: list[JobRow] = []
 
@@ -151,7 +154,7 @@ def dispatcher(nodes: list[str], **kwargs) -> tuple[FakeFleet, Dispatcher, list[
         recorded.append(r)
         return r
 
-    d = Dispatcher(CAMPAIGN, expand(CAMPAIGN), "run-1", api=fleet, record=record, clock=fleet.clock,
+    d = Dispatcher(campaign, expand(campaign), "run-1", api=fleet, record=record, clock=fleet.clock,
                    wall=fleet.wall, **kwargs)
     d.start(list(fleet.nodes.values()))
     return fleet, d, recorded
@@ -348,3 +351,23 @@ def test_jobs_no_live_node_can_run_fail_at_once_as_unschedulable():
     fleet, d, recorded = dispatcher([])
     assert d.done and not fleet.batches
     assert all((r.error or "").startswith("unschedulable: no live node runs libx264") for r in recorded)
+
+
+def test_an_api_too_busy_to_record_heartbeats_does_not_get_its_nodes_declared_lost():
+    names = [f"w{i}" for i in range(20)]
+    campaign = parse_campaign(CAMPAIGN.model_dump(mode="json") | {"matrix": {
+        "encoders": ["libx264"], "rate_control": [{"mode": "crf", "values": list(range(10, 30))}]}})
+    fleet, d, _ = dispatcher(names, campaign)
+    for batch in list(fleet.batches):
+        fleet.start(batch)
+    d.step()
+    fleet.silent.update(names)  # every heartbeat reaches the API 50 s late...
+    fleet.advance(50)
+    for name in names:
+        fleet.nodes[name].heartbeat_at = fleet.wall.now - 50 + (int(name[1:]) % 10)  # ...staggered as they beat
+    d.step()
+    assert not fleet.crashed
+    fleet.silent.difference_update(names[1:])  # the API catches up; w0 alone stays silent: it is dead
+    fleet.advance(35)
+    d.step()
+    assert [fleet.batches[b].node for b in fleet.crashed] == ["w0"]

@@ -18,8 +18,10 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -38,6 +40,7 @@ from ffwatt.settings import REPO
 __all__ = ["WarmWorker", "serve"]
 
 log = logging.getLogger("ffwatt.worker")
+POOL_READ_EVERY_S = 300.0  # how often a warm worker reads its work pool (paused? deleted?)
 
 
 def _flow_at(entrypoint: str) -> Flow[..., Any]:
@@ -73,6 +76,17 @@ class WarmWorker(ProcessWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._flows: dict[UUID, Flow[..., Any]] = {}
+        self._pool_read_at = -math.inf
+
+    async def sync_with_backend(self) -> None:
+        # Prefect's worker reads its pool at every heartbeat, for the job template a warm worker
+        # doesn't use: half of a node's steady API load. Read it now and then; beat every time.
+        if self._work_pool is None or time.monotonic() - self._pool_read_at > POOL_READ_EVERY_S:
+            await super().sync_with_backend()
+            self._pool_read_at = time.monotonic()
+            return
+        await self.client.send_worker_heartbeat(work_pool_name=self._work_pool_name, worker_name=self.name,
+                                                heartbeat_interval_seconds=self.heartbeat_interval_seconds)
 
     async def _flow(self, flow_run: FlowRun) -> Flow[..., Any]:
         if flow_run.deployment_id is None:

@@ -1,0 +1,467 @@
+"""A thousand nodes on one master, simulated: does every node stay online, and do a
+10 000-job campaign's rows all come home, and at what cost to the master?
+
+The master is real: a Prefect server on a throwaway PostgreSQL, and ffwatt's own
+dispatcher (:class:`flows.dispatch.Dispatcher` over :class:`ffwatt.fleet.api.PrefectFleetAPI`)
+writing every row to Parquet. The nodes are simulated in one separate process, but
+over real HTTP, making the calls an agent makes (``agent/node.py``, ``flows/batch.py``):
+register the node record and queue; send the worker heartbeat (reading the pool every
+five minutes, as :class:`ffwatt.fleet.warm.WarmWorker` does); poll the node's queue
+every ``--poll-s`` or when woken (``POST /wake``); for a batch, set it Pending and
+Running, send the node report, then one row artifact per job (``--job-s`` apart, no FFmpeg), and set it Completed.
+
+Prints: how long until every node was online; during the campaign the fewest nodes
+the dispatcher saw online and the batches it declared lost; API calls per job, master
+and nodes apart (liveness calls, which cost per node and second whatever the
+campaign, are counted apart); CPU seconds of the Prefect server, of PostgreSQL and of
+the dispatcher; and API latency percentiles per call.
+
+    sudo .venv/bin/python -m bench.fleet_scale [--nodes 1000] [--jobs 10000]
+
+Needs root (PostgreSQL runs as the postgres user) and Debian's postgresql.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+POOL = "cpu"
+PRESETS = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"]
+
+
+def campaign_of(jobs: int) -> dict[str, Any]:
+    """A campaign of exactly ``jobs`` jobs (a multiple of 500): 10 presets x 50 CRFs x repetitions."""
+    if jobs % 500:
+        raise SystemExit("--jobs must be a multiple of 500")
+    return {"name": "fleet-scale", "inputs": [{"name": "a", "source": "testsrc2", "size": "320x240",
+                                               "duration_s": 1}],
+            "matrix": {"encoders": [{"name": "libx264", "presets": PRESETS}],
+                       "rate_control": [{"mode": "crf", "values": list(range(1, 51))}]},
+            "repetitions": jobs // 500, "quality": [], "idle_baseline_s": 0}
+
+
+def percentiles(values: list[float]) -> str:
+    if not values:
+        return "-"
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    return f"n={len(ordered)} p50={at(0.5):.0f} ms p99={at(0.99):.0f} ms max={ordered[-1] * 1000:.0f} ms"
+
+
+# ---------------------------------------------------------------- the simulated nodes (own process)
+
+class Nodes:
+    """``count`` simulated agents in one event loop, sharing one HTTP connection pool."""
+
+    def __init__(self, api: str, count: int, heartbeat_s: int, poll_s: float, job_s: float, wake_port: int) -> None:
+        import httpx
+
+        self.http = httpx.AsyncClient(base_url=api, timeout=60,
+                                      limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        self.names = [f"sim-{i:04d}" for i in range(count)]
+        self.heartbeat_s, self.poll_s, self.job_s, self.wake_port = heartbeat_s, poll_s, job_s, wake_port
+        self.wake = {name: asyncio.Event() for name in self.names}
+        self.latency: dict[str, list[float]] = defaultdict(list)
+        self.errors: dict[str, int] = defaultdict(int)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.registered = 0
+        self._jobs: dict[str, Any] = {}
+
+    async def call(self, what: str, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 204),
+                   **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        self.calls[what] += 1
+        try:
+            response = await self.http.request(method, path, **kwargs)
+        except Exception:  # counted; the node goes on as an agent would
+            self.errors[what] += 1
+            return None
+        self.latency[what].append(time.perf_counter() - start)
+        if response.status_code not in ok:
+            self.errors[what] += 1
+            return None
+        return response.json() if response.content else None
+
+    async def register(self, name: str, gate: asyncio.Semaphore) -> None:
+        from ffwatt.fleet.nodes import NodeRecord, node_queue, variable_name
+
+        record = NodeRecord(node=name, address="127.0.0.1", pools=[POOL], encoders=["libx264"], exporters={},
+                            started_at=time.time(), queue=node_queue(name),
+                            wake_url=f"http://127.0.0.1:{self.wake_port}/wake/{name}")
+        async with gate:
+            await self.call("create queue", "POST", f"/work_pools/ffwatt-{POOL}/queues",
+                            json={"name": record.queue}, ok=(201, 409))
+            await self.call("write record", "POST", "/variables/", ok=(201, 409), json={
+                "name": variable_name(name), "value": record.model_dump(mode="json",
+                                                                        exclude={"heartbeat_at", "timeout_s"})})
+            await self.heartbeat(name, read_pool=True)
+        self.registered += 1
+
+    async def heartbeat(self, name: str, *, read_pool: bool = False) -> None:
+        from ffwatt.fleet.nodes import worker_name
+
+        # What a warm worker does each heartbeat (WarmWorker.sync_with_backend): beat, and read its
+        # pool every POOL_READ_EVERY_S.
+        if read_pool:
+            await self.call("read pool", "GET", f"/work_pools/ffwatt-{POOL}")
+        await self.call("heartbeat", "POST", f"/work_pools/ffwatt-{POOL}/workers/heartbeat",
+                        json={"name": worker_name(name, POOL), "heartbeat_interval_seconds": self.heartbeat_s})
+
+    async def beating(self, name: str) -> None:
+        from ffwatt.fleet.warm import POOL_READ_EVERY_S
+
+        await asyncio.sleep(random.uniform(0, self.heartbeat_s))
+        pool_read_at = time.monotonic() - random.uniform(0, POOL_READ_EVERY_S)
+        while True:
+            started = time.monotonic()
+            read_pool = started - pool_read_at > POOL_READ_EVERY_S
+            pool_read_at = started if read_pool else pool_read_at
+            await self.heartbeat(name, read_pool=read_pool)
+            await asyncio.sleep(max(0.0, self.heartbeat_s - (time.monotonic() - started)))
+
+    async def polling(self, name: str) -> None:
+        from ffwatt.fleet.nodes import node_queue
+
+        await asyncio.sleep(random.uniform(0, self.poll_s))
+        while True:
+            self.wake[name].clear()
+            runs = await self.call("poll", "POST", f"/work_pools/ffwatt-{POOL}/get_scheduled_flow_runs", json={
+                "work_queue_names": [node_queue(name)], "scheduled_before": datetime.now(UTC).isoformat()})
+            for run in runs or []:
+                await self.run_batch(name, run["flow_run"])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake[name].wait(), self.poll_s)
+
+    async def set_state(self, flow_run_id: str, state: str) -> bool:
+        answer = await self.call(f"set {state.lower()}", "POST", f"/flow_runs/{flow_run_id}/set_state",
+                                 json={"state": {"type": state}})
+        return bool(answer) and answer.get("status") == "ACCEPT"
+
+    async def run_batch(self, name: str, flow_run: dict[str, Any]) -> None:
+        from ffwatt.fleet.protocol import (
+            BatchParameters,
+            NodeReport,
+            encode_report,
+            encode_row,
+            facts_artifact_key,
+            row_artifact_key,
+        )
+        from ffwatt.nodefacts import NodeFacts
+
+        run_id = flow_run["id"]
+        if not await self.set_state(run_id, "PENDING") or not await self.set_state(run_id, "RUNNING"):
+            return
+        parameters = BatchParameters.model_validate(flow_run["parameters"])
+        jobs = self.jobs_of(parameters)
+        facts = NodeFacts(name=name, cpu_model="simulated", logical_cpus=1, kernel="-", cpu_energy="simulated",
+                          ffmpeg_path="-", ffmpeg_version="-", ffmpeg_configuration="")
+        await self.call("send report", "POST", "/artifacts/", json={
+            "key": facts_artifact_key(name), "type": "table", "flow_run_id": run_id,
+            "data": encode_report(NodeReport(facts=facts, idle_baseline=None))})
+        for job_id in parameters.job_ids:
+            await asyncio.sleep(self.job_s)
+            row = self.row(jobs[job_id], parameters, name)
+            await self.call("send row", "POST", "/artifacts/", json={
+                "key": row_artifact_key(job_id), "type": "table", "flow_run_id": run_id, "data": encode_row(row)})
+        await self.set_state(run_id, "COMPLETED")
+
+    def jobs_of(self, parameters: Any) -> dict[str, Any]:
+        from ffwatt.jobs import expand
+
+        key = parameters.campaign.name
+        if key not in self._jobs:  # every node expands the campaign; one process does it once for all
+            self._jobs[key] = {job.job_id: job for job in expand(parameters.campaign)}
+        return dict(self._jobs[key])
+
+    @staticmethod
+    def row(job: Any, parameters: Any, name: str) -> Any:
+        from ffwatt.schema import JobRow
+
+        now = datetime.now(UTC)
+        return JobRow(campaign=job.campaign, run_id=parameters.run_id, job_id=job.job_id, config_id=job.config_id,
+                      repetition=job.repetition, node=name, input_name=job.input.name, encoder=job.encoder,
+                      rate_control=job.rate_control, status="ok", attempts=parameters.attempts[job.job_id],
+                      started_at=now)
+
+    async def serve_wake(self) -> asyncio.Server:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            request = (await reader.readline()).decode()
+            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                pass
+            name = request.split(" ")[1].rsplit("/", 1)[-1] if " " in request else ""
+            if name in self.wake:
+                self.wake[name].set()
+            writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        return await asyncio.start_server(handle, "127.0.0.1", self.wake_port, backlog=1024)
+
+    async def main(self, stats: Path, stop: asyncio.Event) -> None:
+        server = await self.serve_wake()
+        gate = asyncio.Semaphore(32)
+        await asyncio.gather(*(self.register(name, gate) for name in self.names))
+        lives = [asyncio.create_task(coro) for name in self.names
+                 for coro in (self.beating(name), self.polling(name))]
+        while not stop.is_set():
+            stats.write_text(json.dumps({"registered": self.registered}))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1)
+        for life in lives:
+            life.cancel()
+        server.close()
+        await self.http.aclose()
+        stats.write_text(json.dumps({"registered": self.registered, "calls": self.calls, "errors": self.errors,
+                                     "latency": self.latency}))
+
+
+def simulate(args: argparse.Namespace) -> None:
+    nodes = Nodes(args.api, args.nodes, args.heartbeat_s, args.poll_s, args.job_s, args.wake_port)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await nodes.main(Path(args.stats), stop)
+
+    asyncio.run(run())
+
+
+# ---------------------------------------------------------------- the master (this process)
+
+def cpu_seconds(root: int) -> float:
+    """CPU seconds of ``root`` and every process under it, the reaped ones included."""
+    children: dict[int, list[int]] = defaultdict(list)
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                stats[int(entry)] = fields
+                children[int(fields[1])].append(int(entry))
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            utime, stime, cutime, cstime = (int(v) for v in stats[pid][11:15])
+            total += (utime + stime + cutime + cstime) / tick
+            todo += children.get(pid, [])
+    return total
+
+
+def postmaster_pid(data_dirs: list[Path]) -> int | None:
+    for data in data_dirs:
+        with contextlib.suppress(OSError, ValueError):
+            return int((data / "db" / "postmaster.pid").read_text().split()[0])
+    return None
+
+
+@contextlib.contextmanager
+def simulated_nodes(api: str, args: argparse.Namespace, work: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    from ffwatt.fleet.prefect_server import free_port
+
+    stats = work / "nodes.json"
+    command = [sys.executable, "-m", "bench.fleet_scale", "--simulate", "--api", api, "--stats", str(stats),
+               "--nodes", str(args.nodes), "--heartbeat-s", str(args.heartbeat_s), "--poll-s", str(args.poll_s),
+               "--job-s", str(args.job_s), "--wake-port", str(args.wake_port or free_port())]
+    with (work / "nodes.log").open("ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield process, stats
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)  # the group this bench started
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server_pid: int,
+               pg_pid: int | None) -> None:
+    os.environ.update(env)
+    from prefect.client.orchestration import get_client
+
+    from ffwatt.fleet.api import PrefectFleetAPI
+    from ffwatt.fleet.nodes import list_nodes
+    from ffwatt.fleet.protocol import Poll
+    from ffwatt.fleet.stack import ensure_pools
+    from ffwatt.jobs import expand
+    from ffwatt.results import write_job_row
+    from ffwatt.schema import JobRow
+    from ffwatt.validation import parse_campaign
+    from flows.dispatch import Dispatcher
+
+    ensure_pools(env, [POOL])
+    master_latency: list[float] = []
+    master_calls = [0]
+
+    def on_request(request: Any) -> None:
+        request.extensions["ffwatt_started"] = time.perf_counter()
+        master_calls[0] += 1
+
+    def on_response(response: Any) -> None:
+        master_latency.append(time.perf_counter() - response.request.extensions["ffwatt_started"])
+
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name("node-batch")
+        client.create_deployment(flow_id=flow_id, name=POOL, work_pool_name=f"ffwatt-{POOL}",
+                                 entrypoint="flows/batch.py:node_batch", enforce_parameter_schema=False)
+
+    with simulated_nodes(env["PREFECT_API_URL"], args, work) as (process, stats):
+        started = time.monotonic()
+        online_at, told_at, online = None, started, 0
+        with get_client(sync_client=True) as client:
+            while time.monotonic() - started < args.join_timeout_s:
+                if process.poll() is not None:
+                    raise SystemExit(f"the simulated nodes died; see {work / 'nodes.log'}")
+                online = sum(n.online() for n in list_nodes(client))
+                if online >= args.nodes:
+                    online_at = time.monotonic() - started
+                    break
+                if time.monotonic() - told_at > 15:
+                    told_at = time.monotonic()
+                    print(f"  {told_at - started:.0f} s: {online} of {args.nodes} nodes online", flush=True)
+                time.sleep(2)
+        if online_at is None:
+            raise SystemExit(f"only {online} of {args.nodes} nodes online after {args.join_timeout_s} s")
+        print(f"{args.nodes} nodes registered and online {online_at:.1f} s after they started")
+        time.sleep(2 * args.heartbeat_s)  # steady state: every node has beaten at least twice
+
+        campaign = parse_campaign(campaign_of(args.jobs))
+        jobs = expand(campaign)
+        results = work / "results"
+        seen_online: list[int] = []
+        lost: list[str] = []
+
+        class Watched(PrefectFleetAPI):
+            def poll(self, open_batches: Any, all_batches: Any, missing_jobs: Any) -> Poll:
+                poll = super().poll(open_batches, all_batches, missing_jobs)
+                if poll.nodes is not None:
+                    seen_online.append(sum(n.online() for n in poll.nodes))
+                return poll
+
+            def crash(self, batch: Any, message: str) -> None:
+                lost.append(message)
+                super().crash(batch, message)
+
+            def cancel(self, batch: Any, message: str) -> None:
+                lost.append(message)
+                super().cancel(batch, message)
+
+        def record(row: JobRow) -> JobRow:
+            write_job_row(results, row)
+            return row
+
+        before_nodes = json.loads(stats.read_text()) if stats.exists() else {}
+        cpu_before = (cpu_seconds(server_pid), cpu_seconds(pg_pid) if pg_pid else 0.0,
+                      resource.getrusage(resource.RUSAGE_SELF))
+        begun = time.monotonic()
+        with get_client(sync_client=True) as client:
+            client._client.event_hooks = {"request": [on_request], "response": [on_response]}
+            dispatcher = Dispatcher(campaign, jobs, "fleet-scale-run", api=Watched(client), record=record)
+            dispatcher.start(list_nodes(client))
+            sent_at = time.monotonic() - begun
+            rows = dispatcher.run()
+        wall = time.monotonic() - begun
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        server_cpu = cpu_seconds(server_pid) - cpu_before[0]
+        pg_cpu = (cpu_seconds(pg_pid) if pg_pid else 0.0) - cpu_before[1]
+        dispatcher_cpu = (after.ru_utime + after.ru_stime) - (cpu_before[2].ru_utime + cpu_before[2].ru_stime)
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(120)
+    nodes = json.loads(stats.read_text())
+    calls = {what: n - before_nodes.get("calls", {}).get(what, 0) for what, n in nodes["calls"].items()}
+    ok = sum(r.status == "ok" for r in rows)
+    job_calls = sum(n for what, n in calls.items() if what.startswith(("set ", "send ")))
+    liveness = sum(calls.get(what, 0) for what in ("read pool", "heartbeat", "poll"))
+    print(f"campaign: {len(jobs)} jobs on {args.nodes} nodes ({args.job_s:g} s each): all batches sent in "
+          f"{sent_at:.1f} s, {ok} rows ok home in {wall:.1f} s; jobs failed: {len(rows) - ok}")
+    print(f"liveness: fewest nodes online seen by the dispatcher {min(seen_online, default=0)} of {args.nodes} "
+          f"({len(seen_online)} looks); batches declared lost or stuck: {len(lost)}")
+    print(f"API calls per job: nodes {job_calls / len(jobs):.2f} (batch states, report, rows), master "
+          f"{master_calls[0] / len(jobs):.2f} (submits, polls, node reads); total "
+          f"{(job_calls + master_calls[0]) / len(jobs):.2f}")
+    print(f"liveness calls (heartbeat {args.heartbeat_s} s, poll {args.poll_s:g} s): {liveness / wall:.0f}/s for "
+          f"{args.nodes} nodes = {liveness / wall / args.nodes * 60:.1f} per node per minute")
+    print(f"master CPU over the campaign ({wall:.0f} s): Prefect server {server_cpu:.0f} s "
+          f"({server_cpu / wall:.2f} cores), PostgreSQL {pg_cpu:.0f} s ({pg_cpu / wall:.2f} cores), "
+          f"dispatcher and Parquet rows {dispatcher_cpu:.0f} s ({dispatcher_cpu / wall:.2f} cores); "
+          f"this machine has {os.cpu_count()} cores, the simulated nodes use some of them")
+    latency = nodes["latency"]
+    for what in sorted(latency):
+        errors = nodes["errors"].get(what, 0)
+        print(f"  API {what:13s} {percentiles(latency[what])}" + (f", {errors} failed" if errors else ""))
+    print(f"  API master        {percentiles(master_latency)}")
+    if ok < len(jobs) or lost or min(seen_online, default=0) < args.nodes:
+        raise SystemExit(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=10_000)
+    from ffwatt.settings import Settings
+
+    defaults = Settings.model_fields  # what an agent does unless told otherwise
+    parser.add_argument("--heartbeat-s", type=int, default=defaults["worker_heartbeat_s"].default)
+    parser.add_argument("--poll-s", type=float, default=defaults["worker_poll_s"].default)
+    parser.add_argument("--job-s", type=float, default=1.0, help="seconds a simulated job takes")
+    parser.add_argument("--join-timeout-s", type=float, default=600)
+    parser.add_argument("--sqlite", action="store_true", help="run the server on SQLite instead (to compare)")
+    parser.add_argument("--simulate", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--api", help=argparse.SUPPRESS)
+    parser.add_argument("--stats", help=argparse.SUPPRESS)
+    parser.add_argument("--wake-port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.simulate:
+        simulate(args)
+        return
+
+    from ffwatt.fleet.prefect_server import temporary_server
+    from tests import fleet
+
+    if os.geteuid() != 0 and not args.sqlite:
+        raise SystemExit("bench/fleet_scale.py: PostgreSQL runs as the postgres user; run as root (or --sqlite)")
+    work = Path(tempfile.mkdtemp(prefix="ffwatt-bench-scale-"))
+    data_dirs: list[Path] = []
+    with contextlib.ExitStack() as stack:
+        database_url = None
+        if not args.sqlite:
+            database_url = stack.enter_context(fleet.postgres(None, port=_free_port(), data_dirs=data_dirs))
+            if database_url is None:
+                raise SystemExit("bench/fleet_scale.py: needs Debian's postgresql (apt-get install postgresql)")
+        pids: list[int] = []
+        env = stack.enter_context(temporary_server(log=work / "server.log", database_url=database_url, pids=pids))
+        print(f"Prefect server on {'SQLite' if args.sqlite else 'PostgreSQL'}; work in {work}")
+        run_master(args, work, env, pids[0], postmaster_pid(data_dirs))
+
+
+def _free_port() -> int:
+    from ffwatt.fleet.prefect_server import free_port
+
+    return free_port()
+
+
+if __name__ == "__main__":
+    main()
