@@ -1,0 +1,96 @@
+"""series: each job's series written beside its row, and their energy checked against the row's.
+
+With a metrics store (``FFWATT_STORE_URL``, or the stack's store for a campaign on the
+pools) the series come from its export API once the row arrives; without one, the local
+campaign reads its node's exporters in-process once a second while its jobs run
+(:class:`exporters.embedded.EmbeddedSeries`). Either way the row says where its series
+came from, or why it has none: a store that doesn't answer costs the job its series, never
+its row.
+
+Like record, a plain function per row rather than a task: see :func:`tasks.record.record_job`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ffwatt.errors import StoreUnavailable
+from ffwatt.schema import JobRow, SeriesSource
+from ffwatt.series import MARGIN_S, Series, cross_check, job_window, series_table, write_series
+from ffwatt.settings import Settings
+from ffwatt.store import wait_and_export
+from tasks._logging import run_logger
+
+if TYPE_CHECKING:
+    from exporters.embedded import EmbeddedSeries
+
+__all__ = ["JobSeries", "job_series"]
+
+
+class JobSeries:
+    """Puts a job's series beside its row: from ``store_url``, or from ``sampler`` (this node's
+    exporters read in-process); with neither, rows say ``unavailable``."""
+
+    def __init__(self, results_dir: Path, *, store_url: str | None = None, sampler: EmbeddedSeries | None = None,
+                 unavailable: str = "") -> None:
+        self.results_dir = results_dir
+        self.store_url = store_url
+        self.sampler = sampler
+        self.unavailable = unavailable
+        self.source: SeriesSource = "store" if store_url else "local"
+
+    def attach(self, row: JobRow) -> JobRow:
+        """``row`` with its series columns, its series written under ``_series``."""
+        window = job_window(row)
+        if window is None:
+            return row.model_copy(update={"series_missing": "the job has no encode window (it failed before "
+                                                            "its encode ended)"})
+        try:
+            series = self._series(row, *window)
+        except StoreUnavailable as exc:
+            run_logger().warning("job %s has no series: %s", row.job_id, exc)
+            return row.model_copy(update={"series_missing": str(exc)})
+        columns = cross_check(row, series, self.source)
+        if series:
+            write_series(self.results_dir, row.campaign, series_table(
+                series, run_id=row.run_id, job_id=row.job_id, node=row.node, source=self.source))
+        return row.model_copy(update=columns.model_dump())
+
+    def _series(self, row: JobRow, start: float, end: float) -> list[Series]:
+        if self.store_url:
+            return wait_and_export(self.store_url, node=row.node, job_id=row.job_id, start=start, end=end)
+        if self.sampler is None:
+            raise StoreUnavailable(self.unavailable)
+        # The window's last second: a collection after it, at most a couple of intervals away.
+        self.sampler.wait_past(end, timeout_s=max(0.0, end - time.time()) + 3 * self.sampler.interval_s)
+        series = self.sampler.window(row.job_id, start, end)
+        self.sampler.forget_before(end - 2 * MARGIN_S)  # jobs run one after another: no later window needs it
+        return series
+
+
+@contextlib.contextmanager
+def job_series(settings: Settings, *, local: bool) -> Iterator[JobSeries]:
+    """Series for a campaign's rows: from ``FFWATT_STORE_URL`` when set, else a local campaign
+    (``local``) samples its node itself while this lasts, and one on the pools reads the stack's store."""
+    if settings.store_url or not local:
+        from ffwatt.fleet.monitoring import store_url
+
+        yield JobSeries(settings.results_dir, store_url=(settings.store_url or store_url(settings)).rstrip("/"))
+        return
+    from exporters.embedded import EmbeddedSeries
+
+    try:
+        sampler = EmbeddedSeries(settings).start()
+    except Exception as exc:  # noqa: BLE001 - jobs are measured without it; their rows say why they lack series
+        reason = f"this node's exporters couldn't be read in-process: {type(exc).__name__}: {exc}"
+        run_logger().warning("no series for this campaign: %s", reason)
+        yield JobSeries(settings.results_dir, unavailable=reason)
+        return
+    try:
+        yield JobSeries(settings.results_dir, sampler=sampler)
+    finally:
+        sampler.stop()
