@@ -250,7 +250,8 @@ def _cross_check_section(jobs: pd.DataFrame) -> str:
                               star={"energy_j": "estimated", "series_energy_j": "estimated"}) + "</div>")
     elif not judged.empty:
         worst = judged["gap_pct"].abs().max()
-        parts.append(f"<p>All {len(judged)} jobs of {CHECKED_FROM_S:g} s or more agree within {limit} "
+        verb = "job of {:g} s or more agrees" if len(judged) == 1 else "jobs of {:g} s or more agree"
+        parts.append(f"<p>The {len(judged)} {verb.format(CHECKED_FROM_S)} within {limit} "
                      f"(largest gap {worst:.2f} %).</p>")
     else:
         parts.append(f"<p>No job lasted {CHECKED_FROM_S:g} s, the shortest the check judges.</p>")
