@@ -10,6 +10,7 @@ Reads results through :mod:`ffwatt.results` and never imports Prefect, flows or 
     fit_power_model                   watts and joules from job parameters, refuses to extrapolate
     window_means                      time-series samples (e.g. power) averaged per job window
     load_series / power_over_time     jobs' series (results/_series) joined to their jobs; watts per part
+    power_summary / sample_counts     per job, file by file: mean and peak watts; samples per metric
     series_checks                     each job's series energy against its row's (the cross-check)
     recommend                         the configuration meeting a target for the least energy/cost/...
     compare_runs / previous_run       run against run per configuration, with node changes
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from analysis.regression import RunComparison, campaign_history, compare_runs, previous_run
     from analysis.report import write_report
     from analysis.samples import window_means
-    from analysis.series import load_series, power_over_time, series_checks
+    from analysis.series import load_series, power_over_time, power_summary, sample_counts, series_checks
     from analysis.stats import Comparison, compare, mean_ci, repetition_stats, t_critical, welch
 
 # Where each public name lives, imported on first use (tests/test_analysis_report.py checks it
@@ -52,7 +53,7 @@ _SURFACE: dict[str, tuple[str, ...]] = {
     "analysis.regression": ("RunComparison", "campaign_history", "compare_runs", "previous_run"),
     "analysis.report": ("write_report",),
     "analysis.samples": ("window_means",),
-    "analysis.series": ("load_series", "power_over_time", "series_checks"),
+    "analysis.series": ("load_series", "power_over_time", "power_summary", "sample_counts", "series_checks"),
     "analysis.stats": ("Comparison", "compare", "mean_ci", "repetition_stats", "t_critical", "welch"),
 }
 _WHERE = {name: module for module, names in _SURFACE.items() for name in names}
@@ -62,8 +63,8 @@ __all__ = [
     "Recommendation", "RunComparison", "Scope", "Target", "bd_energy", "bd_quality", "bd_rate", "bd_table",
     "campaign_history", "compare", "compare_runs", "config_efficiency", "fit_power_model", "job_efficiency",
     "load_results", "load_series", "mean_ci", "node_metadata", "pareto_front", "pareto_mask", "power_over_time",
-    "previous_run", "recommend", "repetition_stats", "resolve_run", "run_summary", "series_checks", "t_critical",
-    "welch", "window_means", "write_report",
+    "power_summary", "previous_run", "recommend", "repetition_stats", "resolve_run", "run_summary", "sample_counts",
+    "series_checks", "t_critical", "welch", "window_means", "write_report",
 ]
 
 

@@ -178,10 +178,11 @@ def read_results(
     """Job rows under ``results_dir``, optionally one campaign and/or run, in schema column order;
     ``columns`` reads only those (a large dataset's other columns never enter memory)."""
     table = _read_table(results_dir, campaign, run_id, columns)
+    order = [(c, "ascending", "at_end") for c in ("started_at", "job_id") if c in table.column_names]
+    if order:  # in Arrow: several times faster than pandas on a million rows
+        table = table.sort_by(order)
     # Nullable integers, so a failed job's missing frame count doesn't turn the column into floats.
-    frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-    order = [c for c in ("started_at", "job_id") if c in frame.columns]
-    return frame.sort_values(order, na_position="last").reset_index(drop=True) if order else frame
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
 
 
 @dataclass(frozen=True)

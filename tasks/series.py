@@ -22,7 +22,7 @@ from ffwatt.errors import StoreUnavailable
 from ffwatt.schema import JobRow, SeriesSource
 from ffwatt.series import MARGIN_S, Series, cross_check, job_window, series_table, write_series
 from ffwatt.settings import Settings
-from ffwatt.store import wait_and_export
+from ffwatt.store import SeriesStore
 from tasks._logging import run_logger
 
 if TYPE_CHECKING:
@@ -32,16 +32,16 @@ __all__ = ["JobSeries", "job_series"]
 
 
 class JobSeries:
-    """Puts a job's series beside its row: from ``store_url``, or from ``sampler`` (this node's
+    """Puts a job's series beside its row: from ``store``, or from ``sampler`` (this node's
     exporters read in-process); with neither, rows say ``unavailable``."""
 
-    def __init__(self, results_dir: Path, *, store_url: str | None = None, sampler: EmbeddedSeries | None = None,
+    def __init__(self, results_dir: Path, *, store: SeriesStore | None = None, sampler: EmbeddedSeries | None = None,
                  unavailable: str = "") -> None:
         self.results_dir = results_dir
-        self.store_url = store_url
+        self.store = store
         self.sampler = sampler
         self.unavailable = unavailable
-        self.source: SeriesSource = "store" if store_url else "local"
+        self.source: SeriesSource = "store" if store else "local"
 
     def attach(self, row: JobRow) -> JobRow:
         """``row`` with its series columns, its series written under ``_series``."""
@@ -61,8 +61,8 @@ class JobSeries:
         return row.model_copy(update=columns.model_dump())
 
     def _series(self, row: JobRow, start: float, end: float) -> list[Series]:
-        if self.store_url:
-            return wait_and_export(self.store_url, node=row.node, job_id=row.job_id, start=start, end=end)
+        if self.store is not None:
+            return self.store.wait_and_export(node=row.node, job_id=row.job_id, start=start, end=end)
         if self.sampler is None:
             raise StoreUnavailable(self.unavailable)
         # The window's last second: a collection after it, at most a couple of intervals away.
@@ -79,7 +79,8 @@ def job_series(settings: Settings, *, local: bool) -> Iterator[JobSeries]:
     if settings.store_url or not local:
         from ffwatt.fleet.monitoring import store_url
 
-        yield JobSeries(settings.results_dir, store_url=(settings.store_url or store_url(settings)).rstrip("/"))
+        with SeriesStore(settings.store_url or store_url(settings)) as store:
+            yield JobSeries(settings.results_dir, store=store)
         return
     from exporters.embedded import EmbeddedSeries
 

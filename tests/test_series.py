@@ -230,3 +230,35 @@ def test_rows_from_before_series_read_back_with_null_series_columns(tmp_path: Pa
     pq.write_table(old, path)  # a schema-3 file
     frame = read_results(results)
     assert frame["series_source"].isna().all() and pa.types.is_floating(pa.array(frame["series_energy_j"]).type)
+
+
+def test_power_per_job_sums_packages_and_gpus_apart_and_keeps_to_the_encode(tmp_path: Path):
+    from analysis.series import power_summary
+
+    results = tmp_path / "results"
+    job = row(start=T0 + 2, end=T0 + 6, energy_j=1.0)
+    write_job_row(results, job)
+    stamps = np.arange(T0, T0 + 9, 1.0)  # 0..8 s: the encode's samples are 2..6 s
+    ms = (stamps * 1000).astype(np.int64)
+    watts = np.array([5, 5, 30, 40, 50, 40, 30, 5, 5], dtype=float)
+    series = [Series("ffwatt_rapl_power_watts", labels_json({"kind": "package", "zone": f"package-{i}"}), ms,
+                     watts * (i + 1)) for i in (0, 1)]
+    series.append(Series("ffwatt_rapl_power_watts", labels_json({"kind": "core", "zone": "package-0/core"}), ms,
+                         watts * 100))  # a part of package 0: never added to it
+    series += [Series("ffwatt_gpu_power_watts", labels_json({"index": str(i)}), ms, np.full(9, 100.0 + i))
+               for i in (0, 1)]
+    series.append(Series("ffwatt_cpu_utilization_ratio", "{}", ms, np.full(9, 0.5)))
+    write_series(results, "c", series_table(series, run_id="r1", job_id="j1", node="n1", source="local"))
+    from ffwatt.results import read_results
+
+    summary = power_summary(results, jobs=read_results(results)).set_index("part")
+    assert summary.loc["cpu", "samples"] == 5 and summary.loc["gpu", "samples"] == 5
+    assert summary.loc["cpu", "mean_w"] == pytest.approx(3 * watts[2:7].mean())
+    assert summary.loc["cpu", "max_w"] == pytest.approx(150.0)
+    assert summary.loc["gpu", "mean_w"] == pytest.approx(201.0)
+    whole = power_summary(results).set_index("part")  # no job windows: the whole window
+    assert whole.loc["cpu", "samples"] == 9 and whole.loc["cpu", "mean_w"] == pytest.approx(3 * watts.mean())
+    from analysis.series import sample_counts
+
+    counts = sample_counts(results).groupby("metric", observed=True)["samples"].sum().to_dict()
+    assert counts == {"ffwatt_cpu_utilization_ratio": 9, "ffwatt_gpu_power_watts": 18, "ffwatt_rapl_power_watts": 27}
