@@ -83,7 +83,8 @@ class SeriesStore:
     def wait_and_export(self, *, node: str, job_id: str, start: float, end: float,
                         patience_s: float = 10.0) -> list[Series]:
         """:meth:`export_window` once the store can have the window's last samples; asked again (for up
-        to ``patience_s`` more) while its newest sample is still more than a scrape short of ``end``.
+        to ``patience_s`` more) while its newest sample is still more than a scrape short of ``end``
+        (none at all: it doesn't scrape the node, and no wait would change that).
 
         Raises :class:`StoreUnavailable` at once when the store doesn't answer, without waiting."""
         why = self.answers()
@@ -96,7 +97,8 @@ class SeriesStore:
         while True:
             found = self.export_window(node=node, job_id=job_id, start=start, end=end)
             newest = max((int(s.timestamps_ms[-1]) for s in found), default=0) / 1000
-            if newest >= end - 1.0 or self._clock() >= deadline:
+            # Nothing at all: the store doesn't scrape this node; waiting won't change that.
+            if not found or newest >= end - 1.0 or self._clock() >= deadline:
                 return found
             self._sleep(1.0)
 

@@ -262,3 +262,54 @@ def test_power_per_job_sums_packages_and_gpus_apart_and_keeps_to_the_encode(tmp_
 
     counts = sample_counts(results).groupby("metric", observed=True)["samples"].sum().to_dict()
     assert counts == {"ffwatt_cpu_utilization_ratio": 9, "ffwatt_gpu_power_watts": 18, "ffwatt_rapl_power_watts": 27}
+
+
+def test_the_store_is_asked_once_it_can_have_the_window_and_never_waited_on_when_down():
+    import httpx
+
+    from ffwatt.errors import StoreUnavailable
+    from ffwatt.store import INGEST_LAG_S, SeriesStore, job_selectors
+
+    now = [1000.0]
+    slept: list[float] = []
+    exports: list[httpx.Request] = []
+    newest = [998.0]  # the store's newest sample, in seconds
+    scraped = [True]  # whether the store scrapes node n1 at all
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/health":
+            return httpx.Response(200)
+        exports.append(request)
+        if not scraped[0]:
+            return httpx.Response(200, text="")
+        stamps = [int((newest[0] - 2 + i) * 1000) for i in range(3)]
+        lines = [json.dumps({"metric": {"__name__": "ffwatt_cpu_utilization_ratio", "node": "n1",
+                                        "instance": "x:9510", "exporter": "cpu"},
+                             "values": [0.5, None, 0.7], "timestamps": stamps})]
+        return httpx.Response(200, text="\n".join(lines) + "\n")
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+        newest[0] += seconds  # the store keeps scraping
+
+    store = SeriesStore("http://store:8428/", client=httpx.Client(transport=httpx.MockTransport(answer)),
+                        clock=lambda: now[0], sleep=sleep)
+    found = store.wait_and_export(node="n1", job_id='j"1', start=990.0, end=1000.0)
+    assert slept[0] == pytest.approx(INGEST_LAG_S)  # the window's last second, scraped and searchable
+    assert len(exports) == 1 and exports[0].url.params.get_list("match[]") == job_selectors("n1", 'j"1')
+    assert exports[0].url.params["start"] == "990.000" and exports[0].url.params["end"] == "1000.000"
+    assert 'job_id="j\\"1"' in job_selectors("n1", 'j"1')[1]
+    (series,) = found
+    assert series.labels == "{}" and list(series.values) == [0.5, 0.7]  # null: a staleness marker, not a reading
+    newest[0], now[0], slept[:], exports[:] = 900.0, 1000.0, [], []  # lagging: asked again, a second apart
+    store.wait_and_export(node="n1", job_id="j1", start=990.0, end=1000.0)
+    assert len(exports) > 1 and slept[1:] == [1.0] * (len(exports) - 1)
+    scraped[0], slept[:], exports[:] = False, [], []  # a node the store doesn't scrape: no wait changes that
+    assert store.wait_and_export(node="n1", job_id="j1", start=990.0, end=1000.0) == [] and len(exports) == 1
+
+    down = SeriesStore("http://127.0.0.1:9", clock=lambda: now[0], sleep=sleep)  # nothing listens on port 9
+    slept[:] = []
+    with pytest.raises(StoreUnavailable, match=r"the metrics store at http://127.0.0.1:9 is unreachable"):
+        down.wait_and_export(node="n1", job_id="j1", start=990.0, end=1000.0)
+    assert slept == []  # no wait for a store that isn't there
