@@ -35,7 +35,7 @@ from analysis.series import POWER_METRICS, load_series, power_over_time, series_
 from ffwatt.errors import ResultsError
 from ffwatt.results import RunSummary
 from ffwatt.schema import CURVE_COLUMNS, config_label
-from ffwatt.series import AGREEMENT, CHECKED_FROM_S
+from ffwatt.series import AGREEMENT, CHECKED_FROM_S, SOURCE_WORDS
 
 __all__ = ["write_report"]
 
@@ -229,7 +229,7 @@ def _cross_check_section(jobs: pd.DataFrame) -> str:
     if checks.empty or (checks["series_source"].isna() & checks["series_missing"].isna()).all():
         return "<p>This run's rows carry no series (written before ffwatt kept series beside rows).</p>"
     sources = checks["series_source"].value_counts()
-    parts = [f"<p>{len(checks)} jobs: " + ", ".join(f"{n} with series from the {html.escape(str(k))}"
+    parts = [f"<p>{len(checks)} jobs: " + ", ".join(f"{n} with series from {html.escape(SOURCE_WORDS.get(str(k), k))}"
                                                     for k, n in sources.items())
              + f"; {int(checks['series_source'].isna().sum())} without.</p>"]
     missing = checks["series_missing"].dropna()

@@ -45,6 +45,7 @@ __all__ = [
     "MARGIN_S",
     "NODE_SERIES",
     "SERIES_DIR",
+    "SOURCE_WORDS",
     "Series",
     "cross_check",
     "disagrees",
@@ -80,6 +81,9 @@ JOB_SERIES = r"ffwatt_ffmpeg_.+"
 _NODE, _JOB = re.compile(NODE_SERIES), re.compile(JOB_SERIES)
 # Labels a store adds from the scrape target: the node is a column, the rest say nothing of the job.
 _TARGET_LABELS = frozenset({"__name__", "node", "instance", "job", "exporter", "pool"})
+
+# Where a job's series came from, in words for tables and reports.
+SOURCE_WORDS: dict[str, str] = {"store": "the metrics store", "local": "the campaign's own 1 Hz sampler"}
 
 _AGE_METRIC = "ffwatt_sampler_last_success_age_seconds"
 # energy_source part -> (counter, labels every series of it must have, sampler that reads it)

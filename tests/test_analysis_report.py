@@ -109,7 +109,7 @@ def test_walkthrough_notebook_executes(results_dir: Path, tmp_path: Path, monkey
     assert not errors
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "run run-new" in printed and "estimated energy" in printed
-    assert "samples from the local" in printed  # one job's series, beside its row
+    assert "samples (source: local)" in printed  # one job's series, beside its row
 
 
 def test_notebook_is_what_the_generator_writes() -> None:

@@ -62,7 +62,7 @@ CELLS = [
     ("code", "from analysis import load_series, power_over_time\nfrom analysis.plots import power_plot\n\n"
              "job = jobs[jobs.status == 'ok'].sort_values('wall_s').iloc[-1]  # the longest\n"
              "series = load_series(results_dir, campaign=campaign, run_id=run_id, job_id=job.job_id)\n"
-             "print(f'job {job.job_id}: {len(series)} samples from the {job.series_source}; '\n"
+             "print(f'job {job.job_id}: {len(series)} samples (source: {job.series_source}); '\n"
              "      f'energy {job.energy_j:.1f} J, '\n"
              "      f'from its series {job.series_energy_j:.1f} J ({job.series_energy_source}), '\n"
              "      f'gap {job.series_energy_gap:+.1%} over {job.wall_s:.1f} s')\n"
