@@ -80,8 +80,8 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                 if idle is not None:
                     idle_baselines[settings.node] = idle
                 for job in jobs:
-                    rows.append(record_job(series.attach(run_job(job, references[job.input.name], idle, run_id,
-                                                                 settings.node, campaign.encode_retries))))
+                    series.submit(run_job(job, references[job.input.name], idle, run_id, settings.node,
+                                          campaign.encode_retries), lambda row: rows.append(record_job(row)))
     except BaseException:
         # Ctrl-C, SIGTERM, a crash inside the loop: the rows written so far stay, and the run says
         # it was cut short, so it can be resumed rather than mistaken for a finished one.

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,31 @@ class JobSeries:
         self.sampler = sampler
         self.unavailable = unavailable
         self.source: SeriesSource = "store" if store else "local"
+        self._later = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-series")  # in job order
+        self._pending: list[Future[None]] = []
+
+    def submit(self, row: JobRow, write: Callable[[JobRow], object]) -> None:
+        """:meth:`attach` and ``write`` the row on a worker, so the next job starts while this one's
+        window gets its last seconds (the 2 s after the encode); :meth:`close` writes what's pending.
+        A failure there is raised here, at the next row, or by :meth:`close`."""
+        self._raise_failures()
+
+        def attach_and_write() -> None:
+            write(self.attach(row))
+
+        self._pending.append(self._later.submit(attach_and_write))
+
+    def close(self) -> None:
+        """Attach and write every submitted row (waiting for their windows' ends), then raise the first
+        failure, if any."""
+        self._later.shutdown(wait=True)
+        self._raise_failures()
+
+    def _raise_failures(self) -> None:
+        done = [f for f in self._pending if f.done()]
+        self._pending = [f for f in self._pending if not f.done()]
+        for future in done:
+            future.result()
 
     def attach(self, row: JobRow) -> JobRow:
         """``row`` with its series columns, its series written under ``_series``."""
@@ -75,23 +101,25 @@ class JobSeries:
 @contextlib.contextmanager
 def job_series(settings: Settings, *, local: bool) -> Iterator[JobSeries]:
     """Series for a campaign's rows: from ``FFWATT_STORE_URL`` when set, else a local campaign
-    (``local``) samples its node itself while this lasts, and one on the pools reads the stack's store."""
-    if settings.store_url or not local:
-        from ffwatt.fleet.monitoring import store_url
+    (``local``) samples its node itself while this lasts, and one on the pools reads the stack's store.
+    On the way out, every submitted row is written first."""
+    with contextlib.ExitStack() as stack:
+        if settings.store_url or not local:
+            from ffwatt.fleet.monitoring import store_url
 
-        with SeriesStore(settings.store_url or store_url(settings)) as store:
-            yield JobSeries(settings.results_dir, store=store)
-        return
-    from exporters.embedded import EmbeddedSeries
+            store = stack.enter_context(SeriesStore(settings.store_url or store_url(settings)))
+            series = JobSeries(settings.results_dir, store=store)
+        else:
+            from exporters.embedded import EmbeddedSeries
 
-    try:
-        sampler = EmbeddedSeries(settings).start()
-    except Exception as exc:  # noqa: BLE001 - jobs are measured without it; their rows say why they lack series
-        reason = f"this node's exporters couldn't be read in-process: {type(exc).__name__}: {exc}"
-        run_logger().warning("no series for this campaign: %s", reason)
-        yield JobSeries(settings.results_dir, unavailable=reason)
-        return
-    try:
-        yield JobSeries(settings.results_dir, sampler=sampler)
-    finally:
-        sampler.stop()
+            try:
+                sampler = EmbeddedSeries(settings).start()
+            except Exception as exc:  # noqa: BLE001 - jobs are measured without it; their rows say why
+                reason = f"this node's exporters couldn't be read in-process: {type(exc).__name__}: {exc}"
+                run_logger().warning("no series for this campaign: %s", reason)
+                series = JobSeries(settings.results_dir, unavailable=reason)
+            else:
+                stack.callback(sampler.stop)
+                series = JobSeries(settings.results_dir, sampler=sampler)
+        stack.callback(series.close)  # before the sampler stops: the pending rows' windows need it
+        yield series

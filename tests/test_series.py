@@ -313,3 +313,21 @@ def test_the_store_is_asked_once_it_can_have_the_window_and_never_waited_on_when
     with pytest.raises(StoreUnavailable, match=r"the metrics store at http://127.0.0.1:9 is unreachable"):
         down.wait_and_export(node="n1", job_id="j1", start=990.0, end=1000.0)
     assert slept == []  # no wait for a store that isn't there
+
+
+def test_submitted_rows_are_written_in_order_and_a_failure_is_not_lost(tmp_path: Path):
+    series = JobSeries(tmp_path, unavailable="no sampler here")
+    written: list[str] = []
+    for i in range(5):
+        series.submit(row(start=T0, end=T0 + 1, energy_j=1.0).model_copy(update={"job_id": f"j{i}"}),
+                      lambda r: written.append(r.job_id))
+    series.close()
+    assert written == [f"j{i}" for i in range(5)]
+
+    def full_disk(_: JobRow) -> None:
+        raise OSError(28, "No space left on device")
+
+    failing = JobSeries(tmp_path, unavailable="no sampler here")
+    failing.submit(row(start=T0, end=T0 + 1, energy_j=1.0), full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        failing.close()
