@@ -47,9 +47,9 @@ def load_series(results_dir: Path, *, campaign: str | None = None, run_id: str |
     job's ``job_columns`` and with ``t_s``, seconds since the job's encode began. ``job_columns=None``
     gives the samples alone."""
     results_dir = Path(results_dir)
+    # Dictionary-read only the columns no filter is on: row-group statistics can't prune on those.
     table = read_series(results_dir, campaign=campaign, run_id=run_id, job_id=job_id, metrics=metrics,
-                        columns=_SAMPLE_COLUMNS, dictionaries=("campaign", "run_id", "job_id", "node", "metric",
-                                                               "labels", "source"))
+                        columns=_SAMPLE_COLUMNS, dictionaries=("node", "labels", "source"))
     samples = table.to_pandas()
     for column in ("campaign", "run_id", "job_id", "node", "metric", "labels", "source"):
         samples[column] = samples[column].astype(str)

@@ -202,7 +202,8 @@ _PARTITIONING = ds.partitioning(pa.schema([("campaign", pa.string()), ("run_id",
 
 def series_dataset(results_dir: Path, *, dictionaries: Sequence[str] = ()) -> ds.Dataset:
     """Every job's series under ``results_dir`` as one pyarrow dataset (``campaign`` from the directory
-    names); ``dictionaries``: string columns to read dictionary-encoded (far less memory at scale)."""
+    names); ``dictionaries``: string columns to read dictionary-encoded (far less memory at scale), but
+    not those a filter is on: row-group statistics can't prune on a dictionary-read column."""
     root = Path(results_dir) / SERIES_DIR
     if not root.is_dir():
         raise ResultsError(f"no series under {root}: none of these runs wrote any (ffwatt writes them since "
