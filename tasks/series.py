@@ -7,7 +7,10 @@ campaign reads its node's exporters in-process once a second while its jobs run
 came from, or why it has none: a store that doesn't answer costs the job its series, never
 its row.
 
-Like record, a plain function per row rather than a task: see :func:`tasks.record.record_job`.
+Not a Prefect task, as record isn't (:func:`tasks.record.record_job`): a task run's cost on the
+server would compete with the next encode. A local campaign hands each row to one worker thread
+(:meth:`JobSeries.submit`), which writes it, series first, once its window has ended, while the
+next job runs; a campaign on the pools attaches each row as it arrives (:meth:`JobSeries.attach`).
 """
 
 from __future__ import annotations
