@@ -1,5 +1,8 @@
 # `make demo` and `make test` do all set-up on a fresh Debian/Ubuntu machine.
-PYTHON ?= python3
+# The system's Python when it is recent enough: services (an agent, exporters) can then run as
+# other users; a Python under someone's home directory (pyenv's, say) isn't theirs to run.
+PYTHON ?= $(shell for p in /usr/bin/python3 python3; do $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	2>/dev/null && { echo $$p; break; }; done)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ffwatt-installed

@@ -1,13 +1,14 @@
 """A campaign run's outcome in Markdown: what the Prefect UI shows at the end of every run.
 
 Jobs ok and failed (with their reasons), the per-configuration table, the Pareto front,
-the recommendation for :data:`analysis.recommend.DEFAULT_VMAF`, and where the Parquet
-and the HTML report are. Each part that can't be computed says why instead, so the
+the recommendation for :data:`analysis.recommend.DEFAULT_VMAF`, where the Parquet is and
+the command that writes the HTML report. Each part that can't be computed says why instead, so the
 summary is always published.
 """
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -72,10 +73,9 @@ def _recommendation(results_dir: Path, campaign: str, run_id: str, target_vmaf: 
             f"\nOther targets: `ffwatt recommend --vmaf N --run {run_id}` (see `--help`).\n")
 
 
-def run_outcome_markdown(results_dir: Path, campaign: str, run_id: str, *, report: Path | None = None,
-                         report_error: str | None = None, target_vmaf: float = DEFAULT_VMAF) -> str:
-    """The run's outcome as Markdown (see the module doc). ``report`` is where its HTML report
-    was written, or ``report_error`` why it wasn't."""
+def run_outcome_markdown(results_dir: Path, campaign: str, run_id: str, *,
+                         target_vmaf: float = DEFAULT_VMAF) -> str:
+    """The run's outcome as Markdown (see the module doc)."""
     results_dir = Path(results_dir)
     parquet = run_dir(results_dir, campaign, run_id).resolve()
     rows = load_results(results_dir, campaign=campaign, run_id=run_id, with_run_metadata=False)
@@ -93,10 +93,9 @@ def run_outcome_markdown(results_dir: Path, campaign: str, run_id: str, *, repor
         if not ok_configs.empty:
             parts.append(_pareto(ok_configs))
             parts.append(_recommendation(results_dir, campaign, run_id, target_vmaf))
-    where = [f"- Parquet: `{parquet}`"]
-    if report is not None:
-        where.append(f"- HTML report: `{Path(report).resolve()}`")
-    elif report_error:
-        where.append(f"- HTML report: not written ({md_text(report_error)}); `ffwatt report {run_id}` writes one")
+    # The HTML report is written on demand: drawing its figures takes a second or more, which a
+    # short campaign would otherwise wait for before its flow run ends.
+    where = [f"- Parquet: `{parquet}`",
+             f"- HTML report: `ffwatt report {run_id} --campaign {shlex.quote(campaign)}` writes it"]
     parts.append("\n### Where the results are\n\n" + "\n".join(where) + "\n")
     return "".join(parts)

@@ -110,8 +110,7 @@ def _node_section(summary: RunSummary | None, nodes_with_jobs: list[str]) -> str
         values["gpus"] = ", ".join(f"{g.index}: {g.name}" for g in facts.gpus) or "-"
         idle = summary.idle_baselines.get(name)
         if idle is not None:
-            values["idle baseline"] = (f"{(idle.cpu_w or 0) + (idle.gpu_w or 0):.1f} W over {idle.seconds:.1f} s "
-                                       f"({idle.cpu_source}); {idle.basis}")
+            values["idle baseline"] = idle.describe(summary.started_at)
         parts.append(f"<h3>{html.escape(name)}</h3>" + _facts_table(values))
     return "".join(parts)
 

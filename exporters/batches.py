@@ -1,23 +1,21 @@
-"""The running batches' heartbeats, as the master sees them in the Prefect API.
+"""Running batches, and how long since the node running each was last heard from.
 
-A batch beats its variable every few seconds (:mod:`flows.batch`). Only batches whose
-flow run is still RUNNING are shown: a batch that ended deleted its variable, and one
-the dispatcher declared lost is CRASHED, so a dead batch's series goes instead of
-alerting forever. Label values are per running batch (its flow run id), so the label
-set is as bounded as the batches in flight.
+A batch is alive as long as its node's workers heartbeat (:mod:`ffwatt.fleet.nodes`):
+for every ``node-batch`` flow run that is RUNNING, the age of its node's latest worker
+heartbeat. Only running batches are shown: one the dispatcher declared lost is
+CRASHED, so a dead batch's series goes instead of alerting forever. Label values are
+per running batch (its flow run id), so the label set is as bounded as the batches in
+flight.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime
-from uuid import UUID
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporters._collector import NAMESPACE
-from ffwatt.fleet.protocol import BATCH_VARIABLE_PREFIX as _PREFIX
 
 __all__ = ["BatchCollector"]
 
@@ -36,28 +34,29 @@ class BatchCollector:
 
     def collect(self) -> Iterable[Metric]:
         from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+        from prefect.client.schemas.filters import (
+            FlowFilter,
+            FlowFilterName,
+            FlowRunFilter,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
 
-        from ffwatt.fleet.api import read_variables_like
+        from ffwatt.fleet.nodes import list_nodes
 
         age = GaugeMetricFamily(f"{NAMESPACE}_batch_heartbeat_age_seconds",
-                                "Seconds since a running batch last beat its heartbeat (Prefect API time).",
-                                labels=["batch", "node"])
+                                "Seconds since the node running a batch last sent a worker heartbeat (Prefect "
+                                "API time); only batches whose flow run is RUNNING.", labels=["batch", "node"])
         with get_client(sync_client=True) as client:
-            beats = {}
-            for variable in read_variables_like(client, _PREFIX + "%"):
-                name = variable["name"]
-                if name.startswith(_PREFIX) and isinstance(variable.get("value"), dict):
-                    beats[UUID(name.removeprefix(_PREFIX))] = variable
-            running: set[UUID] = set()
-            ids = list(beats)
-            for start in range(0, len(ids), 200):
-                chunk = FlowRunFilter(id=FlowRunFilterId(any_=ids[start:start + 200]))
-                runs = client.read_flow_runs(flow_run_filter=chunk, limit=200)
-                running |= {run.id for run in runs if run.state is not None and run.state.is_running()}
+            nodes = {record.queue: record for record in list_nodes(client)}
+            running = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["node-batch"])),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.RUNNING]))), limit=200)
         now = self._clock()
-        for flow_run_id in sorted(running):
-            variable = beats[flow_run_id]
-            updated = datetime.fromisoformat(str(variable["updated"]).replace("Z", "+00:00")).timestamp()
-            age.add_metric([str(flow_run_id), str(variable["value"].get("node", ""))], max(0.0, now - updated))
+        for run in running:
+            node = nodes.get(run.work_queue_name or "")
+            if node is not None:
+                age.add_metric([str(run.id), node.node], max(0.0, now - node.heartbeat_at))
         return [age]

@@ -180,7 +180,8 @@ class Matrix(_Strict):
     rate_control: list[RateControl] = Field(default_factory=list)
     resolutions: list[str] = Field(default_factory=lambda: ["source"], min_length=1)
 
-    @field_validator("encoders", mode="before")
+    # The JSON schema says so too: `prefect deployment run --params` validates against it.
+    @field_validator("encoders", mode="before", json_schema_input_type=list[str | EncoderSpec])
     @classmethod
     def _bare_names(cls, value: Any) -> Any:
         # "- libx264" is shorthand for "- name: libx264".
@@ -255,6 +256,11 @@ class Campaign(_Strict):
     idle_baseline_s: float = Field(
         5.0, ge=0, le=600, description="Seconds of idle power measured before the first job; 0 skips it."
     )
+    idle_baseline_reuse_s: float = Field(
+        3600, ge=0, le=7 * 86400,
+        description="A node reuses its own idle baseline measured at most this many seconds ago (as long as "
+                    "idle_baseline_s or longer) instead of measuring again; the run names it as reused. 0 always "
+                    "measures.")
     job_timeout_s: float = Field(3600, gt=0, description="An encode running longer is killed.")
 
     @field_validator("inputs")

@@ -50,3 +50,13 @@ class IdleBaseline(BaseModel):
     basis: str
     node: str = ""
     measured_at: datetime | None = None
+    reused: bool = False  # measured before this run, within the campaign's idle_baseline_reuse_s
+
+    def describe(self, now: datetime | None = None) -> str:
+        """One line for people: the power, how it was measured, and when when it wasn't this run."""
+        watts = (self.cpu_w or 0) + (self.gpu_w or 0)
+        text = f"{watts:.1f} W over {self.seconds:.1f} s ({self.cpu_source or 'no CPU reading'}); {self.basis}"
+        if self.reused and self.measured_at is not None:
+            age = ((now or datetime.now(self.measured_at.tzinfo)) - self.measured_at).total_seconds()
+            text += f"; reused, measured {age / 60:.0f} min earlier"
+        return text

@@ -82,11 +82,32 @@ class Settings(BaseSettings):
         default=None,
         description="Where Alertmanager posts alerts; the master's discovery service (which logs them to "
                     "FFWATT_HOME/stack/alerts.jsonl) when unset.")
+    agent_port: int = Field(default=PORTS["agent"].number, ge=1, le=65535,
+                            description="Port of an agent's wake-up endpoint (POST /wake).")
+    worker_heartbeat_s: int = Field(
+        default=10, ge=1, le=300,
+        description="Seconds between a worker's heartbeats; a node silent for three is offline (fleet-wide).")
+    worker_poll_s: float = Field(
+        default=10.0, gt=0, le=300,
+        description="Seconds between a node's polls for batches when no wake-up comes (each is an API read).")
+    master_poll_s: float = Field(default=1.0, gt=0, le=60,
+                                 description="Seconds between the master worker's polls for campaign runs.")
+    cpu_exporter_port: int = Field(default=PORTS["exporter-cpu"].number, ge=1, le=65535,
+                                   description="Port of the CPU energy exporter an agent starts.")
+    gpu_exporter_port: int = Field(default=PORTS["exporter-gpu"].number, ge=1, le=65535,
+                                   description="Port of the GPU exporter an agent starts.")
+    ffmpeg_exporter_port: int = Field(default=PORTS["exporter-ffmpeg"].number, ge=1, le=65535,
+                                      description="Port of the FFmpeg progress exporter an agent starts.")
     node_exporter_port: int = Field(default=PORTS["node-exporter"].number, ge=1, le=65535,
                                     description="Port of node_exporter on a worker node.")
     progress_log_interval_s: float = Field(
         default=2.0, gt=0, description="How often a running encode logs its progress."
     )
+
+    @property
+    def exporter_ports(self) -> dict[str, int]:
+        """The ports of this node's exporters, by kind (``ffwatt exporter KIND``)."""
+        return {"cpu": self.cpu_exporter_port, "gpu": self.gpu_exporter_port, "ffmpeg": self.ffmpeg_exporter_port}
 
     @property
     def cache_dir(self) -> Path:

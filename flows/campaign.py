@@ -75,7 +75,7 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                                    if report.idle_baseline is not None}
             else:
                 references = prepare_references(campaign, jobs)
-                idle = idle_baseline(campaign.idle_baseline_s)
+                idle = idle_baseline(campaign.idle_baseline_s, campaign.idle_baseline_reuse_s)
                 nodes[settings.node] = describe_node(settings)
                 if idle is not None:
                     idle_baselines[settings.node] = idle
@@ -151,7 +151,7 @@ def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, rows: list[J
     with get_client(sync_client=True) as client:
         dispatcher = Dispatcher(campaign, jobs, run_id, api=PrefectFleetAPI(client), record=record,
                                 log=run_logger())
-        dispatcher.start(list_nodes())
+        dispatcher.start(list_nodes(client))
         dispatcher.run()
     return dispatcher.reports
 

@@ -1,23 +1,27 @@
-"""Sending a campaign's jobs to the work pools that match their hardware, and bringing rows home.
+"""Sending a campaign's jobs to the nodes whose hardware runs them, and bringing rows home.
 
 Jobs are grouped by pool (libx264 -> cpu, h264_nvenc -> nvidia, ...) and split into
-one batch per live node of the pool, so a flow run's start-up is paid once per
-node, not once per job. Each batch is a ``node-batch/<pool>`` deployment run; its
-node's facts and its rows arrive as table artifacts (:mod:`ffwatt.fleet.protocol`)
-and are written to the master's dataset as they come.
+one batch per live node of the pool, so a flow run's start is paid once per node,
+not once per job. Each batch is a ``node-batch/<pool>`` deployment run sent to the
+node's own work queue, so it is known where every batch runs; the node is then
+woken to take it at once. Its facts and its rows arrive as table artifacts
+(:mod:`ffwatt.fleet.protocol`) and are written to the master's dataset as they come.
 
-Prefect doesn't retry crashed flow runs, and a SIGKILLed worker leaves its run
-"Running" forever. So the :class:`Dispatcher` watches each batch's heartbeat: a
-batch whose beat stops is marked Crashed and its unfinished jobs go to the pool
-again (up to ``lost_job_retries`` times each); a batch no worker picks up is
-reported, not awaited forever. It talks to Prefect only through a :class:`FleetAPI`
-and reads time only from its clock, so every one of these cases is unit-tested in
-milliseconds against an in-memory fleet.
+Prefect doesn't retry crashed flow runs, and a SIGKILLed node leaves its run
+"Running" forever. So the :class:`Dispatcher` watches the node of each open batch
+through its workers' heartbeats (Prefect's own liveness; nothing extra is written):
+a batch whose node goes silent is marked Crashed and its unfinished jobs are planned
+again over the live nodes (up to ``lost_job_retries`` times each); jobs whose able
+nodes are all offline wait for one to come back, for a while; a batch its node
+doesn't take up goes elsewhere. It talks to Prefect only through a
+:class:`FleetAPI` and reads time only from its clocks, so every one of these cases is
+unit-tested in milliseconds against an in-memory fleet.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,8 +39,10 @@ from tasks import build_row
 
 __all__ = ["Dispatcher", "FleetAPI", "plan_batches"]
 
-ZOMBIE_AFTER_S = 20.0
 PICKUP_TIMEOUT_S = 300.0
+# After the API was away, a node's next heartbeat can lag that long: Prefect's client retries a
+# failed call up to five times, backing off 2, 4, ... 32 s.
+API_RECOVERY_S = 40.0
 POLL_S = 1.0
 NO_NODE = "(none)"
 
@@ -44,13 +50,18 @@ NO_NODE = "(none)"
 class FleetAPI(Protocol):
     """What dispatch needs of the Prefect API; any call may raise :class:`ApiUnavailable`."""
 
-    def submit(self, pool: str, parameters: BatchParameters) -> UUID:
-        """Start a ``node-batch/<pool>`` flow run; its id."""
+    def submit(self, pool: str, node: NodeRecord, parameters: BatchParameters) -> UUID:
+        """Start a ``node-batch/<pool>`` flow run on ``node``'s queue and wake the node; its id."""
+        ...
+
+    def submit_all(self, batches: list[tuple[str, NodeRecord, BatchParameters]]) -> list[UUID | ApiUnavailable]:
+        """:meth:`submit` each batch (at once where the API can take it); per batch its flow run id, or
+        the :class:`ApiUnavailable` that refused it."""
         ...
 
     def poll(self, open_batches: list[UUID], all_batches: list[UUID], missing_jobs: list[str]) -> Poll:
-        """States and heartbeats of the open batches; rows of the missing jobs (and node reports)
-        that any batch has sent home since the last poll."""
+        """States of the open batches; rows of the missing jobs (and node reports) that any batch has
+        sent home since the last poll; the nodes, with their liveness, when it is time to look."""
         ...
 
     def crash(self, batch: UUID, message: str) -> None: ...
@@ -61,49 +72,53 @@ class FleetAPI(Protocol):
 @dataclass
 class _Batch:
     pool: str
+    node: str
     job_ids: list[str]
     flow_run_id: UUID
     submitted_at: float
-    beat_seen_at: float
-    last_beat: Any = None
+    started: bool = False
     finished: bool = False
 
 
 def plan_batches(jobs: list[Job], nodes: list[NodeRecord], now: float | None = None
-                 ) -> tuple[dict[str, list[list[Job]]], dict[str, str]]:
-    """Batches per pool (one per live node that can run them), and why other jobs can't be scheduled."""
+                 ) -> tuple[list[tuple[str, NodeRecord, list[Job]]], dict[str, str]]:
+    """(pool, node, jobs) for every batch (one per live node that can run them, jobs interleaved so
+    every batch gets a mix of slow and fast configurations), and why other jobs can't be scheduled."""
     live = [n for n in nodes if n.online(now)]
-    by_pool: dict[str, list[Job]] = {}
-    pool: str
+    batches: dict[tuple[str, str], tuple[str, NodeRecord, list[Job]]] = {}
+    dealt: dict[str, int] = {}  # per pool, jobs dealt so far: round-robin over the nodes able
     unschedulable: dict[str, str] = {}
     for job in jobs:
-        pool = profile_for(job.encoder).pool
-        able = [n for n in live if pool in n.pools and job.encoder in n.encoders]
+        pool: str = profile_for(job.encoder).pool
+        able = [n for n in live if _can_run(n, job)]
         if not able:
             pools = sorted({p for n in live for p in n.pools}) or ["none"]
             unschedulable[job.job_id] = (f"unschedulable: no live node runs {job.encoder} (pool {pool}); "
                                          f"live pools: {', '.join(pools)}. Start an agent on a node with "
                                          f"that hardware (ffwatt agent start) or drop the encoder.")
             continue
-        by_pool.setdefault(pool, []).append(job)
-    batches = {}
-    for pool, pool_jobs in by_pool.items():
-        count = len([n for n in live if pool in n.pools])
-        # Interleaved, so every batch gets a mix of slow and fast configurations.
-        batches[pool] = [batch for batch in (pool_jobs[i::count] for i in range(count)) if batch]
-    return batches, unschedulable
+        node = able[dealt.get(pool, 0) % len(able)]
+        dealt[pool] = dealt.get(pool, 0) + 1
+        batches.setdefault((pool, node.node), (pool, node, []))[2].append(job)
+    return list(batches.values()), unschedulable
+
+
+def _can_run(node: NodeRecord, job: Job) -> bool:
+    return profile_for(job.encoder).pool in node.pools and job.encoder in node.encoders
 
 
 class Dispatcher:
     """One campaign run's jobs on the fleet: plan, send, watch, re-send, until every job has a row.
 
-    ``record`` writes a row as it arrives (and returns it); ``clock`` is monotonic seconds.
+    ``record`` writes a row as it arrives (and returns it); ``clock`` is monotonic seconds for the
+    dispatcher's own timers, ``wall`` unix seconds to judge nodes' heartbeats by.
     """
 
     def __init__(self, campaign: Campaign, jobs: list[Job], run_id: str, *, api: FleetAPI,
                  record: Callable[[JobRow], JobRow], clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time,
                  log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
-                 zombie_after_s: float = ZOMBIE_AFTER_S, pickup_timeout_s: float = PICKUP_TIMEOUT_S) -> None:
+                 pickup_timeout_s: float = PICKUP_TIMEOUT_S) -> None:
         self.campaign = campaign
         self.jobs = jobs
         self.run_id = run_id
@@ -113,26 +128,24 @@ class Dispatcher:
         self._api = api
         self._record = record
         self._clock = clock
+        self._wall = wall
         self._log = log or logging.getLogger("ffwatt.dispatch")
-        self._zombie_after_s = zombie_after_s
         self._pickup_timeout_s = pickup_timeout_s
         self._by_id = {job.job_id: job for job in jobs}
         self._batches: dict[UUID, _Batch] = {}
-        self._unsent: list[tuple[str, list[str]]] = []  # submissions the API refused, to try again
+        self._unsent: list[tuple[str, NodeRecord, list[str]]] = []  # submissions the API refused, to retry
+        self._nodes: dict[str, NodeRecord] = {}
+        self._api_back_at = -math.inf  # when the API last came back after being away
+        self._waiting: dict[str, tuple[float, str]] = {}  # jobs whose nodes are offline: since, why
 
     @property
     def done(self) -> bool:
         return len(self.rows) == len(self.jobs)
 
-    def start(self, nodes: list[NodeRecord], now: float | None = None) -> None:
-        """Plan batches over the live ``nodes`` (``now`` in unix seconds) and send them."""
-        plan, unschedulable = plan_batches(self.jobs, nodes, now)
-        for job_id, reason in unschedulable.items():
-            self._fail(job_id, reason)
-        for pool, batches in plan.items():
-            for batch in batches:
-                self._unsent.append((pool, [job.job_id for job in batch]))
-        self._send()
+    def start(self, nodes: list[NodeRecord]) -> None:
+        """Plan batches over the live ``nodes`` and send them."""
+        self._nodes = {n.node: n for n in nodes}
+        self._plan([job.job_id for job in self.jobs], exclude=set())
 
     def run(self, *, sleep: Callable[[float], None] = time.sleep, poll_s: float = POLL_S) -> list[JobRow]:
         """Poll until every job has a row; the rows in job order."""
@@ -149,46 +162,49 @@ class Dispatcher:
         try:
             poll = self._api.poll([b.flow_run_id for b in open_batches], list(self._batches), missing)
         except ApiUnavailable as exc:
-            # The master restarting: wait, and don't judge heartbeats while it can't be asked.
+            # The master restarting: wait; nodes' heartbeats couldn't reach it either, so judge them
+            # again only once it has been back for longer than a node may be silent.
             self._log.warning("Prefect API unavailable (%s); waiting", exc)
-            now = self._clock()
-            for batch in open_batches:
-                batch.beat_seen_at = now
+            self._api_back_at = self._clock()
             return
+        if poll.nodes is not None:
+            self._nodes = {n.node: n for n in poll.nodes}
         for report in poll.reports:
             self.reports[report.facts.name] = report
         for row in poll.rows:
             # First row wins: a late row of a batch declared lost must not duplicate its re-run's.
             if row.job_id in self._by_id and row.job_id not in self.rows:
                 self.rows[row.job_id] = self._record(row.model_copy(update={"run_id": self.run_id}))
-        now = self._clock()
         for batch in open_batches:
-            self._judge(batch, poll.states.get(batch.flow_run_id), poll.beats.get(batch.flow_run_id), now)
+            self._judge(batch, poll.states.get(batch.flow_run_id))
+        self._plan_waiting()
 
-    def _judge(self, batch: _Batch, state: BatchState | None, beat: Any, now: float) -> None:
-        if beat is not None and beat != batch.last_beat:
-            batch.last_beat, batch.beat_seen_at = beat, now
-        if state is None:
+    def _judge(self, batch: _Batch, state: BatchState | None) -> None:
+        now = self._clock()
+        if state is not None and state.final:
+            batch.finished = True
+            if self._missing(batch.job_ids):
+                self._lost(batch, f"batch ended {state.name} ({state.message or 'no message'})",
+                           in_flight=batch.started or state.name != "CANCELLED")
             return
-        if state.final:
-            batch.finished = True
-            if any(j not in self.rows for j in batch.job_ids):
-                self._lost(batch, f"batch ended {state.name} ({state.message or 'no message'})")
-        elif state.running and now - batch.beat_seen_at > self._zombie_after_s:
-            why = f"no heartbeat from its node for {self._zombie_after_s:.0f} s (worker killed or node lost)"
+        if state is not None and state.running:
+            batch.started = True
+        node = self._nodes.get(batch.node)
+        trusted_after = node.timeout_s + API_RECOVERY_S if node is not None else 0.0
+        if node is not None and not node.online(self._wall()) and now - self._api_back_at > trusted_after:
+            why = (f"node {batch.node} went silent (no worker heartbeat for {node.timeout_s:.0f} s: "
+                   "agent killed or node lost)")
             self._api.crash(batch.flow_run_id, f"ffwatt: {why}")
-            self._lost(batch, why)
-        elif not state.running and now - batch.submitted_at > self._pickup_timeout_s:
-            self._api.cancel(batch.flow_run_id, "ffwatt: no worker picked this batch up")
-            batch.finished = True
-            for job_id in self._missing(batch.job_ids):
-                self._fail(job_id, f"unschedulable: no worker of pool {batch.pool} picked the batch up "
-                                   f"within {self._pickup_timeout_s:.0f} s; is an agent running for that pool?")
+            self._lost(batch, why, in_flight=batch.started)
+        elif not batch.started and now - batch.submitted_at > self._pickup_timeout_s:
+            self._api.cancel(batch.flow_run_id, "ffwatt: its node didn't take this batch up")
+            self._lost(batch, f"node {batch.node} didn't take the batch up within {self._pickup_timeout_s:.0f} s",
+                       in_flight=False)
 
-    def _lost(self, batch: _Batch, why: str) -> None:
+    def _lost(self, batch: _Batch, why: str, *, in_flight: bool) -> None:
         batch.finished = True
         missing = self._missing(batch.job_ids)
-        if missing:
+        if missing and in_flight:
             # Jobs run in the order sent, so the first without a row was in flight: that attempt is spent.
             self.attempts[missing[0]] += 1
         again = [j for j in missing if self.attempts[j] <= 1 + self.campaign.lost_job_retries]
@@ -197,26 +213,63 @@ class Dispatcher:
                 self._fail(job_id, f"lost: {why}; gave up after {self.attempts[job_id] - 1} attempt(s) "
                                    "(lost_job_retries)")
         if again:
-            self._log.warning("batch %s: %s; sending %d unfinished job(s) to pool %s again",
-                              batch.flow_run_id, why, len(again), batch.pool)
-            self._unsent.append((batch.pool, again))
-            self._send()
+            self._log.warning("batch %s on %s: %s; planning %d unfinished job(s) again", batch.flow_run_id,
+                              batch.node, why, len(again))
+            self._plan(again, exclude={batch.node})
+
+    def _plan(self, job_ids: list[str], exclude: set[str]) -> None:
+        """Plan ``job_ids`` over the live nodes, avoiding those in ``exclude`` (the node a batch was
+        just lost or stuck on) where another node can run the job."""
+        jobs = [self._by_id[j] for j in job_ids]
+        elsewhere = [n for name, n in self._nodes.items() if name not in exclude]
+        batches, unschedulable = plan_batches(jobs, elsewhere, self._wall())
+        if unschedulable and exclude:
+            retry, unschedulable = plan_batches([self._by_id[j] for j in unschedulable],
+                                                list(self._nodes.values()), self._wall())
+            batches += retry
+        for job_id, reason in unschedulable.items():
+            if any(_can_run(n, self._by_id[job_id]) for n in self._nodes.values()):
+                self._waiting.setdefault(job_id, (self._clock(), reason))  # its node may come back
+            else:
+                self._fail(job_id, reason)
+        for pool, node, jobs in batches:
+            self._unsent.append((pool, node, [job.job_id for job in jobs]))
+        self._send()
+
+    def _plan_waiting(self) -> None:
+        """Plan the jobs waiting for an offline node once one that can run them is back; fail them as
+        unschedulable once they waited longer than a batch may wait to be taken up."""
+        if not self._waiting:
+            return
+        now = self._clock()
+        batches, unschedulable = plan_batches([self._by_id[j] for j in self._waiting], list(self._nodes.values()),
+                                              self._wall())
+        for job_id in [j for j in self._waiting if j not in unschedulable]:
+            del self._waiting[job_id]
+        for job_id in unschedulable:
+            since, why = self._waiting[job_id]
+            if now - since > self._pickup_timeout_s:
+                del self._waiting[job_id]
+                self._fail(job_id, f"{why} (waited {now - since:.0f} s for one to come back)")
+        for pool, node, jobs in batches:
+            self._unsent.append((pool, node, [job.job_id for job in jobs]))
+        self._send()
 
     def _send(self) -> None:
-        while self._unsent:
-            pool, job_ids = self._unsent[0]
-            parameters = BatchParameters(campaign=self.campaign, job_ids=job_ids, run_id=self.run_id,
-                                         attempts={j: self.attempts[j] for j in job_ids})
-            try:
-                flow_run_id = self._api.submit(pool, parameters)
-            except ApiUnavailable as exc:
-                self._log.warning("can't send %d job(s) to pool %s yet (%s)", len(job_ids), pool, exc)
-                return
-            self._unsent.pop(0)
-            now = self._clock()
-            self._batches[flow_run_id] = _Batch(pool=pool, job_ids=job_ids, flow_run_id=flow_run_id,
-                                                submitted_at=now, beat_seen_at=now)
-            self._log.info("sent %d job(s) to pool %s as flow run %s", len(job_ids), pool, flow_run_id)
+        if not self._unsent:
+            return
+        unsent, self._unsent = self._unsent, []
+        outcomes = self._api.submit_all([(pool, node, BatchParameters(
+            campaign=self.campaign, job_ids=job_ids, run_id=self.run_id,
+            attempts={j: self.attempts[j] for j in job_ids})) for pool, node, job_ids in unsent])
+        for (pool, node, job_ids), outcome in zip(unsent, outcomes, strict=True):
+            if isinstance(outcome, ApiUnavailable):
+                self._log.warning("can't send %d job(s) to %s yet (%s)", len(job_ids), node.node, outcome)
+                self._unsent.append((pool, node, job_ids))
+                continue
+            self._batches[outcome] = _Batch(pool=pool, node=node.node, job_ids=job_ids, flow_run_id=outcome,
+                                            submitted_at=self._clock())
+            self._log.info("sent %d job(s) to %s (pool %s) as flow run %s", len(job_ids), node.node, pool, outcome)
 
     def _missing(self, job_ids: Iterable[str]) -> list[str]:
         return [j for j in job_ids if j not in self.rows]

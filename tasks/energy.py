@@ -9,9 +9,13 @@ never added together without the source saying so.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from ffwatt.files import write_atomic
 from ffwatt.hardware.meter import EnergyWindow, measure_idle
 from ffwatt.nodefacts import IdleBaseline
 from ffwatt.schema import EnergyColumns
@@ -91,9 +95,30 @@ def energy_report(
 
 
 @task(name="idle-baseline", cache_policy=NO_CACHE)
-def idle_baseline(seconds: float) -> IdleBaseline | None:
-    """The node's idle power, measured before its first job; None when disabled (0 s)."""
-    return measure_idle(seconds, load_settings()) if seconds > 0 else None
+def idle_baseline(seconds: float, reuse_s: float = 0) -> IdleBaseline | None:
+    """The node's idle power before its first job: its latest baseline if at most ``reuse_s`` old and
+    measured over at least ``seconds``, else measured now (and kept for the next run); None when
+    disabled (0 s)."""
+    if seconds <= 0:
+        return None
+    settings = load_settings()
+    kept = settings.home / "idle" / "latest.json"
+    latest = _latest_idle(kept, settings.node)
+    if latest is not None and latest.measured_at is not None and latest.seconds >= seconds * 0.95:
+        age = (datetime.now(UTC) - latest.measured_at).total_seconds()
+        if 0 <= age <= reuse_s:
+            return latest.model_copy(update={"reused": True})
+    measured = measure_idle(seconds, settings)
+    write_atomic(kept, lambda tmp: tmp.write_text(measured.model_dump_json()))
+    return measured
+
+
+def _latest_idle(path: Path, node: str) -> IdleBaseline | None:
+    try:
+        latest = IdleBaseline.model_validate_json(path.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: measure
+        return None
+    return latest if latest.node == node else None
 
 
 @task(name="account-energy", cache_policy=NO_CACHE)

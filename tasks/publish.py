@@ -15,7 +15,6 @@ from prefect.cache_policies import NO_CACHE
 
 from analysis.outcome import run_outcome_markdown
 from analysis.regression import RunComparison, compare_runs, previous_run
-from analysis.report import write_report
 from ffwatt.errors import FfwattError
 from ffwatt.results import RunSummary
 from ffwatt.settings import load_settings
@@ -31,16 +30,10 @@ def artifact_key(kind: str, campaign: str) -> str:
 
 @task(name="publish-outcome", cache_policy=NO_CACHE)
 def publish_outcome(summary: RunSummary) -> RunSummary:
-    """Write the run's HTML report and publish its outcome as the campaign's markdown artifact."""
+    """Publish the run's outcome as the campaign's markdown artifact."""
     results_dir = load_settings().results_dir
-    report, report_error = None, None
     try:
-        report = write_report(results_dir, summary.run_id, campaign=summary.campaign)
-    except FfwattError as exc:
-        report_error = str(exc)
-    try:
-        markdown = run_outcome_markdown(results_dir, summary.campaign, summary.run_id, report=report,
-                                        report_error=report_error)
+        markdown = run_outcome_markdown(results_dir, summary.campaign, summary.run_id)
     except FfwattError as exc:  # the rows are saved whatever happens here; say why there is no summary
         markdown = f"## Campaign {summary.campaign}, run {summary.run_id}\n\nNo summary: {exc}\n"
     create_markdown_artifact(markdown, key=artifact_key("campaign", summary.campaign),

@@ -32,6 +32,7 @@ _SEAMS = Path(tempfile.mkdtemp(prefix="ffwatt-test-seams-"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _SEAMS.chmod(0o755)  # processes the suite starts as another user read it too
     (_SEAMS / "powercap").mkdir(exist_ok=True)
     os.environ["FFWATT_POWERCAP_ROOT"] = str(_SEAMS / "powercap")
     os.environ["FFWATT_GPU"] = "false"

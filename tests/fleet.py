@@ -128,25 +128,33 @@ def psql(host: Host, query: str) -> str:
 
 
 @contextlib.contextmanager
-def postgres(host: Host) -> Iterator[str | None]:
-    """A throwaway PostgreSQL cluster on ``host``'s loopback; yields Prefect's database URL
-    (None where Debian's postgresql isn't installed)."""
+def postgres(host: Host | None, port: int = 5432, data_dirs: list[Path] | None = None) -> Iterator[str | None]:
+    """A throwaway PostgreSQL cluster on ``host``'s loopback (this machine's when None); yields
+    Prefect's database URL (None where Debian's postgresql isn't installed). ``data_dirs`` receives
+    its directory (``db/postmaster.pid`` names its postmaster)."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
         yield None
         return
+
+    def there(*args: str) -> list[str]:
+        return host.cmd(*args) if host is not None else list(args)
+
     data = Path(tempfile.mkdtemp(prefix="ffwatt-pg-"))
+    if data_dirs is not None:
+        data_dirs.append(data)
     os.chmod(data, 0o700)
     sh("chown", "postgres:postgres", str(data))
     as_pg = ["runuser", "-u", "postgres", "--"]
-    sh(*host.cmd(*as_pg, initdb, "-D", str(data / "db"), "--auth=trust", "-U", "postgres"))
-    sh(*host.cmd(*as_pg, pg_ctl, "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-o",
-                 f"-c listen_addresses=127.0.0.1 -c port=5432 -c unix_socket_directories={data}", "start"))
+    sh(*there(*as_pg, initdb, "-D", str(data / "db"), "--auth=trust", "-U", "postgres"))
+    sh(*there(*as_pg, pg_ctl, "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-o",
+              f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={data} "
+              "-c max_connections=200", "start"))
     try:
-        sh(*host.cmd(*as_pg, _pg_bin("createdb") or "createdb", "-h", "127.0.0.1", "-p", "5432", "prefect"))
-        yield "postgresql+asyncpg://postgres@127.0.0.1:5432/prefect"
+        sh(*there(*as_pg, _pg_bin("createdb") or "createdb", "-h", "127.0.0.1", "-p", str(port), "prefect"))
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/prefect"
     finally:
-        sh(*host.cmd(*as_pg, pg_ctl, "-D", str(data / "db"), "-m", "immediate", "stop"), check=False)
+        sh(*there(*as_pg, pg_ctl, "-D", str(data / "db"), "-m", "immediate", "stop"), check=False)
         sh("rm", "-rf", str(data), check=False)
 
 
@@ -190,7 +198,8 @@ class Fleet:
 
     def start_agent(self, name: str, **env: str) -> None:
         host = self.hosts[name]
-        env = {"FFWATT_HOME": str(self.work / name), "FFWATT_NODE": name, **env}
+        # Heartbeats every 2 s: a killed node is seen in 6 s, not the default 30.
+        env = {"FFWATT_HOME": str(self.work / name), "FFWATT_NODE": name, "FFWATT_WORKER_HEARTBEAT_S": "2", **env}
         self.agents[name] = host.popen(FFWATT, "agent", "start", "--master", self.https_api,
                                        "--address", host.address, "--auth-string", self.auth,
                                        "--ca", str(self.ca), env=env, log=str(self.work / f"{name}.log"))
@@ -206,19 +215,24 @@ class Fleet:
 
         assert wait_for(online, timeout_s, every_s=1), f"nodes {names} not online: {self.nodes()}"
 
-    def run_campaign(self, spec: dict, *, wait: bool = True, jobs_fail: bool = False
+    def run_campaign(self, spec: dict, *, wait: bool = True, jobs_fail: bool = False, cli: str = "prefect"
                      ) -> subprocess.Popen[bytes] | str:
-        """Run ``spec`` through `prefect deployment run`; the flow run (and the CLI) fail when a job
-        does, so ``jobs_fail`` says which outcome to expect."""
-        params = json.dumps({"campaign": spec, "dispatch": "pools"})
-        args = (PREFECT, "deployment", "run", "campaign/quick", "--params", params, "--watch", "--watch-interval", "1",
-                "--watch-timeout", "600")
+        """Run ``spec`` through `prefect deployment run` (or `ffwatt campaign submit`); the flow run
+        (and the CLI) fail when a job does, so ``jobs_fail`` says which outcome to expect."""
+        if cli == "ffwatt":
+            file = self.work / f"{spec['name']}.yaml"
+            file.write_text(json.dumps(spec))  # JSON is YAML
+            args: tuple[str, ...] = (FFWATT, "campaign", "submit", str(file))
+        else:
+            params = json.dumps({"campaign": spec, "dispatch": "pools"})
+            args = (PREFECT, "deployment", "run", "campaign/quick", "--params", params, "--watch",
+                    "--watch-interval", "1", "--watch-timeout", "600")
         if not wait:
             return self.master.popen(*args, env=self.client_env(), log=str(self.work / f"{spec['name']}.log"))
         done = self.master.run(*args, env=self.client_env(), timeout=700)
         assert (done.returncode != 0) == jobs_fail, done.stdout[-3000:] + done.stderr[-3000:]
         assert "Failed" in done.stdout if jobs_fail else "Completed" in done.stdout
-        return done.stdout
+        return done.stdout + done.stderr
 
     def rows(self, name: str) -> pd.DataFrame:
         return read_results(self.work / "results", campaign=name)

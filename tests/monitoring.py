@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 
 from ffwatt.fleet.monitoring import MONITORING_SERVICES, monitoring_services
-from ffwatt.fleet.nodes import NodeRecord, publish_node
+from ffwatt.fleet.nodes import NodeRecord, publish_node, worker_name
 from ffwatt.fleet.services import Service, start_service, stop_service
+from ffwatt.fleet.stack import ensure_pools
 from ffwatt.settings import Settings
 from tests.conftest import ffwatt_cli, wait_http
 from tests.fleet import wait_for
@@ -77,24 +78,37 @@ def start_discovery(run_dir: Path, settings: Settings, env: dict[str, str]) -> N
     wait_http(f"http://127.0.0.1:{settings.discovery_port}/nodes", 60)
 
 
+# How often the Publisher's workers beat, as warm workers do.
+HEARTBEAT_S = 2
+
+
 @dataclass
 class Publisher:
-    """Beats node records into the Prefect API the way agents do, until a node is dropped."""
+    """Plays the agents: writes each node's record once, then sends its workers' heartbeats (one
+    worker per pool, every 2 s) as warm workers do, until a node is dropped."""
 
+    env: dict[str, str]
     records: dict[str, NodeRecord] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
-        while not self.stop.wait(2):
+        while not self.stop.wait(HEARTBEAT_S):
             self.beat()
 
     def beat(self) -> None:
-        for record in list(self.records.values()):
-            publish_node(record.model_copy(update={"heartbeat_at": time.time()}))
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            for record in list(self.records.values()):
+                for pool in record.pools:
+                    client.send_worker_heartbeat(f"ffwatt-{pool}", worker_name(record.node, pool),
+                                                 heartbeat_interval_seconds=HEARTBEAT_S)
 
     def add(self, node: str, pools: list[str], exporters: dict[str, str]) -> None:
+        ensure_pools(self.env, pools)
         self.records[node] = NodeRecord(node=node, address="127.0.0.1", pools=pools, encoders=[],
-                                        exporters=exporters, heartbeat_at=time.time(), started_at=time.time())
+                                        exporters=exporters, started_at=time.time())
+        publish_node(self.records[node])
         self.beat()
 
 

@@ -155,3 +155,19 @@ def test_shipped_campaigns_validate_and_run_here(ffmpeg: str):
         assert expand(campaign)
     quick = load_campaign(REPO / "deployments/campaigns/quick.yaml")
     assert len(expand(quick)) >= 6 and len(quick.encoder_names()) >= 2 and quick.keep_outputs
+
+
+def test_the_flow_parameter_schema_takes_a_campaign_as_written_in_yaml():
+    """`prefect deployment run --params` is checked against the flow's JSON schema, not the model:
+    the YAML shorthands (a bare encoder name) must pass there too."""
+    import jsonschema
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.campaign import campaign_flow
+
+    schema = parameter_schema(campaign_flow.fn).model_dump_for_openapi()
+    written = yaml.safe_load((REPO / "deployments/campaigns/quick.yaml").read_text())
+    written["matrix"]["encoders"] = ["libx264", {"name": "libx265", "presets": ["fast"]}]
+    jsonschema.validate({"campaign": written, "dispatch": "pools"}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"campaign": written | {"matrix": {"encoders": [3]}}}, schema)

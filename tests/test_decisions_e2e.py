@@ -114,7 +114,11 @@ def test_every_campaign_run_publishes_its_outcome(nightly: dict[str, Any]) -> No
     for part in ("### Per configuration", "### Pareto front", "### Recommendation for VMAF ≥ 93",
                  "### Where the results are", "- Parquet: `", "- HTML report: `"):
         assert part in text
-    report = Path(text.split("- HTML report: `")[1].split("`")[0])
+    command = text.split("- HTML report: `")[1].split("`")[0].split()  # the command the artifact names works
+    assert command[:2] == ["ffwatt", "report"]
+    done = _cli(nightly["env"], *command[1:])
+    assert done.returncode == 0, done.stderr
+    report = Path(done.stdout.strip())
     assert report.is_file() and report.stat().st_size > 10_000
 
 

@@ -15,7 +15,7 @@ def node(name: str, pools: list[str], encoders: list[str], age_s: float = 0) -> 
     now = time.time()
     return NodeRecord(node=name, address=f"10.0.0.{len(name)}", pools=pools, encoders=encoders,
                       exporters={"cpu": f"{name}:9510", "ffmpeg": f"{name}:9506"},
-                      heartbeat_at=now - age_s, started_at=now - 100)
+                      heartbeat_at=now - age_s, timeout_s=30, started_at=now - 100)
 
 
 def jobs(encoders: list[str]):
@@ -30,15 +30,15 @@ def test_one_batch_per_live_node_of_each_pool_interleaved():
     plan, unschedulable = plan_batches(all_jobs, [node("a", ["cpu"], ["libx264"]),
                                                   node("b", ["cpu"], ["libx264"]),
                                                   node("dead", ["cpu"], ["libx264"], age_s=60)])
-    assert unschedulable == {} and list(plan) == ["cpu"]
-    first, second = plan["cpu"]
+    assert unschedulable == {} and [(pool, n.node) for pool, n, _ in plan] == [("cpu", "a"), ("cpu", "b")]
+    (_, _, first), (_, _, second) = plan
     assert [j.value for j in first] == [20, 30, 40] and [j.value for j in second] == [25, 35]
 
 
 def test_jobs_no_live_node_can_run_are_unschedulable_with_the_reason():
     all_jobs = jobs(["libx264", "h264_nvenc"])
     plan, unschedulable = plan_batches(all_jobs, [node("a", ["cpu"], ["libx264"])])
-    assert sum(len(b) for b in plan["cpu"]) == 5 and len(unschedulable) == 5
+    assert sum(len(js) for pool, _, js in plan if pool == "cpu") == 5 and len(unschedulable) == 5
     reason = next(iter(unschedulable.values()))
     assert "no live node runs h264_nvenc (pool nvidia)" in reason and "live pools: cpu" in reason
 

@@ -1,9 +1,8 @@
 """The dispatcher's failure cases, in milliseconds: an in-memory fleet behind the FleetAPI seam
-and a hand-moved clock. The namespace tests (test_fleet.py) prove the same against real hosts."""
+and hand-moved clocks. The namespace tests (test_fleet.py) prove the same against real hosts."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
@@ -15,46 +14,77 @@ from ffwatt.jobs import expand
 from ffwatt.nodefacts import NodeFacts
 from ffwatt.schema import JobRow
 from ffwatt.validation import parse_campaign
-from flows.dispatch import Dispatcher
+from flows.dispatch import Dispatcher, plan_batches
+
+TIMEOUT_S = 30.0  # three missed 10 s worker heartbeats
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @dataclass
 class FakeBatch:
     pool: str
+    node: str
     parameters: BatchParameters
     state: str = "SCHEDULED"
-    beat: int = 0
     done: list[str] = field(default_factory=list)  # jobs whose rows it sent
 
 
 class FakeFleet:
-    """The Prefect API as the dispatcher sees it, with batches the test moves by hand."""
+    """The Prefect API as the dispatcher sees it: nodes whose workers beat while the test says so,
+    batches the test moves by hand."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock, wall: Clock, nodes: list[str]) -> None:
+        self.clock, self.wall = clock, wall
+        self.nodes = {name: node(name, wall.now) for name in nodes}
+        self.silent: set[str] = set()  # nodes whose workers stopped beating
         self.batches: dict[UUID, FakeBatch] = {}
         self.crashed: list[UUID] = []
         self.cancelled: list[UUID] = []
+        self.woken: list[str] = []
         self.down = False
         self.refuse_submits = 0
         self._unsent: list[JobRow] = []
         self._reports: list[NodeReport] = []
 
+    def advance(self, seconds: float) -> None:
+        self.clock.now += seconds
+        self.wall.now += seconds
+        for name, record in self.nodes.items():
+            if name not in self.silent:
+                record.heartbeat_at = self.wall.now
+
     # the FleetAPI
-    def submit(self, pool: str, parameters: BatchParameters) -> UUID:
+    def submit(self, pool: str, node: NodeRecord, parameters: BatchParameters) -> UUID:
         if self.down or self.refuse_submits:
             self.refuse_submits = max(0, self.refuse_submits - 1)
             raise ApiUnavailable("connection refused")
         flow_run_id = uuid4()
-        self.batches[flow_run_id] = FakeBatch(pool, parameters)
+        self.batches[flow_run_id] = FakeBatch(pool, node.node, parameters)
+        self.woken.append(node.node)
         return flow_run_id
+
+    def submit_all(self, batches: list[tuple[str, NodeRecord, BatchParameters]]) -> list[UUID | ApiUnavailable]:
+        outcomes: list[UUID | ApiUnavailable] = []
+        for batch in batches:
+            try:
+                outcomes.append(self.submit(*batch))
+            except ApiUnavailable as exc:
+                outcomes.append(exc)
+        return outcomes
 
     def poll(self, open_batches: list[UUID], all_batches: list[UUID], missing_jobs: list[str]) -> Poll:
         if self.down:
             raise ApiUnavailable("connection refused")
         rows = [row for row in self._unsent if row.job_id in missing_jobs]
-        poll = Poll(states={b: BatchState(self.batches[b].state) for b in open_batches},
-                    rows=rows, reports=self._reports,
-                    beats={b: self.batches[b].beat for b in open_batches})
+        poll = Poll(states={b: BatchState(self.batches[b].state) for b in open_batches}, rows=rows,
+                    reports=self._reports, nodes=[r.model_copy() for r in self.nodes.values()])
         self._unsent, self._reports = [], []
         return poll
 
@@ -66,42 +96,44 @@ class FakeFleet:
         self.cancelled.append(batch)
         self.batches[batch].state = "CANCELLED"
 
-    # the "workers"
-    def start(self, batch: UUID, node: str) -> None:
-        self.batches[batch].state = "RUNNING"
-        self._reports.append(NodeReport(facts=facts(node), idle_baseline=None))
+    # the nodes
+    def start(self, batch: UUID) -> None:
+        fake = self.batches[batch]
+        fake.state = "RUNNING"
+        self._reports.append(NodeReport(facts=facts(fake.node), idle_baseline=None))
 
-    def finish_next_job(self, batch: UUID, node: str) -> str:
+    def finish_next_job(self, batch: UUID) -> str:
         fake = self.batches[batch]
         job_id = next(j for j in fake.parameters.job_ids if j not in fake.done)
         fake.done.append(job_id)
-        fake.beat += 1
-        self._unsent.append(row(fake.parameters, job_id, node))
+        self._unsent.append(row(fake.parameters, job_id, fake.node))
         return job_id
 
-    def beat(self, batch: UUID) -> None:
-        self.batches[batch].beat += 1
+    def finish(self, batch: UUID) -> None:
+        while len(self.batches[batch].done) < len(self.batches[batch].parameters.job_ids):
+            self.finish_next_job(batch)
+        self.batches[batch].state = "COMPLETED"
+
+    def on(self, name: str) -> list[UUID]:
+        return [b for b, fake in self.batches.items() if fake.node == name and fake.state in ("SCHEDULED", "RUNNING")]
 
 
-def facts(node: str) -> NodeFacts:
-    return NodeFacts(name=node, cpu_model="c", logical_cpus=2, kernel="k", cpu_energy="rapl", ffmpeg_path="f",
+def node(name: str, now: float, encoders: tuple[str, ...] = ("libx264",)) -> NodeRecord:
+    return NodeRecord(node=name, address="10.0.0.1", pools=["cpu"], encoders=list(encoders), exporters={},
+                      started_at=now, queue=f"node-{name}", heartbeat_at=now, timeout_s=TIMEOUT_S)
+
+
+def facts(name: str) -> NodeFacts:
+    return NodeFacts(name=name, cpu_model="c", logical_cpus=2, kernel="k", cpu_energy="rapl", ffmpeg_path="f",
                      ffmpeg_version="v", ffmpeg_configuration="")
 
 
-def row(parameters: BatchParameters, job_id: str, node: str) -> JobRow:
+def row(parameters: BatchParameters, job_id: str, name: str) -> JobRow:
     job = next(j for j in expand(parameters.campaign) if j.job_id == job_id)
     return JobRow(campaign=job.campaign, run_id="batch-run", job_id=job_id, config_id=job.config_id,
-                  repetition=job.repetition, node=node, input_name=job.input.name, encoder=job.encoder,
+                  repetition=job.repetition, node=name, input_name=job.input.name, encoder=job.encoder,
                   rate_control=job.rate_control, status="ok", attempts=parameters.attempts[job_id],
                   started_at=datetime.now(UTC))
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 CAMPAIGN = parse_campaign({
@@ -111,95 +143,86 @@ CAMPAIGN = parse_campaign({
 })
 
 
-def node(name: str) -> NodeRecord:
-    now = time.time()
-    return NodeRecord(node=name, address="10.0.0.1", pools=["cpu"], encoders=["libx264"], exporters={},
-                      heartbeat_at=now, started_at=now)
-
-
-def dispatcher(fleet: FakeFleet, clock: Clock, nodes: list[str], **kwargs) -> tuple[Dispatcher, list[JobRow]]:
+def dispatcher(nodes: list[str], **kwargs) -> tuple[FakeFleet, Dispatcher, list[JobRow]]:
+    fleet = FakeFleet(Clock(1000.0), Clock(1_800_000_000.0), nodes)
     recorded: list[JobRow] = []
 
     def record(r: JobRow) -> JobRow:
         recorded.append(r)
         return r
 
-    d = Dispatcher(CAMPAIGN, expand(CAMPAIGN), "run-1", api=fleet, record=record, clock=clock, **kwargs)
-    d.start([node(n) for n in nodes])
-    return d, recorded
+    d = Dispatcher(CAMPAIGN, expand(CAMPAIGN), "run-1", api=fleet, record=record, clock=fleet.clock,
+                   wall=fleet.wall, **kwargs)
+    d.start(list(fleet.nodes.values()))
+    return fleet, d, recorded
 
 
-def lose_the_first_batch(fleet: FakeFleet, clock: Clock, d: Dispatcher) -> UUID:
-    """The first batch starts on w1, then its node goes silent for 30 s."""
-    (first,) = fleet.batches
-    fleet.start(first, "w1")
-    d.step()
-    clock.now += 30
-    return first
-
-
-def test_rows_come_home_once_each_with_the_nodes_facts():
-    fleet, clock = FakeFleet(), Clock()
-    d, recorded = dispatcher(fleet, clock, ["w1", "w2"])
-    assert len(fleet.batches) == 2  # one batch per live node
-    for batch_id, name in zip(fleet.batches, ("w1", "w2")):
-        fleet.start(batch_id, name)
-        fleet.finish_next_job(batch_id, name)
-        fleet.finish_next_job(batch_id, name)
-        fleet.batches[batch_id].state = "COMPLETED"
+def test_one_batch_per_live_node_sent_to_it_and_woken():
+    fleet, d, recorded = dispatcher(["w1", "w2"])
+    assert sorted(fake.node for fake in fleet.batches.values()) == ["w1", "w2"] and sorted(fleet.woken) == ["w1", "w2"]
+    for batch in list(fleet.batches):
+        fleet.start(batch)
+        fleet.finish(batch)
     d.step()
     assert d.done and len(recorded) == 4 and {r.run_id for r in recorded} == {"run-1"}
     assert set(d.reports) == {"w1", "w2"} and {r.node for r in recorded} == {"w1", "w2"}
 
 
-def test_a_batch_whose_heartbeat_stops_is_crashed_and_its_unfinished_jobs_resent():
-    fleet, clock = FakeFleet(), Clock()
-    d, recorded = dispatcher(fleet, clock, ["w1"], zombie_after_s=20)
-    (first,) = fleet.batches
-    fleet.start(first, "w1")
-    done = fleet.finish_next_job(first, "w1")
-    d.step()
-    clock.now += 15
-    d.step()
-    assert not fleet.crashed  # silent for 15 s: still trusted
-    clock.now += 10
-    d.step()
-    assert fleet.crashed == [first]
-    (second,) = [b for b in fleet.batches if b != first]
-    resent = fleet.batches[second].parameters
-    assert done not in resent.job_ids and len(resent.job_ids) == 3
-    in_flight = resent.job_ids[0]  # jobs run in the order sent: this one was running when the node died
-    assert resent.attempts == {in_flight: 2, **dict.fromkeys(resent.job_ids[1:], 1)}
-    fleet.start(second, "w2")
-    for _ in range(3):
-        fleet.finish_next_job(second, "w2")
-    fleet.batches[second].state = "COMPLETED"
-    d.step()
-    assert d.done and [r.attempts for r in recorded if r.job_id == in_flight] == [2]
+def test_planning_deals_jobs_round_robin_over_the_nodes_that_can_run_them():
+    matrix = {"encoders": [{"name": "libx264"}, {"name": "libx265"}],
+              "rate_control": [{"mode": "crf", "values": [20, 30]}]}
+    jobs = expand(parse_campaign(CAMPAIGN.model_dump(mode="json") | {"matrix": matrix}))
+    now = 1_800_000_000.0
+    nodes = [node("both", now, ("libx264", "libx265")), node("x264", now), node("gone", now - 100)]
+    batches, unschedulable = plan_batches(jobs, nodes, now)
+    assert unschedulable == {}
+    assigned = {n.node: [j.encoder for j in js] for _, n, js in batches}
+    assert "gone" not in assigned and sorted(assigned["x264"]) == ["libx264"]
+    assert sorted(assigned["both"]) == ["libx264", "libx265", "libx265"]
 
 
-def test_a_live_batch_keeps_beating_and_is_left_alone():
-    fleet, clock = FakeFleet(), Clock()
-    d, _ = dispatcher(fleet, clock, ["w1"], zombie_after_s=20)
+def test_a_batch_whose_node_goes_silent_is_crashed_and_its_jobs_planned_again():
+    fleet, d, _ = dispatcher(["w1", "w2"])
+    (on_w1,) = fleet.on("w1")
+    fleet.start(on_w1)
+    done = fleet.finish_next_job(on_w1)
+    d.step()
+    fleet.silent.add("w1")  # the node dies: its workers stop beating
+    fleet.advance(25)
+    d.step()
+    assert not fleet.crashed  # silent for 25 s: still trusted
+    fleet.advance(10)
+    d.step()
+    assert fleet.crashed == [on_w1]
+    resent = [fake.parameters for b, fake in fleet.batches.items() if b != on_w1 and fake.node == "w2"
+              and fake.state == "SCHEDULED"]
+    (parameters,) = resent[-1:]
+    assert done not in parameters.job_ids and len(parameters.job_ids) == 1
+    in_flight = parameters.job_ids[0]  # jobs run in the order sent: this one was running when the node died
+    assert parameters.attempts == {in_flight: 2}
+
+
+def test_a_node_that_keeps_beating_keeps_its_long_batch():
+    fleet, d, _ = dispatcher(["w1"])
     (batch,) = fleet.batches
-    fleet.start(batch, "w1")
-    for _ in range(10):  # a long job: no rows for 100 s, but the beat moves
-        clock.now += 10
-        fleet.beat(batch)
+    fleet.start(batch)
+    for _ in range(20):  # a long job: no rows for 200 s, but the workers beat
+        fleet.advance(10)
         d.step()
     assert not fleet.crashed and len(fleet.batches) == 1
 
 
 def test_a_late_row_from_a_batch_declared_lost_is_not_duplicated():
-    fleet, clock = FakeFleet(), Clock()
-    d, recorded = dispatcher(fleet, clock, ["w1"], zombie_after_s=20)
-    first = lose_the_first_batch(fleet, clock, d)
-    d.step()  # declared lost, re-sent
-    (second,) = [b for b in fleet.batches if b != first]
-    fleet.start(second, "w2")
-    for _ in range(4):
-        fleet.finish_next_job(second, "w2")
-    fleet.finish_next_job(first, "w1")  # the zombie wakes up and sends a row of the same job
+    fleet, d, recorded = dispatcher(["w1", "w2"])
+    (on_w1,) = fleet.on("w1")
+    fleet.start(on_w1)
+    fleet.silent.add("w1")
+    fleet.advance(40)
+    d.step()  # declared lost, planned again on w2
+    for batch in fleet.on("w2"):
+        fleet.start(batch)
+        fleet.finish(batch)
+    fleet.finish_next_job(on_w1)  # the zombie wakes up and sends a row of the same job
     d.step()
     assert d.done and len(recorded) == 4 and len({r.job_id for r in recorded}) == 4
 
@@ -207,73 +230,121 @@ def test_a_late_row_from_a_batch_declared_lost_is_not_duplicated():
 def test_jobs_are_given_up_after_lost_job_retries():
     """Only the job in flight spends an attempt when its node is lost; with lost_job_retries=1 a job
     lost twice is given up, and jobs that never started are sent again."""
-    fleet, clock = FakeFleet(), Clock()
-    d, recorded = dispatcher(fleet, clock, ["w1"], zombie_after_s=20)
+    fleet, d, recorded = dispatcher(["w1", "w2"])
+    lost_while_running = 0
     while not d.done:
-        (batch,) = [b for b, fake in fleet.batches.items() if fake.state == "SCHEDULED"]
-        fleet.start(batch, "w1")  # starts, then dies silently every time
+        batch = next(b for name in ("w1", "w2") for b in fleet.on(name))
+        victim = fleet.batches[batch].node
+        fleet.start(batch)  # starts, then its node goes silent every time
         d.step()
-        clock.now += 30
+        fleet.silent.add(victim)
+        fleet.advance(40)
         d.step()
-    assert len(fleet.crashed) == 4 * 2
+        lost_while_running += batch in fleet.crashed
+        fleet.silent.discard(victim)  # and comes back, to be lost again
+        fleet.advance(1)
+        d.step()
+    assert lost_while_running == 4 * 2
     assert all(r.status == "failed" and r.attempts == 3 for r in recorded)
     assert all("gave up after 2 attempt(s) (lost_job_retries)" in (r.error or "") for r in recorded)
 
 
-def test_a_batch_no_worker_picks_up_is_cancelled_and_reported():
-    fleet, clock = FakeFleet(), Clock()
-    d, recorded = dispatcher(fleet, clock, ["w1"], pickup_timeout_s=300)
-    clock.now += 299
+def test_with_no_live_node_left_the_unfinished_jobs_fail_as_unschedulable():
+    fleet, d, recorded = dispatcher(["w1"])
+    (batch,) = fleet.batches
+    fleet.start(batch)
+    fleet.finish_next_job(batch)
+    fleet.silent.add("w1")
+    fleet.advance(40)
+    d.step()
+    d.step()
+    assert not d.done  # the jobs wait for their node to come back, as long as a batch may wait to start
+    fleet.advance(301)
+    d.step()
+    assert d.done and [r.status for r in recorded].count("ok") == 1
+    assert all((r.error or "").startswith("unschedulable: no live node runs libx264") and "waited 301 s" in r.error
+               for r in recorded if r.status == "failed")
+
+
+def test_jobs_waiting_for_their_offline_node_go_to_it_when_it_is_back():
+    fleet, d, recorded = dispatcher(["w1"])
+    (batch,) = fleet.batches
+    fleet.start(batch)
+    fleet.silent.add("w1")
+    fleet.advance(40)
+    d.step()
+    assert fleet.crashed == [batch] and len(fleet.batches) == 1
+    fleet.silent.discard("w1")
+    fleet.advance(5)
+    d.step()
+    (again,) = fleet.on("w1")
+    fleet.start(again)
+    fleet.finish(again)
+    d.step()
+    assert d.done and all(r.status == "ok" for r in recorded)
+
+
+def test_a_batch_its_node_never_takes_up_goes_elsewhere():
+    fleet, d, _ = dispatcher(["w1", "w2"], pickup_timeout_s=300)
+    (on_w1,) = fleet.on("w1")
+    (on_w2,) = fleet.on("w2")
+    fleet.start(on_w2)
+    fleet.advance(299)
     d.step()
     assert not fleet.cancelled
-    clock.now += 2
+    fleet.advance(2)
     d.step()
-    assert len(fleet.cancelled) == 1 and d.done
-    assert all("no worker of pool cpu picked the batch up within 300 s" in (r.error or "") for r in recorded)
+    assert fleet.cancelled == [on_w1]
+    (moved,) = [fake for fake in fleet.batches.values() if fake.node == "w2" and fake.state == "SCHEDULED"]
+    assert moved.parameters.job_ids == fleet.batches[on_w1].parameters.job_ids
+    assert set(moved.parameters.attempts.values()) == {1}
 
 
-def test_a_batch_that_ends_failed_has_its_missing_jobs_resent():
-    fleet, clock = FakeFleet(), Clock()
-    d, _ = dispatcher(fleet, clock, ["w1"])
+def test_a_batch_that_ends_failed_has_its_missing_jobs_planned_again():
+    fleet, d, _ = dispatcher(["w1"])
     (first,) = fleet.batches
-    fleet.start(first, "w1")
-    fleet.finish_next_job(first, "w1")
+    fleet.start(first)
+    fleet.finish_next_job(first)
     fleet.batches[first].state = "FAILED"
     d.step()
-    (second,) = [b for b in fleet.batches if b != first]
+    (second,) = fleet.on("w1")
     assert len(fleet.batches[second].parameters.job_ids) == 3
 
 
-def test_heartbeats_are_not_judged_while_the_api_is_away():
-    fleet, clock = FakeFleet(), Clock()
-    d, _ = dispatcher(fleet, clock, ["w1"], zombie_after_s=20)
+def test_nodes_are_not_judged_while_the_api_is_away_nor_right_after():
+    fleet, d, _ = dispatcher(["w1"])
     (batch,) = fleet.batches
-    fleet.start(batch, "w1")
+    fleet.start(batch)
     d.step()
     fleet.down = True
+    fleet.silent.add("w1")  # its heartbeats can't reach the API either
     for _ in range(6):  # the master restarting for a minute
-        clock.now += 10
+        fleet.advance(10)
         d.step()
     fleet.down = False
-    clock.now += 5
-    fleet.beat(batch)
+    d.step()  # back: the node's last heartbeat is a minute old, but so is the API's absence
+    assert not fleet.crashed
+    fleet.advance(35)  # its client backs off before trying again: still not judged
+    d.step()
+    assert not fleet.crashed
+    fleet.silent.discard("w1")
+    fleet.advance(5)
     d.step()
     assert not fleet.crashed
 
 
-def test_a_resubmission_the_api_refuses_is_tried_again():
-    fleet, clock = FakeFleet(), Clock()
-    d, _ = dispatcher(fleet, clock, ["w1"], zombie_after_s=20)
-    first = lose_the_first_batch(fleet, clock, d)
-    fleet.refuse_submits = 1  # the poll answers, the re-send doesn't
+def test_a_submission_the_api_refuses_is_tried_again():
+    fleet = FakeFleet(Clock(1000.0), Clock(1_800_000_000.0), ["w1"])
+    fleet.refuse_submits = 1
+    d = Dispatcher(CAMPAIGN, expand(CAMPAIGN), "run-1", api=fleet, record=lambda r: r, clock=fleet.clock,
+                   wall=fleet.wall)
+    d.start(list(fleet.nodes.values()))
+    assert fleet.batches == {}
     d.step()
-    assert fleet.crashed == [first] and len(fleet.batches) == 1
-    d.step()
-    assert len(fleet.batches) == 2 and len(fleet.batches[list(fleet.batches)[1]].parameters.job_ids) == 4
+    assert len(fleet.batches) == 1 and len(next(iter(fleet.batches.values())).parameters.job_ids) == 4
 
 
 def test_jobs_no_live_node_can_run_fail_at_once_as_unschedulable():
-    fleet, clock = FakeFleet(), Clock()
-    d, recorded = dispatcher(fleet, clock, [])
+    fleet, d, recorded = dispatcher([])
     assert d.done and not fleet.batches
     assert all((r.error or "").startswith("unschedulable: no live node runs libx264") for r in recorded)

@@ -96,7 +96,7 @@ def test_exporter_targets_of_live_nodes_are_discoverable(cluster: Fleet):
 def test_a_campaign_is_split_across_both_nodes(cluster: Fleet):
     spec = campaign("fleet-split", size="320x240", duration_s=3, presets=["ultrafast", "veryfast"],
                     crfs=[20, 26, 32, 38])
-    cluster.run_campaign(spec)
+    cluster.run_campaign(spec, cli="ffwatt")  # `ffwatt campaign submit`, the light way in
     rows = cluster.rows("fleet-split")
     assert len(rows) == 8 and rows.job_id.is_unique and (rows.status == "ok").all()
     assert set(rows.node) == {"w1", "w2"}  # one batch per live node
@@ -113,7 +113,8 @@ def test_a_campaign_is_split_across_both_nodes(cluster: Fleet):
 def test_an_encoder_no_node_has_is_reported_unschedulable(cluster: Fleet):
     spec = campaign("fleet-unschedulable", size="320x240", duration_s=1, presets=["ultrafast"], crfs=[30])
     spec["matrix"]["encoders"].append({"name": "h264_nvenc", "presets": ["p1"]})
-    cluster.run_campaign(spec, jobs_fail=True)
+    out = cluster.run_campaign(spec, jobs_fail=True, cli="ffwatt")
+    assert "1 of 2 jobs failed: 1 x unschedulable: no live node runs h264_nvenc" in " ".join(str(out).split())
     rows = cluster.rows("fleet-unschedulable").set_index("encoder")
     assert rows.loc["libx264", "status"] == "ok"
     assert rows.loc["h264_nvenc", "status"] == "failed"

@@ -76,7 +76,7 @@ def world(prefect_server: dict[str, str], tmp_path_factory: pytest.TempPathFacto
                         alertmanager_port=free_port(), discovery_port=free_port())
     run_dir = work / "run"
     env = {**os.environ, **prefect_server}
-    publisher = Publisher()
+    publisher = Publisher(env)
     names: list[str] = []
     with pytest.MonkeyPatch.context() as patch, drawing_package(work / "powercap", 45.0) as powercap:
         for key, value in prefect_server.items():

@@ -123,7 +123,7 @@ def store(prefect_server: dict[str, str], tmp_path: Path) -> Iterator[tuple[Sett
     run_dir, env = tmp_path / "run", {**os.environ, **prefect_server}
     n1 = {**env, "FFWATT_NODE": "n1", "FFWATT_HOME": str(tmp_path / "n1")}
     ports = {"cpu": free_port(), "ffmpeg": free_port()}
-    publisher = Publisher()
+    publisher = Publisher(env)
     with pytest.MonkeyPatch.context() as patch:
         for key, value in prefect_server.items():
             patch.setenv(key, value)

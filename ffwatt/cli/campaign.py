@@ -1,4 +1,4 @@
-"""``ffwatt campaign validate|expand|run``."""
+"""``ffwatt campaign validate|expand|run|submit``."""
 
 from __future__ import annotations
 
@@ -97,6 +97,8 @@ def run(
     frame = read_results(settings.results_dir, campaign=campaign.name, run_id=summary.run_id)
     console.print(results_table(frame, run_title(campaign.name, summary.run_id, summary.state, summary.jobs,
                                                  len(frame))))
+    for node, idle in sorted(summary.idle_baselines.items()):
+        console.print(f"idle baseline of {node}: {idle.describe(summary.started_at)}", highlight=False)
     console.print(f"{summary.ok} ok, {summary.failed} failed, {summary.wall_s or 0:.1f} s. "
                   f"Parquet: {settings.results_dir.resolve()}/campaign={campaign.name}/run_id={summary.run_id}",
                   highlight=False)
@@ -105,6 +107,37 @@ def run(
     if summary.failed:
         exit_with(f"{summary.failed} of {summary.jobs} jobs failed (rows written; `error` says why):\n"
                   + failures_text(summary.failures), code=1)
+
+
+@app.command()
+def submit(
+    file: CampaignFile,
+    deployment: Annotated[str, typer.Option(help="The deployment to run it with (FLOW/NAME).")] = "campaign/quick",
+    dispatch: Annotated[str, typer.Option(help="pools: on the fleet's nodes; local: on the master worker.")]
+    = "pools",
+    watch: Annotated[bool, typer.Option(help="Wait for the run to end; exit 1 unless it completed.")] = True,
+) -> None:
+    """Run a campaign on the fleet: `prefect deployment run` with this file as its parameters, without
+    Prefect's start-up cost. Uses PREFECT_API_URL and its credentials (`eval "$(ffwatt stack env)"`)."""
+    from ffwatt.fleet.submit import ApiClient, FlowRunState, submit_flow_run, watch_flow_run
+    from ffwatt.validation import load_campaign
+
+    campaign = load_campaign(file)  # a typo is told here, with its fix, before the API is asked
+    api = ApiClient.from_env()
+    run = submit_flow_run(api, deployment, {"campaign": campaign.model_dump(mode="json", exclude_unset=True),
+                                            "dispatch": dispatch})
+    console.print(f"flow run {run.name} ({run.flow_run_id}) of {deployment}: "
+                  f"{api.ui_url}/runs/flow-run/{run.flow_run_id}", highlight=False, soft_wrap=True)
+    if not watch:
+        return
+
+    def show(state: FlowRunState) -> None:
+        console.print(f"  {state.state_name}", highlight=False)
+
+    end = watch_flow_run(api, run.flow_run_id, on_change=show)
+    if end.state_type != "COMPLETED":
+        exit_with(f"flow run {run.name} ended {end.state_name}: {end.message or 'no message'}; "
+                  f"`prefect flow-run logs {run.flow_run_id}` shows its log", code=1)
 
 
 def _interrupted_run(results_dir: Path, campaign: str) -> str | None:

@@ -64,7 +64,7 @@ def _print_status(statuses: list) -> None:
 def status() -> None:
     """What runs, where, its URL; and every node that registered, online or not."""
     from ffwatt.fleet.nodes import list_nodes
-    from ffwatt.fleet.stack import stack_status
+    from ffwatt.fleet.stack import served_database, sqlite_warning, stack_status
 
     settings = load_settings()
     statuses = stack_status(settings)
@@ -78,11 +78,16 @@ def status() -> None:
     for column in ("node", "state", "pools", "last heartbeat", "exporters"):
         table.add_column(column)
     now = time.time()
-    for record in list_nodes():
+    records = list_nodes()
+    for record in records:
         state = "[green]online[/]" if record.online(now) else "[red]offline[/]"
-        table.add_row(record.node, state, ",".join(record.pools), f"{now - record.heartbeat_at:.0f} s ago",
+        seen = f"{now - record.heartbeat_at:.0f} s ago" if record.heartbeat_at else "never"
+        table.add_row(record.node, state, ",".join(record.pools), seen,
                       " ".join(f"{k}={v}" for k, v in sorted(record.exporters.items())))
     console.print(table)
+    warning = sqlite_warning(served_database(settings), sum(record.online(now) for record in records))
+    if warning:
+        console.print(f"[yellow]warning[/]: {warning}", highlight=False)
 
 
 def _print_monitoring(settings) -> None:  # type: ignore[no-untyped-def]
@@ -122,6 +127,22 @@ def env() -> None:
     url = f"https://{settings.master_host}:{settings.master_tls_port}/api" if tls.exists() else None
     for key, value in client_env(settings, url).items():
         print(f"export {key}={shlex.quote(value)}")
+
+
+@app.command(hidden=True)
+def worker() -> None:
+    """Serve the master's pool (campaign flows) with a warm worker until SIGTERM (run by `stack up`)."""
+    import signal
+    import threading
+
+    from ffwatt.fleet.warm import run_warm_workers
+
+    settings = load_settings()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run_warm_workers(["master"], node=settings.node, queue=None, limit=None, query_s=settings.master_poll_s,
+                     heartbeat_s=settings.worker_heartbeat_s, stop=stop)
 
 
 @app.command()

@@ -1,48 +1,86 @@
 """The fleet's node registry, kept in the Prefect API (no extra service, no shared disk).
 
-Each agent publishes a :class:`NodeRecord` as the Prefect variable
-``ffwatt_node_<name>`` every few seconds; the master reads them to know which nodes
-and pools are live and to give the metrics store its scrape targets in the
-Prometheus service-discovery format.
+What a node is changes rarely, whether it is alive all the time, so the two are
+kept apart. Each agent writes its :class:`NodeRecord` (pools, encoders, exporter
+targets, its work queue and wake-up address) as the Prefect variable
+``ffwatt_node_<name>`` when it starts and when the record changes. Whether it is
+alive comes from Prefect's own liveness: the heartbeats its workers send anyway
+(``<node>-<pool>`` in each ``ffwatt-<pool>`` pool). A node costs the API one write
+per heartbeat interval, whatever it is doing, and the master reads the whole fleet
+in a few paged calls.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from typing import Any, get_args
+from collections.abc import Iterator
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import BaseModel
 
 from ffwatt.encoders import Pool
 
-__all__ = ["NODE_TIMEOUT_S", "NodeRecord", "forget_node", "list_nodes", "node_pool", "publish_node", "sd_targets"]
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
 
-NODE_TIMEOUT_S = 20.0  # a node whose record is older than this is shown offline
+__all__ = [
+    "MISSED_HEARTBEATS",
+    "NodeRecord",
+    "forget_node",
+    "list_nodes",
+    "node_pool",
+    "node_queue",
+    "publish_node",
+    "read_worker_heartbeats",
+    "sd_targets",
+    "worker_name",
+]
+
+MISSED_HEARTBEATS = 3  # a node whose workers missed this many heartbeats is offline
 _PREFIX = "ffwatt_node_"
+_PAGE = 200
 
 
 class NodeRecord(BaseModel):
+    """What a node is. ``heartbeat_at`` and ``timeout_s`` are filled in by :func:`list_nodes` from
+    its workers' heartbeats (0 when none was ever seen)."""
+
     node: str
     address: str
     pools: list[str]
     encoders: list[str]
     exporters: dict[str, str]  # exporter kind -> host:port
-    heartbeat_at: float  # unix time of the last publish
     started_at: float
+    queue: str = ""  # the work queue (in each of its pools) that only its workers poll
+    wake_url: str = ""  # POST here and its workers poll at once
+    heartbeat_at: float = 0.0
+    timeout_s: float = 30.0
 
     def online(self, now: float | None = None) -> bool:
-        return (now or time.time()) - self.heartbeat_at <= NODE_TIMEOUT_S
+        return (now or time.time()) - self.heartbeat_at <= self.timeout_s
 
 
 def variable_name(node: str) -> str:
     return _PREFIX + re.sub(r"[^a-z0-9_]", "_", node.lower())
 
 
+def worker_name(node: str, pool: str) -> str:
+    return f"{node}-{pool}"
+
+
+def node_queue(node: str) -> str:
+    """The work queue a node's workers poll, so a batch meant for it goes to it and no other."""
+    return "node-" + re.sub(r"[^A-Za-z0-9_.-]", "-", node)
+
+
 def publish_node(record: NodeRecord) -> None:
     from prefect.variables import Variable
 
-    Variable.set(variable_name(record.node), record.model_dump(mode="json"), overwrite=True)
+    Variable.set(variable_name(record.node), record.model_dump(mode="json", exclude={"heartbeat_at", "timeout_s"}),
+                 overwrite=True)
 
 
 def forget_node(node: str) -> None:
@@ -51,22 +89,59 @@ def forget_node(node: str) -> None:
     Variable.unset(variable_name(node))
 
 
-def list_nodes() -> list[NodeRecord]:
-    """Every node that ever registered, online or not."""
+def read_worker_heartbeats(client: SyncPrefectClient, pools: set[str]) -> dict[str, tuple[float, float]]:
+    """Per worker name in the ``ffwatt-<pool>`` pools: (unix time of its last heartbeat, how long
+    until it counts as missing), read page by page."""
+    beats: dict[str, tuple[float, float]] = {}
+    for pool in sorted(pools):
+        for worker in _paged(partial(_workers_page, client, f"ffwatt-{pool}")):
+            last: datetime | None = worker.last_heartbeat_time
+            if last is not None:
+                interval = float(worker.heartbeat_interval_seconds or 10)
+                seen = last.timestamp()
+                previous = beats.get(worker.name)
+                if previous is None or seen > previous[0]:
+                    beats[worker.name] = (seen, MISSED_HEARTBEATS * interval)
+    return beats
+
+
+def _workers_page(client: SyncPrefectClient, pool: str, offset: int) -> list[Any]:
+    return client.read_workers_for_work_pool(pool, offset=offset, limit=_PAGE)
+
+
+def _paged(read: Any) -> Iterator[Any]:
+    offset = 0
+    while True:
+        page = read(offset)
+        yield from page
+        if len(page) < _PAGE:
+            return
+        offset += _PAGE
+
+
+def list_nodes(client: SyncPrefectClient | None = None) -> list[NodeRecord]:
+    """Every node that ever registered, online or not, with its liveness from its workers."""
     from prefect.client.orchestration import get_client
 
     from ffwatt.fleet.api import read_variables_like
 
+    if client is None:
+        with get_client(sync_client=True) as own:
+            return list_nodes(own)
     records = []
-    with get_client(sync_client=True) as client:
-        # "_" is LIKE's any-character; the prefix check below is exact.
-        for variable in read_variables_like(client, _PREFIX + "%"):
-            if not variable["name"].startswith(_PREFIX):
-                continue
-            try:
-                records.append(NodeRecord.model_validate(variable["value"]))
-            except ValueError:
-                continue
+    # "_" is LIKE's any-character; the prefix check below is exact.
+    for variable in read_variables_like(client, _PREFIX + "%"):
+        if not variable["name"].startswith(_PREFIX):
+            continue
+        try:
+            records.append(NodeRecord.model_validate(variable["value"]))
+        except ValueError:
+            continue
+    beats = read_worker_heartbeats(client, {pool for record in records for pool in record.pools})
+    for record in records:
+        seen = [beats[name] for pool in record.pools if (name := worker_name(record.node, pool)) in beats]
+        if seen:
+            record.heartbeat_at, record.timeout_s = max(seen)
     return sorted(records, key=lambda r: r.node)
 
 

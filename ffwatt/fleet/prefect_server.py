@@ -59,19 +59,25 @@ def wait_healthy(api_url: str, timeout_s: float, alive: Callable[[], bool]) -> b
 
 
 @contextlib.contextmanager
-def temporary_server(*, ui: bool = False, log: Path | None = None) -> Iterator[dict[str, str]]:
-    """A throwaway ``prefect server start`` on a free loopback port with its own SQLite database.
+def temporary_server(*, ui: bool = False, log: Path | None = None, database_url: str | None = None,
+                     pids: list[int] | None = None) -> Iterator[dict[str, str]]:
+    """A throwaway ``prefect server start`` on a free loopback port with its own SQLite database
+    (or ``database_url``'s).
 
     Yields the environment a client needs to use it; stops it (its whole process group) on exit.
+    ``pids`` receives the server's process-group id (its leader's pid).
     """
     with tempfile.TemporaryDirectory(prefix="ffwatt-prefect-") as home:
         port = free_port()
         out = (log or Path(home) / "server.log").open("ab")
-        process = subprocess.Popen(server_command("127.0.0.1", port), env=server_env(Path(home), ui=ui),
+        extra = {"PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url} if database_url else {}
+        process = subprocess.Popen(server_command("127.0.0.1", port), env=server_env(Path(home), ui=ui, **extra),
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        if pids is not None:
+            pids.append(process.pid)
         url = f"http://127.0.0.1:{port}/api"
         try:
-            if not wait_healthy(url, 120, lambda: process.poll() is None):
+            if not wait_healthy(url, 180, lambda: process.poll() is None):
                 raise FfwattError(f"a temporary Prefect server did not start; see {out.name}")
             yield {**PREFECT_ENV, "PREFECT_HOME": home, "PREFECT_API_URL": url}
         finally:

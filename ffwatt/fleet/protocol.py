@@ -1,9 +1,10 @@
 """The batch protocol: the names and payloads the master's dispatcher and a node's batch share.
 
-A campaign on the fleet is one ``node-batch/<pool>`` flow run per node. A batch
-sends home, as table artifacts of its own flow run, first its node's facts and
-idle baseline, then each job's row as soon as the job ends; while it runs, it
-beats a heartbeat variable. Both sides import these names, so they can't drift.
+A campaign on the fleet is one ``node-batch/<pool>`` flow run per node, sent to that
+node's own work queue. A batch sends home, as table artifacts of its own flow run,
+first its node's facts and idle baseline, then each job's row as soon as the job
+ends. That it is alive is its node's workers' heartbeats (:mod:`ffwatt.fleet.nodes`).
+Both sides import these names, so they can't drift.
 """
 
 from __future__ import annotations
@@ -17,20 +18,18 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from ffwatt.campaign import Campaign
+from ffwatt.fleet.nodes import NodeRecord
 from ffwatt.nodefacts import IdleBaseline, NodeFacts
 from ffwatt.schema import JobRow
 
 __all__ = [
-    "BATCH_VARIABLE_PREFIX",
     "FACTS_ARTIFACT_PREFIX",
-    "HEARTBEAT_S",
     "ROW_ARTIFACT_PREFIX",
     "BatchParameters",
     "BatchState",
     "NodeReport",
     "Poll",
     "batch_deployment",
-    "batch_variable",
     "decode_report",
     "decode_row",
     "decode_table",
@@ -40,10 +39,8 @@ __all__ = [
     "row_artifact_key",
 ]
 
-HEARTBEAT_S = 3.0  # how often a running batch beats
 ROW_ARTIFACT_PREFIX = "ffwatt-row-"
 FACTS_ARTIFACT_PREFIX = "ffwatt-node-"
-BATCH_VARIABLE_PREFIX = "ffwatt_batch_"
 
 
 class BatchParameters(BaseModel):
@@ -81,20 +78,17 @@ class BatchState:
 
 @dataclass
 class Poll:
-    """What changed since the last poll: batch states, new rows and node reports, heartbeats."""
+    """What changed since the last poll: batch states, new rows and node reports, and (every few
+    polls) the nodes with their liveness."""
 
     states: dict[UUID, BatchState] = field(default_factory=dict)
     rows: list[JobRow] = field(default_factory=list)
     reports: list[NodeReport] = field(default_factory=list)
-    beats: dict[UUID, Any] = field(default_factory=dict)
+    nodes: list[NodeRecord] | None = None
 
 
 def batch_deployment(pool: str) -> str:
     return f"node-batch/{pool}"
-
-
-def batch_variable(flow_run_id: str) -> str:
-    return BATCH_VARIABLE_PREFIX + flow_run_id.replace("-", "")
 
 
 def row_artifact_key(job_id: str) -> str:

@@ -9,6 +9,7 @@ State lives under ``FFWATT_HOME``: ``run/`` (pid files, logs), ``stack/auth``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -87,12 +88,29 @@ def _prefect(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]
     return prefect_cli({**_base_env(settings), **client_env(settings)}, *args)
 
 
-def ensure_pools(env: dict[str, str], pools: tuple[str, ...] | list[str]) -> None:
-    """Create the process work pools ``ffwatt-<pool>`` that don't exist yet."""
-    for pool in pools:
-        done = prefect_cli(env, "work-pool", "create", f"ffwatt-{pool}", "--type", "process")
-        if done.returncode != 0 and "already exists" not in done.stdout + done.stderr:
-            raise StackError(f"creating work pool ffwatt-{pool} failed:\n{done.stdout}{done.stderr}")
+def ensure_pools(env: dict[str, str], pools: tuple[str, ...] | list[str], *, queue: str | None = None) -> None:
+    """Create the process work pools ``ffwatt-<pool>`` that don't exist yet, and ``queue`` in each
+    (a node's own queue), through the API ``env`` points at."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL, temporary_settings
+    from prefect.workers.process import ProcessWorker
+
+    updates = {PREFECT_API_URL: env["PREFECT_API_URL"]}
+    if env.get("PREFECT_API_AUTH_STRING"):
+        updates[PREFECT_API_AUTH_STRING] = env["PREFECT_API_AUTH_STRING"]
+    if env.get("PREFECT_API_SSL_CERT_FILE"):
+        updates[PREFECT_API_SSL_CERT_FILE] = env["PREFECT_API_SSL_CERT_FILE"]
+    template = ProcessWorker.get_default_base_job_template()
+    with temporary_settings(updates=updates), get_client(sync_client=True) as client:
+        for pool in pools:
+            with contextlib.suppress(ObjectAlreadyExists):
+                client.create_work_pool(WorkPoolCreate(name=f"ffwatt-{pool}", type="process",
+                                                       base_job_template=template))
+            if queue is not None:
+                with contextlib.suppress(ObjectAlreadyExists):
+                    client.create_work_queue(name=queue, work_pool_name=f"ffwatt-{pool}")
 
 
 def deploy(settings: Settings) -> None:
@@ -114,14 +132,13 @@ def stack_up(settings: Settings) -> list[ServiceStatus]:
         env, url=public_api_url(settings).removesuffix("/api"),
         listen=(settings.master_host, settings.master_port)))]
     _wait_healthy(api_url(settings), 120, run_dir)
+    (settings.home / "stack" / "database").write_text(database_kind(env) + "\n")
     ensure_pools({**_base_env(settings), **client_env(settings)}, POOLS)
     deploy(settings)
-    worker_env = {**_base_env(settings), **client_env(settings), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    # A warm worker: campaign flows start in its process, without a new Python each (ffwatt/fleet/warm.py).
     statuses.append(start_service(run_dir, Service(
-        "master-worker",
-        [str(BIN / "prefect"), "worker", "start", "--pool", "ffwatt-master", "--type", "process",
-         "--name", f"{settings.node}-master"],
-        worker_env, cwd=REPO)))
+        "master-worker", [str(BIN / "ffwatt"), "stack", "worker"], {**_base_env(settings), **client_env(settings)},
+        cwd=REPO)))
     statuses.append(start_service(run_dir, Service(
         "discovery",
         [str(BIN / "ffwatt"), "stack", "discovery", "--listen", f"{settings.master_host}:{settings.discovery_port}"],
@@ -152,6 +169,30 @@ def start_tls_proxy(settings: Settings) -> ServiceStatus:
         "tls-proxy", [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"], dict(os.environ),
         url=f"https://{settings.master_host}:{settings.master_tls_port}/api",
         listen=(settings.master_host, settings.master_tls_port)))
+
+
+def database_kind(env: dict[str, str]) -> str:
+    """The Prefect server's database dialect (``sqlite`` unless a connection URL says otherwise)."""
+    url = env.get("PREFECT_SERVER_DATABASE_CONNECTION_URL") or env.get("PREFECT_API_DATABASE_CONNECTION_URL") or ""
+    return url.split(":", 1)[0].split("+", 1)[0] or "sqlite"
+
+
+def served_database(settings: Settings) -> str | None:
+    """The database the running stack's server was started on, as ``stack up`` recorded it."""
+    try:
+        return (settings.home / "stack" / "database").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def sqlite_warning(database: str | None, online_nodes: int) -> str | None:
+    """Why a SQLite-backed master shouldn't serve this many nodes, or None."""
+    if database != "sqlite" or online_nodes <= 1:
+        return None
+    return (f"the Prefect server runs on SQLite and serves {online_nodes} online nodes: its concurrent writes "
+            "fail (503, retried) and slow down past one node. Put it on PostgreSQL: "
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL=postgresql+asyncpg://... before `ffwatt stack up` "
+            "(docs/fleet.md)")
 
 
 def stack_down(settings: Settings) -> list[str]:

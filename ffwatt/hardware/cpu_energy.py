@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from ffwatt.hardware.cpu import CpuPower, cpu_model, cpu_power, logical_cpus
-from ffwatt.hardware.powercap import Zone, ZoneCounters, discover_zones
+from ffwatt.hardware.powercap import Zone, ZoneCounters, discover_zones, no_zones_reason
 from ffwatt.hardware.procstat import CpuTimes, read_cpu_times
 
 __all__ = ["FROZEN_BUSY_CPU_S", "CpuEnergy", "CpuSample", "CpuSource"]
@@ -53,8 +53,7 @@ class CpuEnergy:
                  zones: list[Zone] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.proc_root = proc_root
         self.zones = discover_zones(powercap_root) if zones is None else zones
-        self.counters = ZoneCounters(self.zones, unreadable=None if self.zones else (
-            f"no RAPL zones under {powercap_root} (not exposed on this machine, VM or container)"))
+        self.counters = ZoneCounters(self.zones, unreadable=None if self.zones else no_zones_reason(powercap_root))
         self.model: CpuPower = cpu_power(cpu_model(proc_root), tdp_override_w=tdp_override_w,
                                          threads=logical_cpus())
         self.busy_s = 0.0

@@ -9,6 +9,7 @@ covers the whole platform, and a package seen through both ``intel-rapl`` and
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Literal
 
 from ffwatt.errors import EnergyReadError
 
-__all__ = ["Zone", "ZoneCounters", "ZoneKind", "counter_delta", "discover_zones", "package_zones", "read_energy_uj"]
+__all__ = ["Zone", "ZoneCounters", "ZoneKind", "counter_delta", "discover_zones", "no_zones_reason", "package_zones",
+           "read_energy_uj"]
 
 ZoneKind = Literal["package", "core", "uncore", "dram", "psys", "other"]
 _TOP = re.compile(r"^(intel-rapl(?:-mmio)?):(\d+)$")
@@ -57,12 +59,21 @@ def _classify(name: str, is_top: bool) -> ZoneKind:
     return name if name in ("core", "uncore", "dram") else "other"  # type: ignore[return-value]
 
 
+def no_zones_reason(root: Path) -> str:
+    """Why ``root`` has no zones to read, in words."""
+    if root.is_dir() and not os.access(root, os.R_OK | os.X_OK):
+        return f"no RAPL zones readable under {root} (this user can't list it)"
+    return f"no RAPL zones under {root} (not exposed on this machine, VM or container)"
+
+
 def discover_zones(root: Path) -> list[Zone]:
     """Every zone under ``root`` that has an ``energy_uj`` file (readable or not)."""
-    if not root.is_dir():
+    try:
+        paths = sorted(root.rglob("energy_uj")) if root.is_dir() else []
+    except OSError:  # not listable by this user: no zones it can read
         return []
     zones: list[Zone] = []
-    for path in sorted(root.rglob("energy_uj")):
+    for path in paths:
         directory = path.parent
         label = directory.name
         top, sub = _TOP.match(label), _SUB.match(label)

@@ -1,0 +1,160 @@
+"""A warm Prefect worker: Prefect's process worker, running each flow run in its own process.
+
+Prefect's process worker starts a new Python for every flow run: importing Prefect
+and the flow takes seconds, paid on the master for every campaign and on every node
+for every batch. :class:`WarmWorker` keeps the pools, work queues, heartbeats and
+state handling of the process worker and replaces only where a flow run executes:
+in a thread of the worker's process, whose imports are already done.
+
+It polls as Prefect's worker does, and can also be woken: :func:`serve` waits on an
+event between polls, so a dispatcher that knows it just sent this node a batch can
+poke it (``POST /wake`` on the agent) and the batch starts at once, while the
+fallback poll stays slow enough for a thousand nodes not to flood the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+import anyio
+from prefect.client.schemas.objects import FlowRun
+from prefect.exceptions import InfrastructureNotAvailable
+from prefect.flow_engine import run_flow
+from prefect.flows import Flow
+from prefect.states import Crashed, State
+from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
+
+from ffwatt.settings import REPO
+
+__all__ = ["WarmWorker", "serve"]
+
+log = logging.getLogger("ffwatt.worker")
+
+
+def _flow_at(entrypoint: str) -> Flow[..., Any]:
+    """The flow an entrypoint names (``flows/batch.py:node_batch``), imported as the package module
+    (``flows.batch``) so it shares this process's modules."""
+    path, _, name = entrypoint.partition(":")
+    module = path.removesuffix(".py").replace("/", ".") if path.endswith(".py") else path
+    found = getattr(importlib.import_module(module), name)
+    if not isinstance(found, Flow):
+        raise TypeError(f"{entrypoint} is not a Prefect flow")
+    return found
+
+
+def _run_here(flow: Flow[..., Any], flow_run: FlowRun) -> State:
+    try:
+        state = run_flow(flow, flow_run=flow_run, return_type="state")
+    except BaseException as exc:  # a flow that dies takes no worker with it
+        log.exception("flow run %s ended with an exception", flow_run.id)
+        return Crashed(message=f"the flow run raised in the warm worker: {exc!r}")
+    assert isinstance(state, State)
+    return state
+
+
+class WarmWorker(ProcessWorker):
+    """Prefect's process worker (same pools, same work-pool type), running flow runs in-process."""
+
+    @classmethod
+    def __dispatch_key__(cls) -> str:
+        # Its own key in Prefect's registry of worker types, so `prefect worker start --type process`
+        # in this process still means Prefect's own worker; the pools stay of type "process".
+        return "ffwatt-warm"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._flows: dict[UUID, Flow[..., Any]] = {}
+
+    async def _flow(self, flow_run: FlowRun) -> Flow[..., Any]:
+        if flow_run.deployment_id is None:
+            raise ValueError(f"flow run {flow_run.id} has no deployment; a warm worker runs deployments' runs")
+        if flow_run.deployment_id not in self._flows:
+            deployment = await self.client.read_deployment(flow_run.deployment_id)
+            if not deployment.entrypoint:
+                raise ValueError(f"deployment {deployment.name} has no entrypoint")
+            self._flows[flow_run.deployment_id] = _flow_at(deployment.entrypoint)
+        return self._flows[flow_run.deployment_id]
+
+    async def kill_infrastructure(self, infrastructure_pid: str, configuration: ProcessJobConfiguration,
+                                  grace_seconds: int = 30) -> None:
+        # The "infrastructure" is this very process: Prefect's process worker would signal it.
+        raise InfrastructureNotAvailable("the flow run runs inside the warm worker's own process; it is not killed")
+
+    async def run(self, flow_run: FlowRun, configuration: ProcessJobConfiguration,
+                  task_status: anyio.abc.TaskStatus[int] | None = None) -> ProcessWorkerResult:
+        flow = await self._flow(flow_run)
+        if task_status is not None:
+            task_status.started(os.getpid())
+        state = await anyio.to_thread.run_sync(partial(_run_here, flow, flow_run))
+        # A flow run that reached a final state (Failed included) ended properly: 0. Anything else
+        # lets the worker mark it crashed, as it does for a process that died.
+        return ProcessWorkerResult(status_code=0 if state.is_final() else 1, identifier=str(os.getpid()))
+
+
+async def _every(seconds: float, work: Callable[[], Any], what: str) -> None:
+    while True:
+        try:
+            await work()
+        except Exception as exc:  # noqa: BLE001 - the API restarting: keep trying, as Prefect's loops do
+            log.warning("%s failed: %s", what, exc)
+        await asyncio.sleep(seconds)
+
+
+async def _poll(worker: WarmWorker, wake: asyncio.Event, query_s: float) -> None:
+    while True:
+        wake.clear()
+        try:
+            await worker.get_and_submit_flow_runs()
+        except Exception as exc:  # noqa: BLE001 - the API restarting: poll again later
+            log.warning("polling %s failed: %s", worker.name, exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=query_s)
+
+
+async def serve(workers: list[WarmWorker], *, query_s: float, wake: asyncio.Event,
+                stop: threading.Event) -> None:
+    """Run ``workers`` until ``stop`` is set: each heartbeats every its interval and polls for flow runs
+    every ``query_s`` seconds, or at once when ``wake`` is set."""
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        async with anyio.create_task_group() as group:
+            for worker in workers:
+                group.start_soon(_every, worker.heartbeat_interval_seconds, worker.sync_with_backend,
+                                 f"heartbeat of {worker.name}")
+                group.start_soon(_poll, worker, wake, query_s)
+            while not stop.is_set():
+                await asyncio.sleep(0.2)
+            group.cancel_scope.cancel()
+
+
+def run_warm_workers(pool_names: list[str], *, node: str, queue: str | None, limit: int | None, query_s: float,
+                     heartbeat_s: int, stop: threading.Event,
+                     on_wake_ready: Callable[[Callable[[], None]], None] | None = None) -> None:
+    """Serve one warm worker per pool (named ``<node>-<pool>``) in this thread's own event loop until
+    ``stop``; ``on_wake_ready`` receives a thread-safe function that wakes them all."""
+    os.chdir(REPO)  # where the deployments' pull step would have put a process worker's flow run
+
+    async def main() -> None:
+        wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if on_wake_ready is not None:
+            def wake_up() -> None:
+                loop.call_soon_threadsafe(wake.set)
+
+            on_wake_ready(wake_up)
+        workers = [WarmWorker(work_pool_name=f"ffwatt-{pool}", work_queues=[queue] if queue else None,
+                              name=f"{node}-{pool}", limit=limit, heartbeat_interval_seconds=heartbeat_s,
+                              create_pool_if_not_found=True) for pool in pool_names]
+        await serve(workers, query_s=query_s, wake=wake, stop=stop)
+
+    asyncio.run(main())
