@@ -80,8 +80,9 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                 if idle is not None:
                     idle_baselines[settings.node] = idle
                 for job in jobs:
-                    series.submit(run_job(job, references[job.input.name], idle, run_id, settings.node,
-                                          campaign.encode_retries), lambda row: rows.append(record_job(row)))
+                    row = record_job(run_job(job, references[job.input.name], idle, run_id, settings.node,
+                                             campaign.encode_retries))
+                    rows.append(series.submit(row, record_job))  # again with its series, once they're in
     except BaseException:
         # Ctrl-C, SIGTERM, a crash inside the loop: the rows written so far stay, and the run says
         # it was cut short, so it can be resumed rather than mistaken for a finished one.
@@ -145,7 +146,7 @@ def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, rows: list[J
     from tasks._logging import run_logger
 
     def record(row: JobRow) -> JobRow:
-        rows.append(record_job(series.attach(row)))
+        rows.append(series.submit(record_job(row), record_job))  # again with its series, once they're in
         return rows[-1]
 
     with get_client(sync_client=True) as client:

@@ -8,9 +8,10 @@ came from, or why it has none: a store that doesn't answer costs the job its ser
 its row.
 
 Not a Prefect task, as record isn't (:func:`tasks.record.record_job`): a task run's cost on the
-server would compete with the next encode. A local campaign hands each row to one worker thread
-(:meth:`JobSeries.submit`), which writes it, series first, once its window has ended, while the
-next job runs; a campaign on the pools attaches each row as it arrives (:meth:`JobSeries.attach`).
+server would compete with the next encode. Each row is written as soon as its job ends, as ever,
+then handed to one worker thread (:meth:`JobSeries.submit`) that waits for its window's end (and
+the store's), writes its series and writes the row again with its series columns, while the next
+job runs, or, on the master, while the dispatcher keeps judging batches and nodes' liveness.
 """
 
 from __future__ import annotations
@@ -49,20 +50,22 @@ class JobSeries:
         self._later = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-series")  # in job order
         self._pending: list[Future[None]] = []
 
-    def submit(self, row: JobRow, write: Callable[[JobRow], object]) -> None:
-        """:meth:`attach` and ``write`` the row on a worker, so the next job starts while this one's
-        window gets its last seconds (the 2 s after the encode); :meth:`close` writes what's pending.
-        A failure there is raised here, at the next row, or by :meth:`close`."""
+    def submit(self, row: JobRow, write: Callable[[JobRow], object]) -> JobRow:
+        """:meth:`attach` ``row`` on a worker, in order, and ``write`` it again with its series columns;
+        returns ``row`` at once. The caller has written it already, so nothing measured waits on a
+        window's last seconds or on the store, and a crash meanwhile loses only series. A failure
+        on the worker is raised here, at the next row, or by :meth:`close`."""
         self._raise_failures()
 
         def attach_and_write() -> None:
             write(self.attach(row))
 
         self._pending.append(self._later.submit(attach_and_write))
+        return row
 
     def close(self) -> None:
-        """Attach and write every submitted row (waiting for their windows' ends), then raise the first
-        failure, if any."""
+        """Attach and write again every submitted row (waiting for their windows' ends), then raise the
+        first failure, if any."""
         self._later.shutdown(wait=True)
         self._raise_failures()
 

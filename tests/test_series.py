@@ -317,12 +317,13 @@ def test_the_store_is_asked_once_it_can_have_the_window_and_never_waited_on_when
 
 def test_submitted_rows_are_written_in_order_and_a_failure_is_not_lost(tmp_path: Path):
     series = JobSeries(tmp_path, unavailable="no sampler here")
-    written: list[str] = []
+    written: list[JobRow] = []
     for i in range(5):
-        series.submit(row(start=T0, end=T0 + 1, energy_j=1.0).model_copy(update={"job_id": f"j{i}"}),
-                      lambda r: written.append(r.job_id))
+        plain = row(start=T0, end=T0 + 1, energy_j=1.0).model_copy(update={"job_id": f"j{i}"})
+        assert series.submit(plain, written.append) is plain  # the row as written already, at once
     series.close()
-    assert written == [f"j{i}" for i in range(5)]
+    assert [r.job_id for r in written] == [f"j{i}" for i in range(5)]
+    assert all(r.series_missing == "no sampler here" for r in written)  # written again, with why
 
     def full_disk(_: JobRow) -> None:
         raise OSError(28, "No space left on device")

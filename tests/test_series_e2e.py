@@ -156,17 +156,21 @@ def test_store_down_mid_campaign_costs_jobs_their_series_not_their_rows(
     process = subprocess.Popen([ffwatt_cli(), "campaign", "run", str(spec)], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, start_new_session=True)
 
-    def rows() -> pd.DataFrame:  # job rows only: each job's series file lands under _series before its row
+    def rows() -> pd.DataFrame:
         return read_results(results) if list(results.glob("campaign=*/run_id=*/job-*.parquet")) else pd.DataFrame()
 
     def said_missing() -> bool:
         written = rows()
         return not written.empty and written.series_missing.fillna("").str.contains(found.url).any()
 
+    def has_series() -> bool:  # a row is written when its job ends, and again once its series are in
+        written = rows()
+        return not written.empty and (written.series_source == "store").any()
+
     try:
-        # The first row in: stop the store (a real process, SIGTERM). A row that says its series are
-        # missing in: start it again, on the same data, as `ffwatt stack up` would.
-        assert wait_for(lambda: len(rows()) >= 1, 300, every_s=0.1)
+        # The first row with its series in: stop the store (a real process, SIGTERM). A row that says
+        # its series are missing in: start it again, on the same data, as `ffwatt stack up` would.
+        assert wait_for(has_series, 300, every_s=0.1)
         stop_service(run_dir, "metrics-store")
         assert wait_for(said_missing, 300, every_s=0.2)
         start_service(run_dir, monitoring_services(settings)[0])
