@@ -9,6 +9,9 @@ Reads results through :mod:`ffwatt.results` and never imports Prefect, flows or 
     bd_rate / bd_quality / bd_energy  Bjøntegaard deltas, cubic (VCEG-M33) or PCHIP (VCEG-AL22)
     fit_power_model                   watts and joules from job parameters, refuses to extrapolate
     window_means                      time-series samples (e.g. power) averaged per job window
+    load_series / power_over_time     jobs' series (results/_series) joined to their jobs; watts per part
+    power_summary / sample_counts     per job, file by file: mean and peak watts; samples per metric
+    series_checks                     each job's series energy against its row's (the cross-check)
     recommend                         the configuration meeting a target for the least energy/cost/...
     compare_runs / previous_run       run against run per configuration, with node changes
     campaign_history                  a campaign's configurations over its runs
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from analysis.regression import RunComparison, campaign_history, compare_runs, previous_run
     from analysis.report import write_report
     from analysis.samples import window_means
+    from analysis.series import load_series, power_over_time, power_summary, sample_counts, series_checks
     from analysis.stats import Comparison, compare, mean_ci, repetition_stats, t_critical, welch
 
 # Where each public name lives, imported on first use (tests/test_analysis_report.py checks it
@@ -49,6 +53,7 @@ _SURFACE: dict[str, tuple[str, ...]] = {
     "analysis.regression": ("RunComparison", "campaign_history", "compare_runs", "previous_run"),
     "analysis.report": ("write_report",),
     "analysis.samples": ("window_means",),
+    "analysis.series": ("load_series", "power_over_time", "power_summary", "sample_counts", "series_checks"),
     "analysis.stats": ("Comparison", "compare", "mean_ci", "repetition_stats", "t_critical", "welch"),
 }
 _WHERE = {name: module for module, names in _SURFACE.items() for name in names}
@@ -57,8 +62,9 @@ __all__ = [
     "AnalysisError", "CVScore", "Comparison", "ExtrapolationError", "NotComputable", "PowerModel",
     "Recommendation", "RunComparison", "Scope", "Target", "bd_energy", "bd_quality", "bd_rate", "bd_table",
     "campaign_history", "compare", "compare_runs", "config_efficiency", "fit_power_model", "job_efficiency",
-    "load_results", "mean_ci", "node_metadata", "pareto_front", "pareto_mask", "previous_run", "recommend",
-    "repetition_stats", "resolve_run", "run_summary", "t_critical", "welch", "window_means", "write_report",
+    "load_results", "load_series", "mean_ci", "node_metadata", "pareto_front", "pareto_mask", "power_over_time",
+    "power_summary", "previous_run", "recommend", "repetition_stats", "resolve_run", "run_summary", "sample_counts",
+    "series_checks", "t_critical", "welch", "window_means", "write_report",
 ]
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from analysis.bd import curve_label
 from ffwatt.schema import config_label
@@ -24,9 +25,11 @@ __all__ = [
     "efficiency_bars",
     "figure_png",
     "history_plot",
+    "node_timeline_plot",
     "pareto_plot",
     "png_base64",
     "power_fit_plot",
+    "power_plot",
     "rate_quality_plot",
 ]
 
@@ -146,5 +149,77 @@ def history_plot(history: pd.DataFrame, metric: str, *, title: str, unit: str) -
     ax.set_xlabel("run start (UTC)")
     ax.set_title(title)
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.autofmt_xdate()
+    return fig
+
+
+_PART_STYLE = {("cpu", False): "-", ("cpu", True): "--", ("gpu", False): ":"}
+
+
+def _power_lines(ax: Any, power: pd.DataFrame, *, x: str, color: Any, label: str | None) -> None:
+    """A job's power parts as lines: CPU measured solid, CPU estimated dashed, GPU dotted."""
+    for (part, estimated), line in power.groupby(["part", "estimated"], sort=True):
+        words = f"{label}: {part.upper()}" + (" (estimated)" if estimated else "") if label else None
+        ax.plot(line[x], line["watts"], _PART_STYLE.get((part, bool(estimated)), "-"), color=color, lw=1.2,
+                label=words)
+
+
+def power_plot(power: pd.DataFrame, *, by: str, title: str, most: int = 24) -> Figure:
+    """Watts against seconds since each job's encode began (0), from its series: one line per job
+    (``by="job"``), or a panel per configuration with a line per repetition (``by="config"``, at most
+    ``most`` panels). CPU and GPU, measured and estimated, are drawn apart, never summed."""
+    data = power.assign(config=[config_label(r) for _, r in power.iterrows()]) if by == "config" else power
+    if by == "job":
+        fig, ax = _new(8, 4.5)
+        for i, (job_id, job) in enumerate(data.groupby("job_id", sort=False)):
+            name = config_label(job.iloc[0]) + f" #{job['repetition'].iloc[0]}" if "encoder" in job else str(job_id)
+            _power_lines(ax, job, x="t_s", color=f"C{i % 10}", label=name)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_xlabel("seconds since the encode began")
+        ax.set_ylabel("W")
+        ax.set_title(title)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        return fig
+    configs = list(dict.fromkeys(data["config"]))[:most]
+    columns = min(3, len(configs))
+    rows = -(-len(configs) // columns)
+    fig = Figure(figsize=(4 * columns, 2.6 * rows + 0.6))
+    axes = fig.subplots(rows, columns, squeeze=False, sharey=True)
+    for ax, config in zip(axes.flat, configs):
+        for i, (_, job) in enumerate(data[data["config"] == config].groupby("job_id", sort=False)):
+            _power_lines(ax, job, x="t_s", color=f"C{i % 10}", label=None if i else "rep 1")
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_title(config, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(configs):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{title}: a line per repetition (solid: CPU measured, dashed: CPU estimated, dotted: GPU); "
+                 "x: seconds since the encode began", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def node_timeline_plot(power: pd.DataFrame, jobs: pd.DataFrame, *, title: str) -> Figure:
+    """Per node, its jobs on the wall clock: each job's encode shaded (coloured by encoder) under the
+    node's power over the job's window; CPU and GPU, measured and estimated, apart."""
+    nodes = sorted(jobs["node"].dropna().unique())
+    fig = Figure(figsize=(10, 2.4 * max(1, len(nodes)) + 0.6))
+    axes = fig.subplots(max(1, len(nodes)), 1, squeeze=False, sharex=True)[:, 0]
+    encoders = sorted(jobs["encoder"].dropna().unique())
+    colors = {encoder: f"C{i % 10}" for i, encoder in enumerate(encoders)}
+    for ax, node in zip(axes, nodes):
+        mine = jobs[(jobs["node"] == node) & jobs["started_at"].notna()]
+        for _, job in mine.iterrows():
+            ax.axvspan(job["started_at"].tz_convert(None), job["ended_at"].tz_convert(None),
+                       color=colors.get(job["encoder"], "grey"), alpha=0.25, lw=0)
+        for _, job in power[power["node"] == node].groupby("job_id", sort=False):
+            at = job.assign(clock=job["timestamp"].dt.tz_convert(None))
+            _power_lines(ax, at, x="clock", color="k", label=None)
+        ax.set_ylabel(f"{node}\nW", fontsize=8)
+        ax.tick_params(labelsize=7)
+    handles = [Patch(color=colors[e], alpha=0.4, label=e) for e in encoders]
+    axes[0].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes[-1].set_xlabel("UTC")
+    axes[0].set_title(f"{title} (shaded: encodes; solid: CPU measured, dashed: estimated, dotted: GPU)", fontsize=9)
     fig.autofmt_xdate()
     return fig

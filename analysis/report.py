@@ -19,12 +19,23 @@ from analysis.efficiency import config_efficiency, job_efficiency
 from analysis.errors import NotComputable
 from analysis.load import load_results, resolve_run, run_summary
 from analysis.pareto import Direction, pareto_front
-from analysis.plots import efficiency_bars, history_plot, pareto_plot, png_base64, power_fit_plot, rate_quality_plot
+from analysis.plots import (
+    efficiency_bars,
+    history_plot,
+    node_timeline_plot,
+    pareto_plot,
+    png_base64,
+    power_fit_plot,
+    power_plot,
+    rate_quality_plot,
+)
 from analysis.power import fit_power_model
 from analysis.regression import METRIC_NAMES, NODE_FACTS, RunComparison, campaign_history, compare_runs
+from analysis.series import POWER_METRICS, load_series, power_over_time, series_checks
 from ffwatt.errors import ResultsError
 from ffwatt.results import RunSummary
 from ffwatt.schema import CURVE_COLUMNS, config_label
+from ffwatt.series import AGREEMENT, CHECKED_FROM_S, SOURCE_WORDS
 
 __all__ = ["write_report"]
 
@@ -206,6 +217,72 @@ def _power_section(jobs: pd.DataFrame) -> str:
     return "".join(parts)
 
 
+# Up to this many jobs, power over time is drawn per job; beyond, a panel per configuration.
+SMALL_RUN_JOBS = 8
+
+
+def _cross_check_section(jobs: pd.DataFrame) -> str:
+    """Each job's series energy against its row's: every job of 30 s or more beyond 2 % in a warning,
+    shorter ones' gaps folded below, the missing series and why."""
+    checks = series_checks(jobs)
+    if checks.empty or (checks["series_source"].isna() & checks["series_missing"].isna()).all():
+        return "<p>This run's rows carry no series (written before ffwatt kept series beside rows).</p>"
+    sources = checks["series_source"].value_counts()
+    parts = [f"<p>{len(checks)} jobs: " + ", ".join(f"{n} with series from {html.escape(SOURCE_WORDS.get(str(k), k))}"
+                                                    for k, n in sources.items())
+             + f"; {int(checks['series_source'].isna().sum())} without.</p>"]
+    missing = checks["series_missing"].dropna()
+    if not missing.empty:
+        items = "".join(f"<li>{n} × {html.escape(str(why))}</li>" for why, n in missing.value_counts().items())
+        parts.append(f"<p>Series missing or incomplete, and why:</p><ul>{items}</ul>")
+    columns = {"config": "configuration", "repetition": "rep", "node": "node", "wall_s": "wall s",
+               "energy_j": "row energy J", "series_energy_j": "series energy J", "gap_pct": "gap %",
+               "series_source": "series from"}
+    judged, bad = checks[checks["checked"]], checks[checks["disagrees"]]
+    limit = f"{AGREEMENT:.0%}"
+    if not bad.empty:
+        parts.append(f"<div class='warn'><b>{len(bad)} of {len(judged)} jobs of {CHECKED_FROM_S:g} s or more: "
+                     f"series energy and row energy differ by more than {limit}.</b> The row's figure is the "
+                     "meter's direct reading; the gap says the node's series don't account for the same joules "
+                     "(a source that changed mid-job, a store that lost samples, a clock off)."
+                     + _table(bad, columns, left=("config", "node", "series_source"),
+                              star={"energy_j": "estimated", "series_energy_j": "estimated"}) + "</div>")
+    elif not judged.empty:
+        worst = judged["gap_pct"].abs().max()
+        verb = "job of {:g} s or more agrees" if len(judged) == 1 else "jobs of {:g} s or more agree"
+        parts.append(f"<p>The {len(judged)} {verb.format(CHECKED_FROM_S)} within {limit} "
+                     f"(largest gap {worst:.2f} %).</p>")
+    else:
+        parts.append(f"<p>No job lasted {CHECKED_FROM_S:g} s, the shortest the check judges.</p>")
+    short = checks[~checks["checked"] & checks["gap_pct"].notna()]
+    if not short.empty:
+        off = short[short["gap_pct"].abs() > AGREEMENT * 100]
+        parts.append(f"<details><summary>{len(short)} shorter jobs, not judged ({len(off)} beyond {limit}): "
+                     "1 Hz samples can't resolve a few seconds</summary>"
+                     + _table(short, columns, left=("config", "node", "series_source"),
+                              star={"energy_j": "estimated", "series_energy_j": "estimated"}) + "</details>")
+    parts.append("<p class='note'>Series energy: what the series' counters of the row's own sources gained over "
+                 "the encode, each reading placed when it was read, interpolated at the ends. "
+                 "* = estimated energy.</p>")
+    return "".join(parts)
+
+
+def _timeline_section(results_dir: Path, campaign: str, run_id: str, jobs: pd.DataFrame) -> str:
+    try:
+        samples = load_series(results_dir, campaign=campaign, run_id=run_id, metrics=list(POWER_METRICS))
+    except ResultsError as exc:
+        return f"<p>No series to draw: {html.escape(str(exc))}.</p>"
+    power = power_over_time(samples)
+    if power.empty:
+        return "<p>The run's series have no power samples.</p>"
+    by = "job" if jobs["job_id"].nunique() <= SMALL_RUN_JOBS else "config"
+    title = "Power over time, " + ("per job" if by == "job" else "per configuration")
+    return (_img(power_plot(power, by=by, title=title), title)
+            + _img(node_timeline_plot(power, jobs, title="Node timeline"), "node timeline")
+            + "<p class='note'>From each job's series (its encode ± 2 s on its node). Measured and estimated "
+              "watts, CPU and GPU, are drawn apart and never added.</p>")
+
+
 def _compare_section(comparison: RunComparison) -> str:
     """The per-configuration changes of :func:`analysis.regression.compare_runs`, and the node changes."""
     if not comparison.configs:
@@ -285,13 +362,15 @@ def write_report(results_dir: Path, run_id: str, compare_run_id: str | None = No
             f"<p class='note'>{len(jobs)} jobs ({int((jobs['status'] == 'ok').sum())} ok), "
             f"{len(configs)} configurations. Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}.</p>",
             _section("Estimated figures", _estimated_section(jobs, configs)),
+            _section("Series cross-check", _cross_check_section(jobs)),
             _section("Nodes", _node_section(summary, sorted(raw["node"].dropna().unique()))),
             _section("Summary per configuration", _summary_section(configs)),
             _section("Efficiency", _efficiency_section(ok_configs)),
             _section("Pareto fronts", _pareto_section(ok_configs) if not ok_configs.empty else "<p>No ok jobs.</p>"),
             _section("Rate–quality, energy–quality and Bjøntegaard deltas",
                      _bd_section(ok_configs) if not ok_configs.empty else "<p>No ok jobs.</p>"),
-            _section("Power model", _power_section(jobs))]
+            _section("Power model", _power_section(jobs)),
+            _section("Power over time and node timeline", _timeline_section(results_dir, campaign, run_id, jobs))]
     if compare_run_id:
         comparison = compare_runs(results_dir, compare_run_id, run_id)
         body.append(_section(f"Compared with run {comparison.baseline.run_id}", _compare_section(comparison)))

@@ -17,9 +17,12 @@ import numpy as np
 
 from ffwatt.nodefacts import NodeFacts
 from ffwatt.results import RunSummary, write_job_row, write_run_summary
-from ffwatt.schema import JobRow
+from ffwatt.schema import JobRow, is_estimated
+from ffwatt.series import Series, cross_check, job_window, labels_json, series_table, write_series
 
-__all__ = ["ENCODER_TRAITS", "synthetic_rows", "write_synthetic_run"]
+__all__ = ["ENCODER_TRAITS", "synthetic_rows", "synthetic_series", "write_synthetic_run"]
+
+IDLE_W = 8.0  # the synthetic node's power between encodes
 
 # encoder -> (bits needed relative to x264, fps at 720p on one core-ish, average watts)
 ENCODER_TRAITS: dict[str, tuple[float, float, float]] = {
@@ -79,13 +82,64 @@ def synthetic_rows(*, campaign: str = "synthetic", run_id: str = "run-1", node: 
     return rows
 
 
-def write_synthetic_run(results_dir: Path, *, facts: Mapping[str, Any] | None = None,
+def synthetic_series(rows: list[JobRow], *, phase_s: float = 0.3) -> dict[str, list[Series]]:
+    """Each job's series as the campaign's 1 Hz sampler would give them, from one node drawing
+    :data:`IDLE_W` between encodes and each row's average power during its encode: CPU power and its
+    energy counter (RAPL package, or the estimate where the row's energy is estimated), utilisation,
+    FFmpeg's fps and frames."""
+    spans = [(r.started_at.timestamp(), r.ended_at.timestamp(), (r.energy_j or 0.0) / r.wall_s)
+             for r in rows if r.started_at and r.ended_at and r.wall_s]
+    origin = min(start for start, _, _ in spans) - 60.0
+
+    def joules(t: np.ndarray) -> np.ndarray:
+        total = 1000.0 + IDLE_W * (t - origin)
+        for start, end, watts in spans:
+            total += (watts - IDLE_W) * np.clip(t - start, 0, end - start)
+        return total
+
+    out = {}
+    for row in rows:
+        window = job_window(row)
+        if window is None or not row.started_at or not row.ended_at:
+            continue
+        start, end = row.started_at.timestamp(), row.ended_at.timestamp()
+        t = np.arange(np.floor(window[0]) + phase_s, window[1], 1.0)
+        watts = np.full(len(t), IDLE_W)
+        for s_, e_, w in spans:
+            watts = np.where((t >= s_) & (t <= e_), w, watts)
+        encoding = (t >= start) & (t <= end)
+        fps = float(row.encode_fps or 0.0)
+        package = {"kind": "package", "socket": "0", "zone": "package-0"}
+        cpu: list[tuple[str, dict[str, str], np.ndarray]]
+        if is_estimated(row.energy_source):
+            cpu = [("ffwatt_cpu_estimated_energy_joules_total", {}, joules(t)),
+                   ("ffwatt_cpu_estimated_power_watts", {}, watts)]
+        else:
+            cpu = [("ffwatt_rapl_energy_joules_total", package, joules(t)), ("ffwatt_rapl_power_watts", package, watts)]
+        own = {"job_id": row.job_id, "campaign": row.campaign, "encoder": row.encoder, "preset": row.preset or ""}
+        cpu += [("ffwatt_cpu_utilization_ratio", {}, np.where(watts > IDLE_W, 0.9, 0.05)),
+                ("ffwatt_ffmpeg_fps", own, np.where(encoding, fps, 0.0)),
+                ("ffwatt_ffmpeg_frames_total", own, fps * np.clip(t - start, 0, end - start))]
+        ms = (t * 1000).astype(np.int64)
+        out[row.job_id] = [Series(metric, labels_json(labels), ms, np.asarray(values, dtype=float))
+                           for metric, labels, values in cpu]
+    return out
+
+
+def write_synthetic_run(results_dir: Path, *, facts: Mapping[str, Any] | None = None, series: bool = True,
                         **kwargs: Any) -> tuple[str, str]:
     """Write :func:`synthetic_rows` and a ``_run.json`` under ``results_dir``; (campaign, run_id).
-    ``facts`` overrides the node's facts (e.g. another ``ffmpeg_version``)."""
+    ``facts`` overrides the node's facts (e.g. another ``ffmpeg_version``); ``series`` writes each
+    job's :func:`synthetic_series` beside it, and its cross-check on the row."""
     rows = synthetic_rows(**kwargs)
-    for row in rows:
-        write_job_row(Path(results_dir), row)
+    every = synthetic_series(rows) if series else {}
+    for i, plain in enumerate(rows):
+        if plain.job_id in every:
+            own = every[plain.job_id]
+            write_series(Path(results_dir), plain.campaign, series_table(
+                own, run_id=plain.run_id, job_id=plain.job_id, node=plain.node, source="local"))
+            rows[i] = plain.model_copy(update=cross_check(plain, own, "local").model_dump())
+        write_job_row(Path(results_dir), rows[i])
     first = rows[0]
     started = min(r.started_at for r in rows if r.started_at)
     ended = max(r.ended_at for r in rows if r.ended_at)

@@ -8,6 +8,7 @@
     ├── QualityFailed           the quality pass failed for a job
     ├── EnergyReadError         an energy counter could not be read
     ├── ResultsError            the results dataset can't be read or written
+    ├── StoreUnavailable        the metrics store didn't answer or refused a query (jobs' series)
     ├── SettingsError           an FFWATT_* value that can't be used
     ├── ApiError                the Prefect API can't be used (unreachable, credentials, TLS)
     │   └── ApiUnavailable      it didn't answer (master restarting, network)
@@ -37,6 +38,7 @@ __all__ = [
     "ServiceError",
     "SettingsError",
     "StackError",
+    "StoreUnavailable",
 ]
 
 
@@ -96,6 +98,10 @@ class EnergyReadError(FfwattError):
 
 class ResultsError(FfwattError):
     """The results dataset can't be read or written."""
+
+
+class StoreUnavailable(FfwattError):
+    """The metrics store didn't answer, or refused the query for a job's series."""
 
 
 class SettingsError(FfwattError):

@@ -23,6 +23,7 @@ import glob
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -152,14 +153,15 @@ def job_files(results_dir: Path, *, campaign: str | None = None, run_id: str | N
     return files
 
 
-def _read_table(results_dir: Path, campaign: str | None, run_id: str | None) -> pa.Table:
+def _read_table(results_dir: Path, campaign: str | None, run_id: str | None,
+                columns: Sequence[str] | None = None) -> pa.Table:
     if not results_dir.is_dir():
         raise ResultsError(f"no results at {results_dir}; run a campaign first (ffwatt campaign run FILE)")
     files = job_files(results_dir, campaign=campaign, run_id=run_id)
     try:
         dataset = ds.dataset([str(f) for f in files], format="parquet", partitioning=_PARTITIONING,
                              partition_base_dir=str(results_dir), schema=arrow_schema())
-        return dataset.to_table()
+        return dataset.to_table(columns=list(columns) if columns is not None else None)
     except (pa.ArrowException, OSError) as exc:
         raise ResultsError(f"can't read results under {results_dir}: {exc}") from exc
 
@@ -170,13 +172,17 @@ def read_rows(results_dir: Path, campaign: str, run_id: str) -> list[JobRow]:
 
 
 def read_results(
-    results_dir: Path, *, campaign: str | None = None, run_id: str | None = None
+    results_dir: Path, *, campaign: str | None = None, run_id: str | None = None,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Job rows under ``results_dir``, optionally one campaign and/or run, in schema column order."""
-    table = _read_table(results_dir, campaign, run_id)
+    """Job rows under ``results_dir``, optionally one campaign and/or run, in schema column order;
+    ``columns`` reads only those (a large dataset's other columns never enter memory)."""
+    table = _read_table(results_dir, campaign, run_id, columns)
+    order = [(c, "ascending", "at_end") for c in ("started_at", "job_id") if c in table.column_names]
+    if order:  # in Arrow: several times faster than pandas on a million rows
+        table = table.sort_by(order)
     # Nullable integers, so a failed job's missing frame count doesn't turn the column into floats.
-    frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-    return frame.sort_values(["started_at", "job_id"], na_position="last").reset_index(drop=True)
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
 
 
 @dataclass(frozen=True)

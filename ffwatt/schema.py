@@ -35,6 +35,8 @@ __all__ = [
     "JobRow",
     "JobStatus",
     "QualityColumns",
+    "SeriesColumns",
+    "SeriesSource",
     "arrow_schema",
     "config_label",
     "failure_reason",
@@ -43,8 +45,9 @@ __all__ = [
     "schema_markdown",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 JobStatus = Literal["ok", "failed"]
+SeriesSource = Literal["store", "local"]
 ESTIMATED = "estimated"
 
 
@@ -159,10 +162,34 @@ class EnergyColumns(_Columns):
     co2_g: float | None = _col("energy_j x FFWATT_CO2_G_PER_KWH of the node.", "g", default=None)
 
 
+class SeriesColumns(_Columns):
+    """Where the job's series went, and whether their energy agrees with the row's: filled when the
+    row is written (:mod:`ffwatt.series`)."""
+
+    series_source: SeriesSource | None = _col(
+        "Where the job's series (results/_series) came from: store (the metrics store's export API) or local "
+        "(the campaign sampled the node's exporters in-process at 1 Hz); null when it has none.", default=None)
+    series_samples: int | None = _col("Samples written for the job's window (start - 2 s to end + 2 s).",
+                                      "samples", default=None)
+    series_missing: str | None = _col(
+        "Why the job's series are missing or incomplete (store unreachable, no samples, a counter that doesn't "
+        "cover the encode); null when they are complete.", default=None)
+    series_energy_j: float | None = _col(
+        "Energy over the encode window from the series' counters (the same sources as energy_j, read at the "
+        "time each value was sampled, interpolated at the window's ends): a cross-check of energy_j.",
+        "J", default=None)
+    series_energy_source: str | None = _col(
+        "Counters behind series_energy_j, in energy_source's words (rapl, estimated, nvml, joined with +); "
+        "estimated stays estimated.", default=None)
+    series_energy_gap: float | None = _col(
+        "(series_energy_j - energy_j) / energy_j. For jobs of 30 s or more it should be within +-0.02; the "
+        "report lists every job beyond that.", "ratio", default=None)
+
+
 # Pydantic puts inherited fields in reverse order of the bases, so the columns read
-# identity, configuration, reference, outcome, encode, quality, energy.
-class JobRow(EnergyColumns, QualityColumns, EncodeColumns, OutcomeColumns, ReferenceColumns, ConfigColumns,
-             IdentityColumns):
+# identity, configuration, reference, outcome, encode, quality, energy, series.
+class JobRow(SeriesColumns, EnergyColumns, QualityColumns, EncodeColumns, OutcomeColumns, ReferenceColumns,
+             ConfigColumns, IdentityColumns):
     """A job's outcome. Failed jobs have ``status='failed'`` and ``error``; measurements they
     never reached are null."""
 

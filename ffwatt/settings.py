@@ -66,6 +66,11 @@ class Settings(BaseSettings):
                                 description="Port of the scrape-target discovery endpoint.")
     store_port: int = Field(default=PORTS["metrics-store"].number, ge=1, le=65535,
                             description="Port of the metrics store (VictoriaMetrics) on the master.")
+    store_url: str | None = Field(
+        default=None,
+        description="Metrics store (VictoriaMetrics) that jobs' series are read from. Unset: a local campaign "
+                    "reads its node's exporters itself, once a second; a campaign on the pools reads the stack's "
+                    "store, http://FFWATT_MASTER_HOST:FFWATT_STORE_PORT.")
     store_retention: str = Field(
         default="30d", pattern=r"^[0-9]+[hdwy]?$",
         description="How long the store keeps samples: a number with h, d, w or y (months without).")

@@ -44,6 +44,7 @@ from ffwatt.validation import preflight
 from flows.job import prepare_references, run_job
 from tasks import idle_baseline, record_job, summarize_run
 from tasks.publish import publish_outcome
+from tasks.series import JobSeries, job_series
 from tasks.summarize import start_run, summarize
 
 __all__ = ["campaign_flow"]
@@ -66,9 +67,9 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
     sweep_scratch(settings.home)  # what runs killed on this node left behind
 
     try:
-        with _sigterm_interrupts():
+        with _sigterm_interrupts(), job_series(settings, local=dispatch == "local") as series:
             if dispatch == "pools":
-                reports = _on_the_pools(campaign, jobs, run_id, rows)
+                reports = _on_the_pools(campaign, jobs, run_id, rows, series)
                 nodes |= {name: report.facts for name, report in reports.items()}
                 idle_baselines |= {name: report.idle_baseline for name, report in reports.items()
                                    if report.idle_baseline is not None}
@@ -79,8 +80,9 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                 if idle is not None:
                     idle_baselines[settings.node] = idle
                 for job in jobs:
-                    rows.append(record_job(run_job(job, references[job.input.name], idle, run_id, settings.node,
-                                                   campaign.encode_retries)))
+                    row = record_job(run_job(job, references[job.input.name], idle, run_id, settings.node,
+                                             campaign.encode_retries))
+                    rows.append(series.submit(row, record_job))  # again with its series, once they're in
     except BaseException:
         # Ctrl-C, SIGTERM, a crash inside the loop: the rows written so far stay, and the run says
         # it was cut short, so it can be resumed rather than mistaken for a finished one.
@@ -134,7 +136,8 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, rows: list[JobRow]) -> dict[str, NodeReport]:
+def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, rows: list[JobRow],
+                  series: JobSeries) -> dict[str, NodeReport]:
     from prefect.client.orchestration import get_client
 
     from ffwatt.fleet.api import PrefectFleetAPI
@@ -143,8 +146,8 @@ def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, rows: list[J
     from tasks._logging import run_logger
 
     def record(row: JobRow) -> JobRow:
-        rows.append(record_job(row))
-        return row
+        rows.append(series.submit(record_job(row), record_job))  # again with its series, once they're in
+        return rows[-1]
 
     with get_client(sync_client=True) as client:
         dispatcher = Dispatcher(campaign, jobs, run_id, api=PrefectFleetAPI(client), record=record,

@@ -1,5 +1,6 @@
 """Helpers for the monitoring tests: a synthetic sysfs for node_exporter, a RAPL counter that
-advances like a busy CPU's, a store client, and the master's monitoring services on free ports."""
+advances like a busy CPU's, ffwatt services and node records as agents publish them, a store
+client, and the master's monitoring services on free ports."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from ffwatt.fleet.monitoring import MONITORING_SERVICES, monitoring_services
-from ffwatt.fleet.services import start_service, stop_service
+from ffwatt.fleet.nodes import NodeRecord, publish_node, worker_name
+from ffwatt.fleet.services import Service, start_service, stop_service
+from ffwatt.fleet.stack import ensure_pools
 from ffwatt.settings import Settings
+from tests.conftest import ffwatt_cli, wait_http
 from tests.fleet import wait_for
 from tests.powercap import make_zone, set_energy
 
@@ -59,6 +64,52 @@ def drawing_package(root: Path, watts: float) -> Iterator[Path]:
     finally:
         stop.set()
         thread.join(5)
+
+
+def ffwatt_service(run_dir: Path, name: str, args: list[str], env: dict[str, str]) -> None:
+    """``ffwatt ARGS`` as a background service named ``name`` (stop it with ``stop_service``)."""
+    start_service(run_dir, Service(name, [ffwatt_cli(), *args], env))
+
+
+def start_discovery(run_dir: Path, settings: Settings, env: dict[str, str]) -> None:
+    """The master's discovery service (scrape targets, node list, /metrics) on ``settings.discovery_port``."""
+    ffwatt_service(run_dir, "discovery", ["stack", "discovery", "--listen", f"127.0.0.1:{settings.discovery_port}"],
+                   {**env, "FFWATT_HOME": str(settings.home), "FFWATT_RESULTS_DIR": str(settings.results_dir)})
+    wait_http(f"http://127.0.0.1:{settings.discovery_port}/nodes", 60)
+
+
+# How often the Publisher's workers beat, as warm workers do.
+HEARTBEAT_S = 2
+
+
+@dataclass
+class Publisher:
+    """Plays the agents: writes each node's record once, then sends its workers' heartbeats (one
+    worker per pool, every 2 s) as warm workers do, until a node is dropped."""
+
+    env: dict[str, str]
+    records: dict[str, NodeRecord] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.wait(HEARTBEAT_S):
+            self.beat()
+
+    def beat(self) -> None:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            for record in list(self.records.values()):
+                for pool in record.pools:
+                    client.send_worker_heartbeat(f"ffwatt-{pool}", worker_name(record.node, pool),
+                                                 heartbeat_interval_seconds=HEARTBEAT_S)
+
+    def add(self, node: str, pools: list[str], exporters: dict[str, str]) -> None:
+        ensure_pools(self.env, pools)
+        self.records[node] = NodeRecord(node=node, address="127.0.0.1", pools=pools, encoders=[],
+                                        exporters=exporters, started_at=time.time())
+        publish_node(self.records[node])
+        self.beat()
 
 
 class Store:

@@ -109,6 +109,7 @@ def test_walkthrough_notebook_executes(results_dir: Path, tmp_path: Path, monkey
     assert not errors
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "run run-new" in printed and "estimated energy" in printed
+    assert "samples (source: local)" in printed  # one job's series, beside its row
 
 
 def test_notebook_is_what_the_generator_writes() -> None:
@@ -132,3 +133,28 @@ def test_public_surface_and_no_prefect() -> None:
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_report_shows_every_job_whose_series_disagree_with_its_row(tmp_path: Path) -> None:
+    from analysis.synthetic import synthetic_series
+    from ffwatt.series import cross_check, series_table, write_series
+
+    root = tmp_path / "results"
+    rows = synthetic_rows(campaign="long", run_id="r-long", encoders={"libx264": "medium"}, crfs=(22, 27, 32),
+                          frames=3000, repetitions=1, estimated_encoders=())
+    assert all(row.wall_s >= 30 for row in rows)
+    series = synthetic_series(rows)
+    for i, row in enumerate(rows):
+        if i == 1:  # the row says 5 % more than its node's counters gained
+            row = row.model_copy(update={"energy_j": row.energy_j * 1.05})  # noqa: PLW2901
+        write_series(root, row.campaign, series_table(series[row.job_id], run_id=row.run_id, job_id=row.job_id,
+                                                      node=row.node, source="local"))
+        write_job_row(root, row.model_copy(update=cross_check(row, series[row.job_id], "local").model_dump()))
+    text = _text(write_report(root, "latest", out=tmp_path / "long.html").read_text(encoding="utf-8"))
+    assert "1 of 3 jobs of 30 s or more: series energy and row energy differ by more than 2%" in text
+    warning = text[text.index("1 of 3 jobs"):text.index("Series energy: what")]
+    assert "libx264 medium crf 27 1280x720" in warning
+    (gap,) = re.findall(r"(-?\d+\.\d+) local", warning)
+    assert -5.5 < float(gap) < -4.5  # 1/1.05 - 1, give or take the 1 Hz samples' interpolation
+    assert "libx264 medium crf 22" not in warning
+    assert "Power over time, per job" in write_report(root, "latest", out=tmp_path / "l2.html").read_text()

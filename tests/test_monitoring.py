@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -24,18 +24,23 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ffwatt.fleet.dashboards import DASHBOARD_DIR, build_dashboards, render
 from ffwatt.fleet.monitoring import ALERT_RULES, monitoring_status, node_exporter_service
-from ffwatt.fleet.nodes import NodeRecord, publish_node, worker_name
-from ffwatt.fleet.services import Service, start_service, stop_service
-from ffwatt.fleet.stack import ensure_pools
+from ffwatt.fleet.services import start_service, stop_service
 from ffwatt.settings import REPO, Settings
 from tests.conftest import ffwatt_cli, free_port, wait_http
 from tests.fleet import wait_for
-from tests.monitoring import Store, drawing_package, make_sysfs, monitoring
+from tests.monitoring import (
+    Publisher,
+    Store,
+    drawing_package,
+    ffwatt_service,
+    make_sysfs,
+    monitoring,
+    start_discovery,
+)
 
 pytestmark = pytest.mark.e2e
 
 DOCS = REPO / "docs" / "metrics.md"
-HEARTBEAT_S = 2
 CAMPAIGN = {
     "name": "monitored",
     "inputs": [{"name": "pattern", "source": "testsrc2", "size": "640x360", "fps": 24, "duration_s": 5}],
@@ -51,36 +56,6 @@ def documented(exporters: set[str] | None = None) -> set[str]:
 
 
 @dataclass
-class Publisher:
-    """Plays the agents: writes each node's record once, then sends its workers' heartbeats (one
-    worker per pool, every 2 s) as warm workers do, until a node is dropped."""
-
-    env: dict[str, str]
-    records: dict[str, NodeRecord] = field(default_factory=dict)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        while not self.stop.wait(HEARTBEAT_S):
-            self.beat()
-
-    def beat(self) -> None:
-        from prefect.client.orchestration import get_client
-
-        with get_client(sync_client=True) as client:
-            for record in list(self.records.values()):
-                for pool in record.pools:
-                    client.send_worker_heartbeat(f"ffwatt-{pool}", worker_name(record.node, pool),
-                                                 heartbeat_interval_seconds=HEARTBEAT_S)
-
-    def add(self, node: str, pools: list[str], exporters: dict[str, str]) -> None:
-        ensure_pools(self.env, pools)
-        self.records[node] = NodeRecord(node=node, address="127.0.0.1", pools=pools, encoders=[],
-                                        exporters=exporters, started_at=time.time())
-        publish_node(self.records[node])
-        self.beat()
-
-
-@dataclass
 class World:
     settings: Settings
     store: Store
@@ -91,10 +66,6 @@ class World:
     node_exporter: str = ""
     started_at: float = 0.0
     campaign_done_at: float = 0.0
-
-
-def _service(run_dir: Path, name: str, args: list[str], env: dict[str, str]) -> None:
-    start_service(run_dir, Service(name, [ffwatt_cli(), *args], env))
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +83,7 @@ def world(prefect_server: dict[str, str], tmp_path_factory: pytest.TempPathFacto
             patch.setenv(key, value)
         try:
             names.append("discovery")
-            _service(run_dir, "discovery", ["stack", "discovery", "--listen", f"127.0.0.1:{settings.discovery_port}"],
-                     {**env, "FFWATT_HOME": str(settings.home), "FFWATT_RESULTS_DIR": str(settings.results_dir)})
-            wait_http(f"http://127.0.0.1:{settings.discovery_port}/nodes", 60)
+            start_discovery(run_dir, settings, env)
             n1 = {**env, "FFWATT_NODE": "n1", "FFWATT_HOME": str(work / "n1")}
             ports = {kind: free_port() for kind in ("cpu", "gpu", "ffmpeg", "node", "n2-cpu")}
             for kind, args, kind_env in (
@@ -122,13 +91,13 @@ def world(prefect_server: dict[str, str], tmp_path_factory: pytest.TempPathFacto
                     ("gpu", ["--replay", str(REPO / "tests/data/nvml-h200-probe.json")], {**n1, "FFWATT_GPU": "true"}),
                     ("ffmpeg", [], n1)):
                 names.append(f"n1-{kind}")
-                _service(run_dir, f"n1-{kind}", ["exporter", kind, "--listen", f"127.0.0.1:{ports[kind]}", *args],
-                         kind_env)
+                ffwatt_service(run_dir, f"n1-{kind}",
+                               ["exporter", kind, "--listen", f"127.0.0.1:{ports[kind]}", *args], kind_env)
             names.append("node-exporter")
             start_service(run_dir, node_exporter_service("127.0.0.1", ports["node"], sysfs=make_sysfs(work / "sys")))
             names.append("n2-cpu")  # a node without RAPL: its CPU energy is the estimate
-            _service(run_dir, "n2-cpu", ["exporter", "cpu", "--listen", f"127.0.0.1:{ports['n2-cpu']}"],
-                     {**env, "FFWATT_NODE": "n2", "FFWATT_HOME": str(work / "n2")})
+            ffwatt_service(run_dir, "n2-cpu", ["exporter", "cpu", "--listen", f"127.0.0.1:{ports['n2-cpu']}"],
+                           {**env, "FFWATT_NODE": "n2", "FFWATT_HOME": str(work / "n2")})
             for kind in ("cpu", "gpu", "ffmpeg", "node", "n2-cpu"):
                 wait_http(f"http://127.0.0.1:{ports[kind]}/metrics", 60)
             n1_targets = {k: f"127.0.0.1:{ports[k]}" for k in ("cpu", "gpu", "ffmpeg", "node")}
@@ -242,8 +211,8 @@ def test_the_master_metrics_are_documented(campaign: World):
 
 def test_a_joining_node_is_scraped_within_10s_and_a_leaving_one_dropped_within_30s(world: World):
     port = free_port()
-    _service(world.run_dir, "n3-ffmpeg", ["exporter", "ffmpeg", "--listen", f"127.0.0.1:{port}"],
-             {**world.env, "FFWATT_NODE": "n3", "FFWATT_HOME": str(world.work / "n3")})
+    ffwatt_service(world.run_dir, "n3-ffmpeg", ["exporter", "ffmpeg", "--listen", f"127.0.0.1:{port}"],
+                   {**world.env, "FFWATT_NODE": "n3", "FFWATT_HOME": str(world.work / "n3")})
     try:
         wait_http(f"http://127.0.0.1:{port}/metrics", 60)
 

@@ -54,6 +54,20 @@ CELLS = [
              "    print('fitted on estimated energy:', model.energy_estimated, '| ranges:', model.ranges)\n"
              "    display(model.predict(jobs[jobs.status == 'ok'].head(3)))\n"
              "except NotComputable as exc:\n    print('power model not fitted:', exc)"),
+    ("md", "## One job's series\n\nBeside each row, under `results/_series/`, are the series of the job's node over "
+           "its encode ± 2 s, once a second: energy counters and power (measured and estimated apart), CPU "
+           "utilisation, GPUs, the job's own FFmpeg progress. `series_energy_j` is what their counters gained over "
+           "the encode, `series_energy_gap` its relative difference from the row's `energy_j` (within 2 % for jobs "
+           "of 30 s or more); `series_energy_source` keeps an estimate labelled estimated."),
+    ("code", "from analysis import load_series, power_over_time\nfrom analysis.plots import power_plot\n\n"
+             "job = jobs[jobs.status == 'ok'].sort_values('wall_s').iloc[-1]  # the longest\n"
+             "series = load_series(results_dir, campaign=campaign, run_id=run_id, job_id=job.job_id)\n"
+             "print(f'job {job.job_id}: {len(series)} samples (source: {job.series_source}); '\n"
+             "      f'energy {job.energy_j:.1f} J, '\n"
+             "      f'from its series {job.series_energy_j:.1f} J ({job.series_energy_source}), '\n"
+             "      f'gap {job.series_energy_gap:+.1%} over {job.wall_s:.1f} s')\n"
+             "display(Image(figure_png(power_plot(power_over_time(series), by='job', title='power over time'))))\n"
+             "series.pivot_table(index='t_s', columns='metric', values='value', aggfunc='sum').round(2)"),
 ]
 
 

@@ -14,7 +14,7 @@ from ffwatt.schema import failure_reason, is_estimated, is_missing
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["console", "err_console", "exit_with", "failures_text", "results_table", "run_title"]
+__all__ = ["console", "err_console", "exit_with", "failures_text", "results_table", "run_title", "series_text"]
 
 # Wide when piped (make demo, CI logs), so result tables stay one line per job. No emoji codes:
 # FFmpeg's text ("0:v:0") is printed as it is.
@@ -80,3 +80,20 @@ def results_table(frame: pd.DataFrame, title: str) -> Table:
     if estimated:
         table.caption = "* estimated: busy CPU time x an assumed CPU power (RAPL not readable here); see energy_basis"
     return table
+
+
+def series_text(frame: pd.DataFrame, where: str) -> str:
+    """One line on a run's series: where they are, how many jobs have them and from where, and why
+    the others don't (the commonest reason)."""
+    if "series_source" not in frame.columns or frame.empty:
+        return f"series: none ({where})"
+    from ffwatt.series import SOURCE_WORDS
+
+    sources = frame["series_source"].dropna().value_counts()
+    text = f"series: {where} ({sum(sources)} of {len(frame)} jobs" + "".join(
+        f", {n} from {SOURCE_WORDS.get(str(source), source)}" for source, n in sources.items()) + ")"
+    missing = frame["series_missing"].dropna()
+    if not missing.empty:
+        reason, count = next(iter(missing.map(_short).value_counts().items()))
+        text += f"; missing or incomplete: {len(missing)}, e.g. {count} x {reason}"
+    return text

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ffwatt.cli._output import console, exit_with, failures_text, results_table, run_title
+from ffwatt.cli._output import console, exit_with, failures_text, results_table, run_title, series_text
 from ffwatt.settings import load_settings
 
 app = typer.Typer(help="Check, list and run benchmark campaigns.", no_args_is_help=True)
@@ -70,6 +70,7 @@ def run(
     settings = load_settings()
     from ffwatt.jobs import expand
     from ffwatt.results import RunSummary, read_results
+    from ffwatt.series import series_path
     from ffwatt.validation import load_campaign, preflight
 
     campaign = load_campaign(file)
@@ -100,6 +101,8 @@ def run(
         console.print(f"idle baseline of {node}: {idle.describe(summary.started_at)}", highlight=False)
     console.print(f"{summary.ok} ok, {summary.failed} failed, {summary.wall_s or 0:.1f} s. "
                   f"Parquet: {settings.results_dir.resolve()}/campaign={campaign.name}/run_id={summary.run_id}",
+                  highlight=False)
+    console.print(series_text(frame, str(series_path(settings.results_dir, campaign.name, summary.run_id, "*"))),
                   highlight=False)
     if summary.failed:
         exit_with(f"{summary.failed} of {summary.jobs} jobs failed (rows written; `error` says why):\n"

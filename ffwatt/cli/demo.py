@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from ffwatt.cli._output import console, exit_with, results_table
+from ffwatt.cli._output import console, exit_with, results_table, series_text
 from ffwatt.settings import load_settings
 
 
@@ -25,6 +25,7 @@ def demo(stop: Annotated[bool, typer.Option("--stop", help="Stop the demo's stac
     from ffwatt.fleet.services import Service, start_service, stop_service
     from ffwatt.fleet.stack import client_env, stack_down, stack_up
     from ffwatt.results import read_results, resolve_run
+    from ffwatt.series import series_path
 
     settings = load_settings()
     node_home = settings.home / "node"
@@ -57,5 +58,6 @@ def demo(stop: Annotated[bool, typer.Option("--stop", help="Stop the demo's stac
     report = write_report(settings.results_dir, run_id, campaign=campaign)
     ui = client_env(settings)["PREFECT_API_URL"].removesuffix("/api")
     console.print(f"Parquet: {settings.results_dir.resolve()}/campaign={campaign}/run_id={run_id}\n"
+                  + series_text(frame, str(series_path(settings.results_dir.resolve(), campaign, run_id, "*"))) + "\n"
                   f"report:  {report}\nPrefect UI: {ui}  (user:password in {settings.home}/stack/auth)\n"
                   "stop everything with: make down", highlight=False)
