@@ -29,7 +29,7 @@ from ffwatt.encoders import profile_for
 from ffwatt.errors import ApiUnavailable
 from ffwatt.fleet.nodes import NodeRecord
 from ffwatt.fleet.protocol import BatchParameters, BatchState, NodeReport, Poll
-from ffwatt.jobs import Job
+from ffwatt.jobs import Job, sweep_groups
 from ffwatt.schema import JobRow
 from tasks import build_row
 
@@ -89,8 +89,11 @@ def plan_batches(jobs: list[Job], nodes: list[NodeRecord], now: float | None = N
     batches = {}
     for pool, pool_jobs in by_pool.items():
         count = len([n for n in live if pool in n.pools])
-        # Interleaved, so every batch gets a mix of slow and fast configurations.
-        batches[pool] = [batch for batch in (pool_jobs[i::count] for i in range(count)) if batch]
+        # Interleaved, so every batch gets a mix of slow and fast configurations; a live sweep's steps
+        # stay in one batch, in order, so that one node runs the whole sweep.
+        units = sweep_groups(pool_jobs)
+        batches[pool] = [batch for batch in ([job for unit in units[i::count] for job in unit] for i in range(count))
+                         if batch]
     return batches, unschedulable
 
 
