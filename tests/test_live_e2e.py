@@ -101,3 +101,77 @@ def test_results_show_and_the_report_show_streams_per_node_and_watts_per_stream(
     assert "Live streams: streams per node and watts per stream" in text and "largest real-time N" in text
     assert "alt='live sweep'" in text and "Pareto" not in text  # a live run has no encode-by-encode sections
     assert "libx264 ultrafast live 640x360@800k+320x180@250k x2" in text  # its estimated energy, named
+
+
+# --- through the stack and a pool: prefect deployment run 'campaign/live' ---------------------------
+
+PUBLISH_NODE = """
+import time
+from ffwatt.fleet.nodes import NodeRecord, publish_node
+started = time.time()
+while True:  # what an agent's heartbeat does, without its exporters (their ports are fixed)
+    publish_node(NodeRecord(node="node1", address="127.0.0.1", pools=["cpu"], encoders=["libx264"], exporters={},
+                            heartbeat_at=time.time(), started_at=started))
+    time.sleep(2)
+"""
+
+
+@pytest.fixture(scope="module")
+def pool_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """`ffwatt stack up` (its ingest included), a Prefect worker of the cpu pool as the node `node1`,
+    then the live deployment run with a small campaign: the batch on the node pulls from and
+    publishes to the master's ingest over its address, and the rows come home as artifacts."""
+    import signal
+    import sys
+
+    from ffwatt.fleet.prefect_server import PREFECT_ENV, free_port
+    from ffwatt.fleet.stack import client_env
+    from ffwatt.settings import REPO, Settings
+    from tests.conftest import BIN
+
+    work = tmp_path_factory.mktemp("live-pools")
+    names = ("MASTER", "DISCOVERY", "STORE", "VMALERT", "ALERTMANAGER", "RTMP", "RTMP_STATS", "RTMP_EXPORTER")
+    numbers: set[int] = set()
+    while len(numbers) < len(names):
+        numbers.add(free_port())
+    ports = dict(zip(names, sorted(numbers)))
+    master = {**os.environ, "FFWATT_HOME": str(work / "master"), "FFWATT_RESULTS_DIR": str(work / "results"),
+              "FFWATT_NODE": "master", **{f"FFWATT_{name}_PORT": str(port) for name, port in ports.items()}}
+    client = client_env(Settings(home=work / "master", master_port=ports["MASTER"]))
+    node = {**os.environ, **PREFECT_ENV, **client, "FFWATT_HOME": str(work / "node1"), "FFWATT_NODE": "node1",
+            "FFWATT_RTMP_PORT": str(ports["RTMP"]), "FFWATT_REPO": str(REPO), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        up = subprocess.run([ffwatt_cli(), "stack", "up"], env=master, capture_output=True, text=True, timeout=600)
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        with open(work / "worker.log", "ab") as log:
+            started.append(subprocess.Popen(
+                [str(BIN / "prefect"), "worker", "start", "--pool", "ffwatt-cpu", "--type", "process", "--name",
+                 "node1-cpu", "--limit", "1"], env=node, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True))
+            started.append(subprocess.Popen([sys.executable, "-c", PUBLISH_NODE], env=node, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True))
+        campaign = {**CAMPAIGN, "name": "live-pools", "keep_outputs": False}
+        done = subprocess.run([str(BIN / "prefect"), "--no-prompt", "deployment", "run", "campaign/live", "--params",
+                               json.dumps({"campaign": campaign, "dispatch": "pools"}), "--watch",
+                               "--watch-timeout", "500"], env={**os.environ, **PREFECT_ENV, **client}, cwd=REPO,
+                              capture_output=True, text=True, timeout=600)
+        frame = read_results(work / "results", campaign="live-pools") if (work / "results").is_dir() else None
+        yield {"frame": frame, "done": done, "work": work, "ingest": f"rtmp://127.0.0.1:{ports['RTMP']}/live"}
+    finally:
+        for process in started:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)
+        subprocess.run([ffwatt_cli(), "stack", "down"], env=master, capture_output=True, text=True, timeout=300)
+
+
+def test_a_live_sweep_runs_on_a_node_of_the_pool_through_the_master_s_ingest(pool_run: dict[str, Any]):
+    done, frame = pool_run["done"], pool_run["frame"]
+    worker_log = (pool_run["work"] / "worker.log").read_text()[-3000:]
+    assert frame is not None and len(frame) == 2, done.stdout[-3000:] + done.stderr[-2000:] + worker_log
+    frame = frame.sort_values("live_streams")
+    assert list(frame.live_streams) == [1, 2] and (frame.status == "ok").all(), frame.error.tolist()
+    assert (frame.node == "node1").all() and (frame.live_ingest == pool_run["ingest"]).all()
+    assert (frame.dropped_frames == 0).all() and frame.live_latency_ms.notna().all()
+    assert frame.live_watts_per_stream.notna().all() and (frame.energy_source == "estimated").all()
+    assert "Completed" in done.stdout, done.stdout[-2000:]

@@ -237,3 +237,18 @@ def test_live_rows_round_trip_through_parquet(tmp_path):
     back = read_results(tmp_path).iloc[0]
     assert back.live_streams == 2 and bool(back.live_realtime) and json.loads(back.live_streams_detail) == [
         {"stream": 1}]
+
+
+def test_prefect_yaml_runs_the_live_campaign_on_the_pools():
+    import yaml
+
+    from ffwatt.settings import REPO
+    from ffwatt.validation import load_campaign
+
+    deployments = {d["name"]: d for d in yaml.safe_load((REPO / "deployments/prefect.yaml").read_text())
+                   ["deployments"]}
+    live = deployments["live"]
+    assert live["entrypoint"] == "flows/campaign.py:campaign_flow" and live["parameters"]["dispatch"] == "pools"
+    campaign = load_campaign(REPO / "deployments/campaigns/live.yaml")
+    assert parse_campaign(live["parameters"]["campaign"]) == campaign
+    assert campaign.live is not None and campaign.live.until_realtime_breaks
