@@ -123,8 +123,9 @@ def _timeout_us(seconds: float) -> str:
 
 
 def transcoder_args(job: Job, step: LiveStep, source_size: tuple[int, int], fps: float, source_url: str,
-                    rendition_urls: Sequence[str]) -> list[str]:
-    """Pull the source, decode it once, split it and encode every rung, publishing each to its name.
+                    rendition_urls: Sequence[str], *, timeout_s: float) -> list[str]:
+    """Pull the source, decode it once, split it and encode every rung, publishing each to its name;
+    ``timeout_s`` without a byte from the ingest ends it.
 
     Every rung gets the same keyframe times (``-force_key_frames`` every ``gop_s``), as an ABR
     player switching rungs needs, and constant bitrate through the encoder's CBR flags."""
@@ -140,7 +141,7 @@ def transcoder_args(job: Job, step: LiveStep, source_size: tuple[int, int], fps:
         chains.append(f"[s{label}]{','.join(filters) or 'null'}[{label}]")
     graph = f"[0:v]split={len(labels)}{''.join(f'[s{label}]' for label in labels)};" + ";".join(chains)
     gop = max(1, round(step.gop_s * fps))
-    args = [*profile.input_args, *threads, "-rw_timeout", _timeout_us(step.first_frame_timeout_s), *_LOW_PROBE,
+    args = [*profile.input_args, *threads, "-rw_timeout", _timeout_us(timeout_s), *_LOW_PROBE,
             "-i", source_url, "-filter_complex", graph]
     for label, rung, url in zip(labels, step.ladder, rendition_urls, strict=True):
         args += ["-map", f"[{label}]", "-c:v", job.encoder, *profile.preset_args(job.preset),

@@ -244,7 +244,9 @@ class _Step:
         self.error: str | None = None
         self.failed_stream: int | None = None
         names = stream_names(job, secrets.token_hex(3))
-        wait_s = 2 * self.step.first_frame_timeout_s + 5  # backstop under the watchdog (see _watch)
+        # FFmpeg's own read timeout, a backstop under the watchdog (watch_first_frames) for processes
+        # that outlive the step's Python process: long enough to wait out joining and a first frame.
+        wait_s = 2 * self.step.first_frame_timeout_s + 5
         self.publishers: list[_Process] = []
         self.transcoders: list[_Process] = []
         self.source_players: list[_Process] = []
@@ -254,7 +256,8 @@ class _Step:
             source, renditions = f"{base}/{name.source}", [f"{base}/{rendition}" for rendition in name.renditions]
             self.publishers.append(_Process("publisher", index, publisher_args(contribution.path, source)))
             self.transcoders.append(_Process("transcoder", index, transcoder_args(
-                job, self.step, (contribution.width, contribution.height), contribution.fps, source, renditions)))
+                job, self.step, (contribution.width, contribution.height), contribution.fps, source, renditions,
+                timeout_s=wait_s)))
             self.source_players.append(_Process("source player", index, player_args(source, wait_s), log=FrameLog()))
             self.rendition_players.append([
                 _Process(f"player of r{k} ({rung.label})", index,
