@@ -12,7 +12,17 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from ffwatt.encoders import RateMode, profile_for
 from ffwatt.extra_args import check_extra_args
@@ -62,6 +72,15 @@ def _size_text(value: Any) -> Any:
     return value
 
 
+def _checked_size(value: str) -> str:
+    parse_size(value)
+    return value
+
+
+# WIDTHxHEIGHT, even sides in range, written as text: an input's size, a live rung's.
+Size = Annotated[str, BeforeValidator(_size_text), AfterValidator(_checked_size)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -71,20 +90,9 @@ class SyntheticInput(_Strict):
 
     name: str = Field(pattern=_NAME)
     source: SyntheticSource
-    size: str = "1280x720"
+    size: Size = "1280x720"
     fps: int = Field(30, ge=1, le=240)
     duration_s: float = Field(5.0, gt=0, le=3600)
-
-    @field_validator("size", mode="before")
-    @classmethod
-    def _size_is_text(cls, value: Any) -> Any:
-        return _size_text(value)
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, value: str) -> str:
-        parse_size(value)
-        return value
 
     @property
     def width(self) -> int:
@@ -233,19 +241,8 @@ class Matrix(_Strict):
 class Rung(_Strict):
     """One rendition of a live ladder: its size and its constant bitrate."""
 
-    size: str
+    size: Size
     bitrate_kbps: int = Field(gt=0, le=100_000)
-
-    @field_validator("size", mode="before")
-    @classmethod
-    def _size_is_text(cls, value: Any) -> Any:
-        return _size_text(value)
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, value: str) -> str:
-        parse_size(value)
-        return value
 
     @property
     def label(self) -> str:
