@@ -54,8 +54,11 @@ def expand_command(
         table.add_column(column)
     for index, job in enumerate(jobs, 1):
         unit = "k" if job.target_bitrate_kbps else ""
-        table.add_row(str(index), job.job_id, job.input.name, job.encoder, job.preset or "-",
-                      f"{job.rate_control} {job.value}{unit}", job.output_size, str(job.repetition))
+        rate, size = f"{job.rate_control} {job.value}{unit}", job.output_size
+        if job.live is not None:  # a live sweep step: the ladder sets rates and sizes
+            rate, size = "live ladder", f"{job.live.streams} x {job.live.ladder_label}"
+        table.add_row(str(index), job.job_id, job.input.name, job.encoder, job.preset or "-", rate, size,
+                      str(job.repetition))
     console.print(table)
 
 
