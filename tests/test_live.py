@@ -219,7 +219,7 @@ def test_a_failed_step_skips_the_larger_steps_of_its_sweep(home: Path, prefect_s
                                                           monkeypatch: pytest.MonkeyPatch):
     """until_realtime_breaks: once a step breaks (here: it fails, the ingest being down), the larger
     steps of the sweep on this node are recorded as skipped, with the reason, and never run."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary_settings
 
     from ffwatt.fleet.prefect_server import free_port
     from flows.live import run_live_job
@@ -229,7 +229,9 @@ def test_a_failed_step_skips_the_larger_steps_of_its_sweep(home: Path, prefect_s
     campaign = parse_campaign(live_spec(streams=[1], until_realtime_breaks=True, max_streams=4))
     settings = load_settings()
     reference = prepare_reference(campaign.inputs[0], "ffv1", settings)
-    with temporary_settings(updates={PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):  # the suite's server
+    # The suite's server; the tasks run here outside a flow run, so their logs stay local.
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server["PREFECT_API_URL"],
+                                     PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore"}):
         rows = [run_live_job(job, reference, None, "run-skips", "here") for job in expand(campaign)]
     assert [(r.live_streams, r.status) for r in rows] == [(1, "failed"), (2, "skipped"), (4, "skipped")]
     assert rows[0].error is not None and rows[0].error.startswith("live-step: ingest rtmp://127.0.0.1:")
