@@ -235,11 +235,9 @@ def _fmt_s(seconds: float) -> str:
 class _Step:
     """The processes of one step and the rules that end it."""
 
-    def __init__(self, job: Job, contribution: Contribution, url: str, settings: Settings, keep: Path | None,
-                 deadline: float) -> None:
+    def __init__(self, job: Job, contribution: Contribution, url: str, keep: Path | None, deadline: float) -> None:
         assert job.live is not None
-        self.job, self.step, self.contribution, self.url = job, job.live, contribution, url
-        self.settings, self.keep, self.deadline = settings, keep, deadline
+        self.step, self.contribution, self.deadline = job.live, contribution, deadline
         self.cancel = threading.Event()
         self.error: str | None = None
         self.failed_stream: int | None = None
@@ -296,10 +294,13 @@ class _Step:
                 self.fail(index + 1, f"publisher stopped after {publisher.frames} of {self.contribution.frames} "
                                      "frames")
                 return
-            still_pushing = not publisher.done
+            started = publisher.thread is not None
+            if started and publisher.done:
+                continue  # the stream is over: its transcoder and players end after it
             for process in [self.transcoders[index], self.source_players[index], *self.rendition_players[index]]:
-                if still_pushing and process.done:
-                    self.fail(index + 1, f"{process.role} ended while the publisher was still pushing "
+                if process.done:  # ended by itself (its exit status was fine): the ingest hung up on it
+                    when = "while the publisher was still pushing" if started else "before the publish"
+                    self.fail(index + 1, f"{process.role} ended {when} "
                                          f"(after {process.log.frames if process.log else process.frames} frames)")
                     return
 
@@ -381,7 +382,7 @@ def run_live_step(job: Job, contribution: Contribution, run_id: str, *, settings
     keep = settings.outputs_dir / job.campaign / run_id / job.job_id if job.keep_output else None
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
-    step = _Step(job, contribution, url, settings, keep, time.monotonic() + budget)
+    step = _Step(job, contribution, url, keep, time.monotonic() + budget)
     logger = run_logger()
     last_log = time.monotonic()
 
