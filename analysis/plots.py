@@ -25,6 +25,7 @@ __all__ = [
     "efficiency_bars",
     "figure_png",
     "history_plot",
+    "live_sweep_plot",
     "node_timeline_plot",
     "pareto_plot",
     "png_base64",
@@ -222,4 +223,38 @@ def node_timeline_plot(power: pd.DataFrame, jobs: pd.DataFrame, *, title: str) -
     axes[-1].set_xlabel("UTC")
     axes[0].set_title(f"{title} (shaded: encodes; solid: CPU measured, dashed: estimated, dotted: GPU)", fontsize=9)
     fig.autofmt_xdate()
+    return fig
+
+
+def live_sweep_plot(steps: pd.DataFrame, *, title: str, tolerance: float = 0.0) -> Figure:
+    """Live sweeps (rows of :func:`analysis.live.live_steps`): streams at once against the lowest
+    speed (left, with the real-time line) and against watts per stream (right). A step that didn't
+    hold real time is drawn with an x; estimated watts hollow and labelled so."""
+    fig = Figure(figsize=(11, 4.5))
+    speed_ax, watts_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    keys = [k for k in ("node", "encoder", "preset", "live_ladder") if k in steps.columns]
+    for index, (key, unsorted) in enumerate(steps.groupby(keys, sort=True)):
+        sweep = unsorted.sort_values("live_streams")
+        color = f"C{index % 10}"
+        label = " ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+        held = sweep["held"].astype(bool)
+        speed_ax.plot(sweep["live_streams"], sweep["speed"], color=color, label=label)
+        speed_ax.scatter(sweep.loc[held, "live_streams"], sweep.loc[held, "speed"], color=color, s=30)
+        speed_ax.scatter(sweep.loc[~held, "live_streams"], sweep.loc[~held, "speed"], color=color, marker="x", s=40)
+        estimated = bool(sweep["energy_estimated"].any())
+        watts_ax.plot(sweep["live_streams"], sweep["live_watts_per_stream"], color=color, marker="o",
+                      markerfacecolor="none" if estimated else color,
+                      label=label + (" (estimated)" if estimated else ""))
+    speed_ax.axhline(1.0 - tolerance, color="k", linestyle="--", linewidth=1, label="real time")
+    ticks = sorted({int(n) for n in steps["live_streams"]})
+    for ax in (speed_ax, watts_ax):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(n) for n in ticks])
+        ax.set_xlabel("streams at once")
+        ax.legend(fontsize=7)
+    speed_ax.set_ylabel("lowest speed (x)")
+    speed_ax.set_title("Speed (x = real time not held)")
+    watts_ax.set_ylabel("W per stream (above idle)")
+    watts_ax.set_title("Watts per stream")
+    fig.suptitle(title)
     return fig

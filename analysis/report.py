@@ -17,11 +17,13 @@ import pandas as pd
 from analysis.bd import MIN_POINTS, bd_table
 from analysis.efficiency import config_efficiency, job_efficiency
 from analysis.errors import NotComputable
+from analysis.live import is_live, live_steps, sweep_outcomes
 from analysis.load import load_results, resolve_run, run_summary
 from analysis.pareto import Direction, pareto_front
 from analysis.plots import (
     efficiency_bars,
     history_plot,
+    live_sweep_plot,
     node_timeline_plot,
     pareto_plot,
     png_base64,
@@ -334,13 +336,45 @@ def _estimated_section(jobs: pd.DataFrame, configs: pd.DataFrame) -> str:
         return "<p>This run has no energy figures (no job finished with an energy reading).</p>"
     if est_jobs == 0:
         return "<p>All energy figures in this report were measured (none estimated).</p>"
-    labels = [config_label(r) for _, r in configs[configs["energy_estimated"]].iterrows()]
+    live = jobs[is_live(jobs)]
+    labels = [config_label(r) for _, r in configs[configs["energy_estimated"]
+                                                  & ~configs["config_id"].isin(live["config_id"])].iterrows()]
+    labels += [config_label(r) for _, r in live[live["energy_estimated"]].drop_duplicates("config_id").iterrows()]
     items = "".join(f"<li>{html.escape(label)}</li>" for label in labels)
     return (f"<div class='warn'><b>{est_jobs} of {len(jobs)} jobs have estimated energy</b> "
             "(their energy_source includes <i>estimated</i>: busy CPU time × an assumed CPU power model, not a RAPL "
             "reading). Every figure derived "
             "from their energy — J, J/frame, watts, px/J, QoE/J, BD-energy, the power model — is estimated "
             f"too and marked *. Configurations concerned:<ul>{items}</ul></div>")
+
+
+def _live_section(raw: pd.DataFrame) -> str:
+    """Live sweeps: the outcome per sweep (largest real-time N, W/stream there), every step, the picture."""
+    outcomes, steps = sweep_outcomes(raw), live_steps(raw)
+    tolerance = float(raw["live_realtime_tolerance"].dropna().max()) if raw["live_realtime_tolerance"].notna().any() \
+        else 0.0
+    parts = [_table(outcomes, {"node": "node", "input_name": "input", "encoder": "encoder", "preset": "preset",
+                               "live_ladder": "ladder", "max_realtime_streams": "largest real-time N",
+                               "watts_per_stream": "W/stream at N", "joules_per_stream_minute": "J/stream-min at N",
+                               "speed": "lowest speed at N", "broke_at": "broke at N", "steps": "N measured"},
+                    left=("node", "input_name", "encoder", "preset", "live_ladder", "steps"),
+                    star={"watts_per_stream": "energy_estimated", "joules_per_stream_minute": "energy_estimated"}),
+             _img(live_sweep_plot(steps, title="Streams at once: speed and watts per stream", tolerance=tolerance),
+                  "live sweep"),
+             _table(steps, {"node": "node", "encoder": "encoder", "preset": "preset", "live_ladder": "ladder",
+                            "live_streams": "N", "held": "real time", "speed": "lowest speed",
+                            "dropped_frames": "dropped", "live_watts_per_stream": "W/stream",
+                            "live_joules_per_stream_minute": "J/stream-min", "live_latency_ms": "latency ms",
+                            "live_first_frame_s": "first frame s", "live_bitrate_error_pct": "bitrate error %",
+                            "reason": "why not ok"},
+                    left=("node", "encoder", "preset", "live_ladder", "reason"),
+                    star={"live_watts_per_stream": "energy_estimated",
+                          "live_joules_per_stream_minute": "energy_estimated"}),
+             f"<p class='note'>A step holds real time when, in every repetition, every stream's lowest speed is "
+             f"at least {1 - tolerance:g}x and no source frame is missing from a rendition. Watts and joules are "
+             "above the node's idle power; * = estimated. Latency: source frame to rendition frame as players on "
+             "the node see them (docs/live.md).</p>"]
+    return "".join(parts)
 
 
 def write_report(results_dir: Path, run_id: str, compare_run_id: str | None = None,
@@ -355,7 +389,10 @@ def write_report(results_dir: Path, run_id: str, compare_run_id: str | None = No
         raise ResultsError(f"run {run_id} under {results_dir} has no job rows")
     jobs = job_efficiency(raw)
     configs = config_efficiency(jobs)
-    ok_configs = configs[configs["n"] > 0]
+    live = raw[is_live(raw)]
+    # Live sweep steps have their own section: the encode-by-encode sections are the other jobs'.
+    vod_configs = configs[~configs["config_id"].isin(live["config_id"])]
+    ok_configs = vod_configs[vod_configs["n"] > 0]
     summary = run_summary(results_dir, campaign, run_id)
 
     body = [f"<h1>ffwatt report: campaign {html.escape(campaign)}, run {html.escape(run_id)}</h1>",
@@ -363,14 +400,18 @@ def write_report(results_dir: Path, run_id: str, compare_run_id: str | None = No
             f"{len(configs)} configurations. Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}.</p>",
             _section("Estimated figures", _estimated_section(jobs, configs)),
             _section("Series cross-check", _cross_check_section(jobs)),
-            _section("Nodes", _node_section(summary, sorted(raw["node"].dropna().unique()))),
-            _section("Summary per configuration", _summary_section(configs)),
-            _section("Efficiency", _efficiency_section(ok_configs)),
-            _section("Pareto fronts", _pareto_section(ok_configs) if not ok_configs.empty else "<p>No ok jobs.</p>"),
-            _section("Rate–quality, energy–quality and Bjøntegaard deltas",
-                     _bd_section(ok_configs) if not ok_configs.empty else "<p>No ok jobs.</p>"),
-            _section("Power model", _power_section(jobs)),
-            _section("Power over time and node timeline", _timeline_section(results_dir, campaign, run_id, jobs))]
+            _section("Nodes", _node_section(summary, sorted(raw["node"].dropna().unique())))]
+    if not live.empty:
+        body.append(_section("Live streams: streams per node and watts per stream", _live_section(raw)))
+    if len(live) < len(raw):
+        body += [_section("Summary per configuration", _summary_section(vod_configs)),
+                 _section("Efficiency", _efficiency_section(ok_configs)),
+                 _section("Pareto fronts",
+                          _pareto_section(ok_configs) if not ok_configs.empty else "<p>No ok jobs.</p>"),
+                 _section("Rate–quality, energy–quality and Bjøntegaard deltas",
+                          _bd_section(ok_configs) if not ok_configs.empty else "<p>No ok jobs.</p>"),
+                 _section("Power model", _power_section(jobs[~is_live(jobs)]))]
+    body.append(_section("Power over time and node timeline", _timeline_section(results_dir, campaign, run_id, jobs)))
     if compare_run_id:
         comparison = compare_runs(results_dir, compare_run_id, run_id)
         body.append(_section(f"Compared with run {comparison.baseline.run_id}", _compare_section(comparison)))

@@ -1,7 +1,9 @@
 """FFmpeg progress of the jobs running on this node.
 
 Fed by the transcode task, which writes each job's latest ``-progress`` block to
-the node's progress spool. A finished job's series stay for ``retention_s`` (long
+the node's progress spool, and by live jobs, which write one per stream (the
+``stream`` label: "" for a job that is one encode, "1", "2", ... for a live job's
+transcoders). A finished job's series stay for ``retention_s`` (long
 enough for at least two scrapes at the 1 s interval), then its file is removed,
 so the label set doesn't grow forever.
 """
@@ -19,7 +21,7 @@ from ffwatt.hardware.progress import Progress, ProgressRecord, read_progress_rec
 
 __all__ = ["FFmpegCollector"]
 
-_LABELS = ["job_id", "campaign", "encoder", "preset", "node"]
+_LABELS = ["job_id", "stream", "campaign", "encoder", "preset", "node"]
 
 
 def _bits_per_second(p: Progress) -> float | None:
@@ -70,7 +72,7 @@ class FFmpegCollector:
             for suffix, help_text, counter, _ in _SERIES
         ]
         for record in records:
-            labels = [record.job_id, record.campaign, record.encoder, record.preset, record.node]
+            labels = [record.job_id, record.stream, record.campaign, record.encoder, record.preset, record.node]
             running.add_metric(labels, 0.0 if record.done else 1.0)
             for family, (_, _, _, value_of) in zip(families, _SERIES):
                 value = value_of(record.progress)

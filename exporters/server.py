@@ -18,10 +18,11 @@ from exporters._collector import NAMESPACE, CollectorSet
 from exporters.ffmpeg import FFmpegCollector
 from exporters.gpu import GpuCollector
 from exporters.rapl import RaplCollector
+from exporters.rtmp import RtmpCollector
 from ffwatt.errors import ServiceError
 from ffwatt.fleet.services import port_holder
 from ffwatt.hardware.nvml import ReplayNvml
-from ffwatt.ports import EXPORTER_PORTS, parse_listen
+from ffwatt.ports import EXPORTER_PORTS, PORTS, parse_listen
 from ffwatt.settings import Settings
 
 __all__ = ["EXPORTERS", "Exporter", "ExporterOptions", "build_collectors", "serve"]
@@ -34,6 +35,7 @@ class ExporterOptions:
     interval_s: float = 1.0
     replay: Path | None = None  # GPU: play back recorded NVML readings instead of a real GPU
     retention_s: float = 10.0
+    stats_url: str | None = None  # RTMP: the ingest's statistics page (the master's, by default)
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,20 @@ def _gpu(settings: Settings, options: ExporterOptions) -> list[Any]:
     return [GpuCollector(nvml=nvml, enabled=settings.gpu, interval_s=options.interval_s)]
 
 
+def _rtmp(settings: Settings, options: ExporterOptions) -> list[Any]:
+    from ffwatt.fleet.ingest import stats_url
+
+    return [RtmpCollector(options.stats_url or stats_url(settings))]
+
+
+# The agent starts every exporter of EXPORTER_PORTS on each node; the RTMP exporter is the master's
+# (``ffwatt stack up`` starts it beside the ingest), so its port is its own row of the table.
 EXPORTERS: dict[str, Exporter] = {
     "cpu": Exporter(EXPORTER_PORTS["cpu"], lambda s, o: [RaplCollector(s, interval_s=o.interval_s)]),
     "gpu": Exporter(EXPORTER_PORTS["gpu"], _gpu),
     "ffmpeg": Exporter(EXPORTER_PORTS["ffmpeg"],
                        lambda s, o: [FFmpegCollector(s.progress_dir, retention_s=o.retention_s)]),
+    "rtmp": Exporter(PORTS["rtmp-exporter"].number, _rtmp),
 }
 
 

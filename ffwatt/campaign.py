@@ -12,7 +12,17 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from ffwatt.encoders import RateMode, profile_for
 from ffwatt.extra_args import check_extra_args
@@ -22,9 +32,11 @@ __all__ = [
     "EncoderSpec",
     "FileInput",
     "InputSpec",
+    "LiveSpec",
     "Matrix",
     "QualityMetric",
     "RateControl",
+    "Rung",
     "SyntheticInput",
     "parse_size",
 ]
@@ -60,6 +72,15 @@ def _size_text(value: Any) -> Any:
     return value
 
 
+def _checked_size(value: str) -> str:
+    parse_size(value)
+    return value
+
+
+# WIDTHxHEIGHT, even sides in range, written as text: an input's size, a live rung's.
+Size = Annotated[str, BeforeValidator(_size_text), AfterValidator(_checked_size)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -69,20 +90,9 @@ class SyntheticInput(_Strict):
 
     name: str = Field(pattern=_NAME)
     source: SyntheticSource
-    size: str = "1280x720"
+    size: Size = "1280x720"
     fps: int = Field(30, ge=1, le=240)
     duration_s: float = Field(5.0, gt=0, le=3600)
-
-    @field_validator("size", mode="before")
-    @classmethod
-    def _size_is_text(cls, value: Any) -> Any:
-        return _size_text(value)
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, value: str) -> str:
-        parse_size(value)
-        return value
 
     @property
     def width(self) -> int:
@@ -204,13 +214,10 @@ class Matrix(_Strict):
 
     @model_validator(mode="after")
     def _rate_control_fits(self) -> Matrix:
-        for index, encoder in enumerate(self.encoders):
+        # Whether every encoder has a rate control at all is the campaign's question (a live campaign
+        # takes its bitrates from its ladder): Campaign._rate_control_or_ladder.
+        for encoder in self.encoders:
             controls = encoder.rate_control if encoder.rate_control is not None else self.rate_control
-            if not controls:
-                raise ValueError(
-                    f"encoders[{index}] ({encoder.name}) has no rate control: set matrix.rate_control "
-                    "or the encoder's own rate_control"
-                )
             profile = profile_for(encoder.name)
             for control in controls:
                 if control.mode not in profile.rate_modes:
@@ -230,6 +237,67 @@ class Matrix(_Strict):
 
     def controls_for(self, encoder: EncoderSpec) -> list[RateControl]:
         return encoder.rate_control if encoder.rate_control is not None else self.rate_control
+
+
+class Rung(_Strict):
+    """One rendition of a live ladder: its size and its constant bitrate."""
+
+    size: Size
+    bitrate_kbps: int = Field(gt=0, le=100_000)
+
+    @property
+    def label(self) -> str:
+        return f"{self.size}@{self.bitrate_kbps}k"
+
+
+# A live stream needs a few seconds after its start-up for a steady speed to be measured.
+LIVE_MIN_DURATION_S = 4.0
+# The ingest (nginx-rtmp 1.2) carries H.264 only: HEVC, AV1 and VP9 in FLV need enhanced RTMP.
+LIVE_CODECS = ("h264",)
+
+
+class LiveSpec(_Strict):
+    """Live streaming: every job pushes its input in real time to the RTMP ingest, transcodes it into
+    the ladder (one FFmpeg per stream) and publishes the renditions back; ``streams`` runs that many
+    at once on one node (a concurrency sweep)."""
+
+    ladder: list[Rung] = Field(min_length=1, max_length=8,
+                               description="The renditions every stream is transcoded into, top first.")
+    streams: list[Annotated[int, Field(ge=1, le=256)]] = Field(
+        default_factory=lambda: [1], min_length=1, description="How many streams at once: one sweep step each.")
+    until_realtime_breaks: bool = Field(
+        False, description="After the listed steps, keep doubling the streams until real time breaks (or "
+                           "max_streams); steps past the break are recorded as skipped.")
+    max_streams: int = Field(64, ge=1, le=256, description="Where until_realtime_breaks stops doubling.")
+    first_frame_timeout_s: float = Field(
+        20.0, gt=0, le=300, description="A stream or rendition with no frame this long after it was due fails "
+                                        "the job.")
+    realtime_tolerance: float = Field(
+        0.01, ge=0, le=0.2, description="A speed of at least 1 - this counts as real time: the source arrives at "
+                                        "exactly 1.0x, so a transcoder that keeps up measures 1.0 give or take "
+                                        "its measurement's jitter.")
+    gop_s: float = Field(2.0, gt=0, le=10, description="Keyframe interval of every rendition, in seconds "
+                                                       "(aligned across rungs, as ABR players need).")
+
+    @field_validator("streams")
+    @classmethod
+    def _sorted_steps(cls, value: list[int]) -> list[int]:
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _cap_above_steps(self) -> LiveSpec:
+        if self.max_streams < max(self.streams):
+            raise ValueError(f"max_streams ({self.max_streams}) is below the largest step in streams "
+                             f"({max(self.streams)}); raise it or drop that step")
+        return self
+
+    def steps(self) -> list[int]:
+        """Streams at once of each sweep step, in the order they run."""
+        steps = list(self.streams)
+        if self.until_realtime_breaks:
+            while steps[-1] * 2 <= self.max_streams:
+                steps.append(steps[-1] * 2)
+        return steps
 
 
 class Campaign(_Strict):
@@ -262,6 +330,43 @@ class Campaign(_Strict):
                     "idle_baseline_s or longer) instead of measuring again; the run names it as reused. 0 always "
                     "measures.")
     job_timeout_s: float = Field(3600, gt=0, description="An encode running longer is killed.")
+    live: LiveSpec | None = Field(None, description="Makes every job a live stream (RTMP) transcoded into a "
+                                                    "ladder; see docs/live.md.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _live_is_not_scored(cls, data: Any) -> Any:
+        # A live rendition has no frame-exact reference to be scored against: quality defaults to none.
+        if isinstance(data, dict) and data.get("live") is not None and "quality" not in data:
+            return {**data, "quality": []}
+        return data
+
+    @model_validator(mode="after")
+    def _rate_control_or_ladder(self) -> Campaign:
+        encoders = self.matrix.encoders
+        if self.live is None:
+            for index, encoder in enumerate(encoders):
+                if not self.matrix.controls_for(encoder):
+                    raise ValueError(f"matrix.encoders[{index}] ({encoder.name}) has no rate control: set "
+                                     "matrix.rate_control or the encoder's own rate_control")
+            return self
+        if self.matrix.rate_control or any(encoder.rate_control is not None for encoder in encoders):
+            raise ValueError("a live campaign takes its bitrates from live.ladder; remove matrix.rate_control "
+                             "and the encoders' rate_control")
+        if self.matrix.resolutions != ["source"]:
+            raise ValueError("a live campaign takes its sizes from live.ladder; remove matrix.resolutions")
+        if self.quality:
+            raise ValueError("live renditions aren't scored for quality (there is no frame-exact reference); "
+                             "remove quality or set quality: []")
+        for encoder in encoders:
+            if profile_for(encoder.name).codec not in LIVE_CODECS:
+                raise ValueError(f"{encoder.name} can't stream live here: the RTMP ingest carries "
+                                 f"{', '.join(LIVE_CODECS)} only; use libx264, h264_nvenc, h264_qsv or h264_vaapi")
+        for spec in self.inputs:
+            if spec.duration_s is not None and spec.duration_s < LIVE_MIN_DURATION_S:
+                raise ValueError(f"input {spec.name!r} lasts {spec.duration_s:g} s; a live stream needs at least "
+                                 f"{LIVE_MIN_DURATION_S:g} s to reach a steady speed")
+        return self
 
     @field_validator("inputs")
     @classmethod

@@ -4,7 +4,8 @@
     ├── CampaignError           a campaign file that can't be run as written
     │   └── EncoderUnavailable  an encoder this node's FFmpeg lacks
     ├── FFmpegError             FFmpeg missing, crashed, or exited non-zero
-    │   └── EncodeFailed        a job's encode failed (carries the command and stderr tail)
+    │   ├── EncodeFailed        a job's encode failed (carries the command and stderr tail)
+    │   └── LiveFailed          a live step failed: ingest, publisher, transcoder or a rendition
     ├── QualityFailed           the quality pass failed for a job
     ├── EnergyReadError         an energy counter could not be read
     ├── ResultsError            the results dataset can't be read or written
@@ -32,6 +33,7 @@ __all__ = [
     "EnergyReadError",
     "FFmpegError",
     "FfwattError",
+    "LiveFailed",
     "PortTaken",
     "QualityFailed",
     "ResultsError",
@@ -86,6 +88,11 @@ class EncodeFailed(FFmpegError):
 
 def _rebuild_encode_failed(message: str, command: list[str], stderr_tail: str, attempt: int) -> EncodeFailed:
     return EncodeFailed(message, command=command, stderr_tail=stderr_tail, attempt=attempt)
+
+
+class LiveFailed(FFmpegError):
+    """A live step failed: the ingest unreachable or gone, a publisher that died, a transcoder that
+    failed, a rendition that never appeared. The message names the stream and the reason."""
 
 
 class QualityFailed(FFmpegError):

@@ -82,6 +82,7 @@ class RunSummary(BaseModel):
     jobs: int  # in the campaign
     ok: int = 0
     failed: int = 0
+    skipped: int = 0  # live sweep steps past the one where real time broke
     failures: dict[str, int] = {}  # why jobs failed (short reason) -> how many
     encode_wall_s: float = 0.0
     nodes: dict[str, NodeFacts] = {}
@@ -90,7 +91,7 @@ class RunSummary(BaseModel):
     @property
     def missing(self) -> int:
         """Jobs without a row: never reached (an interrupted or crashed run)."""
-        return self.jobs - self.ok - self.failed
+        return self.jobs - self.ok - self.failed - self.skipped
 
     def observed_state(self) -> RunState:
         """The state as seen now: a run still marked running whose process is gone is crashed."""

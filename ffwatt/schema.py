@@ -34,6 +34,7 @@ __all__ = [
     "EnergyColumns",
     "JobRow",
     "JobStatus",
+    "LiveColumns",
     "QualityColumns",
     "SeriesColumns",
     "SeriesSource",
@@ -45,8 +46,8 @@ __all__ = [
     "schema_markdown",
 ]
 
-SCHEMA_VERSION = 4
-JobStatus = Literal["ok", "failed"]
+SCHEMA_VERSION = 5
+JobStatus = Literal["ok", "failed", "skipped"]
 SeriesSource = Literal["store", "local"]
 ESTIMATED = "estimated"
 
@@ -91,8 +92,9 @@ class ReferenceColumns(_Columns):
 
 
 class OutcomeColumns(_Columns):
-    status: JobStatus = _col("ok or failed.")
-    error: str | None = _col("Why the job failed: the step, the message, FFmpeg's stderr tail.", default=None)
+    status: JobStatus = _col("ok, failed, or skipped (a live sweep step past the one where real time broke).")
+    error: str | None = _col("Why the job failed (the step, the message, FFmpeg's stderr tail), or why it was "
+                             "skipped.", default=None)
     attempts: int = _col("Encode attempts made (1 when the first succeeded).")
 
 
@@ -186,12 +188,55 @@ class SeriesColumns(_Columns):
         "report lists every job beyond that.", "ratio", default=None)
 
 
+class LiveColumns(_Columns):
+    """A live job's figures (null for other jobs): one sweep step, N streams at once, each pushed in real
+    time to the RTMP ingest, transcoded into the ladder and pulled back (docs/live.md). The encode columns
+    hold the step: ``speed`` the lowest steady speed of its streams, ``dropped_frames`` every source frame
+    that never reached a rendition's player, ``frames`` the frames transcoded by all streams,
+    ``bitrate_kbps`` and the output size the top rung's, ``wall_s`` the step's window."""
+
+    live_streams: int | None = _col("Streams transcoded at once in this sweep step.", "streams", default=None)
+    live_ladder: str | None = _col("The ladder, top rung first: WIDTHxHEIGHT@TARGETk joined with +.", default=None)
+    live_sweep_id: str | None = _col("The sweep this step belongs to (input, encoder, preset, ladder): the same "
+                                     "for every number of streams.", default=None)
+    live_realtime: bool | None = _col(
+        "Whether the step held real time: every stream's speed at least 1 - live_realtime_tolerance, and no "
+        "source frame missing from any rendition.", default=None)
+    live_realtime_tolerance: float | None = _col("How far below 1.0 a speed still counted as real time.",
+                                                 default=None)
+    live_source_frames: int | None = _col("Frames each stream's publisher pushed.", "frames", default=None)
+    live_rung_bitrates_kbps: str | None = _col(
+        "Bitrate of each rung measured on the published rendition as a player pulled it (video payload over "
+        "its duration), mean over streams: a JSON object, rung label -> kbit/s.", default=None)
+    live_bitrate_error_pct: float | None = _col(
+        "The largest deviation of a rung's measured bitrate from its target, in percent of the target.", "%",
+        default=None)
+    live_first_frame_s: float | None = _col(
+        "From the first source frame at the ingest to the first frame of a rendition there, both as players "
+        "pulling them see it; the slowest rendition of the step.", "s", default=None)
+    live_latency_ms: float | None = _col(
+        "Source frame to rendition frame: when a rendition frame reached its player minus when the source "
+        "frame with the same timestamp reached the source's player; median over every frame of every "
+        "rendition.", "ms", default=None)
+    live_latency_p95_ms: float | None = _col("95th percentile of the same latencies.", "ms", default=None)
+    live_watts_per_stream: float | None = _col(
+        "Power above idle per stream: (avg_power_w - idle_power_w) / live_streams. Estimated when "
+        "energy_source is.", "W", default=None)
+    live_joules_per_stream_minute: float | None = _col(
+        "Energy above idle per minute of one stream delivered: net_energy_j over the stream-minutes transcoded. "
+        "Estimated when energy_source is.", "J/min", default=None)
+    live_streams_detail: str | None = _col(
+        "Each stream of the step: a JSON list of {stream, speed, frames, dropped_frames, state}, state ok, "
+        "failed (with why) or stopped (because another stream failed).", default=None)
+    live_ingest: str | None = _col("The RTMP application the step published to and pulled from.", default=None)
+
+
 # Pydantic puts inherited fields in reverse order of the bases, so the columns read
-# identity, configuration, reference, outcome, encode, quality, energy, series.
-class JobRow(SeriesColumns, EnergyColumns, QualityColumns, EncodeColumns, OutcomeColumns, ReferenceColumns,
+# identity, configuration, reference, outcome, encode, quality, energy, series, live.
+class JobRow(LiveColumns, SeriesColumns, EnergyColumns, QualityColumns, EncodeColumns, OutcomeColumns, ReferenceColumns,
              ConfigColumns, IdentityColumns):
     """A job's outcome. Failed jobs have ``status='failed'`` and ``error``; measurements they
-    never reached are null."""
+    never reached are null. Live jobs fill :class:`LiveColumns` too."""
 
 
 CONFIG_COLUMNS: tuple[str, ...] = tuple(ConfigColumns.model_fields)
@@ -222,6 +267,11 @@ def config_label(row: Mapping[str, Any] | BaseModel, *, with_input: bool = False
     parts.append(str(get("encoder", "")))
     if not is_missing(get("preset")):
         parts.append(str(get("preset")))
+    if not is_missing(get("live_ladder")):  # a live sweep step: the ladder sets rates and sizes
+        parts.append(f"live {get('live_ladder')}")
+        if not is_missing(get("live_streams")):
+            parts.append(f"x{int(get('live_streams'))}")  # type: ignore[arg-type]
+        return " ".join(parts)
     mode = str(get("rate_control"))
     value = {"crf": get("crf"), "qp": get("qp")}.get(mode, get("target_bitrate_kbps"))
     if not is_missing(value):

@@ -100,6 +100,22 @@ class Settings(BaseSettings):
                                       description="Port of the FFmpeg progress exporter an agent starts.")
     node_exporter_port: int = Field(default=PORTS["node-exporter"].number, ge=1, le=65535,
                                     description="Port of node_exporter on a worker node.")
+    rtmp_port: int = Field(default=PORTS["rtmp-ingest"].number, ge=1, le=65535,
+                           description="Port of the master's RTMP ingest (nginx-rtmp).")
+    rtmp_stats_port: int = Field(default=PORTS["rtmp-stats"].number, ge=1, le=65535,
+                                 description="Port of the ingest's statistics page, on the master's loopback.")
+    rtmp_exporter_port: int = Field(default=PORTS["rtmp-exporter"].number, ge=1, le=65535,
+                                    description="Port of the exporter that turns the ingest's statistics into metrics.")
+    rtmp_allow: str = Field(
+        default="127.0.0.1,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
+        pattern=r"^(all|[0-9A-Fa-f.:/]+)(,[0-9A-Fa-f.:/]+)*$",
+        description="Who may publish to and play from the ingest: comma-separated addresses or networks, or "
+                    "all. The default is loopback and the private networks a fleet runs on.")
+    ingest_url: str | None = Field(
+        default=None, pattern=r"^rtmp://[^/\s]+/[A-Za-z0-9_-]+$",
+        description="RTMP application live jobs publish to and pull from, e.g. rtmp://master:1935/live; when "
+                    "unset, the live application on the host of PREFECT_API_URL (the master), else on "
+                    "FFWATT_MASTER_HOST, at FFWATT_RTMP_PORT.")
     progress_log_interval_s: float = Field(
         default=2.0, gt=0, description="How often a running encode logs its progress."
     )

@@ -24,6 +24,7 @@ from ffwatt.settings import Settings
 __all__ = [
     "MAX_PARAMETERS_BYTES",
     "check_hardware_encoders",
+    "check_ingest",
     "check_inputs",
     "check_parameters_size",
     "check_runnable",
@@ -94,7 +95,8 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
         message = error["msg"].removeprefix("Value error, ")
         given = error.get("input")
         shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
-        lines.append(f"  - {where}: {message}{shown}")
+        # A whole-campaign rule names its own fields in its message.
+        lines.append(f"  - {message}{shown}" if not loc else f"  - {where}: {message}{shown}")
     if len(lines) == 2:  # one problem: one line
         return f"{source}: {lines[1].removeprefix('  - ')}"
     return "\n".join(lines)
@@ -205,13 +207,29 @@ def _free_space(directory: Path) -> str:
     return "free space unknown"
 
 
+def check_ingest(campaign: Campaign, settings: Settings) -> None:
+    """A live campaign needs the RTMP ingest to answer, here on the master as on its workers."""
+    if campaign.live is None:
+        return
+    from ffwatt.live import ingest_url, unreachable
+
+    url = ingest_url(settings)
+    reason = unreachable(url)
+    if reason is not None:
+        raise CampaignError(f"campaign {campaign.name!r} streams live, and the ingest {url} doesn't answer "
+                            f"({reason}): start it on the master with `ffwatt stack up`, or point "
+                            "FFWATT_INGEST_URL at one")
+
+
 def preflight(campaign: Campaign, settings: Settings, *, local: bool = True) -> FFmpegBuild:
     """Everything that can be known before the first job, with the same messages wherever it runs
     (``campaign validate``, ``campaign run``, the flow's start): the FFmpeg build, the request size,
-    where results and state go, and for a run on this node (``local``) its encoders and inputs."""
+    where results and state go, a live campaign's ingest, and for a run on this node (``local``) its
+    encoders and inputs."""
     check_parameters_size(campaign)
     check_writable(settings.results_dir, "the results directory (FFWATT_RESULTS_DIR)")
     build = probe_build(ffmpeg_path(settings))
+    check_ingest(campaign, settings)
     if local:
         check_runnable(campaign, build)
         check_hardware_encoders(campaign, build.path)

@@ -33,7 +33,7 @@ from ffwatt.encoders import profile_for
 from ffwatt.errors import ApiUnavailable
 from ffwatt.fleet.nodes import MISSED_HEARTBEATS, NodeRecord
 from ffwatt.fleet.protocol import BatchParameters, BatchState, NodeReport, Poll
-from ffwatt.jobs import Job
+from ffwatt.jobs import Job, sweep_groups
 from ffwatt.schema import JobRow
 from tasks import build_row
 
@@ -83,24 +83,28 @@ class _Batch:
 
 def plan_batches(jobs: list[Job], nodes: list[NodeRecord], now: float | None = None
                  ) -> tuple[list[tuple[str, NodeRecord, list[Job]]], dict[str, str]]:
-    """(pool, node, jobs) for every batch (one per live node that can run them, jobs interleaved so
-    every batch gets a mix of slow and fast configurations), and why other jobs can't be scheduled."""
+    """(pool, node, jobs) for every batch (one per live node that can run them, jobs dealt round-robin
+    so every batch gets a mix of slow and fast configurations; a live sweep as one unit), and why
+    other jobs can't be scheduled."""
     live = [n for n in nodes if n.online(now)]
     batches: dict[tuple[str, str], tuple[str, NodeRecord, list[Job]]] = {}
     dealt: dict[str, int] = {}  # per pool, jobs dealt so far: round-robin over the nodes able
     unschedulable: dict[str, str] = {}
-    for job in jobs:
+    # A live sweep's steps stay together, in order, so that one node runs the whole sweep.
+    for unit in sweep_groups(jobs):
+        job = unit[0]
         pool: str = profile_for(job.encoder).pool
         able = [n for n in live if _can_run(n, job)]
         if not able:
             pools = sorted({p for n in live for p in n.pools}) or ["none"]
-            unschedulable[job.job_id] = (f"unschedulable: no live node runs {job.encoder} (pool {pool}); "
-                                         f"live pools: {', '.join(pools)}. Start an agent on a node with "
-                                         f"that hardware (ffwatt agent start) or drop the encoder.")
+            for each in unit:
+                unschedulable[each.job_id] = (f"unschedulable: no live node runs {job.encoder} (pool {pool}); "
+                                              f"live pools: {', '.join(pools)}. Start an agent on a node with "
+                                              f"that hardware (ffwatt agent start) or drop the encoder.")
             continue
         node = able[dealt.get(pool, 0) % len(able)]
         dealt[pool] = dealt.get(pool, 0) + 1
-        batches.setdefault((pool, node.node), (pool, node, []))[2].append(job)
+        batches.setdefault((pool, node.node), (pool, node, []))[2].extend(unit)
     return list(batches.values()), unschedulable
 
 

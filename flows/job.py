@@ -1,5 +1,6 @@
 """The job step both the local campaign and a node's batch run: references, then each job
-through transcode -> account-energy -> quality into its row."""
+through transcode -> account-energy -> quality into its row (a live job through
+:mod:`flows.live` instead)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ def prepare_references(campaign: Campaign, jobs: list[Job]) -> dict[str, Referen
 def run_job(job: Job, reference: Reference | str, idle: IdleBaseline | None, run_id: str, node: str,
             encode_retries: int) -> JobRow:
     """One job through transcode, account-energy and quality; always returns its row."""
+    if job.live is not None:
+        from flows.live import run_live_job  # flows.live builds on this module
+
+        return run_live_job(job, reference, idle, run_id, node)
     if isinstance(reference, str):  # the input itself couldn't be prepared
         return build_row(job=job, run_id=run_id, node=node, reference=None, error=reference)
 

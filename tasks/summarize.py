@@ -50,6 +50,7 @@ def summarize(rows: list[JobRow], *, campaign: str, run_id: str, started_at: dat
         jobs=jobs,
         ok=sum(r.status == "ok" for r in rows),
         failed=len(failed),
+        skipped=sum(r.status == "skipped" for r in rows),
         failures=dict(Counter(failure_reason(r.error) for r in failed).most_common()),
         encode_wall_s=sum(r.wall_s or 0 for r in rows),
         nodes=nodes,

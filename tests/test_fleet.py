@@ -135,8 +135,8 @@ def test_the_campaign_survives_the_master_restarting(cluster: Fleet):
     cluster.stack_up()  # and comes back
     assert service_status(run_dir, "prefect-server").running
     # The CLI watching the run may give up while the API is away; the campaign must not.
-    summary = next(results.glob("run_id=*")) / "_run.json"
-    finished = wait_for(summary.exists, 600)
+    summary = next(results.glob("run_id=*")) / "_run.json"  # "running" from the start: wait for the end
+    finished = wait_for(lambda: summary.exists() and json.loads(summary.read_text())["state"] != "running", 600)
     watcher.terminate()
     assert finished, "the campaign never finished"
     rows = cluster.rows("fleet-restart")

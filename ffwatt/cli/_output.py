@@ -14,7 +14,8 @@ from ffwatt.schema import failure_reason, is_estimated, is_missing
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["console", "err_console", "exit_with", "failures_text", "results_table", "run_title", "series_text"]
+__all__ = ["console", "err_console", "exit_with", "failures_text", "live_tables", "results_table", "run_title",
+           "series_text"]
 
 # Wide when piped (make demo, CI logs), so result tables stay one line per job. No emoji codes:
 # FFmpeg's text ("0:v:0") is printed as it is.
@@ -97,3 +98,59 @@ def series_text(frame: pd.DataFrame, where: str) -> str:
         reason, count = next(iter(missing.map(_short).value_counts().items()))
         text += f"; missing or incomplete: {len(missing)}, e.g. {count} x {reason}"
     return text
+
+
+_BAR = 24  # characters for a speed of 1.25x: real time is at the fifth-to-last
+
+
+def _speed_bar(speed: Any, held: bool) -> str:
+    """The speed as a bar, so a sweep reads as a picture: green where real time held, red where not."""
+    if is_missing(speed):
+        return "-"
+    filled = max(0, min(_BAR, round(float(speed) / 1.25 * _BAR)))
+    return f"[{'green' if held else 'red'}]{'█' * filled}[/]{' ' * (_BAR - filled)} {float(speed):.3f}x"
+
+
+def live_tables(frame: pd.DataFrame, title: str) -> list[Table]:
+    """A live run: each sweep step's row (speed drawn as a bar), then each sweep's outcome: the
+    largest number of streams that held real time, and the watts per stream there."""
+    from analysis.live import is_live, sweep_outcomes
+
+    live = frame[is_live(frame)]
+    steps = Table(title=f"{title}: live sweep steps", title_justify="left")
+    for name, justify in (("input", "left"), ("encoder", "left"), ("preset", "left"), ("ladder", "left"),
+                          ("N", "right"), ("rep", "right"), ("status", "left"), ("lowest speed", "left"),
+                          ("dropped", "right"), ("latency ms", "right"), ("1st frame s", "right"),
+                          ("W/stream", "right"), ("J/stream-min", "right"), ("kbit/s top", "right")):
+        steps.add_column(name, justify=justify)  # type: ignore[arg-type]
+    estimated = False
+    for row in live.sort_values(["encoder", "preset", "live_ladder", "repetition", "live_streams"]).itertuples():
+        mark = ""
+        if is_estimated(row.energy_source):
+            mark, estimated = "*", True
+        if row.status == "ok":
+            status = "[green]ok[/]"
+        else:
+            color, width = ("yellow", 40) if row.status == "skipped" else ("red", 60)
+            reason = _short(row.error if isinstance(row.error, str) else "", width)
+            status = f"[{color}]{row.status}[/] {escape(reason)}"
+        steps.add_row(row.input_name, row.encoder, _fmt(row.preset), row.live_ladder, _fmt(row.live_streams),
+                      _fmt(row.repetition), status, _speed_bar(row.speed, row.live_realtime is True),
+                      _fmt(row.dropped_frames), _fmt(row.live_latency_ms, 0), _fmt(row.live_first_frame_s, 2),
+                      _fmt(row.live_watts_per_stream, 2) + mark, _fmt(row.live_joules_per_stream_minute, 0) + mark,
+                      _fmt(row.bitrate_kbps, 0))
+    outcome = Table(title="streams per node: the largest N that held real time (no frame dropped), and its cost",
+                    title_justify="left")
+    for name in ("node", "input", "encoder", "preset", "ladder", "largest real-time N", "W/stream at N",
+                 "J/stream-min at N", "broke at N", "N measured"):
+        outcome.add_column(name)
+    for row in sweep_outcomes(live).itertuples():
+        mark = "*" if row.energy_estimated else ""
+        outcome.add_row(row.node, row.input_name, row.encoder, _fmt(row.preset), row.live_ladder,
+                        str(row.max_realtime_streams) if row.max_realtime_streams else "[red]none[/]",
+                        _fmt(row.watts_per_stream, 2) + mark, _fmt(row.joules_per_stream_minute, 0) + mark,
+                        _fmt(row.broke_at), row.steps)
+    if estimated:
+        caption = "* estimated: busy CPU time x an assumed CPU power (RAPL not readable here); see energy_basis"
+        steps.caption = outcome.caption = caption
+    return [steps, outcome]

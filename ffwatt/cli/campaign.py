@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from ffwatt.cli._output import console, exit_with, failures_text, results_table, run_title, series_text
-from ffwatt.settings import load_settings
+from ffwatt.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from prefect.states import State
+
+    from ffwatt.campaign import Campaign
 
 app = typer.Typer(help="Check, list and run benchmark campaigns.", no_args_is_help=True)
 
@@ -49,8 +54,11 @@ def expand_command(
         table.add_column(column)
     for index, job in enumerate(jobs, 1):
         unit = "k" if job.target_bitrate_kbps else ""
-        table.add_row(str(index), job.job_id, job.input.name, job.encoder, job.preset or "-",
-                      f"{job.rate_control} {job.value}{unit}", job.output_size, str(job.repetition))
+        rate, size = f"{job.rate_control} {job.value}{unit}", job.output_size
+        if job.live is not None:  # a live sweep step: the ladder sets rates and sizes
+            rate, size = "live ladder", f"{job.live.streams} x {job.live.ladder_label}"
+        table.add_row(str(index), job.job_id, job.input.name, job.encoder, job.preset or "-", rate, size,
+                      str(job.repetition))
     console.print(table)
 
 
@@ -61,19 +69,63 @@ def run(
         help="Run the jobs this run (an interrupted or crashed one) never reached, into the same run.")] = None,
 ) -> None:
     """Run a campaign on this node through Prefect and print its results. Exits 1 when any job failed."""
+    import contextlib
     import os
 
-    from ffwatt.fleet.prefect_server import PREFECT_ENV, check_api
+    from ffwatt.fleet.prefect_server import PREFECT_ENV
 
     for key, value in PREFECT_ENV.items():  # before Prefect is imported: it reads them once
         os.environ.setdefault(key, value)
     settings = load_settings()
-    from ffwatt.jobs import expand
     from ffwatt.results import RunSummary, read_results
     from ffwatt.series import series_path
-    from ffwatt.validation import load_campaign, preflight
+    from ffwatt.validation import load_campaign
 
     campaign = load_campaign(file)
+    with contextlib.ExitStack() as context:
+        if campaign.live is not None:  # the stack's ingest, or one of the run's own
+            from ffwatt.fleet.ingest import ingest_for_run
+
+            context.enter_context(ingest_for_run(settings, say=lambda text: console.print(text, highlight=False)))
+            settings = load_settings()
+        state = _run_flow(campaign, settings, resume, file)
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, BaseException):
+        raise summary
+    if not isinstance(summary, RunSummary):
+        raise TypeError(f"the campaign flow returned {type(summary).__name__}, not a run summary")
+    frame = read_results(settings.results_dir, campaign=campaign.name, run_id=summary.run_id)
+    if campaign.live is not None:
+        from ffwatt.cli._output import live_tables
+
+        for table in live_tables(frame, run_title(campaign.name, summary.run_id, summary.state, summary.jobs,
+                                                  len(frame))):
+            console.print(table)
+    else:
+        console.print(results_table(frame, run_title(campaign.name, summary.run_id, summary.state, summary.jobs,
+                                                     len(frame))))
+    for node, idle in sorted(summary.idle_baselines.items()):
+        console.print(f"idle baseline of {node}: {idle.describe(summary.started_at)}", highlight=False)
+    console.print(f"{summary.ok} ok, {summary.failed} failed"
+                  + (f", {summary.skipped} skipped" if summary.skipped else "")
+                  + f", {summary.wall_s or 0:.1f} s. "
+                  f"Parquet: {settings.results_dir.resolve()}/campaign={campaign.name}/run_id={summary.run_id}",
+                  highlight=False)
+    console.print(series_text(frame, str(series_path(settings.results_dir, campaign.name, summary.run_id, "*"))),
+                  highlight=False)
+    if summary.failed:
+        exit_with(f"{summary.failed} of {summary.jobs} jobs failed (rows written; `error` says why):\n"
+                  + failures_text(summary.failures), code=1)
+
+
+def _run_flow(campaign: Campaign, settings: Settings, resume: str | None, file: Path) -> State:
+    """Preflight, then the campaign flow on this node; an interrupt exits saying how to resume."""
+    import os
+
+    from ffwatt.fleet.prefect_server import check_api
+    from ffwatt.jobs import expand
+    from ffwatt.validation import preflight
+
     preflight(campaign, settings)
     if os.environ.get("PREFECT_API_URL"):  # else Prefect starts a temporary local server
         check_api(os.environ["PREFECT_API_URL"], os.environ.get("PREFECT_API_AUTH_STRING"),
@@ -83,30 +135,12 @@ def run(
     console.print(f"running campaign {campaign.name!r}: {len(expand(campaign))} jobs"
                   + (f", resuming run {resume}" if resume else ""))
     try:
-        state = campaign_flow(campaign, resume=resume, return_state=True)
+        return campaign_flow(campaign, resume=resume, return_state=True)
     except KeyboardInterrupt:
         interrupted = _interrupted_run(settings.results_dir, campaign.name)
         exit_with("interrupted; the rows written so far are kept"
                   + (f", and `ffwatt campaign run {file} --resume {interrupted}` runs the rest" if interrupted else ""),
                   code=130)
-    summary = state.result(raise_on_failure=False)
-    if isinstance(summary, BaseException):
-        raise summary
-    if not isinstance(summary, RunSummary):
-        raise TypeError(f"the campaign flow returned {type(summary).__name__}, not a run summary")
-    frame = read_results(settings.results_dir, campaign=campaign.name, run_id=summary.run_id)
-    console.print(results_table(frame, run_title(campaign.name, summary.run_id, summary.state, summary.jobs,
-                                                 len(frame))))
-    for node, idle in sorted(summary.idle_baselines.items()):
-        console.print(f"idle baseline of {node}: {idle.describe(summary.started_at)}", highlight=False)
-    console.print(f"{summary.ok} ok, {summary.failed} failed, {summary.wall_s or 0:.1f} s. "
-                  f"Parquet: {settings.results_dir.resolve()}/campaign={campaign.name}/run_id={summary.run_id}",
-                  highlight=False)
-    console.print(series_text(frame, str(series_path(settings.results_dir, campaign.name, summary.run_id, "*"))),
-                  highlight=False)
-    if summary.failed:
-        exit_with(f"{summary.failed} of {summary.jobs} jobs failed (rows written; `error` says why):\n"
-                  + failures_text(summary.failures), code=1)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""``ffwatt exporter cpu|gpu|ffmpeg``."""
+"""``ffwatt exporter cpu|gpu|ffmpeg|rtmp``."""
 
 from __future__ import annotations
 
@@ -57,3 +57,13 @@ def ffmpeg(
 ) -> None:
     """Progress of the FFmpeg jobs running on this node."""
     _run("ffmpeg", listen, retention_s=retention)
+
+
+@app.command()
+def rtmp(
+    listen: Listen = ":9512",
+    stats_url: Annotated[str | None, typer.Option(
+        help="The ingest's statistics page (default: this master's, on loopback).")] = None,
+) -> None:
+    """Streams, publishers, players and bytes of the master's RTMP ingest (nginx-rtmp)."""
+    _run("rtmp", listen, stats_url=stats_url)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ffwatt.cli._output import console, exit_with, failures_text, results_table, run_title
+from ffwatt.cli._output import console, exit_with, failures_text, live_tables, results_table, run_title
 from ffwatt.settings import load_settings
 
 app = typer.Typer(help="Read the Parquet results.", no_args_is_help=True)
@@ -69,8 +69,13 @@ def show(
         print(frame.to_csv(index=False), end="")
     else:
         state = summary.observed_state() if summary else "unknown (no _run.json)"
-        console.print(results_table(frame, run_title(campaign, run, state, summary.jobs if summary else len(frame),
-                                                     len(frame))))
+        title = run_title(campaign, run, state, summary.jobs if summary else len(frame), len(frame))
+        live = frame["live_streams"].notna()
+        if live.any():  # live sweep steps: their own tables, streams per node and watts per stream
+            for table in live_tables(frame[live], title):
+                console.print(table)
+        if not live.all():
+            console.print(results_table(frame[~live], title))
         if summary and summary.failed:
             console.print(f"{summary.failed} failed:\n{failures_text(summary.failures)}", highlight=False)
     if frame.empty:

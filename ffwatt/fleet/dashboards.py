@@ -118,10 +118,11 @@ def fleet_power() -> dashboard.Dashboard:
 
 def live_jobs() -> dashboard.Dashboard:
     where = 'campaign=~"$campaign", encoder=~"$encoder", node=~"$node"'
-    legend = "{{job_id}} {{encoder}} {{preset}} on {{node}}"
+    legend = "{{job_id}} {{stream}} {{encoder}} {{preset}} on {{node}}"  # stream: a live job's, one per stream
     return (
         _dashboard("ffwatt-live-jobs", "ffwatt · live jobs",
-                   "Each running job's FFmpeg progress, from the ffmpeg exporter of its node.")
+                   "Each running job's FFmpeg progress (each stream's, for a live job), from the ffmpeg "
+                   "exporter of its node.")
         .with_variable(_variable("campaign", "label_values(ffwatt_ffmpeg_running, campaign)"))
         .with_variable(_variable("encoder", 'label_values(ffwatt_ffmpeg_running{campaign=~"$campaign"}, encoder)'))
         .with_variable(_variable(

@@ -83,20 +83,23 @@ def _discovery(settings: Settings) -> str:
     return f"{settings.master_host}:{settings.discovery_port}"
 
 
-def scrape_config(discovery: str, master_node: str) -> dict[str, Any]:
+def scrape_config(discovery: str, master_node: str, rtmp_exporter: str | None = None) -> dict[str, Any]:
     """Every node's targets from the discovery endpoint at ``discovery`` (host:port), and the master's
-    own metrics there too. ``honor_labels``: an exporter's own ``node`` and ``exporter`` labels are
-    the same as the target's, and the batch heartbeats' ``node`` is the batch's node, not the master."""
-    return {
-        "global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL},
-        "scrape_configs": [
-            {"job_name": "ffwatt-nodes", "honor_labels": True,
-             "http_sd_configs": [{"url": f"http://{discovery}/targets"}]},
-            {"job_name": "ffwatt-master", "honor_labels": True,
-             "static_configs": [{"targets": [discovery],
-                                 "labels": {"node": master_node, "exporter": "master", "pool": "master"}}]},
-        ],
-    }
+    own metrics there too, and its RTMP ingest's exporter at ``rtmp_exporter``. ``honor_labels``: an
+    exporter's own ``node`` and ``exporter`` labels are the same as the target's, and the batch
+    heartbeats' ``node`` is the batch's node, not the master."""
+    jobs: list[dict[str, Any]] = [
+        {"job_name": "ffwatt-nodes", "honor_labels": True,
+         "http_sd_configs": [{"url": f"http://{discovery}/targets"}]},
+        {"job_name": "ffwatt-master", "honor_labels": True,
+         "static_configs": [{"targets": [discovery],
+                             "labels": {"node": master_node, "exporter": "master", "pool": "master"}}]},
+    ]
+    if rtmp_exporter is not None:
+        jobs.append({"job_name": "ffwatt-rtmp", "honor_labels": True,
+                     "static_configs": [{"targets": [rtmp_exporter],
+                                         "labels": {"node": master_node, "exporter": "rtmp", "pool": "master"}}]})
+    return {"global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL}, "scrape_configs": jobs}
 
 
 def alertmanager_config(webhook_url: str) -> dict[str, Any]:
@@ -125,13 +128,19 @@ def compose_configs() -> dict[str, str]:
     nginx = (REPO / "infra" / "nginx" / "ffwatt-master.conf").read_text().format(
         prefix="/var/cache/nginx/ffwatt", listen=PORTS["prefect-api-tls"].number, cert="/etc/ffwatt/tls/server.pem",
         key="/etc/ffwatt/tls/server-key.pem", upstream=f"prefect-server:{PORTS['prefect-api'].number}")
-    return {"scrape.yml": _yaml(scrape_config(discovery, "master")),
+    from ffwatt.fleet.ingest import render_config
+
+    rtmp = render_config("/tmp/ffwatt-rtmp", listen=str(PORTS["rtmp-ingest"].number),
+                         stats_listen=str(PORTS["rtmp-stats"].number), allow="all")
+    rtmp_exporter = f"rtmp-exporter:{PORTS['rtmp-exporter'].number}"
+    return {"scrape.yml": _yaml(scrape_config(discovery, "master", rtmp_exporter)),
             "alertmanager.yml": _yaml(alertmanager_config(f"http://{discovery}/alerts")),
-            "nginx.conf": nginx}
+            "nginx.conf": nginx, "rtmp.conf": rtmp}
 
 
 def _store_service(settings: Settings, directory: Path) -> Service:
-    config = _write_yaml(directory / "scrape.yml", scrape_config(_discovery(settings), settings.node))
+    config = _write_yaml(directory / "scrape.yml", scrape_config(
+        _discovery(settings), settings.node, f"{settings.master_host}:{settings.rtmp_exporter_port}"))
     return Service("metrics-store", [
         _binary("victoria-metrics", "victoria-metrics"),
         f"-httpListenAddr={settings.master_host}:{settings.store_port}",

@@ -1,7 +1,8 @@
 """The master's services on this machine: the Prefect server (with API credentials),
 a process worker for campaign flows, the scrape-target discovery endpoint, the
-metrics store and alerting (:mod:`ffwatt.fleet.monitoring`), and optionally a
-TLS-terminating nginx in front of the API.
+metrics store and alerting (:mod:`ffwatt.fleet.monitoring`), the RTMP ingest of live
+jobs and its exporter (:mod:`ffwatt.fleet.ingest`), and optionally a TLS-terminating
+nginx in front of the API.
 
 State lives under ``FFWATT_HOME``: ``run/`` (pid files, logs), ``stack/auth``
 (the API credentials, mode 600), ``stack/tls/`` (CA and server certificate).
@@ -18,6 +19,7 @@ import subprocess
 from pathlib import Path
 
 from ffwatt.errors import StackError
+from ffwatt.fleet.ingest import ingest_service, rtmp_exporter_service
 from ffwatt.fleet.monitoring import MONITORING_SERVICES, monitoring_services
 from ffwatt.fleet.prefect_server import BIN, server_command, server_env, wait_healthy
 from ffwatt.fleet.services import Service, ServiceStatus, service_status, start_service, stop_service
@@ -26,7 +28,8 @@ from ffwatt.settings import REPO, Settings
 __all__ = ["POOLS", "StackError", "client_env", "stack_down", "stack_status", "stack_up"]
 
 POOLS = ("master", "cpu", "nvidia", "qsv", "vaapi")
-SERVICES = ("prefect-server", "master-worker", "discovery", *MONITORING_SERVICES, "tls-proxy")
+SERVICES = ("prefect-server", "master-worker", "discovery", *MONITORING_SERVICES, "rtmp-ingest", "rtmp-exporter",
+            "tls-proxy")
 
 
 def auth_string(settings: Settings) -> str:
@@ -123,6 +126,7 @@ def deploy(settings: Settings) -> None:
 def stack_up(settings: Settings) -> list[ServiceStatus]:
     run_dir = settings.home / "run"
     monitoring = monitoring_services(settings)  # first: a missing binary stops us before anything starts
+    ingest = [ingest_service(settings), rtmp_exporter_service(settings, str(BIN / "ffwatt"))]
     env = {**_base_env(settings), "PREFECT_SERVER_API_AUTH_STRING": auth_string(settings),
            "PREFECT_UI_API_URL": public_api_url(settings)}
     # Started only on a free port, and only once its own process group listens there is it ours:
@@ -145,7 +149,7 @@ def stack_up(settings: Settings) -> list[ServiceStatus]:
         {**_base_env(settings), **client_env(settings)},
         url=f"http://{settings.master_host}:{settings.discovery_port}/targets",
         listen=(settings.master_host, settings.discovery_port))))
-    statuses += [start_service(run_dir, service) for service in monitoring]
+    statuses += [start_service(run_dir, service) for service in [*monitoring, *ingest]]
     tls = settings.home / "stack" / "tls"
     if (tls / "server.pem").exists():
         statuses.append(start_tls_proxy(settings))

@@ -249,12 +249,16 @@ def run_ffmpeg(
     timeout_s: float,
     on_progress: Callable[[Progress], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> FFmpegRun:
     """Run ``ffmpeg args`` to completion, calling ``on_progress`` for each progress block.
 
     FFmpeg runs in a process group of its own, and the deadline (or an interrupt) kills the
     whole group: an ``FFWATT_FFMPEG`` wrapper that doesn't ``exec`` can't leave the real encoder
-    running, and nothing the job started outlives it."""
+    running, and nothing the job started outlives it. ``on_line`` sees every line of stdout as it
+    arrives (an output muxed to ``pipe:1`` beside the progress); setting ``cancel`` kills the group
+    from another thread, as the deadline does (the run then reports the signal)."""
     command = [ffmpeg, *RUNNER_ARGS, *args]
     parser = ProgressParser()
     last: Progress | None = None
@@ -278,21 +282,36 @@ def run_ffmpeg(
         deadline = threading.Timer(timeout_s, kill_at_deadline)
         deadline.daemon = True
         deadline.start()
+        reaped = threading.Event()
+        if cancel is not None:
+            def kill_when_cancelled() -> None:
+                # Polls rather than waits on ``cancel`` alone, so the thread ends with the run.
+                while not reaped.is_set():
+                    if cancel.wait(0.1):
+                        if not reaped.is_set():
+                            kill_group()
+                        return
+
+            threading.Thread(target=kill_when_cancelled, name="ffmpeg-cancel", daemon=True).start()
         try:
             assert process.stdout is not None
             for line in process.stdout:
+                if on_line is not None:
+                    on_line(line)
                 snapshot = parser.feed(line)
                 if snapshot is not None:
                     last = snapshot
                     if on_progress is not None:
                         on_progress(snapshot)
             _, status, usage = os.wait4(process.pid, 0)
+            reaped.set()
             process.returncode = os.waitstatus_to_exitcode(status)
         except BaseException:
             kill_group()
             process.wait()
             raise
         finally:
+            reaped.set()
             deadline.cancel()
             kill_group()  # whatever of the job's group is left once FFmpeg itself has exited
             if process.stdout is not None:

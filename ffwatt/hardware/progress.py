@@ -89,10 +89,12 @@ class ProgressRecord(BaseModel):
     """A running (or just finished) job's latest progress, as the FFmpeg exporter reads it.
 
     The transcode task writes one JSON file per job in the node's progress spool
-    (``FFWATT_HOME/progress``); the exporter serves every file there.
+    (``FFWATT_HOME/progress``), a live job one per stream (``stream`` names it); the exporter
+    serves every file there.
     """
 
     job_id: str
+    stream: str = ""  # a live job's stream ("1", "2", ...); "" for a job that is one encode
     campaign: str
     encoder: str
     preset: str
@@ -101,12 +103,17 @@ class ProgressRecord(BaseModel):
     updated_at: float  # unix time
     done: bool = False
 
+    @property
+    def key(self) -> str:
+        """The record's name in the spool: one per job, or per stream of a live job."""
+        return f"{self.job_id}-{self.stream}" if self.stream else self.job_id
+
 
 def write_progress_record(spool: Path, record: ProgressRecord) -> None:
-    """Replace the job's record atomically (rename), so readers never see half a file."""
+    """Replace the job's (or stream's) record atomically (rename), so readers never see half a file."""
     spool.mkdir(parents=True, exist_ok=True)
-    target = spool / f"{record.job_id}.json"
-    tmp = spool / f".{record.job_id}.json.tmp"
+    target = spool / f"{record.key}.json"
+    tmp = spool / f".{record.key}.json.tmp"
     tmp.write_text(record.model_dump_json())
     os.replace(tmp, target)
 

@@ -1,9 +1,11 @@
-"""``ffwatt stack up|status|down`` on free loopback ports: the store and alerting come up with
-the rest, status shows them, down stops every process it started."""
+"""``ffwatt stack up|status|down`` on free loopback ports: the store, alerting and the RTMP ingest
+come up with the rest, status shows them, the store scrapes the ingest's streams, down stops every
+process it started."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -18,8 +20,12 @@ from tests.fleet import wait_for
 pytestmark = pytest.mark.e2e
 
 
-def test_stack_up_starts_the_store_and_alerting_and_status_shows_them(tmp_path: Path):
-    ports = {name: free_port() for name in ("MASTER", "DISCOVERY", "STORE", "VMALERT", "ALERTMANAGER")}
+def test_stack_up_starts_the_store_alerting_and_ingest_and_status_shows_them(tmp_path: Path, ffmpeg: str):
+    names = ("MASTER", "DISCOVERY", "STORE", "VMALERT", "ALERTMANAGER", "RTMP", "RTMP_STATS", "RTMP_EXPORTER")
+    numbers: set[int] = set()
+    while len(numbers) < len(names):  # free_port can give a number twice: it is free until someone binds it
+        numbers.add(free_port())
+    ports = dict(zip(names, sorted(numbers)))
     env = {**os.environ, "FFWATT_HOME": str(tmp_path / "home"), "FFWATT_RESULTS_DIR": str(tmp_path / "results"),
            "COLUMNS": "250", **{f"FFWATT_{name}_PORT": str(port) for name, port in ports.items()}}
     run_dir = tmp_path / "home" / "run"
@@ -29,20 +35,36 @@ def test_stack_up_starts_the_store_and_alerting_and_status_shows_them(tmp_path: 
         store = f"http://127.0.0.1:{ports['STORE']}"
         assert "metrics-store" in up.stdout and store in up.stdout
 
-        def master_scraped() -> bool:
+        def scraped() -> bool:
             targets = httpx.get(f"{store}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
-            return any(t["labels"]["exporter"] == "master" and t["health"] == "up" for t in targets)
+            return {t["labels"]["exporter"] for t in targets if t["health"] == "up"} == {"master", "rtmp"}
 
-        assert wait_for(master_scraped, 60)
+        assert wait_for(scraped, 60)
+        # A stream published to the stack's ingest reaches the store through the RTMP exporter.
+        publisher = subprocess.Popen([ffmpeg, "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
+                                      "testsrc2=size=320x240:rate=25", "-t", "20", "-c:v", "libx264", "-preset",
+                                      "ultrafast", "-f", "flv", f"rtmp://127.0.0.1:{ports['RTMP']}/live/check"],
+                                     start_new_session=True)
+        try:
+            def stream_bytes() -> float:
+                result = httpx.get(f"{store}/api/v1/query", timeout=5, params={
+                    "query": 'ffwatt_rtmp_stream_received_bytes_total{stream="check", exporter="rtmp"}'}).json()
+                return sum(float(r["value"][1]) for r in result["data"]["result"])
+
+            assert wait_for(stream_bytes, 30)
+        finally:
+            os.killpg(publisher.pid, signal.SIGKILL)
+            publisher.wait()
         status = subprocess.run([ffwatt_cli(), "stack", "status"], env=env, capture_output=True, text=True,
                                 timeout=120)
         assert status.returncode == 0, status.stdout + status.stderr
-        assert f"metrics store {store}: 1 targets up, 0 down" in status.stdout, status.stdout
+        assert f"metrics store {store}: 2 targets up, 0 down" in status.stdout, status.stdout
+        assert f"rtmp://127.0.0.1:{ports['RTMP']}/live" in status.stdout, status.stdout
         assert "firing alerts: none" in status.stdout, status.stdout
         rendered = (tmp_path / "home" / "monitoring" / "scrape.yml").read_text()
         assert f"http://127.0.0.1:{ports['DISCOVERY']}/targets" in rendered
     finally:
         down = subprocess.run([ffwatt_cli(), "stack", "down"], env=env, capture_output=True, text=True, timeout=300)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert "vmalert, alertmanager, metrics-store, discovery" in down.stdout
+    assert "rtmp-exporter, rtmp-ingest, vmalert, alertmanager, metrics-store, discovery" in down.stdout
     assert not any(service_status(run_dir, name).running for name in SERVICES)
