@@ -3,7 +3,8 @@
 :func:`write_atomic` writes to a unique hidden name beside the target and renames
 it into place, creating it with the mode the umask allows (not mkstemp's 0600), so
 results can be shared read-only. :func:`file_lock` serializes work across
-processes (two runs generating the same reference clip, measured jobs on a node).
+processes (two runs generating the same reference clip, measured jobs on a node), and
+:func:`made_once` is the two together for a cached clip and its description.
 :func:`owner_is_gone` tells leftovers of a dead process from work in progress.
 """
 
@@ -17,8 +18,13 @@ import shutil
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["file_lock", "owned_name", "owner_is_gone", "scratch_dir", "sweep_scratch", "write_atomic"]
+from pydantic import BaseModel
+
+__all__ = ["file_lock", "made_once", "owned_name", "owner_is_gone", "scratch_dir", "sweep_scratch", "write_atomic"]
+
+Described = TypeVar("Described", bound=BaseModel)
 
 
 def _host() -> str:
@@ -74,6 +80,30 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def made_once(media: Path, meta: Path, model: type[Described], make: Callable[[Path], Described]) -> Described:
+    """The description of the cached file ``media`` (``meta``, a ``model`` as JSON), after making both
+    with ``make`` if needed. Across processes one makes them while the others wait for its lock,
+    then reuse what it made. ``make(tmp)`` writes the file to a unique name this process owns; it
+    is renamed onto ``media`` when ``make`` returns and removed when it raises. A leftover of a
+    maker that died is removed once its process is gone."""
+    if media.is_file() and meta.is_file():
+        return model.model_validate_json(meta.read_text())
+    with file_lock(media.with_name(f".{media.name}.lock")):
+        if media.is_file() and meta.is_file():
+            return model.model_validate_json(meta.read_text())
+        for leftover in media.parent.glob(f".{media.name}.*.partial"):
+            if owner_is_gone(leftover):
+                leftover.unlink(missing_ok=True)
+        tmp = owned_name(media, ".partial")
+        try:
+            made = make(tmp)
+            tmp.replace(media)
+        finally:
+            tmp.unlink(missing_ok=True)  # after an error or an interrupt: no partial file stays behind
+        write_atomic(meta, lambda path: path.write_text(made.model_dump_json(indent=2)))
+    return made
 
 
 def scratch_dir(home: Path) -> Path:

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from ffwatt.campaign import FileInput, InputSpec, SyntheticInput
 from ffwatt.errors import FFmpegError
-from ffwatt.files import file_lock, owned_name, owner_is_gone, write_atomic
+from ffwatt.files import made_once
 from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build, probe_media, run_ffmpeg
 from ffwatt.settings import Settings, load_settings
 from tasks._logging import run_logger
@@ -63,51 +63,42 @@ def prepare_reference(spec: InputSpec, reference_format: str, settings: Settings
     directory = settings.cache_dir / "references"
     media = directory / f"{spec.name}-{key}.{extension}"
     meta = directory / f"{spec.name}-{key}.json"
-    if media.is_file() and meta.is_file():
-        return Reference.model_validate_json(meta.read_text())
-    # One process generates a given reference; another run needing it at the same time waits
-    # for the lock, then finds the clip made.
-    with file_lock(directory / f".{media.name}.lock"):
-        if media.is_file() and meta.is_file():
-            return Reference.model_validate_json(meta.read_text())
-        for leftover in directory.glob(f".{media.name}.*.partial"):
-            if owner_is_gone(leftover):  # an interrupted run's, whose process is gone
-                leftover.unlink(missing_ok=True)
-        reference = _generate(spec, ffmpeg, codec_args, extension, media)
-        write_atomic(meta, lambda path: path.write_text(reference.model_dump_json(indent=2)))
-    run_logger().info("generated reference %s: %dx%d %.3g fps, %d frames -> %s",
-                      spec.name, reference.width, reference.height, reference.fps, reference.frames, media)
-    return reference
+
+    def generate(tmp: Path) -> Reference:
+        reference = _generate(spec, ffmpeg, codec_args, extension, media, tmp)
+        run_logger().info("generated reference %s: %dx%d %.3g fps, %d frames -> %s",
+                          spec.name, reference.width, reference.height, reference.fps, reference.frames, media)
+        return reference
+
+    # One process generates a given reference; another run needing it at the same time waits,
+    # then finds the clip made.
+    return made_once(media, meta, Reference, generate)
 
 
-def _generate(spec: InputSpec, ffmpeg: str, codec_args: list[str], extension: str, media: Path) -> Reference:
+def _generate(spec: InputSpec, ffmpeg: str, codec_args: list[str], extension: str, media: Path,
+              tmp: Path) -> Reference:
     if isinstance(spec, SyntheticInput):
         source = ["-f", "lavfi", "-i", f"{spec.source}=size={spec.size}:rate={spec.fps}",
                   "-frames:v", str(spec.frames)]
     else:
         source = ["-i", str(spec.path), *(["-t", str(spec.duration_s)] if spec.duration_s else [])]
-    tmp = owned_name(media, ".partial")
-    try:
-        run = run_ffmpeg(ffmpeg, [*source, "-map", "0:v:0", "-pix_fmt", "yuv420p", *codec_args,
-                                  "-f", "yuv4mpegpipe" if extension == "y4m" else "matroska", str(tmp)],
-                         timeout_s=3600)
-        failure = run.failure()
-        if failure or run.last_progress is None or run.last_progress.frame == 0:
-            raise FFmpegError(f"generating reference {spec.name!r} failed: {failure or 'no frames'}\n"
-                              f"{run.stderr_tail}")
-        if isinstance(spec, SyntheticInput):
-            width, height, fps = spec.width, spec.height, float(spec.fps)
-        else:
-            media_info = probe_media(ffmpeg, tmp)
-            if media_info.video is None:
-                raise FFmpegError(f"can't read the size and frame rate of {spec.path}")
-            width, height, fps = media_info.video.width, media_info.video.height, media_info.video.fps
-        reference = Reference(name=spec.name, path=str(media), width=width, height=height, fps=fps,
-                              frames=run.last_progress.frame)
-        tmp.replace(media)
-        return reference
-    finally:
-        tmp.unlink(missing_ok=True)  # after an error or an interrupt: no partial clip stays behind
+    run = run_ffmpeg(ffmpeg, [*source, "-map", "0:v:0", "-pix_fmt", "yuv420p", *codec_args,
+                              "-f", "yuv4mpegpipe" if extension == "y4m" else "matroska", str(tmp)],
+                     timeout_s=3600)
+    failure = run.failure()
+    if failure or run.last_progress is None or run.last_progress.frame == 0:
+        raise FFmpegError(f"generating reference {spec.name!r} failed: {failure or 'no frames'}\n"
+                          f"{run.stderr_tail}")
+    if isinstance(spec, SyntheticInput):
+        width, height, fps = spec.width, spec.height, float(spec.fps)
+    else:
+        media_info = probe_media(ffmpeg, tmp)
+        if media_info.video is None:
+            raise FFmpegError(f"can't read the size and frame rate of {spec.path}")
+        width, height, fps = media_info.video.width, media_info.video.height, media_info.video.fps
+    reference = Reference(name=spec.name, path=str(media), width=width, height=height, fps=fps,
+                          frames=run.last_progress.frame)
+    return reference
 
 
 @task(name="generate-video", cache_policy=NO_CACHE)

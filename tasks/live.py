@@ -32,7 +32,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from ffwatt.errors import FFmpegError
-from ffwatt.files import file_lock, owned_name, owner_is_gone, write_atomic
+from ffwatt.files import made_once
 from ffwatt.hardware.ffmpeg import FFmpegRun, ffmpeg_path, probe_build, run_ffmpeg
 from ffwatt.hardware.meter import EnergyMeter, EnergyWindow
 from ffwatt.hardware.progress import Progress, ProgressRecord, prune_progress_records, write_progress_record
@@ -87,28 +87,17 @@ def prepare_contribution(reference: Reference, settings: Settings) -> Contributi
                                     sort_keys=True).encode()).hexdigest()[:16]
     directory = settings.cache_dir / "contributions"
     media, meta = directory / f"{reference.name}-{key}.flv", directory / f"{reference.name}-{key}.json"
-    if media.is_file() and meta.is_file():
-        return Contribution.model_validate_json(meta.read_text())
-    with file_lock(directory / f".{media.name}.lock"):
-        if media.is_file() and meta.is_file():
-            return Contribution.model_validate_json(meta.read_text())
-        for leftover in directory.glob(f".{media.name}.*.partial"):
-            if owner_is_gone(leftover):
-                leftover.unlink(missing_ok=True)
-        tmp = owned_name(media, ".partial")
-        try:
-            run = run_ffmpeg(ffmpeg, contribution_args(reference.path, reference.fps, tmp), timeout_s=3600)
-            failure = run.failure()
-            if failure or run.last_progress is None or run.last_progress.frame == 0:
-                raise FFmpegError(f"making the contribution clip of {reference.name!r} failed: "
-                                  f"{failure or 'no frames'}\n{run.stderr_tail}")
-            contribution = Contribution(path=str(media), width=reference.width, height=reference.height,
-                                        fps=reference.fps, frames=run.last_progress.frame)
-            tmp.replace(media)
-        finally:
-            tmp.unlink(missing_ok=True)
-        write_atomic(meta, lambda path: path.write_text(contribution.model_dump_json(indent=2)))
-    return contribution
+
+    def make(tmp: Path) -> Contribution:
+        run = run_ffmpeg(ffmpeg, contribution_args(reference.path, reference.fps, tmp), timeout_s=3600)
+        failure = run.failure()
+        if failure or run.last_progress is None or run.last_progress.frame == 0:
+            raise FFmpegError(f"making the contribution clip of {reference.name!r} failed: "
+                              f"{failure or 'no frames'}\n{run.stderr_tail}")
+        return Contribution(path=str(media), width=reference.width, height=reference.height, fps=reference.fps,
+                            frames=run.last_progress.frame)
+
+    return made_once(media, meta, Contribution, make)
 
 
 @task(name="contribution-stream", cache_policy=NO_CACHE)
