@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import yaml
 
-from ffwatt.fleet.nodes import NodeRecord, node_pool, sd_targets
+from ffwatt.fleet.nodes import NodeRecord, node_pool, read_worker_heartbeats, sd_targets
 from ffwatt.jobs import expand
 from ffwatt.settings import REPO
 from ffwatt.validation import load_campaign, parse_campaign
@@ -73,3 +75,29 @@ def test_prefect_yaml_runs_the_regression_campaign_nightly_with_its_schedule_off
     assert parse_campaign(nightly["parameters"]["campaign"]) == load_campaign(
         REPO / "deployments/campaigns/regression.yaml")
     assert load_campaign(REPO / "deployments/campaigns/regression.yaml").repetitions >= 3  # Welch needs spread
+
+
+class _BeatingWorkers:
+    """Prefect's worker listing as the server gives it: newest heartbeat first, paged by offset.
+    While it is read, the worker at the bottom beats (moving to the top) after each page, as
+    hundreds of live nodes do, so an offset scan alone skips it."""
+
+    def __init__(self, count: int) -> None:
+        start = datetime.now(UTC) - timedelta(seconds=20)
+        self.beats = {f"n{i:04d}-cpu": start + timedelta(milliseconds=i) for i in range(count)}
+
+    def read_workers_for_work_pool(self, pool: str, worker_filter=None, offset: int = 0, limit: int = 200):
+        after = worker_filter.last_heartbeat_time.after_ if worker_filter is not None else None
+        listed = sorted(((at, name) for name, at in self.beats.items() if after is None or at >= after), reverse=True)
+        page = [SimpleNamespace(name=name, last_heartbeat_time=at, heartbeat_interval_seconds=10)
+                for at, name in listed[offset:offset + limit]]
+        bottom = min(self.beats, key=self.beats.__getitem__)
+        self.beats[bottom] = datetime.now(UTC)
+        return page
+
+
+def test_workers_that_beat_while_the_listing_is_read_are_not_missed():
+    workers = _BeatingWorkers(650)
+    beats = read_worker_heartbeats(workers, {"cpu"})  # type: ignore[arg-type]
+    assert sorted(beats) == sorted(workers.beats)
+    assert {timeout for _, timeout in beats.values()} == {30.0}

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from datetime import datetime
-from functools import partial
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import BaseModel
@@ -42,6 +40,8 @@ __all__ = [
 MISSED_HEARTBEATS = 3  # a node whose workers missed this many heartbeats is offline
 _PREFIX = "ffwatt_node_"
 _PAGE = 200
+_CATCH_UP_ROUNDS = 4
+_CLOCK_MARGIN = timedelta(seconds=2)  # the server stamps heartbeats by its clock, the master reads by its own
 
 
 class NodeRecord(BaseModel):
@@ -91,32 +91,43 @@ def forget_node(node: str) -> None:
 
 def read_worker_heartbeats(client: SyncPrefectClient, pools: set[str]) -> dict[str, tuple[float, float]]:
     """Per worker name in the ``ffwatt-<pool>`` pools: (unix time of its last heartbeat, how long
-    until it counts as missing), read page by page."""
+    until it counts as missing), read page by page.
+
+    Prefect lists workers newest heartbeat first, so a worker that beats while later pages are read
+    moves onto a page already read and isn't listed at all: with a few hundred nodes, some live
+    node would look silent at every look. Those that beat since the listing began are read again
+    (a page or two), until a round fits one page and so can't have missed anyone."""
     beats: dict[str, tuple[float, float]] = {}
     for pool in sorted(pools):
-        for worker in _paged(partial(_workers_page, client, f"ffwatt-{pool}")):
-            last: datetime | None = worker.last_heartbeat_time
-            if last is not None:
-                interval = float(worker.heartbeat_interval_seconds or 10)
-                seen = last.timestamp()
-                previous = beats.get(worker.name)
-                if previous is None or seen > previous[0]:
-                    beats[worker.name] = (seen, MISSED_HEARTBEATS * interval)
+        since: datetime | None = None
+        for _ in range(_CATCH_UP_ROUNDS):
+            began = datetime.now(UTC) - _CLOCK_MARGIN
+            offset = 0
+            while True:
+                page = _workers_page(client, f"ffwatt-{pool}", since, offset)
+                for worker in page:
+                    _note_heartbeat(beats, worker)
+                if len(page) < _PAGE:
+                    break
+                offset += _PAGE
+            if offset == 0:  # one page: read at once, so no one moved past it
+                break
+            since = began
     return beats
 
 
-def _workers_page(client: SyncPrefectClient, pool: str, offset: int) -> list[Any]:
-    return client.read_workers_for_work_pool(pool, offset=offset, limit=_PAGE)
+def _note_heartbeat(beats: dict[str, tuple[float, float]], worker: Any) -> None:
+    last: datetime | None = worker.last_heartbeat_time
+    if last is not None and (worker.name not in beats or last.timestamp() > beats[worker.name][0]):
+        beats[worker.name] = (last.timestamp(), MISSED_HEARTBEATS * float(worker.heartbeat_interval_seconds or 10))
 
 
-def _paged(read: Any) -> Iterator[Any]:
-    offset = 0
-    while True:
-        page = read(offset)
-        yield from page
-        if len(page) < _PAGE:
-            return
-        offset += _PAGE
+def _workers_page(client: SyncPrefectClient, pool: str, since: datetime | None, offset: int) -> list[Any]:
+    from prefect.client.schemas.filters import WorkerFilter, WorkerFilterLastHeartbeatTime
+
+    beat_since = None if since is None else WorkerFilter(
+        last_heartbeat_time=WorkerFilterLastHeartbeatTime(after_=since))
+    return client.read_workers_for_work_pool(pool, worker_filter=beat_since, offset=offset, limit=_PAGE)
 
 
 def list_nodes(client: SyncPrefectClient | None = None) -> list[NodeRecord]:
