@@ -19,11 +19,12 @@ import numpy as np
 from ffwatt.errors import StoreUnavailable
 from ffwatt.series import JOB_SERIES, NODE_SERIES, Series, labels_json
 
-__all__ = ["INGEST_LAG_S", "SeriesStore", "job_selectors"]
+__all__ = ["INGEST_LAG_S", "SCRAPE_S", "SeriesStore", "job_selectors"]
 
 # How long after a sample is taken the store can serve it: the next 1 s scrape, then
 # VictoriaMetrics makes freshly ingested samples searchable within about a second.
 INGEST_LAG_S = 2.5
+SCRAPE_S = 1.0  # the stack's scrape interval: a window is complete within one scrape of its end
 
 
 def _quoted(value: str) -> str:
@@ -82,8 +83,9 @@ class SeriesStore:
 
     def wait_and_export(self, *, node: str, job_id: str, start: float, end: float,
                         patience_s: float = 10.0) -> list[Series]:
-        """:meth:`export_window` once the store can have the window's last samples; asked again (for up
-        to ``patience_s`` more) while its newest sample is still more than a scrape short of ``end``
+        """:meth:`export_window` once the store can have the window's last samples; asked again, every
+        half scrape, for up to ``patience_s`` more while its newest sample is still more than a scrape
+        short of ``end``
         (none at all: it doesn't scrape the node, and no wait would change that).
 
         Raises :class:`StoreUnavailable` at once when the store doesn't answer, without waiting."""
@@ -91,16 +93,18 @@ class SeriesStore:
         if why is not None:
             raise StoreUnavailable(f"the metrics store at {self.url} is unreachable ({why}); the row keeps "
                                    "the node's direct readings. Check `ffwatt stack status` or FFWATT_STORE_URL")
-        ready_at = end + INGEST_LAG_S
+        # Asked as soon as the sample a scrape before the window's end can be searchable: the last
+        # job's wait is part of every campaign's fixed cost.
+        ready_at = end - SCRAPE_S + INGEST_LAG_S
         deadline = ready_at + patience_s
         self._sleep(max(0.0, ready_at - self._clock()))
         while True:
             found = self.export_window(node=node, job_id=job_id, start=start, end=end)
             newest = max((int(s.timestamps_ms[-1]) for s in found), default=0) / 1000
             # Nothing at all: the store doesn't scrape this node; waiting won't change that.
-            if not found or newest >= end - 1.0 or self._clock() >= deadline:
+            if not found or newest >= end - SCRAPE_S or self._clock() >= deadline:
                 return found
-            self._sleep(1.0)
+            self._sleep(SCRAPE_S / 2)
 
 
 def _series(record: dict[str, Any]) -> list[Series]:

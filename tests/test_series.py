@@ -268,7 +268,7 @@ def test_the_store_is_asked_once_it_can_have_the_window_and_never_waited_on_when
     import httpx
 
     from ffwatt.errors import StoreUnavailable
-    from ffwatt.store import INGEST_LAG_S, SeriesStore, job_selectors
+    from ffwatt.store import INGEST_LAG_S, SCRAPE_S, SeriesStore, job_selectors
 
     now = [1000.0]
     slept: list[float] = []
@@ -296,15 +296,15 @@ def test_the_store_is_asked_once_it_can_have_the_window_and_never_waited_on_when
     store = SeriesStore("http://store:8428/", client=httpx.Client(transport=httpx.MockTransport(answer)),
                         clock=lambda: now[0], sleep=sleep)
     found = store.wait_and_export(node="n1", job_id='j"1', start=990.0, end=1000.0)
-    assert slept[0] == pytest.approx(INGEST_LAG_S)  # the window's last second, scraped and searchable
+    assert slept[0] == pytest.approx(INGEST_LAG_S - SCRAPE_S)  # a scrape before the end, searchable
     assert len(exports) == 1 and exports[0].url.params.get_list("match[]") == job_selectors("n1", 'j"1')
     assert exports[0].url.params["start"] == "990.000" and exports[0].url.params["end"] == "1000.000"
     assert 'job_id="j\\"1"' in job_selectors("n1", 'j"1')[1]
     (series,) = found
     assert series.labels == "{}" and list(series.values) == [0.5, 0.7]  # null: a staleness marker, not a reading
-    newest[0], now[0], slept[:], exports[:] = 900.0, 1000.0, [], []  # lagging: asked again, a second apart
+    newest[0], now[0], slept[:], exports[:] = 900.0, 1000.0, [], []  # lagging: asked again, half a scrape apart
     store.wait_and_export(node="n1", job_id="j1", start=990.0, end=1000.0)
-    assert len(exports) > 1 and slept[1:] == [1.0] * (len(exports) - 1)
+    assert len(exports) > 1 and slept[1:] == [SCRAPE_S / 2] * (len(exports) - 1)
     scraped[0], slept[:], exports[:] = False, [], []  # a node the store doesn't scrape: no wait changes that
     assert store.wait_and_export(node="n1", job_id="j1", start=990.0, end=1000.0) == [] and len(exports) == 1
 

@@ -29,6 +29,7 @@ from ffwatt.errors import FfwattError
 from ffwatt.fleet.services import Service
 from ffwatt.ports import PORTS
 from ffwatt.settings import REPO, Settings
+from ffwatt.store import SCRAPE_S
 
 __all__ = [
     "ALERT_RULES",
@@ -46,7 +47,7 @@ __all__ = [
     "store_url",
 ]
 
-SCRAPE_INTERVAL = "1s"
+SCRAPE_INTERVAL = f"{SCRAPE_S:g}s"
 # http_sd is re-read this often (VictoriaMetrics' default, 1 min, would take a minute to see a new node).
 SD_CHECK_INTERVAL = "2s"
 # How long a sample stays hidden from /api/v1/query after it was scraped (default 30 s): at 1 s
