@@ -23,7 +23,7 @@ def demo(stop: Annotated[bool, typer.Option("--stop", help="Stop the demo's stac
     from ffwatt.fleet.nodes import list_nodes
     from ffwatt.fleet.prefect_server import BIN
     from ffwatt.fleet.services import Service, start_service, stop_service
-    from ffwatt.fleet.stack import client_env, stack_down, stack_up
+    from ffwatt.fleet.stack import api_client, client_env, stack_down, stack_up
     from ffwatt.results import read_results, resolve_run
     from ffwatt.series import series_path
 
@@ -40,10 +40,12 @@ def demo(stop: Annotated[bool, typer.Option("--stop", help="Stop the demo's stac
                                                         env["PREFECT_API_URL"]], env))
     os.environ.update(client_env(settings))
     deadline = time.monotonic() + 120
-    while not any(n.node == settings.node and n.online() and n.pools for n in list_nodes()):
-        if time.monotonic() > deadline:
-            exit_with(f"the agent didn't come online; see {node_home}/run/agent.log")
-        time.sleep(1)
+    with api_client(client_env(settings)) as client:
+        while not any(n.node == settings.node and n.online() and n.pools for n in list_nodes(client)):
+            if time.monotonic() > deadline:
+                exit_with(f"the agent didn't come online; see {node_home}/run/agent.log; "
+                          "`ffwatt demo --stop` stops what the demo started")
+            time.sleep(1)
     console.print(f"node {settings.node} online; running `prefect deployment run 'campaign/quick' --watch`")
     done = subprocess.run([str(BIN / "prefect"), "deployment", "run", "campaign/quick", "--watch",
                            "--watch-interval", "2"], env={**os.environ, **client_env(settings)},

@@ -16,7 +16,9 @@ import secrets
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ffwatt.errors import StackError
 from ffwatt.fleet.ingest import ingest_service, rtmp_exporter_service
@@ -25,7 +27,10 @@ from ffwatt.fleet.prefect_server import BIN, server_command, server_env, wait_he
 from ffwatt.fleet.services import Service, ServiceStatus, service_status, start_service, stop_service
 from ffwatt.settings import REPO, Settings
 
-__all__ = ["POOLS", "StackError", "client_env", "stack_down", "stack_status", "stack_up"]
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+
+__all__ = ["POOLS", "StackError", "api_client", "client_env", "stack_down", "stack_status", "stack_up"]
 
 POOLS = ("master", "cpu", "nvidia", "qsv", "vaapi")
 SERVICES = ("prefect-server", "master-worker", "discovery", *MONITORING_SERVICES, "rtmp-ingest", "rtmp-exporter",
@@ -91,22 +96,31 @@ def _prefect(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]
     return prefect_cli({**_base_env(settings), **client_env(settings)}, *args)
 
 
-def ensure_pools(env: dict[str, str], pools: tuple[str, ...] | list[str], *, queue: str | None = None) -> None:
-    """Create the process work pools ``ffwatt-<pool>`` that don't exist yet, and ``queue`` in each
-    (a node's own queue), through the API ``env`` points at."""
+@contextlib.contextmanager
+def api_client(env: dict[str, str]) -> Iterator[SyncPrefectClient]:
+    """A Prefect client of the API that ``env`` (:func:`client_env`'s variables) names. Prefect reads its
+    settings from the environment once, when imported: setting them later changes nothing."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL, temporary_settings
-    from prefect.workers.process import ProcessWorker
 
     updates = {PREFECT_API_URL: env["PREFECT_API_URL"]}
     if env.get("PREFECT_API_AUTH_STRING"):
         updates[PREFECT_API_AUTH_STRING] = env["PREFECT_API_AUTH_STRING"]
     if env.get("PREFECT_API_SSL_CERT_FILE"):
         updates[PREFECT_API_SSL_CERT_FILE] = env["PREFECT_API_SSL_CERT_FILE"]
-    template = ProcessWorker.get_default_base_job_template()
     with temporary_settings(updates=updates), get_client(sync_client=True) as client:
+        yield client
+
+
+def ensure_pools(env: dict[str, str], pools: tuple[str, ...] | list[str], *, queue: str | None = None) -> None:
+    """Create the process work pools ``ffwatt-<pool>`` that don't exist yet, and ``queue`` in each
+    (a node's own queue), through the API ``env`` points at."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
+    with api_client(env) as client:
         for pool in pools:
             with contextlib.suppress(ObjectAlreadyExists):
                 client.create_work_pool(WorkPoolCreate(name=f"ffwatt-{pool}", type="process",
