@@ -74,8 +74,9 @@ def main() -> None:
             idle_s.append(sum(b.seconds for b in summary.idle_baselines.values() if not b.reused))
             start = time.perf_counter()
             for command in rows.ffmpeg_cmd:
-                subprocess.run(shlex.split(command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               check=True)
+                # The same command, writing where the bench can: the run's scratch folder is gone.
+                args = [*shlex.split(command)[:-1], str(Path(tempfile.gettempdir()) / "ffwatt-bench-bare.mkv")]
+                subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
             bare_s.append(time.perf_counter() - start)
 
     print(f"{len(jobs)} jobs per campaign run, {PASSES} passes; the node measures its idle baseline in the first "
