@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,12 @@ __all__ = ["REPO", "Settings", "load_settings"]
 # The checkout ffwatt runs from: deployments/ and infra/ templates are read from it, and every
 # node of a fleet runs the same checkout at the same path (the deployments' pull step).
 REPO = Path(__file__).resolve().parent.parent
+
+
+
+def _port(name: str, description: str) -> Any:
+    """A port setting, its default from the one port table (:data:`ffwatt.ports.PORTS`)."""
+    return Field(default=PORTS[name].number, ge=1, le=65535, description=description)
 
 
 class Settings(BaseSettings):
@@ -58,14 +65,10 @@ class Settings(BaseSettings):
         default=None, ge=0, description="Grid carbon intensity (g CO2 per kWh) on this node, for co2_g."
     )
     master_host: str = Field(default="127.0.0.1", description="Address the master's services listen on.")
-    master_port: int = Field(default=PORTS["prefect-api"].number, ge=1, le=65535,
-                             description="Port of the Prefect API on the master.")
-    master_tls_port: int = Field(default=PORTS["prefect-api-tls"].number, ge=1, le=65535,
-                                 description="Port of the TLS proxy in front of the API.")
-    discovery_port: int = Field(default=PORTS["discovery"].number, ge=1, le=65535,
-                                description="Port of the scrape-target discovery endpoint.")
-    store_port: int = Field(default=PORTS["metrics-store"].number, ge=1, le=65535,
-                            description="Port of the metrics store (VictoriaMetrics) on the master.")
+    master_port: int = _port("prefect-api", "Port of the Prefect API on the master.")
+    master_tls_port: int = _port("prefect-api-tls", "Port of the TLS proxy in front of the API.")
+    discovery_port: int = _port("discovery", "Port of the scrape-target discovery endpoint.")
+    store_port: int = _port("metrics-store", "Port of the metrics store (VictoriaMetrics) on the master.")
     store_url: str | None = Field(
         default=None,
         description="Metrics store (VictoriaMetrics) that jobs' series are read from. Unset: a local campaign "
@@ -74,16 +77,13 @@ class Settings(BaseSettings):
     store_retention: str = Field(
         default="30d", pattern=r"^[0-9]+[hdwy]?$",
         description="How long the store keeps samples: a number with h, d, w or y (months without).")
-    vmalert_port: int = Field(default=PORTS["vmalert"].number, ge=1, le=65535,
-                              description="Port of vmalert (alert rule evaluation) on the master.")
-    alertmanager_port: int = Field(default=PORTS["alertmanager"].number, ge=1, le=65535,
-                                   description="Port of Alertmanager on the master.")
+    vmalert_port: int = _port("vmalert", "Port of vmalert (alert rule evaluation) on the master.")
+    alertmanager_port: int = _port("alertmanager", "Port of Alertmanager on the master.")
     alert_webhook_url: str | None = Field(
         default=None,
         description="Where Alertmanager posts alerts; the master's discovery service (which logs them to "
                     "FFWATT_HOME/stack/alerts.jsonl) when unset.")
-    agent_port: int = Field(default=PORTS["agent"].number, ge=1, le=65535,
-                            description="Port of an agent's wake-up endpoint (POST /wake).")
+    agent_port: int = _port("agent", "Port of an agent's wake-up endpoint (POST /wake).")
     worker_heartbeat_s: int = Field(
         default=10, ge=1, le=300,
         description="Seconds between a worker's heartbeats; a node silent for three is offline (fleet-wide).")
@@ -92,20 +92,14 @@ class Settings(BaseSettings):
         description="Seconds between a node's polls for batches when no wake-up comes (each is an API read).")
     master_poll_s: float = Field(default=1.0, gt=0, le=60,
                                  description="Seconds between the master worker's polls for campaign runs.")
-    cpu_exporter_port: int = Field(default=PORTS["exporter-cpu"].number, ge=1, le=65535,
-                                   description="Port of the CPU energy exporter an agent starts.")
-    gpu_exporter_port: int = Field(default=PORTS["exporter-gpu"].number, ge=1, le=65535,
-                                   description="Port of the GPU exporter an agent starts.")
-    ffmpeg_exporter_port: int = Field(default=PORTS["exporter-ffmpeg"].number, ge=1, le=65535,
-                                      description="Port of the FFmpeg progress exporter an agent starts.")
-    node_exporter_port: int = Field(default=PORTS["node-exporter"].number, ge=1, le=65535,
-                                    description="Port of node_exporter on a worker node.")
-    rtmp_port: int = Field(default=PORTS["rtmp-ingest"].number, ge=1, le=65535,
-                           description="Port of the master's RTMP ingest (nginx-rtmp).")
-    rtmp_stats_port: int = Field(default=PORTS["rtmp-stats"].number, ge=1, le=65535,
-                                 description="Port of the ingest's statistics page, on the master's loopback.")
-    rtmp_exporter_port: int = Field(default=PORTS["rtmp-exporter"].number, ge=1, le=65535,
-                                    description="Port of the exporter that turns the ingest's statistics into metrics.")
+    cpu_exporter_port: int = _port("exporter-cpu", "Port of the CPU energy exporter an agent starts.")
+    gpu_exporter_port: int = _port("exporter-gpu", "Port of the GPU exporter an agent starts.")
+    ffmpeg_exporter_port: int = _port("exporter-ffmpeg", "Port of the FFmpeg progress exporter an agent starts.")
+    node_exporter_port: int = _port("node-exporter", "Port of node_exporter on a worker node.")
+    rtmp_port: int = _port("rtmp-ingest", "Port of the master's RTMP ingest (nginx-rtmp).")
+    rtmp_stats_port: int = _port("rtmp-stats", "Port of the ingest's statistics page, on the master's loopback.")
+    rtmp_exporter_port: int = _port("rtmp-exporter",
+                                    "Port of the exporter that turns the ingest's statistics into metrics.")
     rtmp_allow: str = Field(
         default="127.0.0.1,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
         pattern=r"^(all|[0-9A-Fa-f.:/]+)(,[0-9A-Fa-f.:/]+)*$",
