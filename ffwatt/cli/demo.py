@@ -38,7 +38,6 @@ def demo(stop: Annotated[bool, typer.Option("--stop", help="Stop the demo's stac
     env = {**os.environ, **client_env(settings), "FFWATT_HOME": str(node_home)}
     start_service(node_home / "run", Service("agent", [str(BIN / "ffwatt"), "agent", "start", "--master",
                                                         env["PREFECT_API_URL"]], env))
-    os.environ.update(client_env(settings))
     deadline = time.monotonic() + 120
     with api_client(client_env(settings)) as client:
         while not any(n.node == settings.node and n.online() and n.pools for n in list_nodes(client)):
