@@ -7,7 +7,7 @@ would, and keeps the samples of a job's series (:func:`ffwatt.series.is_job_seri
 in memory until its row takes them. Same names, same labels, same background
 samplers as the exporters, so a job's series read the same as the store's.
 
-Collecting costs well under a millisecond of CPU a second (``bench/metrics_export.py``
+Collecting costs about a millisecond of CPU a second (``bench/metrics_export.py``
 measures it): that much is inside every job's measured window.
 """
 
@@ -58,6 +58,7 @@ class EmbeddedSeries:
         self._buffers: dict[tuple[str, str], _Buffer] = {}
         self._job_ids: dict[tuple[str, str], str | None] = {}
         self._lock = threading.Condition()
+        self._collecting = threading.RLock()  # the thread's collections and collect_after's, one at a time
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="embedded-series", daemon=True)
         self.last_at = 0.0  # when the latest collection began (unix seconds)
@@ -96,6 +97,10 @@ class EmbeddedSeries:
 
     def collect(self) -> None:
         """One collection, stamped (as a scrape is) with when it began."""
+        with self._collecting:
+            self._collect()
+
+    def _collect(self) -> None:
         now = self._clock()
         stamp = int(now * 1000)
         # Every job's FFmpeg series are kept (each under its job_id): the window picks the job's own.
@@ -114,6 +119,17 @@ class EmbeddedSeries:
             self.last_at = now
             self.ticks += 1
             self._lock.notify_all()
+
+    def collect_after(self, at: float) -> None:
+        """Make sure a collection began after ``at`` (unix seconds): the thread's, if it gets there first,
+        else one taken here as soon as ``at`` has passed. A run's last window then closes on time
+        rather than up to an interval later, which the whole run would wait for."""
+        delay = at - self._clock()
+        if delay > 0:
+            time.sleep(delay)
+        with self._collecting:
+            if self.last_at <= at:
+                self._collect()
 
     def wait_past(self, at: float, *, timeout_s: float) -> bool:
         """Block until a collection began after ``at`` (unix seconds); False after ``timeout_s``."""

@@ -83,6 +83,9 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                     row = record_job(run_job(job, references[job.input.name], idle, run_id, settings.node,
                                              campaign.encode_retries))
                     rows.append(series.submit(row, record_job))  # again with its series, once they're in
+            # While the last job's window runs out (MARGIN_S after its encode) and its series are written.
+            summary = publish_outcome(summarize_run(rows, campaign.name, run_id, started_at, len(all_jobs), nodes,
+                                                    idle_baselines))
     except BaseException:
         # Ctrl-C, SIGTERM, a crash inside the loop: the rows written so far stay, and the run says
         # it was cut short, so it can be resumed rather than mistaken for a finished one.
@@ -94,8 +97,6 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
         sweep_scratch(settings.home, own=True)
         prune_progress_records(settings.progress_dir)
 
-    summary = publish_outcome(summarize_run(rows, campaign.name, run_id, started_at, len(all_jobs), nodes,
-                                            idle_baselines))
     if summary.failed:
         reasons = "; ".join(f"{count} x {reason}" for reason, count in summary.failures.items())
         return Failed(message=f"{summary.failed} of {summary.jobs} jobs failed: {reasons}", data=summary)

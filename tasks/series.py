@@ -17,7 +17,6 @@ job runs, or, on the master, while the dispatcher keeps judging batches and node
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -97,8 +96,7 @@ class JobSeries:
             return self.store.wait_and_export(node=row.node, job_id=row.job_id, start=start, end=end)
         if self.sampler is None:
             raise StoreUnavailable(self.unavailable)
-        # The window's last second: a collection after it, at most a couple of intervals away.
-        self.sampler.wait_past(end, timeout_s=max(0.0, end - time.time()) + 3 * self.sampler.interval_s)
+        self.sampler.collect_after(end)  # the window's last second
         series = self.sampler.window(row.job_id, start, end)
         self.sampler.forget_before(end - 2 * MARGIN_S)  # jobs run one after another: no later window needs it
         return series

@@ -206,6 +206,19 @@ def test_the_campaign_samples_its_node_once_a_second(tmp_path: Path):
     assert attached.series_energy_source == "rapl" and abs(attached.series_energy_gap) < 0.1
 
 
+def test_a_window_closes_when_it_ends_not_at_the_next_tick(tmp_path: Path):
+    """A run waits for its last window's end, then samples at once: with ticks an hour apart, a
+    window that ended a moment ago still gets its closing sample, and only one."""
+    settings = Settings(home=tmp_path / "home", results_dir=tmp_path / "results", node="n1",
+                        powercap_root=tmp_path / "powercap")
+    with drawing_package(settings.powercap_root, 25.0), EmbeddedSeries(settings, interval_s=3600) as sampler:
+        end = time.time() + 0.3
+        sampler.collect_after(end)
+        assert time.time() >= end and sampler.last_at > end and sampler.ticks == 2  # the start's, then this
+        sampler.collect_after(end)
+        assert sampler.ticks == 2
+
+
 def test_a_row_without_an_encode_or_without_a_sampler_says_why(tmp_path: Path):
     failed = row(start=T0, end=T0 + 1, energy_j=None, source=None).model_copy(
         update={"started_at": None, "ended_at": None, "status": "failed"})
