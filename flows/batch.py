@@ -7,21 +7,32 @@ disk, and a node that dies mid-batch loses only the job it was running. The batc
 writes nothing else while it runs: the master tells a live batch from a zombie (a
 SIGKILLed node leaves its flow run "Running" forever) by its node's workers'
 heartbeats, which Prefect sends anyway.
+
+A node whose heartbeats were only late (a stalled network, an overloaded master) is
+still running a batch the master has declared lost and planned again elsewhere. So,
+once per node timeout, the batch reads its own flow run between jobs and stops when
+the master has ended it: its remaining jobs are another batch's now, and encoding
+them here would only load the node that runs them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from uuid import UUID
 
+import httpx
 from prefect import flow
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import ArtifactCreate
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.runtime import flow_run
+from prefect.states import Cancelled, State
 
 from ffwatt.campaign import Campaign
 from ffwatt.files import file_lock, write_atomic
+from ffwatt.fleet.nodes import MISSED_HEARTBEATS
 from ffwatt.fleet.protocol import (
     NodeReport,
     encode_report,
@@ -65,14 +76,27 @@ def _send_home(client: SyncPrefectClient, flow_run_id: UUID, key: str, data: str
                                           description=description))
 
 
+def _given_up(client: SyncPrefectClient, flow_run_id: UUID) -> str | None:
+    """Why this batch's flow run has ended while the batch still runs (the master declared it lost,
+    or cancelled it), or None. An API that doesn't answer is no reason to stop."""
+    try:
+        state = client.read_flow_run(flow_run_id).state
+    except (httpx.HTTPError, PrefectHTTPStatusError) as exc:
+        log.warning("couldn't read this batch's state (%s); going on", exc)
+        return None
+    if state is None or not state.is_final():
+        return None
+    return f"{state.name}: {state.message or 'no message'}"
+
+
 @flow(name="node-batch")  # its runs are named <campaign>-<node> by the dispatcher
-def node_batch(campaign: Campaign, job_ids: list[str], run_id: str, attempts: dict[str, int]) -> list[str]:
+def node_batch(campaign: Campaign, job_ids: list[str], run_id: str, attempts: dict[str, int]) -> list[str] | State:
     """Run these jobs of the campaign on this node, one at a time, sending each row home."""
     settings = load_settings()
     by_id = {job.job_id: job for job in expand(campaign)}
     jobs = [by_id[job_id] for job_id in job_ids]  # in the order sent: the master relies on it
     available = probe_build(ffmpeg_path(settings)).encoders
-    sent = []
+    sent: list[str] = []
     run_uuid = UUID(str(flow_run.id))
     with get_client(sync_client=True) as client:
         references = prepare_references(campaign, jobs)
@@ -81,7 +105,19 @@ def node_batch(campaign: Campaign, job_ids: list[str], run_id: str, attempts: di
         report = NodeReport(facts=describe_node(settings), idle_baseline=idle)
         _send_home(client, run_uuid, facts_artifact_key(settings.node), encode_report(report),
                    f"ffwatt node facts of {settings.node}")
+        # The master declares a batch lost after its node missed this many heartbeats: checking as
+        # often wastes at most that long, at one API call per node timeout, not per job.
+        check_every_s = MISSED_HEARTBEATS * settings.worker_heartbeat_s
+        checked_at = time.monotonic()
         for job in jobs:
+            if time.monotonic() - checked_at >= check_every_s:
+                checked_at = time.monotonic()
+                if (why := _given_up(client, run_uuid)) is not None:
+                    # Ending it Completed would paper over the master's word: say what happened instead.
+                    message = (f"the master ended this batch ({why}); stopped after {len(sent)} of {len(jobs)} "
+                               "jobs, leaving the rest to the batch it planned them into")
+                    log.warning("%s", message)
+                    return Cancelled(message=message)
             if job.encoder not in available:
                 row: JobRow = build_row(job=job, run_id=run_id, node=settings.node, reference=None,
                                         error=f"node {settings.node}'s FFmpeg has no encoder {job.encoder}")
