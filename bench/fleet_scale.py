@@ -8,7 +8,8 @@ over real HTTP, making the calls an agent makes (``agent/node.py``, ``flows/batc
 register the node record and queue; send the worker heartbeat (reading the pool every
 five minutes, as :class:`ffwatt.fleet.warm.WarmWorker` does); poll the node's queue
 every ``--poll-s`` or when woken (``POST /wake``); for a batch, set it Pending and
-Running, send the node report, then one row artifact per job (``--job-s`` apart, no FFmpeg), and set it Completed.
+Running, send the node report, then one row artifact per job (``--job-s`` apart, no FFmpeg),
+read its own state once per node timeout between jobs (stopping if the master ended it), and set it Completed.
 
 Prints: how long until every node was online; during the campaign the fewest nodes
 the dispatcher saw online and the batches it declared lost; API calls per job, master
@@ -177,7 +178,16 @@ class Nodes:
         await self.call("send report", "POST", "/artifacts/", json={
             "key": facts_artifact_key(name), "type": "table", "flow_run_id": run_id,
             "data": encode_report(NodeReport(facts=facts, idle_baseline=None))})
+        from ffwatt.fleet.nodes import MISSED_HEARTBEATS
+
+        checked_at = time.monotonic()
         for job_id in parameters.job_ids:
+            if time.monotonic() - checked_at >= MISSED_HEARTBEATS * self.heartbeat_s:
+                checked_at = time.monotonic()
+                flow_run = await self.call("read own state", "GET", f"/flow_runs/{run_id}")
+                if flow_run and flow_run["state"]["type"] in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):
+                    await self.set_state(run_id, "CANCELLED")
+                    return
             await asyncio.sleep(self.job_s)
             row = self.row(jobs[job_id], parameters, name)
             await self.call("send row", "POST", "/artifacts/", json={

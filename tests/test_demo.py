@@ -1,0 +1,57 @@
+"""`ffwatt demo` itself, as `make demo` runs it: the master stack, an agent for this machine and the
+quick campaign through `prefect deployment run`, here on ports that aren't the defaults and in a home
+of its own; then `ffwatt demo --stop` (`make down`), which must leave nothing of it running."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from ffwatt.fleet.prefect_server import free_port
+from ffwatt.ports import PORTS
+from ffwatt.results import list_runs, read_results
+from tests.conftest import ffwatt_cli
+
+FFWATT = ffwatt_cli()
+
+
+def _processes_of(home: Path) -> list[str]:
+    """Command lines of the processes started with this ``FFWATT_HOME`` (or a home under it)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone, or not ours to read
+            continue
+        if any(v == f"FFWATT_HOME={home}".encode() or v.startswith(f"FFWATT_HOME={home}/".encode())
+               for v in environ):
+            found.append(f"{proc.name}: {command}")
+    return found
+
+
+def test_the_demo_runs_the_quick_campaign_through_the_stack_and_stops_it_all(tmp_path: Path):
+    home, results = tmp_path / "home", tmp_path / "results"
+    ports = {port.setting: str(free_port()) for port in PORTS.values() if port.setting.startswith("FFWATT_")}
+    env = {**os.environ, "FFWATT_HOME": str(home), "FFWATT_RESULTS_DIR": str(results), **ports}
+    try:
+        demo = subprocess.run([FFWATT, "demo"], env=env, capture_output=True, text=True, timeout=900)
+        assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    finally:
+        stop = subprocess.run([FFWATT, "demo", "--stop"], env=env, capture_output=True, text=True, timeout=300)
+    assert stop.returncode == 0 and "agent" in stop.stdout, stop.stdout + stop.stderr
+    assert _processes_of(home) == []
+
+    assert "through the deployed stack" in demo.stdout
+    [run] = list_runs(results)
+    summary = run.summary
+    assert run.campaign == "quick" and summary is not None and summary.state == "complete" and summary.failed == 0
+    rows = read_results(results, run_id=run.run_id)
+    assert len(rows) == summary.jobs > 0 and (rows.status == "ok").all()
+    assert (rows.series_source == "store").all() and (rows.series_samples > 0).all()
+    assert f"Prefect UI: http://127.0.0.1:{ports['FFWATT_MASTER_PORT']}" in demo.stdout.replace("\n", "")
+    report = next(line.split(":", 1)[1].strip() for line in demo.stdout.splitlines() if line.startswith("report:"))
+    assert Path(report).is_file() and Path(report).stat().st_size > 0
