@@ -28,19 +28,22 @@ from ffwatt.settings import REPO, load_settings
 __all__ = ["BIN", "REPO", "free_port", "stop_process_group", "wait_http"]
 
 
-_SEAMS = Path(tempfile.mkdtemp(prefix="ffwatt-test-seams-"))
+_SEAMS: list[Path] = []  # made when pytest starts, not when this module is imported: benches import it too
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    _SEAMS.chmod(0o755)  # processes the suite starts as another user read it too
-    (_SEAMS / "powercap").mkdir(exist_ok=True)
-    os.environ["FFWATT_POWERCAP_ROOT"] = str(_SEAMS / "powercap")
+    seams = Path(tempfile.mkdtemp(prefix="ffwatt-test-seams-"))
+    _SEAMS.append(seams)
+    seams.chmod(0o755)  # processes the suite starts as another user read it too
+    (seams / "powercap").mkdir()
+    os.environ["FFWATT_POWERCAP_ROOT"] = str(seams / "powercap")
     os.environ["FFWATT_GPU"] = "false"
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # NVENC/NVDEC see no device, whatever the host has
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    shutil.rmtree(_SEAMS, ignore_errors=True)
+    for seams in _SEAMS:
+        shutil.rmtree(seams, ignore_errors=True)
 
 
 @pytest.fixture
