@@ -19,7 +19,7 @@ import numpy as np
 from ffwatt.errors import StoreUnavailable
 from ffwatt.series import JOB_SERIES, NODE_SERIES, Series, labels_json
 
-__all__ = ["INGEST_LAG_S", "SCRAPE_S", "SeriesStore", "job_selectors"]
+__all__ = ["INGEST_LAG_S", "SCRAPE_S", "SeriesStore", "job_selectors", "node_selector"]
 
 # How long after a sample is taken the store can serve it: the next 1 s scrape, then
 # VictoriaMetrics makes freshly ingested samples searchable within about a second.
@@ -31,10 +31,14 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+def node_selector(node: str) -> str:
+    """The series selector of ``node``'s own series (its power, energy, utilization)."""
+    return f"{{__name__=~{_quoted(NODE_SERIES)},node={_quoted(node)}}}"
+
+
 def job_selectors(node: str, job_id: str) -> list[str]:
     """The series selectors of a job on ``node``: its node's series and its own FFmpeg's."""
-    return [f"{{__name__=~{_quoted(NODE_SERIES)},node={_quoted(node)}}}",
-            f"{{__name__=~{_quoted(JOB_SERIES)},node={_quoted(node)},job_id={_quoted(job_id)}}}"]
+    return [node_selector(node), f"{{__name__=~{_quoted(JOB_SERIES)},node={_quoted(node)},job_id={_quoted(job_id)}}}"]
 
 
 class SeriesStore:
@@ -66,7 +70,10 @@ class SeriesStore:
 
     def export_window(self, *, node: str, job_id: str, start: float, end: float) -> list[Series]:
         """Every sample of job ``job_id``'s series on ``node`` between ``start`` and ``end`` (unix seconds)."""
-        params = {"match[]": job_selectors(node, job_id), "start": f"{start:.3f}", "end": f"{end:.3f}"}
+        return self._export(job_selectors(node, job_id), start, end)
+
+    def _export(self, selectors: list[str], start: float, end: float) -> list[Series]:
+        params = {"match[]": selectors, "start": f"{start:.3f}", "end": f"{end:.3f}"}
         found = []
         try:
             # Streamed, a series (one line) at a time: the whole answer is never held at once.
@@ -82,11 +89,15 @@ class SeriesStore:
         return found
 
     def wait_and_export(self, *, node: str, job_id: str, start: float, end: float,
-                        patience_s: float = 10.0) -> list[Series]:
+                        patience_s: float = 10.0, eager: bool = False) -> list[Series]:
         """:meth:`export_window` once the store can have the window's last samples; asked again, every
         half scrape, for up to ``patience_s`` more while its newest sample is still more than a scrape
         short of ``end``
         (none at all: it doesn't scrape the node, and no wait would change that).
+
+        ``eager``: something waits on this window (a run's last): from ``end`` on, a small probe (the
+        node's last few seconds) asks every quarter scrape whether the store has it already, rather
+        than allowing for the slowest ingest; never later than without it.
 
         Raises :class:`StoreUnavailable` at once when the store doesn't answer, without waiting."""
         why = self.answers()
@@ -96,15 +107,34 @@ class SeriesStore:
         # Asked as soon as the sample a scrape before the window's end can be searchable: the last
         # job's wait is part of every campaign's fixed cost.
         ready_at = end - SCRAPE_S + INGEST_LAG_S
+        if eager and self._in_early(node, end, until=ready_at):
+            ready_at = self._clock()
         deadline = ready_at + patience_s
         self._sleep(max(0.0, ready_at - self._clock()))
         while True:
             found = self.export_window(node=node, job_id=job_id, start=start, end=end)
-            newest = max((int(s.timestamps_ms[-1]) for s in found), default=0) / 1000
+            newest = _newest(found)
             # Nothing at all: the store doesn't scrape this node; waiting won't change that.
             if not found or newest >= end - SCRAPE_S or self._clock() >= deadline:
                 return found
             self._sleep(SCRAPE_S / 2)
+
+    def _in_early(self, node: str, end: float, *, until: float) -> bool:
+        """Whether the store has node ``node``'s sample a scrape before ``end`` before ``until``."""
+        self._sleep(max(0.0, end - self._clock()))
+        while self._clock() < until:
+            recent = self._export([node_selector(node)], end - 3 * SCRAPE_S, end)
+            if not recent:  # nothing lately: not scraped, or far behind; the plain wait handles both
+                return False
+            if _newest(recent) >= end - SCRAPE_S:
+                return True
+            self._sleep(SCRAPE_S / 4)
+        return False
+
+
+def _newest(found: list[Series]) -> float:
+    """The newest sample's time among ``found`` (unix seconds; 0 for none)."""
+    return max((int(s.timestamps_ms[-1]) for s in found), default=0) / 1000
 
 
 def _series(record: dict[str, Any]) -> list[Series]:

@@ -281,7 +281,7 @@ def test_the_store_is_asked_once_it_can_have_the_window_and_never_waited_on_when
     import httpx
 
     from ffwatt.errors import StoreUnavailable
-    from ffwatt.store import INGEST_LAG_S, SCRAPE_S, SeriesStore, job_selectors
+    from ffwatt.store import INGEST_LAG_S, SCRAPE_S, SeriesStore, job_selectors, node_selector
 
     now = [1000.0]
     slept: list[float] = []
@@ -320,6 +320,16 @@ def test_the_store_is_asked_once_it_can_have_the_window_and_never_waited_on_when
     assert len(exports) > 1 and slept[1:] == [SCRAPE_S / 2] * (len(exports) - 1)
     scraped[0], slept[:], exports[:] = False, [], []  # a node the store doesn't scrape: no wait changes that
     assert store.wait_and_export(node="n1", job_id="j1", start=990.0, end=1000.0) == [] and len(exports) == 1
+    scraped[0] = True
+    for behind_s in (1.0, 2.0):  # the run waits on this window: probed from its end on, never later than plainly
+        newest[0], now[0], slept[:], exports[:] = 999.0 - behind_s, 999.0, [], []
+        assert store.wait_and_export(node="n1", job_id="j1", start=990.0, end=1000.0, eager=True)
+        assert slept[0] == pytest.approx(1.0) and now[0] == pytest.approx(999.0 + behind_s)
+        assert now[0] < 1000.0 - SCRAPE_S + INGEST_LAG_S  # the plain wait's first ask
+        probes, full = exports[:-1], exports[-1]
+        assert [p.url.params.get_list("match[]") for p in probes] == [[node_selector("n1")]] * len(probes)
+        assert probes[0].url.params["start"] == "997.000" and full.url.params.get_list("match[]") == job_selectors(
+            "n1", "j1")
 
     down = SeriesStore("http://127.0.0.1:9", clock=lambda: now[0], sleep=sleep)  # nothing listens on port 9
     slept[:] = []
