@@ -89,15 +89,15 @@ class SeriesStore:
         return found
 
     def wait_and_export(self, *, node: str, job_id: str, start: float, end: float,
-                        patience_s: float = 10.0, eager: bool = False) -> list[Series]:
+                        patience_s: float = 10.0) -> list[Series]:
         """:meth:`export_window` once the store can have the window's last samples; asked again, every
         half scrape, for up to ``patience_s`` more while its newest sample is still more than a scrape
         short of ``end``
         (none at all: it doesn't scrape the node, and no wait would change that).
 
-        ``eager``: something waits on this window (a run's last): from ``end`` on, a small probe (the
-        node's last few seconds) asks every quarter scrape whether the store has it already, rather
-        than allowing for the slowest ingest; never later than without it.
+        From ``end`` on, a small probe (the node's last few seconds) asks every quarter scrape whether
+        the store has that sample already, rather than allowing for the slowest ingest: a run's last
+        window is part of its fixed cost. The full export is never asked later than without it.
 
         Raises :class:`StoreUnavailable` at once when the store doesn't answer, without waiting."""
         why = self.answers()
@@ -107,7 +107,7 @@ class SeriesStore:
         # Asked as soon as the sample a scrape before the window's end can be searchable: the last
         # job's wait is part of every campaign's fixed cost.
         ready_at = end - SCRAPE_S + INGEST_LAG_S
-        if eager and self._in_early(node, end, until=ready_at):
+        if self._in_early(node, end, until=ready_at):
             ready_at = self._clock()
         deadline = ready_at + patience_s
         self._sleep(max(0.0, ready_at - self._clock()))

@@ -48,7 +48,6 @@ class JobSeries:
         self.source: SeriesSource = "store" if store else "local"
         self._later = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-series")  # in job order
         self._pending: list[Future[None]] = []
-        self._closing = False  # nothing more comes: the run waits on what is pending
 
     def submit(self, row: JobRow, write: Callable[[JobRow], object]) -> JobRow:
         """:meth:`attach` ``row`` on a worker, in order, and ``write`` it again with its series columns;
@@ -66,7 +65,6 @@ class JobSeries:
     def close(self) -> None:
         """Attach and write again every submitted row (waiting for their windows' ends), then raise the
         first failure, if any."""
-        self._closing = True
         self._later.shutdown(wait=True)
         self._raise_failures()
 
@@ -95,8 +93,7 @@ class JobSeries:
 
     def _series(self, row: JobRow, start: float, end: float) -> list[Series]:
         if self.store is not None:
-            return self.store.wait_and_export(node=row.node, job_id=row.job_id, start=start, end=end,
-                                              eager=self._closing)
+            return self.store.wait_and_export(node=row.node, job_id=row.job_id, start=start, end=end)
         if self.sampler is None:
             raise StoreUnavailable(self.unavailable)
         self.sampler.collect_after(end)  # the window's last second

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -286,6 +287,7 @@ def test_the_store_is_asked_once_it_can_have_the_window_and_never_waited_on_when
     now = [1000.0]
     slept: list[float] = []
     exports: list[httpx.Request] = []
+    asked_at: list[float] = []
     newest = [998.0]  # the store's newest sample, in seconds
     scraped = [True]  # whether the store scrapes node n1 at all
 
@@ -293,6 +295,7 @@ def test_the_store_is_asked_once_it_can_have_the_window_and_never_waited_on_when
         if request.url.path == "/health":
             return httpx.Response(200)
         exports.append(request)
+        asked_at.append(now[0])
         if not scraped[0]:
             return httpx.Response(200, text="")
         stamps = [int((newest[0] - 2 + i) * 1000) for i in range(3)]
@@ -308,28 +311,29 @@ def test_the_store_is_asked_once_it_can_have_the_window_and_never_waited_on_when
 
     store = SeriesStore("http://store:8428/", client=httpx.Client(transport=httpx.MockTransport(answer)),
                         clock=lambda: now[0], sleep=sleep)
-    found = store.wait_and_export(node="n1", job_id='j"1', start=990.0, end=1000.0)
-    assert slept[0] == pytest.approx(INGEST_LAG_S - SCRAPE_S)  # a scrape before the end, searchable
-    assert len(exports) == 1 and exports[0].url.params.get_list("match[]") == job_selectors("n1", 'j"1')
-    assert exports[0].url.params["start"] == "990.000" and exports[0].url.params["end"] == "1000.000"
+    plain_ask = 1000.0 - SCRAPE_S + INGEST_LAG_S  # when the sample a scrape before the end is surely searchable
+    for behind_s in (1.0, 2.0):  # probed from the window's end on, as the store catches up; asked once it has it
+        newest[0], now[0], slept[:], exports[:] = 999.0 - behind_s, 999.0, [], []
+        found = store.wait_and_export(node="n1", job_id='j"1', start=990.0, end=1000.0)
+        assert slept[0] == pytest.approx(1.0) and now[0] == pytest.approx(999.0 + behind_s) and now[0] < plain_ask
+        probes, full = exports[:-1], exports[-1]
+        assert [p.url.params.get_list("match[]") for p in probes] == [[node_selector("n1")]] * len(probes)
+        assert probes[0].url.params["start"] == "997.000" and probes[0].url.params["end"] == "1000.000"
+        assert full.url.params.get_list("match[]") == job_selectors("n1", 'j"1')
+        assert full.url.params["start"] == "990.000" and full.url.params["end"] == "1000.000"
     assert 'job_id="j\\"1"' in job_selectors("n1", 'j"1')[1]
     (series,) = found
     assert series.labels == "{}" and list(series.values) == [0.5, 0.7]  # null: a staleness marker, not a reading
-    newest[0], now[0], slept[:], exports[:] = 900.0, 1000.0, [], []  # lagging: asked again, half a scrape apart
+    # Far behind: probed until the plain ask, then asked half a scrape apart.
+    newest[0], now[0], slept[:], exports[:], asked_at[:] = 900.0, 1000.0, [], [], []
     store.wait_and_export(node="n1", job_id="j1", start=990.0, end=1000.0)
-    assert len(exports) > 1 and slept[1:] == [SCRAPE_S / 2] * (len(exports) - 1)
-    scraped[0], slept[:], exports[:] = False, [], []  # a node the store doesn't scrape: no wait changes that
-    assert store.wait_and_export(node="n1", job_id="j1", start=990.0, end=1000.0) == [] and len(exports) == 1
-    scraped[0] = True
-    for behind_s in (1.0, 2.0):  # the run waits on this window: probed from its end on, never later than plainly
-        newest[0], now[0], slept[:], exports[:] = 999.0 - behind_s, 999.0, [], []
-        assert store.wait_and_export(node="n1", job_id="j1", start=990.0, end=1000.0, eager=True)
-        assert slept[0] == pytest.approx(1.0) and now[0] == pytest.approx(999.0 + behind_s)
-        assert now[0] < 1000.0 - SCRAPE_S + INGEST_LAG_S  # the plain wait's first ask
-        probes, full = exports[:-1], exports[-1]
-        assert [p.url.params.get_list("match[]") for p in probes] == [[node_selector("n1")]] * len(probes)
-        assert probes[0].url.params["start"] == "997.000" and full.url.params.get_list("match[]") == job_selectors(
-            "n1", "j1")
+    fulls = [i for i, e in enumerate(exports) if e.url.params.get_list("match[]") != [node_selector("n1")]]
+    assert asked_at[fulls[0]] == pytest.approx(plain_ask)
+    gaps = [asked_at[later] - asked_at[earlier] for earlier, later in pairwise(fulls)]
+    assert len(fulls) > 1 and gaps == pytest.approx([SCRAPE_S / 2] * len(gaps))
+    scraped[0], now[0], slept[:], exports[:] = False, 1000.0, [], []  # a node the store doesn't scrape: one probe,
+    assert store.wait_and_export(node="n1", job_id="j1", start=990.0, end=1000.0) == []  # the plain wait, one ask
+    assert len(exports) == 2 and sum(slept) == pytest.approx(plain_ask - 1000.0)
 
     down = SeriesStore("http://127.0.0.1:9", clock=lambda: now[0], sleep=sleep)  # nothing listens on port 9
     slept[:] = []
