@@ -12,10 +12,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporters._collector import NAMESPACE
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+
+    from ffwatt.fleet.nodes import NodeRecord
 
 __all__ = ["BatchCollector"]
 
@@ -23,7 +29,11 @@ __all__ = ["BatchCollector"]
 class BatchCollector:
     name = "batches"
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: SyncPrefectClient, nodes: Callable[[], list[NodeRecord]], *,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``nodes``: the node records (:class:`ffwatt.fleet.discovery.NodeList`, shared with the targets)."""
+        self._client = client
+        self._nodes = nodes
         self._clock = clock
 
     def start(self) -> BatchCollector:
@@ -33,7 +43,6 @@ class BatchCollector:
         pass
 
     def collect(self) -> Iterable[Metric]:
-        from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import (
             FlowFilter,
             FlowFilterName,
@@ -43,17 +52,14 @@ class BatchCollector:
         )
         from prefect.client.schemas.objects import StateType
 
-        from ffwatt.fleet.nodes import list_nodes
-
         age = GaugeMetricFamily(f"{NAMESPACE}_batch_heartbeat_age_seconds",
                                 "Seconds since the node running a batch last sent a worker heartbeat (Prefect "
                                 "API time); only batches whose flow run is RUNNING.", labels=["batch", "node"])
-        with get_client(sync_client=True) as client:
-            nodes = {record.queue: record for record in list_nodes(client)}
-            running = client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=["node-batch"])),
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[StateType.RUNNING]))), limit=200)
+        nodes = {record.queue: record for record in self._nodes()}
+        running = self._client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["node-batch"])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType.RUNNING]))), limit=200)
         now = self._clock()
         for run in running:
             node = nodes.get(run.work_queue_name or "")

@@ -8,6 +8,11 @@
   each collector isolated as in the node exporters.
 - ``POST /alerts``: Alertmanager's webhook receiver by default; each notification is
   appended as one JSON line to ``stack/alerts.jsonl``.
+
+The store asks for targets every 2 s and scrapes ``/metrics`` every second, and reading
+the nodes pages through every node's record and workers (a dozen API calls at a
+thousand nodes): so the node list is read at most every ``NODES_MAX_AGE_S``, through
+one API client for the process, and shared by all three.
 """
 
 from __future__ import annotations
@@ -15,19 +20,54 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ffwatt.files import write_atomic
 from ffwatt.fleet.nodes import NodeRecord, list_nodes, sd_targets
 
-__all__ = ["serve_discovery"]
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+
+__all__ = ["NodeList", "serve_discovery"]
+
+NODES_MAX_AGE_S = 2.0  # a node is offline after three heartbeats (30 s by default): this is well inside it
+
+
+class NodeList:
+    """The fleet's node records, read through ``client`` at most every ``max_age_s``, whoever asks."""
+
+    def __init__(self, client: SyncPrefectClient, *, max_age_s: float = NODES_MAX_AGE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._client = client
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._records: list[NodeRecord] = []
+        self._read_at: float | None = None
+
+    def __call__(self) -> list[NodeRecord]:
+        with self._lock:
+            if self._read_at is None or self._clock() - self._read_at >= self._max_age_s:
+                self._records = list_nodes(self._client)  # raises while the API is away: nothing stale is kept
+                self._read_at = self._clock()
+            return self._records
+
 
 _MAX_ALERT_BYTES = 1 << 20
 
 
 def serve_discovery(host: str, port: int, state_dir: Path, results_dir: Path) -> None:
     """Serve until interrupted; ``state_dir`` is ``FFWATT_HOME/stack``."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        _serve(host, port, state_dir, results_dir, client)
+
+
+def _serve(host: str, port: int, state_dir: Path, results_dir: Path, client: SyncPrefectClient) -> None:
     from prometheus_client import CollectorRegistry
     from prometheus_client.exposition import generate_latest
 
@@ -35,8 +75,9 @@ def serve_discovery(host: str, port: int, state_dir: Path, results_dir: Path) ->
     from exporters.batches import BatchCollector
     from exporters.results import ResultsCollector
 
+    nodes = NodeList(client)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CollectorSet([ResultsCollector(results_dir), BatchCollector()]))
+    registry.register(CollectorSet([ResultsCollector(results_dir), BatchCollector(client, nodes)]))
     scrape_lock = threading.Lock()  # the results cache is one per process
     alerts_lock = threading.Lock()
 
@@ -59,7 +100,7 @@ def serve_discovery(host: str, port: int, state_dir: Path, results_dir: Path) ->
                 self.send_error(404, "try /targets, /nodes or /metrics")
                 return
             try:
-                records: list[NodeRecord] = list_nodes()
+                records = nodes()
             except Exception as exc:  # noqa: BLE001 - the API restarting: say so, Prometheus keeps the last targets
                 self.send_error(503, f"Prefect API unavailable: {exc}")
                 return
