@@ -90,10 +90,10 @@ SERVICES = [("prefect server", "Prefect server"), ("stack worker", "master worke
             ("alertmanager", "Alertmanager"), ("node_exporter", "node_exporter"), ("nginx", "nginx")]
 
 
-def cpu_by_service(root: Path) -> dict[str, float]:
+def cpu_by_service(root: Path) -> dict[int, tuple[str, float]]:
     """CPU seconds so far of the fleet's living processes (named in SERVICES, or FFmpeg working in ``root``,
-    the bench's folder), by service; nothing else runs on the machine while the bench does."""
-    used: dict[str, float] = {}
+    the bench's folder): pid -> (service, seconds)."""
+    used: dict[int, tuple[str, float]] = {}
     tick = os.sysconf("SC_CLK_TCK")
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -107,17 +107,22 @@ def cpu_by_service(root: Path) -> dict[str, float]:
                    next((name for key, name in SERVICES if key in command), None))
         if service is None or (service == "FFmpeg" and str(root) not in command):
             continue
-        used[service] = used.get(service, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        used[int(proc.name)] = (service, (int(fields[11]) + int(fields[12])) / tick)
     return used
 
 
-def cpu_line(what: str, before: dict[str, float], after: dict[str, float], seconds: float) -> str:
-    spent = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
-    beside = {name: cpu for name, cpu in spent.items() if name != "FFmpeg" and cpu >= 0.05}
-    parts = ", ".join(f"{name} {cpu:.1f}" for name, cpu in sorted(beside.items(), key=lambda item: -item[1]))
-    total = sum(beside.values())
-    return (f"{what}: {total:.1f} CPU s beside FFmpeg's {spent.get('FFmpeg', 0.0):.1f} in {seconds:.0f} s "
-            f"({total / seconds:.2f} cores): {parts}")
+def cpu_line(what: str, before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+             seconds: float) -> str:
+    """CPU used by each service between two snapshots, by the processes alive at both (each FFmpeg lives
+    for one encode, so the encodes themselves aren't in it)."""
+    spent: dict[str, float] = {}
+    for pid, (service, cpu) in after.items():
+        if pid in before and service != "FFmpeg":
+            spent[service] = spent.get(service, 0.0) + cpu - before[pid][1]
+    shown = {name: cpu for name, cpu in spent.items() if cpu >= 0.05}
+    parts = ", ".join(f"{name} {cpu:.1f}" for name, cpu in sorted(shown.items(), key=lambda item: -item[1]))
+    total = sum(spent.values())
+    return f"{what}: {total:.1f} CPU s beside the encodes in {seconds:.0f} s ({total / seconds:.2f} cores): {parts}"
 
 
 def bare(commands: list[str], parallel: int = 1) -> float:
