@@ -1,15 +1,18 @@
 """A thousand nodes on one master, simulated: does every node stay online, and do a
 10 000-job campaign's rows all come home, and at what cost to the master?
 
-The master is real: a Prefect server on a throwaway PostgreSQL, and ffwatt's own
+The master is real: a Prefect server on a throwaway PostgreSQL, ffwatt's own
 dispatcher (:class:`flows.dispatch.Dispatcher` over :class:`ffwatt.fleet.api.PrefectFleetAPI`)
-writing every row to Parquet. The nodes are simulated in one separate process, but
-over real HTTP, making the calls an agent makes (``agent/node.py``, ``flows/batch.py``):
-register the node record and queue; send the worker heartbeat (reading the pool every
-five minutes, as :class:`ffwatt.fleet.warm.WarmWorker` does); poll the node's queue
-every ``--poll-s`` or when woken (``POST /wake``); for a batch, set it Pending and
-Running, send the node report, then one row artifact per job (``--job-s`` apart, no FFmpeg),
-read its own state once per node timeout between jobs (stopping if the master ended it), and set it Completed.
+writing every row to Parquet, and the discovery service (``ffwatt stack discovery``),
+asked for targets every 2 s and scraped every second, as the metrics store does.
+The nodes are simulated in one separate process, but over real HTTP, making the calls
+an agent makes (``agent/node.py``, ``flows/batch.py``): register the node record and
+queue; send the worker heartbeat (reading the pool every five minutes, as
+:class:`ffwatt.fleet.warm.WarmWorker` does); poll the node's queue every ``--poll-s`` or
+when woken (``POST /wake``); for a batch, set it Pending and Running, send the node
+report, then one row artifact per job (``--job-s`` apart, no FFmpeg), reading its own
+state once per node timeout between jobs (stopping if the master ended it), and set it
+Completed.
 
 Prints: how long until every node was online; during the campaign the fewest nodes
 the dispatcher saw online and the batches it declared lost; API calls per job, master
@@ -278,6 +281,50 @@ def cpu_seconds(root: int) -> float:
     return total
 
 
+def discovery_scraped(work: Path, env: dict[str, str]
+                      ) -> tuple[subprocess.Popen[bytes], dict[str, list[float]], Any]:
+    """``ffwatt stack discovery`` against this server, asked for targets every 2 s and for /metrics every
+    second from a thread, as the store does; the process, the answers' latencies, and a stop function
+    that also ends the process."""
+    import threading
+
+    import httpx
+
+    from ffwatt.fleet.prefect_server import BIN, free_port
+
+    port = free_port()
+    log = (work / "discovery.log").open("wb")
+    process = subprocess.Popen([str(BIN / "ffwatt"), "stack", "discovery", "--listen", f"127.0.0.1:{port}"],
+                               env={**os.environ, **env, "FFWATT_HOME": str(work / "master")}, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    latency: dict[str, list[float]] = {"/targets": [], "/metrics": []}
+    stop = threading.Event()
+
+    def scrape() -> None:
+        tick = 0
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            while not stop.wait(1.0):
+                tick += 1
+                for path in ("/metrics", "/targets") if tick % 2 == 0 else ("/metrics",):
+                    started = time.perf_counter()
+                    with contextlib.suppress(httpx.HTTPError):
+                        if http.get(path).status_code == 200:
+                            latency[path].append(time.perf_counter() - started)
+
+    thread = threading.Thread(target=scrape, daemon=True)
+    thread.start()
+
+    def stop_all() -> None:
+        stop.set()
+        thread.join(60)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)
+        log.close()
+
+    return process, latency, stop_all
+
+
 def postmaster_pid(data_dirs: list[Path]) -> int | None:
     for data in data_dirs:
         with contextlib.suppress(OSError, ValueError):
@@ -338,7 +385,7 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
         client.create_deployment(flow_id=flow_id, name=POOL, work_pool_name=f"ffwatt-{POOL}",
                                  entrypoint="flows/batch.py:node_batch", enforce_parameter_schema=False)
 
-    with simulated_nodes(env["PREFECT_API_URL"], args, work) as (process, stats):
+    with simulated_nodes(env["PREFECT_API_URL"], args, work) as (process, stats), contextlib.ExitStack() as later:
         started = time.monotonic()
         online_at, told_at, online = None, started, 0
         with get_client(sync_client=True) as client:
@@ -383,9 +430,11 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
             write_job_row(results, row)
             return row
 
+        discovery, discovery_latency, stop_scraping = discovery_scraped(work, env)
+        later.callback(stop_scraping)
         before_nodes = json.loads(stats.read_text()) if stats.exists() else {}
         cpu_before = (cpu_seconds(server_pid), cpu_seconds(pg_pid) if pg_pid else 0.0,
-                      resource.getrusage(resource.RUSAGE_SELF))
+                      resource.getrusage(resource.RUSAGE_SELF), cpu_seconds(discovery.pid))
         begun = time.monotonic()
         with get_client(sync_client=True) as client:
             client._client.event_hooks = {"request": [on_request], "response": [on_response]}
@@ -398,6 +447,9 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
         server_cpu = cpu_seconds(server_pid) - cpu_before[0]
         pg_cpu = (cpu_seconds(pg_pid) if pg_pid else 0.0) - cpu_before[1]
         dispatcher_cpu = (after.ru_utime + after.ru_stime) - (cpu_before[2].ru_utime + cpu_before[2].ru_stime)
+        discovery_cpu = cpu_seconds(discovery.pid) - cpu_before[3]
+        if discovery.poll() is not None:
+            raise SystemExit(f"the discovery service died; see {work / 'discovery.log'}")
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(120)
     nodes = json.loads(stats.read_text())
@@ -416,13 +468,16 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
           f"{args.nodes} nodes = {liveness / wall / args.nodes * 60:.1f} per node per minute")
     print(f"master CPU over the campaign ({wall:.0f} s): Prefect server {server_cpu:.0f} s "
           f"({server_cpu / wall:.2f} cores), PostgreSQL {pg_cpu:.0f} s ({pg_cpu / wall:.2f} cores), "
-          f"dispatcher and Parquet rows {dispatcher_cpu:.0f} s ({dispatcher_cpu / wall:.2f} cores); "
-          f"this machine has {os.cpu_count()} cores, the simulated nodes use some of them")
+          f"dispatcher and Parquet rows {dispatcher_cpu:.0f} s ({dispatcher_cpu / wall:.2f} cores), discovery "
+          f"{discovery_cpu:.0f} s ({discovery_cpu / wall:.2f} cores); this machine has {os.cpu_count()} cores, the "
+          "simulated nodes use some of them")
     latency = nodes["latency"]
     for what in sorted(latency):
         errors = nodes["errors"].get(what, 0)
         print(f"  API {what:13s} {percentiles(latency[what])}" + (f", {errors} failed" if errors else ""))
     print(f"  API master        {percentiles(master_latency)}")
+    for what, seconds in sorted(discovery_latency.items()):
+        print(f"  discovery {what:9s} {percentiles(seconds)}")
     if ok < len(jobs) or lost or min(seen_online, default=0) < args.nodes:
         raise SystemExit(1)
 
