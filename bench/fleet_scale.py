@@ -455,13 +455,13 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
     nodes = json.loads(stats.read_text())
     calls = {what: n - before_nodes.get("calls", {}).get(what, 0) for what, n in nodes["calls"].items()}
     ok = sum(r.status == "ok" for r in rows)
-    job_calls = sum(n for what, n in calls.items() if what.startswith(("set ", "send ")))
+    job_calls = sum(n for what, n in calls.items() if what.startswith(("set ", "send ", "read own state")))
     liveness = sum(calls.get(what, 0) for what in ("read pool", "heartbeat", "poll"))
     print(f"campaign: {len(jobs)} jobs on {args.nodes} nodes ({args.job_s:g} s each): all batches sent in "
           f"{sent_at:.1f} s, {ok} rows ok home in {wall:.1f} s; jobs failed: {len(rows) - ok}")
     print(f"liveness: fewest nodes online seen by the dispatcher {min(seen_online, default=0)} of {args.nodes} "
           f"({len(seen_online)} looks); batches declared lost or stuck: {len(lost)}")
-    print(f"API calls per job: nodes {job_calls / len(jobs):.2f} (batch states, report, rows), master "
+    print(f"API calls per job: nodes {job_calls / len(jobs):.2f} (batch states, report, rows, state checks), master "
           f"{master_calls[0] / len(jobs):.2f} (submits, polls, node reads); total "
           f"{(job_calls + master_calls[0]) / len(jobs):.2f}")
     print(f"liveness calls (heartbeat {args.heartbeat_s} s, poll {args.poll_s:g} s): {liveness / wall:.0f}/s for "
