@@ -24,7 +24,6 @@ __all__ = ["REPO", "Settings", "load_settings"]
 REPO = Path(__file__).resolve().parent.parent
 
 
-
 def _port(name: str, description: str) -> Any:
     """A port setting, its default from the one port table (:data:`ffwatt.ports.PORTS`)."""
     return Field(default=PORTS[name].number, ge=1, le=65535, description=description)

@@ -92,8 +92,7 @@ class SeriesStore:
                         patience_s: float = 10.0) -> list[Series]:
         """:meth:`export_window` once the store can have the window's last samples; asked again, every
         half scrape, for up to ``patience_s`` more while its newest sample is still more than a scrape
-        short of ``end``
-        (none at all: it doesn't scrape the node, and no wait would change that).
+        short of ``end`` (none at all: it doesn't scrape the node, and no wait would change that).
 
         From ``end`` on, a small probe (the node's last few seconds) asks every quarter scrape whether
         the store has that sample already, rather than allowing for the slowest ingest: a run's last

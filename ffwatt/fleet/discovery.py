@@ -10,9 +10,9 @@
   appended as one JSON line to ``stack/alerts.jsonl``.
 
 The store asks for targets every 2 s and scrapes ``/metrics`` every second, and reading
-the nodes pages through every node's record and workers (a dozen API calls at a
-thousand nodes): so the node list is read at most every ``NODES_MAX_AGE_S``, through
-one API client for the process, and shared by all three.
+the nodes pages through every node's record and every worker, 200 a call: so the node
+list is read at most every ``NODES_MAX_AGE_S``, through one API client for the process,
+and shared by all three.
 """
 
 from __future__ import annotations
