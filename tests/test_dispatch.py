@@ -106,14 +106,11 @@ def test_workers_that_beat_while_the_listing_is_read_are_not_missed():
 def test_discovery_reads_the_node_list_at_most_every_two_seconds(prefect_server: dict[str, str]):
     """Targets every 2 s, /metrics every second, /nodes when asked: one read of the registry serves them
     all for NODES_MAX_AGE_S, through the process's one client; then it is read again."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     from ffwatt.fleet.discovery import NODES_MAX_AGE_S, NodeList
+    from ffwatt.fleet.stack import api_client
 
     now = [0.0]
-    with temporary_settings(updates={PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}), \
-            get_client(sync_client=True) as client:
+    with api_client(prefect_server) as client:
         nodes = NodeList(client, clock=lambda: now[0])
         first = nodes()
         now[0] += NODES_MAX_AGE_S - 0.1
