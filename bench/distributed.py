@@ -90,9 +90,9 @@ SERVICES = [("prefect server", "Prefect server"), ("stack worker", "master worke
             ("alertmanager", "Alertmanager"), ("node_exporter", "node_exporter"), ("nginx", "nginx")]
 
 
-def cpu_by_service(root: Path) -> dict[int, tuple[str, float]]:
-    """CPU seconds so far of the fleet's living processes (named in SERVICES, or FFmpeg working in ``root``,
-    the bench's folder): pid -> (service, seconds)."""
+def cpu_by_service() -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of the living processes SERVICES names: pid -> (service, seconds). Nothing else
+    runs on the machine while the bench does."""
     used: dict[int, tuple[str, float]] = {}
     tick = os.sysconf("SC_CLK_TCK")
     for proc in Path("/proc").iterdir():
@@ -103,9 +103,8 @@ def cpu_by_service(root: Path) -> dict[int, tuple[str, float]]:
             fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        service = ("FFmpeg" if "ffmpeg" in command.split(" ", 1)[0] else
-                   next((name for key, name in SERVICES if key in command), None))
-        if service is None or (service == "FFmpeg" and str(root) not in command):
+        service = next((name for key, name in SERVICES if key in command), None)
+        if service is None:
             continue
         used[int(proc.name)] = (service, (int(fields[11]) + int(fields[12])) / tick)
     return used
@@ -117,7 +116,7 @@ def cpu_line(what: str, before: dict[int, tuple[str, float]], after: dict[int, t
     for one encode, so the encodes themselves aren't in it)."""
     spent: dict[str, float] = {}
     for pid, (service, cpu) in after.items():
-        if pid in before and service != "FFmpeg":
+        if pid in before:
             spent[service] = spent.get(service, 0.0) + cpu - before[pid][1]
     shown = {name: cpu for name, cpu in spent.items() if cpu >= 0.05}
     parts = ", ".join(f"{name} {cpu:.1f}" for name, cpu in sorted(shown.items(), key=lambda item: -item[1]))
@@ -151,11 +150,11 @@ def main() -> None:
                                           crfs=[30]))  # generates and caches the reference on w1
             one_node: list[tuple[float, float, float]] = []
             for run in range(1, RUNS + 1):
-                cpu_before = cpu_by_service(work)
+                cpu_before = cpu_by_service()
                 wall, tail, commands, line = timed_campaign(cluster, f"one-node-{run}")
-                cpu_between = cpu_by_service(work)
+                cpu_between = cpu_by_service()
                 bare_s = bare(commands)
-                cpu_after = cpu_by_service(work)
+                cpu_after = cpu_by_service()
                 one_node.append((wall, tail, bare_s))
                 lines.extend([line, "  " + cpu_line("  during the campaign", cpu_before, cpu_between, wall),
                               "  " + cpu_line("  during the bare commands", cpu_between, cpu_after, bare_s)])

@@ -181,6 +181,8 @@ class Nodes:
         await self.call("send report", "POST", "/artifacts/", json={
             "key": facts_artifact_key(name), "type": "table", "flow_run_id": run_id,
             "data": encode_report(NodeReport(facts=facts, idle_baseline=None))})
+        from prefect.client.schemas.objects import TERMINAL_STATES
+
         from ffwatt.fleet.nodes import MISSED_HEARTBEATS
 
         checked_at = time.monotonic()
@@ -188,7 +190,7 @@ class Nodes:
             if time.monotonic() - checked_at >= MISSED_HEARTBEATS * self.heartbeat_s:
                 checked_at = time.monotonic()
                 flow_run = await self.call("read own state", "GET", f"/flow_runs/{run_id}")
-                if flow_run and flow_run["state"]["type"] in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):
+                if flow_run and flow_run["state"]["type"] in TERMINAL_STATES:
                     await self.set_state(run_id, "CANCELLED")
                     return
             await asyncio.sleep(self.job_s)
@@ -281,11 +283,11 @@ def cpu_seconds(root: int) -> float:
     return total
 
 
+@contextlib.contextmanager
 def discovery_scraped(work: Path, env: dict[str, str]
-                      ) -> tuple[subprocess.Popen[bytes], dict[str, list[float]], Any]:
+                      ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, list[float]]]]:
     """``ffwatt stack discovery`` against this server, asked for targets every 2 s and for /metrics every
-    second from a thread, as the store does; the process, the answers' latencies, and a stop function
-    that also ends the process."""
+    second from a thread, as the store does, while this lasts: the process and the answers' latencies."""
     import threading
 
     import httpx
@@ -313,16 +315,15 @@ def discovery_scraped(work: Path, env: dict[str, str]
 
     thread = threading.Thread(target=scrape, daemon=True)
     thread.start()
-
-    def stop_all() -> None:
+    try:
+        yield process, latency
+    finally:
         stop.set()
         thread.join(60)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(30)
         log.close()
-
-    return process, latency, stop_all
 
 
 def postmaster_pid(data_dirs: list[Path]) -> int | None:
@@ -430,8 +431,7 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
             write_job_row(results, row)
             return row
 
-        discovery, discovery_latency, stop_scraping = discovery_scraped(work, env)
-        later.callback(stop_scraping)
+        discovery, discovery_latency = later.enter_context(discovery_scraped(work, env))
         before_nodes = json.loads(stats.read_text()) if stats.exists() else {}
         cpu_before = (cpu_seconds(server_pid), cpu_seconds(pg_pid) if pg_pid else 0.0,
                       resource.getrusage(resource.RUSAGE_SELF), cpu_seconds(discovery.pid))
