@@ -25,7 +25,9 @@ FFWATT = str(BIN / "ffwatt")
 PREFECT = str(BIN / "prefect")
 T = TypeVar("T")
 
-PREFIX = "ffwt"
+# Namespace and veth names start with this (at most 5 characters: a veth name is 15 at most). Two
+# suites on one machine each set their own, or each would clean the other's hosts away.
+PREFIX = os.environ.get("FFWATT_TEST_NETNS", "ffwt")
 SUBNET = "10.203.0"
 
 
