@@ -9,10 +9,12 @@ hardware path is checked by ``python -m bench.gpu_check`` on a machine that has 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,7 +27,7 @@ from ffwatt.fleet.prefect_server import BIN, free_port, temporary_server
 from ffwatt.hardware.ffmpeg import ffmpeg_path
 from ffwatt.settings import REPO, load_settings
 
-__all__ = ["BIN", "REPO", "free_port", "stop_process_group", "wait_http"]
+__all__ = ["BIN", "REPO", "ffwatt", "free_port", "stop_process_group", "wait_http"]
 
 
 _SEAMS: list[Path] = []  # made when pytest starts, not when this module is imported: benches import it too
@@ -92,6 +94,29 @@ def prefect_server() -> Iterator[dict[str, str]]:
     """
     with temporary_server() as env:
         yield env
+
+
+def ffwatt(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+           ) -> subprocess.CompletedProcess[str]:
+    """``ffwatt ARGS`` as a user types it, run in this process: the same entry point, error lines and
+    exit codes as the installed command, without a new interpreter per call. ``env`` is laid over
+    this process's environment for the call. Commands that start servers or flows are run as
+    processes instead (:func:`ffwatt_cli`): Prefect reads its settings once per process."""
+    from click.testing import CliRunner
+
+    from ffwatt.cli.main import main
+
+    code = 0
+    with (contextlib.chdir(cwd or Path.cwd()),
+          CliRunner().isolation(env={"COLUMNS": "200", **(env or {})}) as (stdout, stderr, _)):
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        out, err = stdout.getvalue().decode(), stderr.getvalue().decode()
+    return subprocess.CompletedProcess(["ffwatt", *args], code, out, err)
 
 
 def ffwatt_cli() -> str:

@@ -73,15 +73,11 @@ def test_report_latest_and_default_path(results_dir: Path) -> None:
 
 
 def test_cli_report_command(results_dir: Path, tmp_path: Path) -> None:
-    import os
-    import subprocess
-
-    from tests.conftest import ffwatt_cli
+    from tests.conftest import ffwatt
 
     out = tmp_path / "cli.html"
-    done = subprocess.run([ffwatt_cli(), "report", "run-new", "--compare", "run-old", "--out", str(out)],
-                          env={**os.environ, "FFWATT_RESULTS_DIR": str(results_dir), "COLUMNS": "300"},
-                          capture_output=True, text=True, timeout=120)
+    done = ffwatt("report", "run-new", "--compare", "run-old", "--out", str(out),
+                  env={"FFWATT_RESULTS_DIR": str(results_dir), "COLUMNS": "300"})
     assert done.returncode == 0, done.stderr
     assert str(out) in done.stdout.replace("\n", "") and out.exists()
 

@@ -14,6 +14,8 @@ from ffwatt.fleet.protocol import ROW_ARTIFACT_PREFIX, row_artifact_key
 from ffwatt.jobs import expand
 from ffwatt.validation import parse_campaign
 
+pytestmark = pytest.mark.e2e
+
 JOBS = 6
 
 

@@ -8,10 +8,14 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from ffwatt.fleet.prefect_server import free_port
 from ffwatt.ports import PORTS
 from ffwatt.results import list_runs, read_results
 from tests.conftest import ffwatt_cli
+
+pytestmark = pytest.mark.e2e
 
 FFWATT = ffwatt_cli()
 

@@ -4,6 +4,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
+import pytest
 import yaml
 
 from ffwatt.fleet.nodes import NodeRecord, node_pool, read_worker_heartbeats, sd_targets
@@ -103,6 +104,7 @@ def test_workers_that_beat_while_the_listing_is_read_are_not_missed():
     assert {timeout for _, timeout in beats.values()} == {30.0}
 
 
+@pytest.mark.e2e  # a Prefect server
 def test_discovery_reads_the_node_list_at_most_every_two_seconds(prefect_server: dict[str, str]):
     """Targets every 2 s, /metrics every second, /nodes when asked: one read of the registry serves them
     all for NODES_MAX_AGE_S, through the process's one client; then it is read again."""

@@ -18,12 +18,18 @@ import yaml
 
 from ffwatt.fleet.prefect_server import free_port
 from ffwatt.results import list_runs, read_results, read_run_summary
-from tests.conftest import BIN, ffwatt_cli
+from tests.conftest import BIN, ffwatt, ffwatt_cli
 
 FFWATT = ffwatt_cli()
 
 
-def cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A command that checks, lists or refuses: run in this process."""
+    return ffwatt(*args, env=env)
+
+
+def cli_process(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """A command that runs a flow or serves: its own process, as a user starts it."""
     return subprocess.run([FFWATT, *args], env={**os.environ, "COLUMNS": "200", **env}, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -58,6 +64,7 @@ def campaign_file(tmp_path: Path, name: str = "faults", **changes: object) -> Pa
 
 # --- never take over or kill what isn't ours -------------------------------------------------------
 
+@pytest.mark.e2e
 def test_stack_up_refuses_a_port_held_by_another_prefect_server(tmp_path: Path, home: dict[str, str]):
     port = free_port()
     other_home = tmp_path / "someone-else"
@@ -71,7 +78,7 @@ def test_stack_up_refuses_a_port_held_by_another_prefect_server(tmp_path: Path, 
             assert time.monotonic() < deadline and other.poll() is None, "the other server didn't start"
             time.sleep(0.5)
         env = {**home, "FFWATT_MASTER_PORT": str(port), "FFWATT_DISCOVERY_PORT": str(free_port())}
-        line = one_line_error(cli("stack", "up", env=env))
+        line = one_line_error(cli_process("stack", "up", env=env))
         # The holder is the other server's process group (its uvicorn may be a child of the pid started).
         assert f"can't start prefect-server: port {port} on 127.0.0.1 is held by pid" in line, line
         assert "prefect" in line and "server" in line
@@ -109,6 +116,7 @@ def test_a_stale_pid_file_never_gets_another_process_killed(home: dict[str, str]
 
 # --- runs that race, campaigns that can't run ------------------------------------------------------
 
+@pytest.mark.e2e
 def test_two_runs_needing_the_same_new_reference_both_succeed(tmp_path: Path, home: dict[str, str],
                                                              prefect_server: dict[str, str]):
     spec = campaign_file(tmp_path, inputs=[{"name": "shared", "source": "testsrc2", "size": "1280x720",
@@ -156,7 +164,7 @@ def test_validate_refuses_inputs_that_cant_run(tmp_path: Path, home: dict[str, s
     spec = campaign_file(tmp_path, inputs=inputs)
     assert problem in one_line_error(cli("campaign", "validate", str(spec), env=home))
     # The same message at the start of a run, before anything is encoded.
-    assert problem in one_line_error(cli("campaign", "run", str(spec), env=home))
+    assert problem in one_line_error(cli_process("campaign", "run", str(spec), env=home))
 
 
 def test_validate_refuses_sizes_and_encoders_that_cant_run(tmp_path: Path, home: dict[str, str]):
@@ -188,7 +196,7 @@ def test_a_full_results_disk_is_found_before_the_first_job(tmp_path: Path, home:
         with (full / "filler").open("wb") as filler, pytest.raises(OSError):
             filler.write(b"\0" * 200_000)  # fill it up
         spec = campaign_file(tmp_path)
-        line = one_line_error(cli("campaign", "run", str(spec), env={**home, "FFWATT_RESULTS_DIR": str(full)}))
+        line = one_line_error(cli_process("campaign", "run", str(spec), env={**home, "FFWATT_RESULTS_DIR": str(full)}))
         assert f"the results directory (FFWATT_RESULTS_DIR) {full} can't be written" in line
         assert "MiB free" in line
         assert not (Path(home["FFWATT_HOME"]) / "cache").exists()  # nothing was encoded
@@ -205,7 +213,7 @@ def test_a_full_results_disk_is_found_before_the_first_job(tmp_path: Path, home:
     ("", "--listen is empty"),
 ])
 def test_exporter_listen_mistakes_are_one_line(home: dict[str, str], listen: str, problem: str):
-    assert problem in one_line_error(cli("exporter", "cpu", "--listen", listen, env=home, timeout=60))
+    assert problem in one_line_error(cli("exporter", "cpu", "--listen", listen, env=home))
 
 
 def test_an_exporter_port_taken_names_the_holder(home: dict[str, str]):
@@ -214,7 +222,7 @@ def test_an_exporter_port_taken_names_the_holder(home: dict[str, str]):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.0)
-        line = one_line_error(cli("exporter", "ffmpeg", "--listen", f"127.0.0.1:{port}", env=home, timeout=60))
+        line = one_line_error(cli("exporter", "ffmpeg", "--listen", f"127.0.0.1:{port}", env=home))
         assert f"can't listen on 127.0.0.1:{port}: held by pid {holder.pid}" in line and "http.server" in line
     finally:
         holder.kill()
@@ -227,20 +235,21 @@ def test_a_bad_setting_is_one_line(tmp_path: Path, home: dict[str, str]):
     assert "FFWATT_CPU_TDP_W='abc': Input should be a valid number" in line and "fix or unset it" in line
 
 
+@pytest.mark.e2e
 def test_an_unreachable_or_refusing_api_is_one_line(tmp_path: Path, home: dict[str, str],
                                                    prefect_server: dict[str, str]):
     spec = str(campaign_file(tmp_path))
     unreachable = {**home, "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
-    assert "can't reach the Prefect API at http://127.0.0.1:" in one_line_error(cli("campaign", "run", spec,
-                                                                                    env=unreachable))
-    assert "can't reach the Prefect API" in one_line_error(cli(
+    assert "can't reach the Prefect API at http://127.0.0.1:" in one_line_error(
+        cli_process("campaign", "run", spec, env=unreachable))
+    assert "can't reach the Prefect API" in one_line_error(cli_process(
         "agent", "start", "--master", unreachable["PREFECT_API_URL"], env=home))
     with _auth_server() as (url, _auth):
-        refused = one_line_error(cli("campaign", "run", spec, env={**home, "PREFECT_API_URL": url,
-                                                                  "PREFECT_API_AUTH_STRING": "ffwatt:wrong"}))
+        refused = one_line_error(cli_process("campaign", "run", spec, env={
+            **home, "PREFECT_API_URL": url, "PREFECT_API_AUTH_STRING": "ffwatt:wrong"}))
         assert f"the Prefect API at {url} refused the credentials given (401)" in refused
         assert "refused no credentials (401)" in one_line_error(
-            cli("agent", "start", "--master", url, env={**home, "PREFECT_API_AUTH_STRING": ""}))
+            cli_process("agent", "start", "--master", url, env={**home, "PREFECT_API_AUTH_STRING": ""}))
 
 
 def _auth_server():  # a real server with credentials, as the stack runs it
@@ -285,6 +294,7 @@ def _long_campaign(tmp_path: Path) -> Path:
                 "rate_control": [{"mode": "crf", "values": [20, 24, 28, 32, 36, 40]}]})
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_run_says_so_and_resumes_into_the_same_run(tmp_path: Path, home: dict[str, str],
                                                                  prefect_server: dict[str, str], signum: int):
@@ -309,7 +319,7 @@ def test_an_interrupted_run_says_so_and_resumes_into_the_same_run(tmp_path: Path
     # Leftovers of the interrupted encode are gone.
     assert not list((Path(home["FFWATT_HOME"]) / "tmp").glob("*"))
 
-    resumed = cli("campaign", "run", str(spec), "--resume", info.run_id, env={**prefect_server, **home})
+    resumed = cli_process("campaign", "run", str(spec), "--resume", info.run_id, env={**prefect_server, **home})
     assert resumed.returncode == 0, resumed.stderr
     summary = read_run_summary(results, "long", info.run_id)
     assert summary is not None and (summary.state, summary.ok, summary.jobs) == ("complete", 6, 6)
@@ -317,6 +327,7 @@ def test_an_interrupted_run_says_so_and_resumes_into_the_same_run(tmp_path: Path
     assert len(rows) == 6 and rows.job_id.is_unique and rows.run_id.nunique() == 1
 
 
+@pytest.mark.e2e
 def test_a_killed_runs_leftovers_are_cleaned_by_the_next_run(tmp_path: Path, home: dict[str, str],
                                                             prefect_server: dict[str, str]):
     spec = _long_campaign(tmp_path)
@@ -334,15 +345,16 @@ def test_a_killed_runs_leftovers_are_cleaned_by_the_next_run(tmp_path: Path, hom
     assert info.state == "crashed"  # still marked running, its process gone
     assert list(scratch.glob("*"))  # what it left
     short = campaign_file(tmp_path, name="next")
-    assert cli("campaign", "run", str(short), env={**prefect_server, **home}).returncode == 0
+    assert cli_process("campaign", "run", str(short), env={**prefect_server, **home}).returncode == 0
     assert not list(scratch.glob("*"))
 
 
+@pytest.mark.e2e
 def test_report_on_an_all_failed_run_and_on_an_unknown_run(tmp_path: Path, home: dict[str, str],
                                                           prefect_server: dict[str, str]):
     spec = campaign_file(tmp_path, matrix={"encoders": [{"name": "libx264", "extra_args": ["-profile:v", "nope"]}],
                                            "rate_control": [{"mode": "crf", "values": [30]}]})
-    done = cli("campaign", "run", str(spec), env={**prefect_server, **home})
+    done = cli_process("campaign", "run", str(spec), env={**prefect_server, **home})
     assert done.returncode == 1 and "1 of 1 jobs failed" in done.stderr
     report = cli("report", "latest", env=home)
     assert report.returncode == 0, report.stderr
@@ -352,8 +364,9 @@ def test_report_on_an_all_failed_run_and_on_an_unknown_run(tmp_path: Path, home:
     assert "`ffwatt results runs` lists the runs there" in unknown
 
 
+@pytest.mark.e2e
 def test_the_runs_list_reads_like_a_table(tmp_path: Path, home: dict[str, str], prefect_server: dict[str, str]):
-    assert cli("campaign", "run", str(campaign_file(tmp_path)), env={**prefect_server, **home}).returncode == 0
+    assert cli_process("campaign", "run", str(campaign_file(tmp_path)), env={**prefect_server, **home}).returncode == 0
     listed = json.loads(cli("results", "runs", "--output", "json", env=home).stdout)
     assert [(r["campaign"], r["state"], r["jobs"], r["ok"], r["failed"], r["missing"]) for r in listed] == [
         ("faults", "complete", 1, 1, 0, 0)]

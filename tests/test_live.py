@@ -29,7 +29,7 @@ from ffwatt.settings import load_settings
 from ffwatt.validation import parse_campaign
 from tasks.generate import prepare_reference
 from tasks.live import Contribution, LiveStepResult, prepare_contribution, run_live_step
-from tests.conftest import ffwatt_cli
+from tests.conftest import ffwatt
 
 DURATION_S = 6.0
 LADDER = [{"size": "640x360", "bitrate_kbps": 800}, {"size": "320x180", "bitrate_kbps": 250}]
@@ -93,6 +93,7 @@ def run_in_thread(job: Job, contribution: Contribution) -> tuple[threading.Threa
     return thread, out
 
 
+@pytest.mark.e2e  # a private nginx-rtmp ingest or a Prefect server
 def test_two_streams_transcode_every_rung_and_the_exporters_show_them_while_they_run(ingest: PrivateIngest):
     job, contribution = step(2)
     settings = load_settings()
@@ -141,12 +142,12 @@ def test_an_unreachable_ingest_fails_the_step_at_once_and_preflight_says_so(home
                             "(ffwatt stack up), or point FFWATT_INGEST_URL at it")
     spec = tmp_path / "live.yaml"
     spec.write_text(json.dumps(live_spec()))
-    done = subprocess.run([ffwatt_cli(), "campaign", "validate", str(spec)], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "FFWATT_RESULTS_DIR": str(tmp_path / "results")})
+    done = ffwatt("campaign", "validate", str(spec), env={"FFWATT_RESULTS_DIR": str(tmp_path / "results")})
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"streams live, and the ingest {nowhere} doesn't answer (Connection refused)" in done.stderr
 
 
+@pytest.mark.e2e  # a private nginx-rtmp ingest or a Prefect server
 def test_the_ingest_stopped_mid_job_ends_it_with_the_reason(ingest: PrivateIngest):
     job, contribution = step(2)
     stopper = threading.Timer(3.0, lambda: stop_service(ingest.prefix / "run", "rtmp-ingest", timeout_s=5))
@@ -163,6 +164,7 @@ def test_the_ingest_stopped_mid_job_ends_it_with_the_reason(ingest: PrivateInges
     assert ffmpeg_of(job) == []
 
 
+@pytest.mark.e2e  # a private nginx-rtmp ingest or a Prefect server
 def test_a_publisher_dying_mid_stream_stops_and_records_the_other_stream(ingest: PrivateIngest):
     job, contribution = step(2)
 
@@ -189,6 +191,7 @@ def test_a_publisher_dying_mid_stream_stops_and_records_the_other_stream(ingest:
     assert ffmpeg_of(job) == []
 
 
+@pytest.mark.e2e  # a private nginx-rtmp ingest or a Prefect server
 def test_a_rendition_that_never_appears_fails_the_step_at_its_first_frame_timeout(ingest: PrivateIngest,
                                                                                   tmp_path: Path, ffmpeg: str,
                                                                                   monkeypatch: pytest.MonkeyPatch):
@@ -215,6 +218,7 @@ os.execv({ffmpeg!r}, [{ffmpeg!r}, *args])
     assert ffmpeg_of(job) == []
 
 
+@pytest.mark.e2e  # a private nginx-rtmp ingest or a Prefect server
 def test_a_failed_step_skips_the_larger_steps_of_its_sweep(home: Path, prefect_server: dict[str, str],
                                                           monkeypatch: pytest.MonkeyPatch):
     """until_realtime_breaks: once a step breaks (here: it fails, the ingest being down), the larger
@@ -241,6 +245,7 @@ def test_a_failed_step_skips_the_larger_steps_of_its_sweep(home: Path, prefect_s
                for r in rows)
 
 
+@pytest.mark.e2e  # a private nginx-rtmp ingest or a Prefect server
 def test_the_rtmp_exporter_emits_what_docs_metrics_md_lists_and_says_when_the_ingest_is_down(
         ingest: PrivateIngest, ffmpeg: str):
     import re

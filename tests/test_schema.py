@@ -2,11 +2,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from pydantic import BaseModel
 
 from ffwatt.schema import (
     CONFIG_COLUMNS,
     CURVE_COLUMNS,
-    EncodeColumns,
     EnergyColumns,
     JobRow,
     QualityColumns,
@@ -31,9 +31,17 @@ def test_every_promised_column_is_in_the_schema_identity_first():
     assert len(names) == len(set(names))
 
 
-def test_the_steps_return_types_are_the_rows_column_groups():
-    for group in (EncodeColumns, EnergyColumns, QualityColumns):
-        assert issubclass(JobRow, group)
+def test_every_column_is_declared_once_in_one_group():
+    """A field declared in two groups would silently take the later one's type and description, and
+    one declared on JobRow itself would belong to no step: neither may happen."""
+    groups = [base for base in JobRow.__mro__[1:] if issubclass(base, BaseModel) and base.model_fields
+              and base.__name__.endswith("Columns")]
+    declared: dict[str, str] = {}
+    for group in groups:
+        for name in group.__annotations__:
+            assert name not in declared, f"{name} is declared in {declared[name]} and {group.__name__}"
+            declared[name] = group.__name__
+    assert sorted(declared) == sorted(JobRow.model_fields) and "__annotations__" not in vars(JobRow)
     assert {"energy_j", "energy_source", "avg_power_w", "net_energy_j"} <= set(EnergyColumns.model_fields)
     assert set(QualityColumns.model_fields) == {"psnr", "ssim", "vmaf", "vmaf_model"}
 

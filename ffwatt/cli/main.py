@@ -33,12 +33,13 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks."
     """Read by :func:`main` from argv; declared here so --help lists it."""
 
 
-def main() -> None:
-    """Run the CLI. A failure is one line on stderr and a non-zero exit; ``--debug`` re-raises it
-    with its traceback."""
-    debug = "--debug" in sys.argv
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI on ``argv`` (the process's arguments by default). A failure is one line on
+    stderr and a non-zero exit; ``--debug`` re-raises it with its traceback."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
     try:
-        app()
+        app(args=args, prog_name="ffwatt")
     except FfwattError as exc:
         if debug:
             raise

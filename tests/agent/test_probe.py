@@ -5,11 +5,10 @@ whatever GPU the host has."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 from agent.probe import check_encoder, probe_node
 from ffwatt.settings import Settings
-from tests.conftest import ffwatt_cli
+from tests.conftest import ffwatt
 
 
 def test_a_working_encoder_is_proven_by_encoding(ffmpeg: str):
@@ -30,7 +29,7 @@ def test_probe_derives_pools_from_working_encoders():
 
 
 def test_cli_probe_json():
-    done = subprocess.run([ffwatt_cli(), "agent", "probe", "--json"], capture_output=True, text=True, timeout=180)
+    done = ffwatt("agent", "probe", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     works = {e["encoder"]: e["works"] for e in report["encoders"]}

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import REPO, ffwatt_cli
+from tests.conftest import REPO, ffwatt
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ffwatt_cli(), *args], capture_output=True, text=True, timeout=120, cwd=cwd,
-                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    return ffwatt(*args, cwd=cwd, env={"PATH": "/usr/bin:/bin"})  # FFmpeg is found without a PATH to it
 
 
 def test_validate_accepts_the_demo_campaign():

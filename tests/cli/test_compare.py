@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from analysis.synthetic import write_synthetic_run
-from tests.conftest import ffwatt_cli
+from tests.conftest import ffwatt
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +25,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(results: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ffwatt_cli(), "compare", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "FFWATT_RESULTS_DIR": str(results), "COLUMNS": "250"})
+    return ffwatt("compare", *args, env={"FFWATT_RESULTS_DIR": str(results), "COLUMNS": "250"})
 
 
 def test_fail_on_regression_exits_1_only_over_the_threshold(results: Path) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ffwatt_cli
+from tests.conftest import ffwatt
 from tests.test_analysis_recommend import write_ladders
 
 
@@ -21,8 +20,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(results: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ffwatt_cli(), "recommend", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "FFWATT_RESULTS_DIR": str(results), "COLUMNS": "250"})
+    return ffwatt("recommend", *args, env={"FFWATT_RESULTS_DIR": str(results), "COLUMNS": "250"})
 
 
 def test_text_answer_with_its_command(results: Path) -> None:
