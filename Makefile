@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ffwatt-installed
 
-.PHONY: deps demo demo-local down lint test clean
+.PHONY: deps demo demo-local down lint test test-all clean
 
 deps: $(STAMP)
 
@@ -35,8 +35,15 @@ lint: deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The fast tier, for every change: what needs no Prefect server, stack, ingest, network namespace or long
+# encode (under 3 minutes). Its slowest tests are printed, so a slow newcomer shows.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not e2e and not fleet" --durations=15
+
+# Every tier, as CI runs it: the fast one, the end-to-end tests (real Prefect server, stack, FFmpeg,
+# VictoriaMetrics, nginx-rtmp) and the fleet in network namespaces (as root).
+test-all: lint
+	$(BIN)/python -m pytest --durations=15
 
 clean:
 	rm -rf $(VENV) .ffwatt results *.egg-info

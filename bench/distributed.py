@@ -34,8 +34,8 @@ import pandas as pd
 
 from ffwatt.series import MARGIN_S
 from ffwatt.settings import Settings
-from tests import fleet
-from tests.fleet import Fleet, campaign
+from testbed import fleet
+from testbed.fleet import Fleet, campaign
 
 DURATION_S = 20  # ~7 s per single-threaded encode
 RUNS = 3

@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ffwatt.fleet.prefect_server import free_port
 from ffwatt.hardware.progress import Progress, ProgressRecord, write_progress_record
-from tests.conftest import free_port, wait_http
-from tests.powercap import intel_two_sockets
+from testbed.net import wait_http
+from testbed.powercap import intel_two_sockets
 
 DURATION_S = 60
 BIN = Path(sys.executable).parent

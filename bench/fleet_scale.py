@@ -503,8 +503,8 @@ def main() -> None:
         simulate(args)
         return
 
-    from ffwatt.fleet.prefect_server import temporary_server
-    from tests import fleet
+    from testbed import fleet
+    from testbed.prefect_server import temporary_server
 
     if os.geteuid() != 0 and not args.sqlite:
         raise SystemExit("bench/fleet_scale.py: PostgreSQL runs as the postgres user; run as root (or --sqlite)")

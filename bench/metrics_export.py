@@ -33,10 +33,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from ffwatt.fleet.prefect_server import free_port
 from ffwatt.fleet.services import Service, start_service, stop_service
 from ffwatt.series import MARGIN_S, series_table, write_series
 from ffwatt.store import SeriesStore
-from tests.conftest import free_port
 
 JOBS = 100
 ENCODE_S = 60
@@ -143,7 +143,7 @@ def local_window(results: Path) -> dict[str, float]:
     window's table and file."""
     from exporters.embedded import EmbeddedSeries
     from ffwatt.settings import Settings
-    from tests.powercap import intel_two_sockets
+    from testbed.powercap import intel_two_sockets
 
     root = results.parent
     intel_two_sockets(root / "powercap")

@@ -45,7 +45,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ffwatt-bench-"))
     os.environ["FFWATT_HOME"] = str(work / "home")
     os.environ["FFWATT_RESULTS_DIR"] = str(work / "results")
-    from ffwatt.fleet.prefect_server import temporary_server
+    from testbed.prefect_server import temporary_server
 
     with temporary_server() as server:
         os.environ.update(server)

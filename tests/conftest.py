@@ -16,21 +16,21 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from ffwatt.fleet.prefect_server import BIN, free_port, temporary_server
+from ffwatt.fleet.prefect_server import BIN, free_port
 from ffwatt.hardware.ffmpeg import ffmpeg_path
 from ffwatt.settings import REPO, load_settings
+from testbed.net import wait_http
+from testbed.prefect_server import temporary_server
 
 __all__ = ["BIN", "REPO", "ffwatt", "free_port", "stop_process_group", "wait_http"]
 
 
-_SEAMS: list[Path] = []  # made when pytest starts, not when this module is imported: benches import it too
+_SEAMS: list[Path] = []  # made when pytest starts, not when this module is imported
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,20 +59,6 @@ def ffwatt_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def ffmpeg() -> str:
     return ffmpeg_path(load_settings())
-
-
-def wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{url} did not answer within {timeout_s} s")
 
 
 def stop_process_group(process: subprocess.Popen[bytes], timeout_s: float = 15) -> None:

@@ -19,9 +19,9 @@ from ffwatt.fleet.nodes import NodeRecord, publish_node, worker_name
 from ffwatt.fleet.services import Service, start_service, stop_service
 from ffwatt.fleet.stack import ensure_pools
 from ffwatt.settings import Settings
+from testbed.fleet import wait_for
+from testbed.powercap import make_zone, set_energy
 from tests.conftest import ffwatt_cli, wait_http
-from tests.fleet import wait_for
-from tests.powercap import make_zone, set_energy
 
 
 def make_sysfs(root: Path) -> Path:

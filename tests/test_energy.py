@@ -22,7 +22,7 @@ from ffwatt.nodefacts import IdleBaseline
 from ffwatt.schema import is_estimated
 from ffwatt.settings import Settings
 from tasks.energy import energy_report
-from tests.powercap import intel_two_sockets, set_energy
+from testbed.powercap import intel_two_sockets, set_energy
 from tests.procfs import make_procfs, set_busy
 
 PROBE = json.loads((Path(__file__).parent / "data" / "nvml-h200-probe.json").read_text())

@@ -22,8 +22,8 @@ from exporters.server import ExporterOptions, serve
 from ffwatt.hardware.nvml import ReplayNvml
 from ffwatt.hardware.progress import Progress, ProgressRecord, write_progress_record
 from ffwatt.settings import Settings
+from testbed.powercap import intel_two_sockets, make_zone, set_energy
 from tests.conftest import free_port, wait_http
-from tests.powercap import intel_two_sockets, make_zone, set_energy
 from tests.procfs import make_procfs, set_busy
 
 DATA = Path(__file__).parent / "data"

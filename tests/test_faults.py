@@ -255,7 +255,7 @@ def test_an_unreachable_or_refusing_api_is_one_line(tmp_path: Path, home: dict[s
 def _auth_server():  # a real server with credentials, as the stack runs it
     import contextlib
 
-    from ffwatt.fleet.prefect_server import temporary_server
+    from testbed.prefect_server import temporary_server
 
     @contextlib.contextmanager
     def started() -> Iterator[tuple[str, str]]:

@@ -17,8 +17,8 @@ import pytest
 from analysis.report import write_report
 from ffwatt.fleet.services import service_status, stop_service
 from ffwatt.results import read_run_summary
-from tests import fleet
-from tests.fleet import FFWATT, PREFECT, Fleet, campaign, wait_for
+from testbed import fleet
+from testbed.fleet import FFWATT, PREFECT, Fleet, campaign, wait_for
 
 pytestmark = [pytest.mark.fleet, pytest.mark.skipif(fleet.available() is not None,
                                                      reason=str(fleet.available()))]

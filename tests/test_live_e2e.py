@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -59,10 +60,13 @@ def test_a_sweep_of_one_and_two_streams_records_a_row_per_step(live_run: dict[st
     assert frame.live_first_frame_s.between(0, 10).all()
     # Energy: estimated on this suite's empty powercap tree, and said so; net of the idle baseline.
     assert (frame.energy_source == "estimated").all() and frame.idle_power_w.notna().all()
-    watts = frame.net_energy_j / frame.wall_s / frame.live_streams
-    assert (frame.live_watts_per_stream - watts).abs().max() < 1e-9
-    stream_minutes = frame.frames / frame.input_fps / 60
-    assert (frame.live_joules_per_stream_minute - frame.net_energy_j / stream_minutes).abs().max() < 1e-6
+    # By hand: W/stream is the step's mean power less the idle power, shared by its streams (the meter's
+    # window is a few ms longer than the step's wall time: within 0.2 W); J/stream-minute is the net
+    # energy over the fixture's 8 s streams.
+    by_hand_w = (frame.energy_j / frame.wall_s - frame.idle_power_w) / frame.live_streams
+    assert np.allclose(frame.live_watts_per_stream, by_hand_w, rtol=0.01, atol=0.2)
+    stream_minutes = frame.live_streams * CAMPAIGN["inputs"][0]["duration_s"] / 60
+    assert np.allclose(frame.live_joules_per_stream_minute, frame.net_energy_j / stream_minutes, rtol=1e-9)
     two = json.loads(frame.live_streams_detail.iloc[1])
     assert [s["stream"] for s in two] == [1, 2] and all(s["state"] == "ok" and s["frames"] == 240 for s in two)
     summary = read_run_summary(live_run["work"] / "results", "live-e2e", frame.run_id.iloc[0])

@@ -22,8 +22,8 @@ import pytest
 from ffwatt.fleet.prefect_server import free_port
 from ffwatt.results import list_runs, read_results
 from ffwatt.settings import REPO
+from testbed.fleet import wait_for
 from tests.conftest import BIN, ffwatt_cli
-from tests.fleet import wait_for
 
 FFWATT = ffwatt_cli()
 USER = "nobody"  # an ordinary user every Debian has

@@ -26,8 +26,8 @@ from ffwatt.fleet.dashboards import DASHBOARD_DIR, build_dashboards, render
 from ffwatt.fleet.monitoring import ALERT_RULES, monitoring_status, node_exporter_service
 from ffwatt.fleet.services import start_service, stop_service
 from ffwatt.settings import REPO, Settings
+from testbed.fleet import wait_for
 from tests.conftest import ffwatt_cli, free_port, wait_http
-from tests.fleet import wait_for
 from tests.monitoring import (
     Publisher,
     Store,

@@ -18,7 +18,7 @@ from ffwatt.validation import parse_campaign
 from tasks.generate import prepare_reference
 from tasks.quality import score
 from tasks.transcode import encode, encode_args
-from tests.powercap import intel_two_sockets, set_energy
+from testbed.powercap import intel_two_sockets, set_energy
 
 
 def campaign(**matrix) -> dict:

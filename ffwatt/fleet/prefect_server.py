@@ -1,24 +1,21 @@
-"""Starting a Prefect server: the one launcher the stack, the tests and the benches use."""
+"""Starting a Prefect server: the one launcher the stack, the tests and the benches use (their throwaway
+server is :func:`testbed.prefect_server.temporary_server`)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from ffwatt.errors import ApiError, FfwattError
+from ffwatt.errors import ApiError
 
-__all__ = ["BIN", "PREFECT_ENV", "check_api", "free_port", "server_command", "server_env", "temporary_server",
-           "wait_healthy"]
+__all__ = ["BIN", "PREFECT_ENV", "check_api", "free_port", "server_command", "server_env", "wait_healthy"]
 
 BIN = Path(sys.executable).parent
 # What every Prefect process ffwatt starts (server, workers, flows, the CLI's runs) has in its
@@ -56,39 +53,6 @@ def wait_healthy(api_url: str, timeout_s: float, alive: Callable[[], bool]) -> b
             return False
         time.sleep(0.3)
     return False
-
-
-@contextlib.contextmanager
-def temporary_server(*, ui: bool = False, log: Path | None = None, database_url: str | None = None,
-                     pids: list[int] | None = None) -> Iterator[dict[str, str]]:
-    """A throwaway ``prefect server start`` on a free loopback port with its own SQLite database
-    (or ``database_url``'s).
-
-    Yields the environment a client needs to use it; stops it (its whole process group) on exit.
-    ``pids`` receives the server's process-group id (its leader's pid).
-    """
-    with tempfile.TemporaryDirectory(prefix="ffwatt-prefect-") as home:
-        port = free_port()
-        out = (log or Path(home) / "server.log").open("ab")
-        extra = {"PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url} if database_url else {}
-        process = subprocess.Popen(server_command("127.0.0.1", port), env=server_env(Path(home), ui=ui, **extra),
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        if pids is not None:
-            pids.append(process.pid)
-        url = f"http://127.0.0.1:{port}/api"
-        try:
-            if not wait_healthy(url, 180, lambda: process.poll() is None):
-                raise FfwattError(f"a temporary Prefect server did not start; see {out.name}")
-            yield {**PREFECT_ENV, "PREFECT_HOME": home, "PREFECT_API_URL": url}
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)  # the group we started: the server and its uvicorn
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
-            out.close()
 
 
 def check_api(url: str, auth_string: str | None = None, ca_file: str | None = None) -> None:

@@ -14,8 +14,8 @@ import pytest
 
 from ffwatt.fleet.services import service_status
 from ffwatt.fleet.stack import SERVICES
+from testbed.fleet import wait_for
 from tests.conftest import ffwatt_cli, free_port
-from tests.fleet import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,8 @@ from typing import TypeVar
 
 import pandas as pd
 
+from ffwatt.fleet.prefect_server import BIN
 from ffwatt.results import read_results
-from tests.conftest import BIN
 
 FFWATT = str(BIN / "ffwatt")
 PREFECT = str(BIN / "prefect")
