@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ffwatt-installed
 
-.PHONY: deps demo demo-local down lint test test-all clean
+.PHONY: deps demo demo-local down lint test test-all dashboards clean
 
 deps: $(STAMP)
 
@@ -44,6 +44,10 @@ test: lint
 # VictoriaMetrics, nginx-rtmp) and the fleet in network namespaces (as root).
 test-all: lint
 	$(BIN)/python -m pytest --durations=15
+
+# The Grafana dashboards' JSON, from the code that builds them (a test checks the two agree).
+dashboards: deps
+	$(BIN)/python infra/grafana/dashboards.py
 
 clean:
 	rm -rf $(VENV) .ffwatt results *.egg-info

@@ -2,7 +2,7 @@
 
 It probes the node, creates the work pools it can serve and its own work queue in
 each, starts the local exporters and node_exporter, and serves one warm worker per
-pool in this process (:mod:`ffwatt.fleet.warm`: flow runs start without a new
+pool in this process (:mod:`agent.warm`: flow runs start without a new
 Python; each worker runs one at a time, and a node-wide lock in the batch flow keeps
 measured jobs one at a time across pools). Its record (pools, encoders, exporter
 targets, queue, wake-up address) is written once and again only when it changes;
@@ -21,20 +21,32 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from agent.probe import NodeProbe, probe_node
-from ffwatt.errors import ServiceError
-from ffwatt.fleet.monitoring import MonitoringError, node_exporter_service
+from ffwatt.errors import MonitoringError, ServiceError
+from ffwatt.fleet.client import ensure_pools
 from ffwatt.fleet.nodes import NodeRecord, forget_node, node_queue, publish_node, variable_name
 from ffwatt.fleet.prefect_server import BIN, PREFECT_ENV
-from ffwatt.fleet.services import Service, port_holder, start_service, stop_service
-from ffwatt.fleet.stack import ensure_pools
+from ffwatt.fleet.services import Service, port_holder, program, start_service, stop_service
 from ffwatt.settings import Settings
 
-__all__ = ["run_agent"]
+__all__ = ["node_exporter_service", "run_agent"]
 
 log = logging.getLogger("ffwatt.agent")
 RECORD_CHECK_S = 60.0  # how often the agent makes sure the master still has its record
+NODE_EXPORTER_COLLECTORS = ("cpu", "cpufreq", "meminfo", "hwmon", "thermal_zone", "netdev", "diskstats", "pressure")
+
+
+def node_exporter_service(address: str, port: int, *, sysfs: Path | None = None) -> Service:
+    """node_exporter on ``address:port`` with only :data:`NODE_EXPORTER_COLLECTORS`
+    (``sysfs``: another root than ``/sys``, as tests give it)."""
+    command = [program("prometheus-node-exporter", "prometheus-node-exporter"),
+               f"--web.listen-address={address}:{port}", "--collector.disable-defaults",
+               *(f"--collector.{name}" for name in NODE_EXPORTER_COLLECTORS)]
+    if sysfs is not None:
+        command.append(f"--path.sysfs={sysfs}")
+    return Service("node-exporter", command, {}, url=f"http://{address}:{port}/metrics", listen=(address, port))
 
 
 def _wake_server(address: str, port: int, wake: Callable[[], None]) -> ThreadingHTTPServer:
@@ -81,7 +93,7 @@ def run_agent(settings: Settings, *, master_env: dict[str, str], address: str, s
     os.environ.update({**PREFECT_ENV, **master_env})
     env = {**os.environ, "FFWATT_HOME": str(settings.home), "FFWATT_NODE": settings.node}
     ensure_pools(env, probe.pools, queue=node_queue(settings.node))
-    run_dir = settings.home / "run"
+    run_dir = settings.run_dir
     ports = settings.exporter_ports
     exporters: dict[str, str] = {}
     workers: threading.Thread | None = None
@@ -100,7 +112,7 @@ def run_agent(settings: Settings, *, master_env: dict[str, str], address: str, s
             start_service(run_dir, node_exporter)
             exporters["node"] = f"{address}:{settings.node_exporter_port}"
 
-        from ffwatt.fleet.warm import run_warm_workers
+        from agent.warm import run_warm_workers
 
         wakers: list[Callable[[], None]] = []
         ready = threading.Event()

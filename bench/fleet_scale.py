@@ -8,7 +8,7 @@ asked for targets every 2 s and scraped every second, as the metrics store does.
 The nodes are simulated in one separate process, but over real HTTP, making the calls
 an agent makes (``agent/node.py``, ``flows/batch.py``): register the node record and
 queue; send the worker heartbeat (reading the pool every five minutes, as
-:class:`ffwatt.fleet.warm.WarmWorker` does); poll the node's queue every ``--poll-s`` or
+:class:`agent.warm.WarmWorker` does); poll the node's queue every ``--poll-s`` or
 when woken (``POST /wake``); for a batch, set it Pending and Running, send the node
 report, then one row artifact per job (``--job-s`` apart, no FFmpeg), reading its own
 state once per node timeout between jobs (stopping if the master ended it), and set it
@@ -131,7 +131,7 @@ class Nodes:
                         json={"name": worker_name(name, POOL), "heartbeat_interval_seconds": self.heartbeat_s})
 
     async def beating(self, name: str) -> None:
-        from ffwatt.fleet.warm import POOL_READ_EVERY_S
+        from agent.warm import POOL_READ_EVERY_S
 
         await asyncio.sleep(random.uniform(0, self.heartbeat_s))
         pool_read_at = time.monotonic() - random.uniform(0, POOL_READ_EVERY_S)
@@ -361,9 +361,9 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
     from prefect.client.orchestration import get_client
 
     from ffwatt.fleet.api import PrefectFleetAPI
+    from ffwatt.fleet.client import ensure_pools
     from ffwatt.fleet.nodes import list_nodes
     from ffwatt.fleet.protocol import Poll
-    from ffwatt.fleet.stack import ensure_pools
     from ffwatt.jobs import expand
     from ffwatt.results import write_job_row
     from ffwatt.schema import JobRow

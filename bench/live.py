@@ -25,11 +25,11 @@ from pathlib import Path
 import yaml
 
 from analysis.live import live_steps, sweep_outcomes
-from ffwatt.fleet.ingest import private_ingest
 from ffwatt.fleet.prefect_server import BIN
 from ffwatt.results import read_results
 from ffwatt.schema import is_estimated
 from ffwatt.settings import REPO
+from master.ingest import private_ingest
 
 CAMPAIGN = REPO / "deployments" / "campaigns" / "live.yaml"
 

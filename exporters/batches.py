@@ -31,7 +31,7 @@ class BatchCollector:
 
     def __init__(self, client: SyncPrefectClient, nodes: Callable[[], list[NodeRecord]], *,
                  clock: Callable[[], float] = time.time) -> None:
-        """``nodes``: the node records (:class:`ffwatt.fleet.discovery.NodeList`, shared with the targets)."""
+        """``nodes``: the node records (:class:`master.discovery.NodeList`, shared with the targets)."""
         self._client = client
         self._nodes = nodes
         self._clock = clock

@@ -10,17 +10,75 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
+from xml.etree import ElementTree
 
 import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporters._collector import NAMESPACE
-from ffwatt.fleet.ingest import read_stats
 
-__all__ = ["RtmpCollector"]
+__all__ = ["IngestStats", "RtmpCollector", "StreamStats", "parse_stats", "read_stats"]
 
 log = logging.getLogger("ffwatt.exporters.rtmp")
 _STREAM = ["application", "stream"]
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    """One stream on the ingest, as its statistics page shows it."""
+
+    application: str
+    name: str
+    publishing: bool
+    players: int
+    bytes_in: int
+    bytes_out: int
+    dropped: int  # packets nginx dropped for players too slow to take them
+    uptime_s: float
+
+
+@dataclass(frozen=True)
+class IngestStats:
+    accepted: int
+    bytes_in: int
+    bytes_out: int
+    uptime_s: float
+    streams: list[StreamStats]
+
+
+def _int(element: ElementTree.Element | None, tag: str) -> int:
+    text = element.findtext(tag) if element is not None else None
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
+
+
+def parse_stats(text: str) -> IngestStats:
+    """nginx-rtmp's ``rtmp_stat all`` XML: the server's counters and every stream's."""
+    root = ElementTree.fromstring(text)
+    streams = []
+    for application in root.iter("application"):
+        name = application.findtext("name") or ""
+        for stream in application.iter("stream"):
+            clients = stream.findall("client")
+            publishers = sum(client.find("publishing") is not None for client in clients)
+            streams.append(StreamStats(
+                application=name, name=stream.findtext("name") or "", publishing=stream.find("publishing") is not None,
+                players=len(clients) - publishers, bytes_in=_int(stream, "bytes_in"),
+                bytes_out=_int(stream, "bytes_out"), dropped=sum(_int(client, "dropped") for client in clients),
+                uptime_s=_int(stream, "time") / 1000))
+    return IngestStats(accepted=_int(root, "naccepted"), bytes_in=_int(root, "bytes_in"),
+                       bytes_out=_int(root, "bytes_out"), uptime_s=float(_int(root, "uptime")), streams=streams)
+
+
+def read_stats(url: str, *, timeout_s: float = 2.0, client: httpx.Client | None = None) -> IngestStats:
+    """Read and parse the statistics page at ``url`` (through ``client`` when given: a reader that
+    asks every second keeps one, as a new client costs more CPU than the page)."""
+    response = (client or httpx).get(url, timeout=timeout_s)
+    response.raise_for_status()
+    return parse_stats(response.text)
 
 
 class RtmpCollector:

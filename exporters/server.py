@@ -57,9 +57,7 @@ def _gpu(settings: Settings, options: ExporterOptions) -> list[Any]:
 
 
 def _rtmp(settings: Settings, options: ExporterOptions) -> list[Any]:
-    from ffwatt.fleet.ingest import stats_url
-
-    return [RtmpCollector(options.stats_url or stats_url(settings))]
+    return [RtmpCollector(options.stats_url or settings.rtmp_stats_url)]
 
 
 # The agent starts every exporter of EXPORTER_PORTS on each node; the RTMP exporter is the master's

@@ -9,11 +9,12 @@ table, so an encoder is described once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
-__all__ = ["PROFILES", "EncoderProfile", "Pool", "RateMode", "profile_for"]
+__all__ = ["NODE_POOLS", "PROFILES", "EncoderProfile", "Pool", "RateMode", "profile_for"]
 
 Pool = Literal["cpu", "nvidia", "qsv", "vaapi", "amf", "vulkan"]
+NODE_POOLS: tuple[Pool, ...] = get_args(Pool)  # every pool a node can serve, each with its batch deployment
 RateMode = Literal["crf", "qp", "cbr", "vbr"]
 
 

@@ -14,7 +14,8 @@
     ├── ApiError                the Prefect API can't be used (unreachable, credentials, TLS)
     │   └── ApiUnavailable      it didn't answer (master restarting, network)
     ├── ServiceError            a background service couldn't be started
-    │   └── PortTaken           its port is held by another process (named in the message)
+    │   ├── PortTaken           its port is held by another process (named in the message)
+    │   └── MonitoringError     a monitoring program (store, alerting, node_exporter) isn't installed
     └── StackError              the master's stack couldn't be brought up
 
 Errors from libraries underneath (OSError, pyarrow, pydantic, Prefect) are
@@ -34,6 +35,7 @@ __all__ = [
     "FFmpegError",
     "FfwattError",
     "LiveFailed",
+    "MonitoringError",
     "PortTaken",
     "QualityFailed",
     "ResultsError",
@@ -129,6 +131,10 @@ class ServiceError(FfwattError):
 
 class PortTaken(ServiceError):
     """The port a service needs is held by another process."""
+
+
+class MonitoringError(ServiceError):
+    """A monitoring service can't be started: its program isn't installed."""
 
 
 class StackError(FfwattError):

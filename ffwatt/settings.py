@@ -114,6 +114,31 @@ class Settings(BaseSettings):
     )
 
     @property
+    def master_api_url(self) -> str:
+        """The master's Prefect API as the master itself reaches it (no TLS proxy)."""
+        return f"http://{self.master_host}:{self.master_port}/api"
+
+    @property
+    def stack_store_url(self) -> str:
+        """The stack's metrics store (``store_url`` may name another)."""
+        return f"http://{self.master_host}:{self.store_port}"
+
+    @property
+    def rtmp_stats_url(self) -> str:
+        """The ingest's statistics page, on the master's loopback."""
+        return f"http://127.0.0.1:{self.rtmp_stats_port}/stat"
+
+    @property
+    def run_dir(self) -> Path:
+        """Background services' pid files and logs (:mod:`ffwatt.fleet.services`)."""
+        return self.home / "run"
+
+    @property
+    def stack_dir(self) -> Path:
+        """The master's own state: API credentials (``auth``), TLS, service configurations, alerts."""
+        return self.home / "stack"
+
+    @property
     def exporter_ports(self) -> dict[str, int]:
         """The ports of this node's exporters, by kind (``ffwatt exporter KIND``)."""
         return {"cpu": self.cpu_exporter_port, "gpu": self.gpu_exporter_port, "ffmpeg": self.ffmpeg_exporter_port}

@@ -109,9 +109,7 @@ def job_series(settings: Settings, *, local: bool) -> Iterator[JobSeries]:
     On the way out, every submitted row is written first."""
     with contextlib.ExitStack() as stack:
         if settings.store_url or not local:
-            from ffwatt.fleet.monitoring import store_url
-
-            store = stack.enter_context(SeriesStore(settings.store_url or store_url(settings)))
+            store = stack.enter_context(SeriesStore(settings.store_url or settings.stack_store_url))
             series = JobSeries(settings.results_dir, store=store)
         else:
             from exporters.embedded import EmbeddedSeries

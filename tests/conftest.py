@@ -90,7 +90,7 @@ def ffwatt(*args: str, env: dict[str, str] | None = None, cwd: Path | None = Non
     processes instead (:func:`ffwatt_cli`): Prefect reads its settings once per process."""
     from click.testing import CliRunner
 
-    from ffwatt.cli.main import main
+    from cli.main import main
 
     code = 0
     with (contextlib.chdir(cwd or Path.cwd()),

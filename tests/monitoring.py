@@ -14,14 +14,16 @@ from typing import Any
 
 import httpx
 
-from ffwatt.fleet.monitoring import MONITORING_SERVICES, monitoring_services
+from ffwatt.fleet.client import ensure_pools, work_pool
 from ffwatt.fleet.nodes import NodeRecord, publish_node, worker_name
 from ffwatt.fleet.services import Service, start_service, stop_service
-from ffwatt.fleet.stack import ensure_pools
-from ffwatt.settings import Settings
+from ffwatt.settings import REPO, Settings
+from master.monitoring import MONITORING_SERVICES, monitoring_services
 from testbed.fleet import wait_for
 from testbed.powercap import make_zone, set_energy
 from tests.conftest import ffwatt_cli, wait_http
+
+DASHBOARDS = REPO / "infra" / "grafana" / "provisioning" / "dashboards"  # what Grafana provisions
 
 
 def make_sysfs(root: Path) -> Path:
@@ -101,7 +103,7 @@ class Publisher:
         with get_client(sync_client=True) as client:
             for record in list(self.records.values()):
                 for pool in record.pools:
-                    client.send_worker_heartbeat(f"ffwatt-{pool}", worker_name(record.node, pool),
+                    client.send_worker_heartbeat(work_pool(pool), worker_name(record.node, pool),
                                                  heartbeat_interval_seconds=HEARTBEAT_S)
 
     def add(self, node: str, pools: list[str], exporters: dict[str, str]) -> None:
@@ -139,7 +141,7 @@ class Store:
 @contextlib.contextmanager
 def monitoring(settings: Settings) -> Iterator[Store]:
     """The master's store, Alertmanager and vmalert as ``ffwatt stack up`` starts them; stopped after."""
-    run_dir = settings.home / "run"
+    run_dir = settings.run_dir
     services = monitoring_services(settings)
     try:
         for service in services:

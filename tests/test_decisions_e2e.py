@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from ffwatt.fleet.stack import ensure_pools, prefect_cli
+from ffwatt.fleet.client import ensure_pools
 from ffwatt.results import list_runs, read_results, read_run_summary, write_job_row, write_run_summary
 from ffwatt.schema import JobRow, is_missing
+from master.stack import prefect_cli
 from tests.conftest import REPO, ffwatt_cli
 
 pytestmark = pytest.mark.e2e

@@ -108,8 +108,8 @@ def test_workers_that_beat_while_the_listing_is_read_are_not_missed():
 def test_discovery_reads_the_node_list_at_most_every_two_seconds(prefect_server: dict[str, str]):
     """Targets every 2 s, /metrics every second, /nodes when asked: one read of the registry serves them
     all for NODES_MAX_AGE_S, through the process's one client; then it is read again."""
-    from ffwatt.fleet.discovery import NODES_MAX_AGE_S, NodeList
-    from ffwatt.fleet.stack import api_client
+    from ffwatt.fleet.client import api_client
+    from master.discovery import NODES_MAX_AGE_S, NodeList
 
     now = [0.0]
     with api_client(prefect_server) as client:

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from analysis.efficiency import config_efficiency, job_efficiency
-from ffwatt.cli._output import console, results_table
+from cli._output import console, results_table
 from ffwatt.hardware.cpu_energy import CpuEnergy
 from ffwatt.hardware.meter import EnergyMeter, EnergyWindow, measure_idle
 from ffwatt.hardware.nvml import ReplayNvml, open_gpus, open_nvml, read_gpu

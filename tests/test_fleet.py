@@ -73,7 +73,7 @@ def test_requests_without_credentials_are_refused(cluster: Fleet):
 
 
 def test_tls_is_verified_and_a_wrong_ca_is_refused(cluster: Fleet, tmp_path: Path):
-    from ffwatt.fleet.tls import generate_ca_and_server_cert
+    from master.tls import generate_ca_and_server_cert
 
     other_ca = generate_ca_and_server_cert(tmp_path / "other", ["example.invalid"])
     env = {**cluster.client_env(), "PREFECT_API_SSL_CERT_FILE": str(other_ca)}

@@ -22,11 +22,11 @@ import pytest
 
 from exporters.ffmpeg import FFmpegCollector
 from exporters.rtmp import RtmpCollector
-from ffwatt.fleet.ingest import PrivateIngest, private_ingest
 from ffwatt.fleet.services import stop_service
 from ffwatt.jobs import Job, expand
 from ffwatt.settings import load_settings
 from ffwatt.validation import parse_campaign
+from master.ingest import PrivateIngest, private_ingest
 from tasks.generate import prepare_reference
 from tasks.live import Contribution, LiveStepResult, prepare_contribution, run_live_step
 from tests.conftest import ffwatt
@@ -286,7 +286,7 @@ def test_the_rtmp_exporter_emits_what_docs_metrics_md_lists_and_says_when_the_in
 
 
 def test_the_stack_s_ingest_configuration_is_one_nginx_accepts(tmp_path: Path):
-    from ffwatt.fleet.ingest import render_config
+    from master.ingest import render_config
 
     (tmp_path / "logs").mkdir()
     conf = tmp_path / "nginx.conf"

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-from ffwatt.fleet.ingest import private_ingest
 from ffwatt.hardware.ffmpeg import probe_media
 from ffwatt.results import read_results, read_run_summary
+from master.ingest import private_ingest
 from tests.conftest import ffwatt_cli
 
 pytestmark = pytest.mark.e2e
@@ -131,8 +131,8 @@ def pool_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     import sys
 
     from ffwatt.fleet.prefect_server import PREFECT_ENV, free_port
-    from ffwatt.fleet.stack import client_env
     from ffwatt.settings import REPO, Settings
+    from master.stack import client_env
     from tests.conftest import BIN
 
     work = tmp_path_factory.mktemp("live-pools")

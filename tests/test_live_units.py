@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from analysis.live import live_steps, sweep_outcomes
+from exporters.rtmp import parse_stats
 from ffwatt.errors import CampaignError
-from ffwatt.fleet.ingest import parse_stats
 from ffwatt.jobs import expand, sweep_groups
 from ffwatt.live import FrameLog, ingest_url, latencies_ms, rung_bitrate_kbps, steady_speed
 from ffwatt.schema import JobRow, config_label

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ffwatt.fleet.monitoring import COMPOSE_CONFIG, LATENCY_OFFSET, SD_CHECK_INTERVAL, compose_configs
 from ffwatt.ports import PORTS, Port, conflicts
 from ffwatt.settings import REPO
+from master.monitoring import COMPOSE_CONFIG, LATENCY_OFFSET, SD_CHECK_INTERVAL, compose_configs
 
 COMPOSE = REPO / "infra" / "compose"
 SYSTEMD = REPO / "infra" / "systemd"
@@ -70,7 +70,7 @@ def test_the_compose_store_runs_as_the_stack_s_does():
     assert f"0.0.0.0:{PORTS['discovery'].number}" in master["ffwatt-master"]["command"]
     assert master["grafana"]["environment"]["GRAFANA_STORE_URL"] == f"http://victoriametrics:{PORTS['metrics-store'].number}"
     for name, text in compose_configs().items():
-        assert (COMPOSE_CONFIG / name).read_text() == text, f"run python -m ffwatt.fleet.monitoring ({name})"
+        assert (COMPOSE_CONFIG / name).read_text() == text, f"run python -m master.monitoring ({name})"
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")

@@ -23,11 +23,11 @@ import yaml
 
 from analysis import load_series, power_over_time
 from analysis.report import write_report
-from ffwatt.fleet.monitoring import monitoring_services
 from ffwatt.fleet.services import start_service, stop_service
 from ffwatt.results import read_results
 from ffwatt.series import AGREEMENT, read_series, series_path
 from ffwatt.settings import Settings
+from master.monitoring import monitoring_services
 from testbed.fleet import wait_for
 from tests.conftest import ffwatt_cli, free_port, stop_process_group, wait_http
 from tests.monitoring import Publisher, Store, ffwatt_service, monitoring, start_discovery
@@ -159,7 +159,7 @@ def test_store_down_mid_campaign_costs_jobs_their_series_not_their_rows(
     # says it was missing, and comes back (start, discovery, first scrape: up to ~5 s here) while the
     # rest run, before the long one.
     spec.write_text(yaml.safe_dump(campaign("series-store", long_clip_s, [30, 34, 38, 42, 46], preset="slow")))
-    results, run_dir = settings.results_dir, settings.home / "run"
+    results, run_dir = settings.results_dir, settings.run_dir
     env = {**n1, "FFWATT_RESULTS_DIR": str(results), "FFWATT_STORE_URL": found.url}
     process = subprocess.Popen([ffwatt_cli(), "campaign", "run", str(spec)], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, start_new_session=True)

@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
 import httpx
@@ -30,6 +30,7 @@ from prefect.client.schemas.objects import Artifact, FlowRun
 from prefect.states import Cancelled, Crashed
 
 from ffwatt.errors import ApiUnavailable
+from ffwatt.fleet.client import PAGE
 from ffwatt.fleet.nodes import NodeRecord, list_nodes
 from ffwatt.fleet.protocol import (
     FACTS_ARTIFACT_PREFIX,
@@ -43,10 +44,9 @@ from ffwatt.fleet.protocol import (
     row_artifact_key,
 )
 
-__all__ = ["PrefectFleetAPI", "read_variables_like"]
+__all__ = ["PrefectFleetAPI"]
 
 T = TypeVar("T")
-_PAGE = 200  # the API's default and maximum page
 _KEYS_PER_QUERY = 5000  # a filter's list is a SQL IN (...): large is fine, one query per poll
 BATCH_TAG = "ffwatt-batch"
 SUBMITTERS = 8  # batches created at once
@@ -68,25 +68,12 @@ def _guarded(call: Callable[[], T]) -> T:
         raise
 
 
-def read_variables_like(client: SyncPrefectClient, pattern: str) -> Iterator[dict[str, Any]]:
-    """Every variable whose name matches ``pattern`` (SQL LIKE), page by page."""
-    offset = 0
-    while True:
-        response = client.request("POST", "/variables/filter", json={
-            "variables": {"name": {"like_": pattern}}, "limit": _PAGE, "offset": offset})
-        page = response.json()
-        yield from page
-        if len(page) < _PAGE:
-            return
-        offset += _PAGE
-
-
 def _wake(url: str) -> None:
     with contextlib.suppress(httpx.HTTPError):
         httpx.post(url, timeout=2)
 
 
-def _chunks(items: list[T], size: int = _PAGE) -> Iterator[list[T]]:
+def _chunks(items: list[T], size: int = PAGE) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
@@ -142,7 +129,7 @@ class PrefectFleetAPI:
         poll = Poll()
         for ids in _chunks(open_batches):
             for run in self._client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
-                                                   limit=_PAGE):
+                                                   limit=PAGE):
                 if run.state is not None:
                     poll.states[run.id] = BatchState(run.state.type.value, run.state.message or "")
         keys = [row_artifact_key(job_id) for job_id in missing_jobs]
@@ -173,16 +160,16 @@ class PrefectFleetAPI:
             offset = 0
             while True:
                 page = self._client.read_artifacts(artifact_filter=artifact_filter, flow_run_filter=flow_runs,
-                                                   limit=_PAGE, offset=offset)
+                                                   limit=PAGE, offset=offset)
                 for artifact in page:
                     if artifact.id not in self._seen:
                         self._seen.add(artifact.id)
                         if artifact.key and artifact.key.startswith(FACTS_ARTIFACT_PREFIX) and artifact.flow_run_id:
                             self._reported.add(artifact.flow_run_id)
                         yield artifact
-                if len(page) < _PAGE:
+                if len(page) < PAGE:
                     break
-                offset += _PAGE
+                offset += PAGE
 
     def crash(self, batch: UUID, message: str) -> None:
         _guarded(lambda: self._client.set_flow_run_state(batch, Crashed(message=message), force=True))

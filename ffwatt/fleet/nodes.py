@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from pydantic import BaseModel
 
 from ffwatt.encoders import Pool
+from ffwatt.fleet.client import PAGE, read_variables_like, work_pool
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -39,7 +40,6 @@ __all__ = [
 
 MISSED_HEARTBEATS = 3  # a node whose workers missed this many heartbeats is offline
 _PREFIX = "ffwatt_node_"
-_PAGE = 200
 _CATCH_UP_ROUNDS = 4
 _CLOCK_MARGIN = timedelta(seconds=2)  # the server stamps heartbeats by its clock, the master reads by its own
 
@@ -104,12 +104,12 @@ def read_worker_heartbeats(client: SyncPrefectClient, pools: set[str]) -> dict[s
             began = datetime.now(UTC) - _CLOCK_MARGIN
             offset = 0
             while True:
-                page = _workers_page(client, f"ffwatt-{pool}", since, offset)
+                page = _workers_page(client, work_pool(pool), since, offset)
                 for worker in page:
                     _note_heartbeat(beats, worker)
-                if len(page) < _PAGE:
+                if len(page) < PAGE:
                     break
-                offset += _PAGE
+                offset += PAGE
             if offset == 0:  # one page: read at once, so no one moved past it
                 break
             since = began
@@ -127,14 +127,12 @@ def _workers_page(client: SyncPrefectClient, pool: str, since: datetime | None, 
 
     beat_since = None if since is None else WorkerFilter(
         last_heartbeat_time=WorkerFilterLastHeartbeatTime(after_=since))
-    return client.read_workers_for_work_pool(pool, worker_filter=beat_since, offset=offset, limit=_PAGE)
+    return client.read_workers_for_work_pool(pool, worker_filter=beat_since, offset=offset, limit=PAGE)
 
 
 def list_nodes(client: SyncPrefectClient | None = None) -> list[NodeRecord]:
     """Every node that ever registered, online or not, with its liveness from its workers."""
     from prefect.client.orchestration import get_client
-
-    from ffwatt.fleet.api import read_variables_like
 
     if client is None:
         with get_client(sync_client=True) as own:

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,16 +25,27 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ffwatt.errors import PortTaken, ServiceError
+from ffwatt.errors import MonitoringError, PortTaken, ServiceError
 
 __all__ = [
     "Service",
     "ServiceStatus",
     "port_holder",
+    "program",
     "service_status",
     "start_service",
     "stop_service",
 ]
+
+
+def program(name: str, package: str) -> str:
+    """The path of ``name``, a program of Debian's ``package`` (a monitoring service's), or
+    :class:`MonitoringError` saying how to install it."""
+    found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    if found is None:
+        raise MonitoringError(f"{name} is not installed: apt-get install {package} (or run `make deps` as root, "
+                              "which runs infra/bootstrap.sh)")
+    return found
 
 
 @dataclass(frozen=True)

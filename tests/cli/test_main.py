@@ -12,10 +12,10 @@ HEAVY = ("prefect", "pandas", "pyarrow", "matplotlib", "scipy")
 
 
 def test_importing_the_cli_loads_no_room_and_nothing_heavy():
-    code = ("import json, sys; import ffwatt.cli.main; "
+    code = ("import json, sys; import cli.main; "
             "print(json.dumps(sorted(m for m in sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = json.loads(done.stdout)
     offenders = [m for m in loaded if any(m == r or m.startswith(r + ".") for r in ROOMS + HEAVY)]
     assert offenders == []
-    assert "ffwatt.cli.campaign" in loaded and "ffwatt.cli.stack" in loaded  # the commands themselves are
+    assert "cli.campaign" in loaded and "cli.stack" in loaded  # the commands themselves are

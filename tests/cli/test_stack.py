@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from ffwatt.fleet.services import service_status
-from ffwatt.fleet.stack import SERVICES
+from master.stack import SERVICES
 from testbed.fleet import wait_for
 from tests.conftest import ffwatt_cli, free_port
 

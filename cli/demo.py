@@ -14,35 +14,36 @@ from typing import Annotated
 
 import typer
 
-from ffwatt.cli._output import console, exit_with, results_table, series_text
+from cli._output import console, exit_with, results_table, series_text
 from ffwatt.settings import load_settings
 
 
 def demo(stop: Annotated[bool, typer.Option("--stop", help="Stop the demo's stack and agent.")] = False) -> None:
     """Run the demo campaign through the deployed stack on this machine, then print its results."""
+    from ffwatt.fleet.client import api_client
     from ffwatt.fleet.nodes import list_nodes
     from ffwatt.fleet.prefect_server import BIN
     from ffwatt.fleet.services import Service, start_service, stop_service
-    from ffwatt.fleet.stack import api_client, client_env, stack_down, stack_up
     from ffwatt.results import read_results, resolve_run
     from ffwatt.series import series_path
+    from master.stack import client_env, stack_down, stack_up
 
     settings = load_settings()
-    node_home = settings.home / "node"
+    node = load_settings(home=settings.home / "node")  # the demo's agent, in a home of its own
     if stop:
-        stopped = ["agent"] if stop_service(node_home / "run", "agent") else []
+        stopped = ["agent"] if stop_service(node.run_dir, "agent") else []
         console.print(f"stopped: {', '.join(stopped + stack_down(settings)) or 'nothing was running'}")
         return
     console.print("starting the master (Prefect server with credentials, campaign worker, discovery)...")
     stack_up(settings)
-    env = {**os.environ, **client_env(settings), "FFWATT_HOME": str(node_home)}
-    start_service(node_home / "run", Service("agent", [str(BIN / "ffwatt"), "agent", "start", "--master",
+    env = {**os.environ, **client_env(settings), "FFWATT_HOME": str(node.home)}
+    start_service(node.run_dir, Service("agent", [str(BIN / "ffwatt"), "agent", "start", "--master",
                                                         env["PREFECT_API_URL"]], env))
     deadline = time.monotonic() + 120
     with api_client(client_env(settings)) as client:
         while not any(n.node == settings.node and n.online() and n.pools for n in list_nodes(client)):
             if time.monotonic() > deadline:
-                exit_with(f"the agent didn't come online; see {node_home}/run/agent.log; "
+                exit_with(f"the agent didn't come online; see {node.run_dir}/agent.log; "
                           "`ffwatt demo --stop` stops what the demo started")
             time.sleep(1)
     console.print(f"node {settings.node} online; running `prefect deployment run 'campaign/quick' --watch`")

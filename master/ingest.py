@@ -17,9 +17,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from xml.etree import ElementTree
-
-import httpx
 
 from ffwatt.errors import StackError
 from ffwatt.fleet.services import Service, start_service, stop_service
@@ -28,17 +25,12 @@ from ffwatt.settings import REPO, Settings
 
 __all__ = [
     "RTMP_MODULE",
-    "IngestStats",
     "PrivateIngest",
-    "StreamStats",
     "ingest_for_run",
     "ingest_service",
-    "parse_stats",
     "private_ingest",
-    "read_stats",
     "render_config",
     "rtmp_exporter_service",
-    "stats_url",
 ]
 
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")  # Debian's libnginx-mod-rtmp
@@ -80,14 +72,10 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def stats_url(settings: Settings) -> str:
-    return f"http://127.0.0.1:{settings.rtmp_stats_port}/stat"
-
-
 def ingest_service(settings: Settings) -> Service:
     """nginx-rtmp on ``master_host:rtmp_port``, its configuration written under FFWATT_HOME/stack/rtmp."""
     nginx = _nginx()
-    prefix = settings.home / "stack" / "rtmp"
+    prefix = settings.stack_dir / "rtmp"
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
     conf = prefix / "nginx.conf"
     conf.write_text(render_config(prefix, listen=f"{_host(settings.master_host)}:{settings.rtmp_port}",
@@ -101,7 +89,7 @@ def rtmp_exporter_service(settings: Settings, ffwatt: str) -> Service:
     """``ffwatt exporter rtmp`` beside the ingest, where the store scrapes it."""
     address = f"{_host(settings.master_host)}:{settings.rtmp_exporter_port}"
     return Service("rtmp-exporter", [ffwatt, "exporter", "rtmp", "--listen", address,
-                                     "--stats-url", stats_url(settings)],
+                                     "--stats-url", settings.rtmp_stats_url],
                    {"FFWATT_HOME": str(settings.home), "FFWATT_NODE": settings.node}, url=f"http://{address}/metrics",
                    listen=(settings.master_host, settings.rtmp_exporter_port))
 
@@ -160,58 +148,3 @@ def ingest_for_run(settings: Settings, *, say: Callable[[str], None]) -> Iterato
                 os.environ["FFWATT_INGEST_URL"] = previous
 
 
-@dataclass(frozen=True)
-class StreamStats:
-    """One stream on the ingest, as its statistics page shows it."""
-
-    application: str
-    name: str
-    publishing: bool
-    players: int
-    bytes_in: int
-    bytes_out: int
-    dropped: int  # packets nginx dropped for players too slow to take them
-    uptime_s: float
-
-
-@dataclass(frozen=True)
-class IngestStats:
-    accepted: int
-    bytes_in: int
-    bytes_out: int
-    uptime_s: float
-    streams: list[StreamStats]
-
-
-def _int(element: ElementTree.Element | None, tag: str) -> int:
-    text = element.findtext(tag) if element is not None else None
-    try:
-        return int(text or 0)
-    except ValueError:
-        return 0
-
-
-def parse_stats(text: str) -> IngestStats:
-    """nginx-rtmp's ``rtmp_stat all`` XML: the server's counters and every stream's."""
-    root = ElementTree.fromstring(text)
-    streams = []
-    for application in root.iter("application"):
-        name = application.findtext("name") or ""
-        for stream in application.iter("stream"):
-            clients = stream.findall("client")
-            publishers = sum(client.find("publishing") is not None for client in clients)
-            streams.append(StreamStats(
-                application=name, name=stream.findtext("name") or "", publishing=stream.find("publishing") is not None,
-                players=len(clients) - publishers, bytes_in=_int(stream, "bytes_in"),
-                bytes_out=_int(stream, "bytes_out"), dropped=sum(_int(client, "dropped") for client in clients),
-                uptime_s=_int(stream, "time") / 1000))
-    return IngestStats(accepted=_int(root, "naccepted"), bytes_in=_int(root, "bytes_in"),
-                       bytes_out=_int(root, "bytes_out"), uptime_s=float(_int(root, "uptime")), streams=streams)
-
-
-def read_stats(url: str, *, timeout_s: float = 2.0, client: httpx.Client | None = None) -> IngestStats:
-    """Read and parse the statistics page at ``url`` (through ``client`` when given: a reader that
-    asks every second keeps one, as a new client costs more CPU than the page)."""
-    response = (client or httpx).get(url, timeout=timeout_s)
-    response.raise_for_status()
-    return parse_stats(response.text)

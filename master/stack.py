@@ -1,7 +1,7 @@
 """The master's services on this machine: the Prefect server (with API credentials),
 a process worker for campaign flows, the scrape-target discovery endpoint, the
-metrics store and alerting (:mod:`ffwatt.fleet.monitoring`), the RTMP ingest of live
-jobs and its exporter (:mod:`ffwatt.fleet.ingest`), and optionally a TLS-terminating
+metrics store and alerting (:mod:`master.monitoring`), the RTMP ingest of live
+jobs and its exporter (:mod:`master.ingest`), and optionally a TLS-terminating
 nginx in front of the API.
 
 State lives under ``FFWATT_HOME``: ``run/`` (pid files, logs), ``stack/auth``
@@ -10,45 +10,37 @@ State lives under ``FFWATT_HOME``: ``run/`` (pid files, logs), ``stack/auth``
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from ffwatt.encoders import NODE_POOLS
 from ffwatt.errors import StackError
-from ffwatt.fleet.ingest import ingest_service, rtmp_exporter_service
-from ffwatt.fleet.monitoring import MONITORING_SERVICES, monitoring_services
+from ffwatt.fleet.client import ensure_pools
 from ffwatt.fleet.prefect_server import BIN, server_command, server_env, wait_healthy
 from ffwatt.fleet.services import Service, ServiceStatus, service_status, start_service, stop_service
 from ffwatt.settings import REPO, Settings
+from master.ingest import ingest_service, rtmp_exporter_service
+from master.monitoring import MONITORING_SERVICES, monitoring_services
 
-if TYPE_CHECKING:
-    from prefect.client.orchestration import SyncPrefectClient
+__all__ = ["POOLS", "StackError", "client_env", "stack_down", "stack_status", "stack_up"]
 
-__all__ = ["POOLS", "StackError", "api_client", "client_env", "stack_down", "stack_status", "stack_up"]
-
-POOLS = ("master", "cpu", "nvidia", "qsv", "vaapi")
+POOLS = ("master", *NODE_POOLS)  # the master runs campaign flows; every node pool gets its batches
 SERVICES = ("prefect-server", "master-worker", "discovery", *MONITORING_SERVICES, "rtmp-ingest", "rtmp-exporter",
             "tls-proxy")
 
 
 def auth_string(settings: Settings) -> str:
     """The API's basic-auth credentials, created on first use and kept private."""
-    path = settings.home / "stack" / "auth"
+    path = settings.stack_dir / "auth"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"ffwatt:{secrets.token_urlsafe(24)}")
         path.chmod(0o600)
     return path.read_text().strip()
-
-
-def api_url(settings: Settings) -> str:
-    return f"http://{settings.master_host}:{settings.master_port}/api"
 
 
 def _reachable_host(settings: Settings) -> str:
@@ -59,15 +51,15 @@ def _reachable_host(settings: Settings) -> str:
 def public_api_url(settings: Settings) -> str:
     """The API URL people and agents use: through the TLS proxy when it runs, else the API itself.
     The UI served by the server talks to this one, whatever the master's port."""
-    if (settings.home / "stack" / "tls" / "server.pem").exists():
+    if (settings.stack_dir / "tls" / "server.pem").exists():
         return f"https://{_reachable_host(settings)}:{settings.master_tls_port}/api"
     return f"http://{_reachable_host(settings)}:{settings.master_port}/api"
 
 
 def client_env(settings: Settings, url: str | None = None) -> dict[str, str]:
     """What a client (CLI, worker, agent) needs in its environment to use this stack's API."""
-    env = {"PREFECT_API_URL": url or api_url(settings), "PREFECT_API_AUTH_STRING": auth_string(settings)}
-    ca = settings.home / "stack" / "tls" / "ca.pem"
+    env = {"PREFECT_API_URL": url or settings.master_api_url, "PREFECT_API_AUTH_STRING": auth_string(settings)}
+    ca = settings.stack_dir / "tls" / "ca.pem"
     if env["PREFECT_API_URL"].startswith("https") and ca.exists():
         env["PREFECT_API_SSL_CERT_FILE"] = str(ca)
     return env
@@ -96,40 +88,6 @@ def _prefect(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]
     return prefect_cli({**_base_env(settings), **client_env(settings)}, *args)
 
 
-@contextlib.contextmanager
-def api_client(env: dict[str, str]) -> Iterator[SyncPrefectClient]:
-    """A Prefect client of the API that ``env`` (:func:`client_env`'s variables) names. Prefect reads its
-    settings from the environment once, when imported: setting them later changes nothing."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL, temporary_settings
-
-    updates = {PREFECT_API_URL: env["PREFECT_API_URL"]}
-    if env.get("PREFECT_API_AUTH_STRING"):
-        updates[PREFECT_API_AUTH_STRING] = env["PREFECT_API_AUTH_STRING"]
-    if env.get("PREFECT_API_SSL_CERT_FILE"):
-        updates[PREFECT_API_SSL_CERT_FILE] = env["PREFECT_API_SSL_CERT_FILE"]
-    with temporary_settings(updates=updates), get_client(sync_client=True) as client:
-        yield client
-
-
-def ensure_pools(env: dict[str, str], pools: tuple[str, ...] | list[str], *, queue: str | None = None) -> None:
-    """Create the process work pools ``ffwatt-<pool>`` that don't exist yet, and ``queue`` in each
-    (a node's own queue), through the API ``env`` points at."""
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists
-    from prefect.workers.process import ProcessWorker
-
-    template = ProcessWorker.get_default_base_job_template()
-    with api_client(env) as client:
-        for pool in pools:
-            with contextlib.suppress(ObjectAlreadyExists):
-                client.create_work_pool(WorkPoolCreate(name=f"ffwatt-{pool}", type="process",
-                                                       base_job_template=template))
-            if queue is not None:
-                with contextlib.suppress(ObjectAlreadyExists):
-                    client.create_work_queue(name=queue, work_pool_name=f"ffwatt-{pool}")
-
-
 def deploy(settings: Settings) -> None:
     """Register the deployments in deployments/prefect.yaml (campaign/*, node-batch/<pool>)."""
     done = _prefect(settings, "deploy", "--all", "--prefect-file", str(REPO / "deployments" / "prefect.yaml"))
@@ -138,7 +96,7 @@ def deploy(settings: Settings) -> None:
 
 
 def stack_up(settings: Settings) -> list[ServiceStatus]:
-    run_dir = settings.home / "run"
+    run_dir = settings.run_dir
     monitoring = monitoring_services(settings)  # first: a missing binary stops us before anything starts
     ingest = [ingest_service(settings), rtmp_exporter_service(settings, str(BIN / "ffwatt"))]
     env = {**_base_env(settings), "PREFECT_SERVER_API_AUTH_STRING": auth_string(settings),
@@ -149,11 +107,11 @@ def stack_up(settings: Settings) -> list[ServiceStatus]:
         "prefect-server", server_command(settings.master_host, settings.master_port),
         env, url=public_api_url(settings).removesuffix("/api"),
         listen=(settings.master_host, settings.master_port)))]
-    _wait_healthy(api_url(settings), 120, run_dir)
-    (settings.home / "stack" / "database").write_text(database_kind(env) + "\n")
+    _wait_healthy(settings.master_api_url, 120, run_dir)
+    (settings.stack_dir / "database").write_text(database_kind(env) + "\n")
     ensure_pools({**_base_env(settings), **client_env(settings)}, POOLS)
     deploy(settings)
-    # A warm worker: campaign flows start in its process, without a new Python each (ffwatt/fleet/warm.py).
+    # A warm worker: campaign flows start in its process, without a new Python each (agent/warm.py).
     statuses.append(start_service(run_dir, Service(
         "master-worker", [str(BIN / "ffwatt"), "stack", "worker"], {**_base_env(settings), **client_env(settings)},
         cwd=REPO)))
@@ -164,7 +122,7 @@ def stack_up(settings: Settings) -> list[ServiceStatus]:
         url=f"http://{settings.master_host}:{settings.discovery_port}/targets",
         listen=(settings.master_host, settings.discovery_port))))
     statuses += [start_service(run_dir, service) for service in [*monitoring, *ingest]]
-    tls = settings.home / "stack" / "tls"
+    tls = settings.stack_dir / "tls"
     if (tls / "server.pem").exists():
         statuses.append(start_tls_proxy(settings))
     return statuses
@@ -175,15 +133,15 @@ def start_tls_proxy(settings: Settings) -> ServiceStatus:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         raise StackError("TLS needs nginx: apt-get install nginx-light (or run `make deps` as root)")
-    tls = settings.home / "stack" / "tls"
-    prefix = settings.home / "stack" / "nginx"
+    tls = settings.stack_dir / "tls"
+    prefix = settings.stack_dir / "nginx"
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
     template = (REPO / "infra" / "nginx" / "ffwatt-master.conf").read_text()
     conf = prefix / "nginx.conf"
     conf.write_text(template.format(prefix=prefix, listen=f"{settings.master_host}:{settings.master_tls_port}",
                                     cert=tls / "server.pem", key=tls / "server-key.pem",
                                     upstream=f"{settings.master_host}:{settings.master_port}"))
-    return start_service(settings.home / "run", Service(
+    return start_service(settings.run_dir, Service(
         "tls-proxy", [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"], dict(os.environ),
         url=f"https://{settings.master_host}:{settings.master_tls_port}/api",
         listen=(settings.master_host, settings.master_tls_port)))
@@ -198,7 +156,7 @@ def database_kind(env: dict[str, str]) -> str:
 def served_database(settings: Settings) -> str | None:
     """The database the running stack's server was started on, as ``stack up`` recorded it."""
     try:
-        return (settings.home / "stack" / "database").read_text().strip() or None
+        return (settings.stack_dir / "database").read_text().strip() or None
     except OSError:
         return None
 
@@ -214,9 +172,9 @@ def sqlite_warning(database: str | None, online_nodes: int) -> str | None:
 
 
 def stack_down(settings: Settings) -> list[str]:
-    run_dir = settings.home / "run"
+    run_dir = settings.run_dir
     return [name for name in reversed(SERVICES) if stop_service(run_dir, name)]
 
 
 def stack_status(settings: Settings) -> list[ServiceStatus]:
-    return [service_status(settings.home / "run", name) for name in SERVICES]
+    return [service_status(settings.run_dir, name) for name in SERVICES]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ffwatt.cli._output import console, err_console, exit_with
+from cli._output import console, err_console, exit_with
 from ffwatt.settings import load_settings
 
 __all__ = ["compare"]

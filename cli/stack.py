@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ffwatt.cli._output import console
+from cli._output import console
 from ffwatt.settings import load_settings
 
 app = typer.Typer(help="The master: Prefect server, campaign worker, target discovery, metrics store and "
@@ -25,11 +25,11 @@ def up(
         help="Names and addresses the certificate covers (default: master host, hostname, localhost).")] = None,
 ) -> None:
     """Start the master's services (idempotent) and print where they are."""
-    from ffwatt.fleet.stack import stack_up
-    from ffwatt.fleet.tls import generate_ca_and_server_cert
+    from master.stack import stack_up
+    from master.tls import generate_ca_and_server_cert
 
     settings = load_settings()
-    tls = settings.home / "stack" / "tls"
+    tls = settings.stack_dir / "tls"
     if generate_cert and (tls / "server.pem").exists():
         # Agents already trust this CA: a new one would lock them out.
         console.print(f"using the existing certificate in {tls} (delete it to make a new CA)")
@@ -44,7 +44,7 @@ def up(
 @app.command()
 def down() -> None:
     """Stop the master's services."""
-    from ffwatt.fleet.stack import stack_down
+    from master.stack import stack_down
 
     stopped = stack_down(load_settings())
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
@@ -64,7 +64,7 @@ def _print_status(statuses: list) -> None:
 def status() -> None:
     """What runs, where, its URL; and every node that registered, online or not."""
     from ffwatt.fleet.nodes import list_nodes
-    from ffwatt.fleet.stack import served_database, sqlite_warning, stack_status
+    from master.stack import served_database, sqlite_warning, stack_status
 
     settings = load_settings()
     statuses = stack_status(settings)
@@ -91,7 +91,7 @@ def status() -> None:
 
 
 def _print_monitoring(settings) -> None:  # type: ignore[no-untyped-def]
-    from ffwatt.fleet.monitoring import monitoring_status
+    from master.monitoring import monitoring_status
 
     found = monitoring_status(settings)
     if found.error:
@@ -109,7 +109,7 @@ def _print_monitoring(settings) -> None:  # type: ignore[no-untyped-def]
 def _use_stack_api(settings) -> None:  # type: ignore[no-untyped-def]
     import os
 
-    from ffwatt.fleet.stack import client_env
+    from master.stack import client_env
 
     for key, value in client_env(settings).items():
         os.environ.setdefault(key, value)
@@ -120,10 +120,10 @@ def env() -> None:
     """Print the environment a client needs for this stack (`eval "$(ffwatt stack env)"`)."""
     import shlex
 
-    from ffwatt.fleet.stack import client_env
+    from master.stack import client_env
 
     settings = load_settings()
-    tls = settings.home / "stack" / "tls" / "ca.pem"
+    tls = settings.stack_dir / "tls" / "ca.pem"
     url = f"https://{settings.master_host}:{settings.master_tls_port}/api" if tls.exists() else None
     for key, value in client_env(settings, url).items():
         print(f"export {key}={shlex.quote(value)}")
@@ -135,7 +135,7 @@ def worker() -> None:
     import signal
     import threading
 
-    from ffwatt.fleet.warm import run_warm_workers
+    from agent.warm import run_warm_workers
 
     settings = load_settings()
     stop = threading.Event()
@@ -148,9 +148,9 @@ def worker() -> None:
 @app.command()
 def discovery(listen: Annotated[str, typer.Option(help="HOST:PORT")] = ":9599") -> None:
     """Serve live nodes' targets (/targets, HTTP-SD), the master's metrics (/metrics) and an alert sink (/alerts)."""
-    from ffwatt.fleet.discovery import serve_discovery
     from ffwatt.ports import PORTS, parse_listen
+    from master.discovery import serve_discovery
 
     settings = load_settings()
     host, port = parse_listen(listen, PORTS["discovery"].number)
-    serve_discovery(host, port, settings.home / "stack", settings.results_dir)
+    serve_discovery(host, port, settings.stack_dir, settings.results_dir)

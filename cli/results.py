@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ffwatt.cli._output import console, exit_with, failures_text, live_tables, results_table, run_title
+from cli._output import console, exit_with, failures_text, live_tables, results_table, run_title
 from ffwatt.settings import load_settings
 
 app = typer.Typer(help="Read the Parquet results.", no_args_is_help=True)

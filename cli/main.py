@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ffwatt.cli import agent, campaign, compare, demo, exporter, recommend, report, results, stack
-from ffwatt.cli._output import err_console
+from cli import agent, campaign, compare, demo, exporter, recommend, report, results, stack
+from cli._output import err_console
 from ffwatt.errors import FfwattError
 
 app = typer.Typer(

@@ -17,7 +17,6 @@ committed compose files (``infra/compose/config/``; a test renders them again an
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,7 @@ from typing import Any
 import httpx
 import yaml
 
-from ffwatt.errors import FfwattError
-from ffwatt.fleet.services import Service
+from ffwatt.fleet.services import Service, program
 from ffwatt.ports import PORTS
 from ffwatt.settings import REPO, Settings
 from ffwatt.store import SCRAPE_S
@@ -35,16 +33,12 @@ __all__ = [
     "ALERT_RULES",
     "COMPOSE_CONFIG",
     "MONITORING_SERVICES",
-    "NODE_EXPORTER_COLLECTORS",
-    "MonitoringError",
     "MonitoringStatus",
     "alertmanager_config",
     "compose_configs",
     "monitoring_services",
     "monitoring_status",
-    "node_exporter_service",
     "scrape_config",
-    "store_url",
 ]
 
 SCRAPE_INTERVAL = f"{SCRAPE_S:g}s"
@@ -55,25 +49,8 @@ SD_CHECK_INTERVAL = "2s"
 LATENCY_OFFSET = "2s"
 EVALUATION_INTERVAL = "5s"
 ALERT_RULES = REPO / "infra" / "alerts"
-NODE_EXPORTER_COLLECTORS = ("cpu", "cpufreq", "meminfo", "hwmon", "thermal_zone", "netdev", "diskstats", "pressure")
 MONITORING_SERVICES = ("metrics-store", "alertmanager", "vmalert")  # in start order
 COMPOSE_CONFIG = REPO / "infra" / "compose" / "config"
-
-
-class MonitoringError(FfwattError):
-    """A monitoring service can't be started (its binary is missing)."""
-
-
-def _binary(name: str, package: str) -> str:
-    found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
-    if found is None:
-        raise MonitoringError(f"{name} is not installed: apt-get install {package} (or run `make deps` as root, "
-                              "which runs infra/bootstrap.sh)")
-    return found
-
-
-def store_url(settings: Settings) -> str:
-    return f"http://{settings.master_host}:{settings.store_port}"
 
 
 def _alertmanager_url(settings: Settings) -> str:
@@ -129,7 +106,7 @@ def compose_configs() -> dict[str, str]:
     nginx = (REPO / "infra" / "nginx" / "ffwatt-master.conf").read_text().format(
         prefix="/var/cache/nginx/ffwatt", listen=PORTS["prefect-api-tls"].number, cert="/etc/ffwatt/tls/server.pem",
         key="/etc/ffwatt/tls/server-key.pem", upstream=f"prefect-server:{PORTS['prefect-api'].number}")
-    from ffwatt.fleet.ingest import render_config
+    from master.ingest import render_config
 
     rtmp = render_config("/tmp/ffwatt-rtmp", listen=str(PORTS["rtmp-ingest"].number),
                          stats_listen=str(PORTS["rtmp-stats"].number), allow="all")
@@ -143,21 +120,21 @@ def _store_service(settings: Settings, directory: Path) -> Service:
     config = _write_yaml(directory / "scrape.yml", scrape_config(
         _discovery(settings), settings.node, f"{settings.master_host}:{settings.rtmp_exporter_port}"))
     return Service("metrics-store", [
-        _binary("victoria-metrics", "victoria-metrics"),
+        program("victoria-metrics", "victoria-metrics"),
         f"-httpListenAddr={settings.master_host}:{settings.store_port}",
         f"-storageDataPath={directory / 'data'}",
         f"-retentionPeriod={settings.store_retention}",
         f"-promscrape.config={config}",
         f"-promscrape.httpSDCheckInterval={SD_CHECK_INTERVAL}",
         f"-search.latencyOffset={LATENCY_OFFSET}",
-    ], {}, url=store_url(settings), listen=(settings.master_host, settings.store_port))
+    ], {}, url=settings.stack_store_url, listen=(settings.master_host, settings.store_port))
 
 
 def _alertmanager_service(settings: Settings, directory: Path) -> Service:
     webhook = settings.alert_webhook_url or f"http://{_discovery(settings)}/alerts"
     config = _write_yaml(directory / "alertmanager.yml", alertmanager_config(webhook))
     return Service("alertmanager", [
-        _binary("prometheus-alertmanager", "prometheus-alertmanager"),
+        program("prometheus-alertmanager", "prometheus-alertmanager"),
         f"--config.file={config}",
         f"--storage.path={directory / 'alertmanager'}",
         f"--web.listen-address={settings.master_host}:{settings.alertmanager_port}",
@@ -166,9 +143,9 @@ def _alertmanager_service(settings: Settings, directory: Path) -> Service:
 
 
 def _vmalert_service(settings: Settings) -> Service:
-    store = store_url(settings)
+    store = settings.stack_store_url
     return Service("vmalert", [
-        _binary("vmalert", "victoria-metrics"),
+        program("vmalert", "victoria-metrics"),
         f"-rule={ALERT_RULES}/*.yml",
         f"-datasource.url={store}",
         f"-remoteWrite.url={store}",  # ALERTS series in the store, for dashboards
@@ -189,17 +166,6 @@ def monitoring_services(settings: Settings) -> list[Service]:
             _vmalert_service(settings)]
 
 
-def node_exporter_service(address: str, port: int, *, sysfs: Path | None = None) -> Service:
-    """node_exporter on ``address:port`` with only :data:`NODE_EXPORTER_COLLECTORS`
-    (``sysfs``: another root than ``/sys``, as tests give it)."""
-    command = [_binary("prometheus-node-exporter", "prometheus-node-exporter"),
-               f"--web.listen-address={address}:{port}", "--collector.disable-defaults",
-               *(f"--collector.{name}" for name in NODE_EXPORTER_COLLECTORS)]
-    if sysfs is not None:
-        command.append(f"--path.sysfs={sysfs}")
-    return Service("node-exporter", command, {}, url=f"http://{address}:{port}/metrics", listen=(address, port))
-
-
 @dataclass(frozen=True)
 class MonitoringStatus:
     store_url: str
@@ -211,7 +177,7 @@ class MonitoringStatus:
 
 def monitoring_status(settings: Settings, *, timeout_s: float = 5) -> MonitoringStatus:
     """Targets up and down (from the store) and firing alerts (from Alertmanager)."""
-    url = store_url(settings)
+    url = settings.stack_store_url
     try:
         targets = httpx.get(f"{url}/api/v1/targets", timeout=timeout_s).raise_for_status().json()
         alerts = httpx.get(f"{_alertmanager_url(settings)}/api/v2/alerts", timeout=timeout_s,
@@ -227,7 +193,7 @@ def monitoring_status(settings: Settings, *, timeout_s: float = 5) -> Monitoring
     return MonitoringStatus(url, len(active) - len(down), down, firing)
 
 
-if __name__ == "__main__":  # python -m ffwatt.fleet.monitoring: write infra/compose/config/
+if __name__ == "__main__":  # python -m master.monitoring: write infra/compose/config/
     COMPOSE_CONFIG.mkdir(parents=True, exist_ok=True)
     for name, text in compose_configs().items():
         (COMPOSE_CONFIG / name).write_text(text)

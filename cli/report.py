@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ffwatt.cli._output import console
+from cli._output import console
 from ffwatt.settings import load_settings
 
 __all__ = ["report"]

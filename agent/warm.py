@@ -35,6 +35,7 @@ from prefect.flows import Flow
 from prefect.states import Crashed, State
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
+from ffwatt.fleet.client import work_pool
 from ffwatt.settings import REPO
 
 __all__ = ["WarmWorker", "serve"]
@@ -166,7 +167,7 @@ def run_warm_workers(pool_names: list[str], *, node: str, queue: str | None, lim
                 loop.call_soon_threadsafe(wake.set)
 
             on_wake_ready(wake_up)
-        workers = [WarmWorker(work_pool_name=f"ffwatt-{pool}", work_queues=[queue] if queue else None,
+        workers = [WarmWorker(work_pool_name=work_pool(pool), work_queues=[queue] if queue else None,
                               name=f"{node}-{pool}", limit=limit, heartbeat_interval_seconds=heartbeat_s,
                               create_pool_if_not_found=True) for pool in pool_names]
         await serve(workers, query_s=query_s, wake=wake, stop=stop)

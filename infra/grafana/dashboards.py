@@ -1,7 +1,7 @@
 """ffwatt's Grafana dashboards as code (Grafana's grafana-foundation-sdk), written as the JSON
 that Grafana's provisioning loads from ``infra/grafana/provisioning/dashboards/``.
 
-Regenerate after editing: ``python -m ffwatt.fleet.dashboards``. A test fails when the
+Regenerate after editing: ``make dashboards``. A test fails when the
 committed JSON differs from what this module builds, and another runs every panel query
 against a VictoriaMetrics that scraped a real campaign: each must return a series.
 

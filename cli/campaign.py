@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ffwatt.cli._output import console, exit_with, failures_text, results_table, run_title, series_text
+from cli._output import console, exit_with, failures_text, results_table, run_title, series_text
 from ffwatt.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def run(
     campaign = load_campaign(file)
     with contextlib.ExitStack() as context:
         if campaign.live is not None:  # the stack's ingest, or one of the run's own
-            from ffwatt.fleet.ingest import ingest_for_run
+            from master.ingest import ingest_for_run
 
             context.enter_context(ingest_for_run(settings, say=lambda text: console.print(text, highlight=False)))
             settings = load_settings()
@@ -96,7 +96,7 @@ def run(
         raise TypeError(f"the campaign flow returned {type(summary).__name__}, not a run summary")
     frame = read_results(settings.results_dir, campaign=campaign.name, run_id=summary.run_id)
     if campaign.live is not None:
-        from ffwatt.cli._output import live_tables
+        from cli._output import live_tables
 
         for table in live_tables(frame, run_title(campaign.name, summary.run_id, summary.state, summary.jobs,
                                                   len(frame))):
@@ -153,8 +153,8 @@ def submit(
 ) -> None:
     """Run a campaign on the fleet: `prefect deployment run` with this file as its parameters, without
     Prefect's start-up cost. Uses PREFECT_API_URL and its credentials (`eval "$(ffwatt stack env)"`)."""
-    from ffwatt.fleet.submit import ApiClient, FlowRunState, submit_flow_run, watch_flow_run
     from ffwatt.validation import load_campaign
+    from master.submit import ApiClient, FlowRunState, submit_flow_run, watch_flow_run
 
     campaign = load_campaign(file)  # a typo is told here, with its fix, before the API is asked
     api = ApiClient.from_env()

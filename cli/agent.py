@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ffwatt.cli._output import console
+from cli._output import console
 from ffwatt.settings import load_settings
 
 app = typer.Typer(help="The worker-node side: what this node can do.", no_args_is_help=True)
