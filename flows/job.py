@@ -4,21 +4,23 @@ through transcode -> account-energy -> quality into its row (a live job through
 
 from __future__ import annotations
 
-from prefect.states import State
-
 from ffwatt.campaign import Campaign
 from ffwatt.jobs import Job
 from ffwatt.nodefacts import IdleBaseline
 from ffwatt.schema import JobRow
-from tasks import QualityScores, Reference, account_energy, build_row, generate_video, measure_quality, transcode
+from flows.live import run_live_job
+from tasks import (
+    QualityScores,
+    Reference,
+    account_energy,
+    build_row,
+    generate_video,
+    measure_quality,
+    step_failure,
+    transcode,
+)
 
 __all__ = ["prepare_references", "run_job"]
-
-
-def _error(step: str, state: State) -> tuple[str, int]:
-    """The failure message of a failed task state, and the attempt that failed."""
-    exc = state.result(raise_on_failure=False)
-    return f"{step}: {exc}", getattr(exc, "attempt", 1)
 
 
 def prepare_references(campaign: Campaign, jobs: list[Job]) -> dict[str, Reference | str]:
@@ -27,7 +29,7 @@ def prepare_references(campaign: Campaign, jobs: list[Job]) -> dict[str, Referen
     for spec in campaign.inputs:
         if any(job.input.name == spec.name for job in jobs):
             state = generate_video(spec, campaign.reference_format, return_state=True)
-            references[spec.name] = state.result() if state.is_completed() else _error("generate-video", state)[0]
+            references[spec.name] = state.result() if state.is_completed() else step_failure("generate-video", state)[0]
     return references
 
 
@@ -35,8 +37,6 @@ def run_job(job: Job, reference: Reference | str, idle: IdleBaseline | None, run
             encode_retries: int) -> JobRow:
     """One job through transcode, account-energy and quality; always returns its row."""
     if job.live is not None:
-        from flows.live import run_live_job  # flows.live builds on this module
-
         return run_live_job(job, reference, idle, run_id, node)
     if isinstance(reference, str):  # the input itself couldn't be prepared
         return build_row(job=job, run_id=run_id, node=node, reference=None, error=reference)
@@ -44,7 +44,7 @@ def run_job(job: Job, reference: Reference | str, idle: IdleBaseline | None, run
     encode = transcode.with_options(retries=encode_retries, retry_delay_seconds=1)
     encoded_state = encode(job, reference, run_id, return_state=True)
     if not encoded_state.is_completed():
-        error, attempt = _error("transcode", encoded_state)
+        error, attempt = step_failure("transcode", encoded_state)
         return build_row(job=job, run_id=run_id, node=node, reference=reference, error=error, attempts=attempt)
     encoded = encoded_state.result()
 
@@ -57,7 +57,7 @@ def run_job(job: Job, reference: Reference | str, idle: IdleBaseline | None, run
         if quality_state.is_completed():
             quality = quality_state.result()
         else:
-            quality_error, _ = _error("quality", quality_state)
+            quality_error, _ = step_failure("quality", quality_state)
 
     return build_row(job=job, run_id=run_id, node=node, reference=reference,
                      encoded=encoded, energy=energy, quality=quality, error=quality_error)

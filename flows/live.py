@@ -19,8 +19,7 @@ from ffwatt.jobs import Job
 from ffwatt.nodefacts import IdleBaseline
 from ffwatt.schema import JobRow
 from ffwatt.settings import Settings, load_settings
-from flows.job import _error
-from tasks import Reference, account_energy, build_row
+from tasks import Reference, account_energy, build_row, step_failure
 from tasks.live import Contribution, LiveStepResult, contribution_stream, live_step
 
 __all__ = ["live_columns", "run_live_job"]
@@ -124,15 +123,16 @@ def run_live_job(job: Job, reference: Reference | str, idle: IdleBaseline | None
     contribution_state = contribution_stream(reference, return_state=True)
     if not contribution_state.is_completed():
         _note_break(settings, run_id, job, "no contribution clip")
+        error, _ = step_failure("contribution-stream", contribution_state)
         return JobRow.model_validate(build_row(job=job, run_id=run_id, node=node, reference=reference,
-                                               error=_error("contribution-stream", contribution_state)[0]).model_dump()
-                                     | identity)
+                                               error=error).model_dump() | identity)
     contribution: Contribution = contribution_state.result()
     step_state = live_step(job, contribution, run_id, return_state=True)
     if not step_state.is_completed():
         _note_break(settings, run_id, job, "the step failed")
+        error, _ = step_failure("live-step", step_state)
         return JobRow.model_validate(build_row(job=job, run_id=run_id, node=node, reference=reference,
-                                               error=_error("live-step", step_state)[0]).model_dump() | identity)
+                                               error=error).model_dump() | identity)
     step: LiveStepResult = step_state.result()
     energy = (account_energy(step.energy, step.cpu_s, sum(s.frames for s in step.streams) or None, idle)
               if step.energy is not None else None)

@@ -37,24 +37,22 @@ from ffwatt.hardware.ffmpeg import FFmpegRun, ffmpeg_path, probe_build, run_ffmp
 from ffwatt.hardware.meter import EnergyMeter, EnergyWindow
 from ffwatt.hardware.progress import Progress, ProgressRecord, prune_progress_records, write_progress_record
 from ffwatt.jobs import Job
-from ffwatt.live import (
+from ffwatt.live import ingest_url, split_ingest_url, unreachable
+from ffwatt.settings import Settings, load_settings
+from tasks._logging import run_logger
+from tasks._streams import (
     FrameLog,
     connected_to,
     contribution_args,
     first_frame_delay_s,
-    ingest_url,
     latencies_ms,
     player_args,
     publisher_args,
     rung_bitrate_kbps,
-    split_ingest_url,
     steady_speed,
     stream_names,
     transcoder_args,
-    unreachable,
 )
-from ffwatt.settings import Settings, load_settings
-from tasks._logging import run_logger
 from tasks.generate import Reference
 
 __all__ = ["Contribution", "LiveStepResult", "StreamResult", "contribution_stream", "live_step",

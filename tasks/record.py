@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ffwatt.jobs import Job
 from ffwatt.results import write_job_row
 from ffwatt.schema import EncodeColumns, EnergyColumns, JobRow, QualityColumns
@@ -9,10 +11,19 @@ from ffwatt.settings import load_settings
 from tasks.generate import Reference
 from tasks.transcode import EncodeResult
 
-__all__ = ["build_row", "record_job"]
+if TYPE_CHECKING:
+    from prefect.states import State
+
+__all__ = ["build_row", "record_job", "step_failure"]
 
 # What an encode result gives the row: its encode columns and the size it encoded at.
 _FROM_ENCODE = set(EncodeColumns.model_fields) | {"output_width", "output_height"}
+
+
+def step_failure(step: str, state: State) -> tuple[str, int]:
+    """A failed step's error for its job's row (``step: message``), and the attempt that failed."""
+    exc = state.result(raise_on_failure=False)
+    return f"{step}: {exc}", getattr(exc, "attempt", 1)
 
 
 def build_row(

@@ -14,11 +14,12 @@ from analysis.live import live_steps, sweep_outcomes
 from exporters.rtmp import parse_stats
 from ffwatt.errors import CampaignError
 from ffwatt.jobs import expand, sweep_groups
-from ffwatt.live import FrameLog, ingest_url, latencies_ms, rung_bitrate_kbps, steady_speed
+from ffwatt.live import ingest_url
 from ffwatt.schema import JobRow, config_label
 from ffwatt.settings import Settings
 from ffwatt.validation import parse_campaign
 from flows.dispatch import plan_batches
+from tasks._streams import FrameLog, latencies_ms, rung_bitrate_kbps, steady_speed
 from tests.test_dispatch import node
 
 LADDER = [{"size": "1280x720", "bitrate_kbps": 3000}, {"size": "640x360", "bitrate_kbps": 800}]
