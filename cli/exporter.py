@@ -12,11 +12,12 @@ from ffwatt.settings import load_settings
 
 app = typer.Typer(help="Run a metrics exporter (Prometheus format) on this node.", no_args_is_help=True)
 
-Listen = Annotated[str, typer.Option("--listen", help="HOST:PORT to serve /metrics on.")]
+Listen = Annotated[str | None, typer.Option(
+    "--listen", help="HOST:PORT to serve /metrics on [default: every interface, at the exporter's FFWATT_*_PORT]")]
 Interval = Annotated[float, typer.Option("--interval", help="Seconds between background samples.")]
 
 
-def _run(kind: str, listen: str, **options: object) -> None:
+def _run(kind: str, listen: str | None, **options: object) -> None:
     from exporters.server import ExporterOptions, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -25,12 +26,13 @@ def _run(kind: str, listen: str, **options: object) -> None:
 
 @app.command()
 def cpu(
-    listen: Listen = ":9510",
+    listen: Listen = None,
     interval: Interval = 1.0,
     powercap_root: Annotated[Path | None, typer.Option(help="Powercap tree (default /sys/class/powercap).")] = None,
     tdp_w: Annotated[float | None, typer.Option(help="CPU package power for the estimate.")] = None,
 ) -> None:
-    """CPU energy from RAPL counters (or a labelled estimate where they can't be read)."""
+    """CPU energy from RAPL counters (or a labelled estimate where they can't be read); port
+    FFWATT_CPU_EXPORTER_PORT."""
     import os
 
     if powercap_root is not None:
@@ -42,28 +44,30 @@ def cpu(
 
 @app.command()
 def gpu(
-    listen: Listen = ":9511",
+    listen: Listen = None,
     interval: Interval = 1.0,
     replay: Annotated[Path | None, typer.Option(help="Play back recorded NVML readings (JSON probe file).")] = None,
 ) -> None:
-    """NVIDIA GPU energy, power, utilisation (encoder/decoder too) through NVML."""
+    """NVIDIA GPU energy, power, utilisation (encoder/decoder too) through NVML; port
+    FFWATT_GPU_EXPORTER_PORT."""
     _run("gpu", listen, interval_s=interval, replay=replay)
 
 
 @app.command()
 def ffmpeg(
-    listen: Listen = ":9506",
+    listen: Listen = None,
     retention: Annotated[float, typer.Option(help="Seconds a finished job's series stay.")] = 10.0,
 ) -> None:
-    """Progress of the FFmpeg jobs running on this node."""
+    """Progress of the FFmpeg jobs running on this node; port FFWATT_FFMPEG_EXPORTER_PORT."""
     _run("ffmpeg", listen, retention_s=retention)
 
 
 @app.command()
 def rtmp(
-    listen: Listen = ":9512",
+    listen: Listen = None,
     stats_url: Annotated[str | None, typer.Option(
         help="The ingest's statistics page (default: this master's, on loopback).")] = None,
 ) -> None:
-    """Streams, publishers, players and bytes of the master's RTMP ingest (nginx-rtmp)."""
+    """Streams, publishers, players and bytes of the master's RTMP ingest (nginx-rtmp); port
+    FFWATT_RTMP_EXPORTER_PORT."""
     _run("rtmp", listen, stats_url=stats_url)

@@ -146,11 +146,12 @@ def worker() -> None:
 
 
 @app.command()
-def discovery(listen: Annotated[str, typer.Option(help="HOST:PORT")] = ":9599") -> None:
+def discovery(listen: Annotated[str | None, typer.Option(
+        help="HOST:PORT [default: every interface, at FFWATT_DISCOVERY_PORT]")] = None) -> None:
     """Serve live nodes' targets (/targets, HTTP-SD), the master's metrics (/metrics) and an alert sink (/alerts)."""
-    from ffwatt.ports import PORTS, parse_listen
+    from ffwatt.ports import parse_listen
     from master.discovery import serve_discovery
 
     settings = load_settings()
-    host, port = parse_listen(listen, PORTS["discovery"].number)
+    host, port = parse_listen(f":{settings.discovery_port}" if listen is None else listen, settings.discovery_port)
     serve_discovery(host, port, settings.stack_dir, settings.results_dir)

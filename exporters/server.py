@@ -22,7 +22,7 @@ from exporters.rtmp import RtmpCollector
 from ffwatt.errors import ServiceError
 from ffwatt.fleet.services import port_holder
 from ffwatt.hardware.nvml import ReplayNvml
-from ffwatt.ports import EXPORTER_PORTS, PORTS, parse_listen
+from ffwatt.ports import parse_listen
 from ffwatt.settings import Settings
 
 __all__ = ["EXPORTERS", "Exporter", "ExporterOptions", "build_collectors", "serve"]
@@ -40,9 +40,9 @@ class ExporterOptions:
 
 @dataclass(frozen=True)
 class Exporter:
-    """One kind of exporter: its default port and how to build its collectors."""
+    """One kind of exporter: the setting that gives its port, and how to build its collectors."""
 
-    default_port: int
+    port: Callable[[Settings], int]
     build: Callable[[Settings, ExporterOptions], list[Any]]
 
 
@@ -60,14 +60,14 @@ def _rtmp(settings: Settings, options: ExporterOptions) -> list[Any]:
     return [RtmpCollector(options.stats_url or settings.rtmp_stats_url)]
 
 
-# The agent starts every exporter of EXPORTER_PORTS on each node; the RTMP exporter is the master's
-# (``ffwatt stack up`` starts it beside the ingest), so its port is its own row of the table.
+# The agent starts the node's exporters (Settings.exporter_ports) on each node; the RTMP exporter is the
+# master's (``ffwatt stack up`` starts it beside the ingest). Each port is its FFWATT_*_PORT setting.
 EXPORTERS: dict[str, Exporter] = {
-    "cpu": Exporter(EXPORTER_PORTS["cpu"], lambda s, o: [RaplCollector(s, interval_s=o.interval_s)]),
-    "gpu": Exporter(EXPORTER_PORTS["gpu"], _gpu),
-    "ffmpeg": Exporter(EXPORTER_PORTS["ffmpeg"],
+    "cpu": Exporter(lambda s: s.cpu_exporter_port, lambda s, o: [RaplCollector(s, interval_s=o.interval_s)]),
+    "gpu": Exporter(lambda s: s.gpu_exporter_port, _gpu),
+    "ffmpeg": Exporter(lambda s: s.ffmpeg_exporter_port,
                        lambda s, o: [FFmpegCollector(s.progress_dir, retention_s=o.retention_s)]),
-    "rtmp": Exporter(PORTS["rtmp-exporter"].number, _rtmp),
+    "rtmp": Exporter(lambda s: s.rtmp_exporter_port, _rtmp),
 }
 
 
@@ -89,10 +89,12 @@ class _BuildInfo:
         return [info]
 
 
-def serve(kind: str, listen: str, settings: Settings, options: ExporterOptions,
+def serve(kind: str, listen: str | None, settings: Settings, options: ExporterOptions,
           stop: threading.Event | None = None) -> None:
-    """Serve ``kind``'s collectors on ``listen`` until SIGTERM/SIGINT (or ``stop`` is set)."""
-    host, port = parse_listen(listen, EXPORTERS[kind].default_port)
+    """Serve ``kind``'s collectors on ``listen`` (every interface at the kind's port setting when None)
+    until SIGTERM/SIGINT (or ``stop`` is set)."""
+    port_setting = EXPORTERS[kind].port(settings)
+    host, port = parse_listen(f":{port_setting}" if listen is None else listen, port_setting)
     collectors = build_collectors(kind, settings, options)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CollectorSet(collectors))

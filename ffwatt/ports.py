@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ffwatt.errors import SettingsError
 
-__all__ = ["EXPORTER_PORTS", "PORTS", "Port", "conflicts", "parse_listen"]
+__all__ = ["PORTS", "Port", "conflicts", "parse_listen"]
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,6 @@ PORTS: dict[str, Port] = {
     "grafana": Port(3000, "Grafana with infra/grafana/provisioning", "compose", "infra/compose/master.yaml"),
     "postgres": Port(5432, "PostgreSQL behind the Prefect server", "compose", "infra/compose/master.yaml"),
 }
-
-EXPORTER_PORTS: dict[str, int] = {
-    name.removeprefix("exporter-"): port.number for name, port in PORTS.items() if name.startswith("exporter-")
-}
-
 
 def parse_listen(listen: str, default_port: int) -> tuple[str, int]:
     """``HOST:PORT``, ``:PORT`` (every interface) or ``HOST``; :class:`SettingsError` names what is

@@ -67,6 +67,19 @@ def test_prefect_yaml_runs_the_demo_campaign_on_the_pools():
     assert {d["work_pool"]["name"] for d in deployments.values()} >= {"ffwatt-master", "ffwatt-cpu", "ffwatt-nvidia"}
 
 
+def test_every_pool_an_encoder_can_need_has_its_batch_deployment_and_the_stack_creates_it():
+    """amf and vulkan encoders were planned onto node-batch deployments that didn't exist."""
+    from ffwatt.encoders import NODE_POOLS, PROFILES
+    from ffwatt.fleet.client import work_pool
+    from master.stack import POOLS
+
+    batches = {d["name"]: d for d in yaml.safe_load((REPO / "deployments/prefect.yaml").read_text())["deployments"]
+               if d["entrypoint"] == "flows/batch.py:node_batch"}
+    assert {profile.pool for profile in PROFILES.values()} <= set(NODE_POOLS) == set(batches)
+    assert all(batches[pool]["work_pool"]["name"] == work_pool(pool) for pool in NODE_POOLS)
+    assert set(POOLS) == {"master", *NODE_POOLS}
+
+
 def test_prefect_yaml_runs_the_regression_campaign_nightly_with_its_schedule_off():
     deployments = {d["name"]: d for d in yaml.safe_load((REPO / "deployments/prefect.yaml").read_text())
                    ["deployments"]}

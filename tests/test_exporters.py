@@ -275,3 +275,21 @@ def test_docs_list_exactly_what_the_exporters_emit(tmp_path: Path, serve_exporte
     assert emitted == documented
     for name in emitted:  # Prometheus conventions
         assert not re.search(r"_(kilo|milli|micro)", name)
+
+
+def test_an_exporter_run_by_hand_listens_on_its_port_setting(tmp_path: Path):
+    """`ffwatt exporter cpu` with no --listen serves on FFWATT_CPU_EXPORTER_PORT, as the agent's do."""
+    import os
+    import subprocess
+
+    from tests.conftest import ffwatt_cli, stop_process_group
+
+    port = free_port()
+    exporter = subprocess.Popen([ffwatt_cli(), "exporter", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                env={**os.environ, "FFWATT_CPU_EXPORTER_PORT": str(port),
+                                     "FFWATT_HOME": str(tmp_path / "home")}, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/metrics", 30, exporter)
+        assert 'ffwatt_exporter_info{exporter="cpu"' in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    finally:
+        stop_process_group(exporter)
