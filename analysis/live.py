@@ -12,10 +12,11 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.efficiency import job_efficiency
+from ffwatt.schema import LIVE_SWEEP_COLUMNS
 
 __all__ = ["SWEEP_KEYS", "is_live", "live_steps", "sweep_outcomes"]
 
-SWEEP_KEYS: tuple[str, ...] = ("node", "input_name", "encoder", "preset", "live_ladder")
+SWEEP_KEYS: tuple[str, ...] = ("node", *LIVE_SWEEP_COLUMNS)
 
 
 def is_live(frame: pd.DataFrame) -> pd.Series:

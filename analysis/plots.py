@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from analysis.bd import curve_label
+from analysis.live import SWEEP_KEYS
 from ffwatt.schema import config_label
 
 __all__ = [
@@ -232,7 +233,7 @@ def live_sweep_plot(steps: pd.DataFrame, *, title: str, tolerance: float = 0.0) 
     hold real time is drawn with an x; estimated watts hollow and labelled so."""
     fig = Figure(figsize=(11, 4.5))
     speed_ax, watts_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    keys = [k for k in ("node", "encoder", "preset", "live_ladder") if k in steps.columns]
+    keys = [k for k in SWEEP_KEYS if k in steps.columns]
     for index, (key, unsorted) in enumerate(steps.groupby(keys, sort=True)):
         sweep = unsorted.sort_values("live_streams")
         color = f"C{index % 10}"

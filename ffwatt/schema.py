@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIG_COLUMNS",
     "CURVE_COLUMNS",
+    "LIVE_SWEEP_COLUMNS",
     "RATE_POINT_COLUMNS",
     "SCHEMA_VERSION",
     "ConfigColumns",
@@ -240,6 +241,9 @@ class JobRow(LiveColumns, SeriesColumns, EnergyColumns, QualityColumns, EncodeCo
 
 
 CONFIG_COLUMNS: tuple[str, ...] = tuple(ConfigColumns.model_fields)
+# A live sweep: one input, encoder, preset and ladder over several numbers of streams at once (its
+# rows share live_sweep_id). Analysis tells sweeps apart by node too.
+LIVE_SWEEP_COLUMNS: tuple[str, ...] = ("input_name", "encoder", "preset", "live_ladder")
 # A rate–quality curve is a configuration without its rate point: its points differ only in these.
 RATE_POINT_COLUMNS: tuple[str, ...] = ("crf", "qp", "target_bitrate_kbps")
 CURVE_COLUMNS: tuple[str, ...] = tuple(c for c in CONFIG_COLUMNS if c not in RATE_POINT_COLUMNS)

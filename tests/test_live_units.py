@@ -230,6 +230,18 @@ def test_a_sweep_where_nothing_held_has_no_n_and_no_watts():
     assert outcome.max_realtime_streams == 0 and outcome.watts_per_stream is None and outcome.broke_at == 1
 
 
+def test_two_inputs_sweeps_are_two_outcomes_and_two_lines():
+    """The plot grouped sweeps without the input: two clips' sweeps were drawn as one line."""
+    from analysis.plots import live_sweep_plot
+
+    other = [{**step_row(n), "input_name": "other-clip", "job_id": f"o{n}"} for n in (1, 2)]
+    frame = pd.DataFrame([step_row(1), step_row(2), *other])
+    assert sorted(sweep_outcomes(frame).input_name) == ["clip", "other-clip"]
+    speed_axes = live_sweep_plot(live_steps(frame), title="t").axes[0]
+    assert sorted(line.get_label() for line in speed_axes.lines if line.get_label() != "real time") == [
+        "n1 clip libx264 veryfast 1280x720@3000k", "n1 other-clip libx264 veryfast 1280x720@3000k"]
+
+
 def test_live_rows_round_trip_through_parquet(tmp_path):
     from ffwatt.results import read_results, write_job_row
 
