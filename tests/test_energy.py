@@ -278,3 +278,28 @@ def test_a_gpu_node_without_rapl_is_estimated_everywhere():
         console.print(table)
     text = captured.get()
     assert text.count("100.0*") == 1 and "* estimated" in text
+
+
+@pytest.mark.parametrize("tree", ["readable", "unreadable", "psys-only"])
+def test_a_nodes_facts_and_its_meter_decide_the_cpu_source_alike(tmp_path: Path, tree: str):
+    """Facts said rapl wherever package zones could be read, the meter wherever any zone could: a
+    node with a psys zone alone was 'estimated' in its facts and 'rapl' (0 J) in its rows."""
+    from ffwatt.hardware.cpu_energy import cpu_energy_source
+    from testbed.powercap import make_zone
+
+    if tree == "psys-only":
+        make_zone(tmp_path, "intel-rapl:0", "psys")
+    else:
+        zones = intel_two_sockets(tmp_path)
+        if tree == "unreadable":
+            (zones["package-1"] / "energy_uj").unlink()
+            (zones["package-1"] / "energy_uj").mkdir()
+    facts = cpu_energy_source(powercap_root=tmp_path, proc_root=Path("/proc"))
+    meter = EnergyMeter(settings(tmp_path, gpu=False))
+    meter.start()
+    window = meter.stop()
+    if tree == "readable":
+        assert facts == window.cpu_source == "rapl"
+    else:
+        assert facts.startswith("estimated: ") and window.cpu_source == "estimated"
+        assert facts.removeprefix("estimated: ") in window.cpu_basis

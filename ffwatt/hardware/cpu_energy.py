@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Literal
 
 from ffwatt.hardware.cpu import CpuPower, cpu_model, cpu_power, logical_cpus
-from ffwatt.hardware.powercap import Zone, ZoneCounters, discover_zones, no_zones_reason
+from ffwatt.hardware.powercap import Zone, ZoneCounters, discover_zones, no_zones_reason, package_zones
 from ffwatt.hardware.procstat import CpuTimes, read_cpu_times
 
-__all__ = ["FROZEN_BUSY_CPU_S", "CpuEnergy", "CpuSample", "CpuSource"]
+__all__ = ["FROZEN_BUSY_CPU_S", "CpuEnergy", "CpuSample", "CpuSource", "cpu_energy_source"]
 
 CpuSource = Literal["rapl", "estimated"]
 # A package counter that gains nothing for FROZEN_AFTER_S while the machine does at least
@@ -41,19 +41,38 @@ class CpuSample:
     elapsed_s: float
 
 
+def _why_no_packages(zones: list[Zone], root: Path) -> str | None:
+    """Why these zones can't give CPU energy (None when a package zone is among them)."""
+    if not zones:
+        return no_zones_reason(root)
+    if not package_zones(zones):
+        return f"no RAPL package zone under {root} (only {', '.join(sorted({z.kind for z in zones}))})"
+    return None
+
+
+def cpu_energy_source(*, powercap_root: Path, proc_root: Path) -> str:
+    """``rapl``, or ``estimated: <why>``: what this node's meter and CPU exporter decide on their first
+    read of the counters (a node's facts say it, so they never disagree with its rows)."""
+    cpu = CpuEnergy(powercap_root=powercap_root, proc_root=proc_root, tdp_override_w=None, packages_only=True)
+    cpu.sample()
+    return "rapl" if cpu.unreadable is None else f"estimated: {cpu.unreadable}"
+
+
 class CpuEnergy:
     """Accumulates a node's CPU energy between samples: every RAPL zone's wrap-corrected joules
     while the counters are usable, and always the estimate from busy CPU time.
 
-    ``zones`` defaults to every zone under ``powercap_root``; once the counters become unusable
+    It reads every zone under ``powercap_root`` (the packages alone with ``packages_only``: all a
+    job's meter adds up); once the counters become unusable
     :attr:`unreadable` says why and :attr:`source` is ``estimated`` from then on.
     """
 
     def __init__(self, *, powercap_root: Path, proc_root: Path, tdp_override_w: float | None,
-                 zones: list[Zone] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 packages_only: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         self.proc_root = proc_root
-        self.zones = discover_zones(powercap_root) if zones is None else zones
-        self.counters = ZoneCounters(self.zones, unreadable=None if self.zones else no_zones_reason(powercap_root))
+        found = discover_zones(powercap_root)
+        self.zones = package_zones(found) if packages_only else found
+        self.counters = ZoneCounters(self.zones, unreadable=_why_no_packages(found, powercap_root))
         self.model: CpuPower = cpu_power(cpu_model(proc_root), tdp_override_w=tdp_override_w,
                                          threads=logical_cpus())
         self.busy_s = 0.0

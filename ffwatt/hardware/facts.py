@@ -6,11 +6,10 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from ffwatt.errors import EnergyReadError
 from ffwatt.hardware.cpu import cpu_facts
+from ffwatt.hardware.cpu_energy import cpu_energy_source
 from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build
 from ffwatt.hardware.nvml import describe_gpus
-from ffwatt.hardware.powercap import discover_zones, package_zones, read_energy_uj
 from ffwatt.nodefacts import GpuDevice, NodeFacts
 from ffwatt.settings import Settings
 
@@ -27,18 +26,6 @@ def memory_bytes(proc_root: Path) -> int | None:
     return None
 
 
-def _cpu_energy(settings: Settings) -> str:
-    zones = package_zones(discover_zones(settings.powercap_root))
-    if not zones:
-        return f"estimated: no RAPL package zones under {settings.powercap_root}"
-    try:
-        for zone in zones:
-            read_energy_uj(zone)
-    except EnergyReadError as exc:
-        return f"estimated: {exc}"
-    return "rapl"
-
-
 def describe_node(settings: Settings, *, nvml: Any | None = None) -> NodeFacts:
     """The facts of the node this runs on."""
     build = probe_build(ffmpeg_path(settings))
@@ -53,7 +40,7 @@ def describe_node(settings: Settings, *, nvml: Any | None = None) -> NodeFacts:
         turbo=cpu.turbo,
         max_frequency_hz=cpu.max_frequency_hz,
         kernel=platform.release(),
-        cpu_energy=_cpu_energy(settings),
+        cpu_energy=cpu_energy_source(powercap_root=settings.powercap_root, proc_root=settings.proc_root),
         gpus=[GpuDevice(index=g.index, uuid=g.uuid, name=g.name) for g in gpus],
         gpu_driver=driver,
         gpu_unavailable=unavailable,

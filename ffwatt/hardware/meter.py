@@ -18,7 +18,6 @@ from pydantic import BaseModel
 
 from ffwatt.hardware.cpu_energy import CpuEnergy, CpuSource
 from ffwatt.hardware.nvml import NvmlSession, open_gpus
-from ffwatt.hardware.powercap import discover_zones, package_zones
 from ffwatt.nodefacts import IdleBaseline
 from ffwatt.settings import Settings
 
@@ -47,8 +46,7 @@ class EnergyMeter:
     def __init__(self, settings: Settings, *, nvml: Any | None = None) -> None:
         self._settings = settings
         self._cpu = CpuEnergy(powercap_root=settings.powercap_root, proc_root=settings.proc_root,
-                              tdp_override_w=settings.cpu_tdp_w,
-                              zones=package_zones(discover_zones(settings.powercap_root)))
+                              tdp_override_w=settings.cpu_tdp_w, packages_only=True)
         self._nvml_source = nvml
         self._nvml: NvmlSession | None = None
         self._gpu_start: dict[int, float] = {}
