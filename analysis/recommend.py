@@ -35,9 +35,8 @@ from analysis.efficiency import config_efficiency, job_efficiency
 from analysis.load import load_results, resolve_run
 from analysis.markdown import md_number, md_table, md_text
 from analysis.stats import compare
-from ffwatt.encoders import profile_for
+from ffwatt.encoders import encode_command, profile_for
 from ffwatt.errors import ResultsError
-from ffwatt.hardware.ffmpeg import RUNNER_ARGS
 from ffwatt.results import list_runs
 from ffwatt.schema import CURVE_COLUMNS, config_label
 
@@ -257,27 +256,23 @@ def _bound(configs: pd.DataFrame, metric: str) -> pd.Series:
     return low.where(low.notna(), configs[metric])
 
 
-def _user_command(recorded: object, encoder: str, mode: str, measured: int | None,
-                  value: int | None = None) -> str | None:
-    """The recorded encode as a user types it: ``ffmpeg``, the job's own arguments, ``INPUT`` and
-    ``OUTPUT.mkv`` for the reference and the output; at rate ``value`` when given."""
-    if not isinstance(recorded, str) or not recorded:
+def _user_command(job: pd.Series | None, value: int | None = None) -> str | None:
+    """The encode of ``job`` (an ok row of the configuration) as a user types it: ``ffwatt``'s own
+    builder with ``INPUT`` and ``OUTPUT.mkv``, at rate ``value`` when given (else the row's own). None
+    for a row from before the encoder options were recorded: a command without them could mislead."""
+    measured = None if job is None else _rate_value(job)
+    if job is None or measured is None or not isinstance(job.get("extra_args"), str):
         return None
-    args = shlex.split(recorded)[1:]
-    if tuple(args[:len(RUNNER_ARGS)]) == RUNNER_ARGS:
-        args = args[len(RUNNER_ARGS):]
-    if "-i" in args:
-        args[args.index("-i") + 1] = "INPUT"
-    args[-1] = "OUTPUT.mkv"
-    if value is not None and measured is not None:
-        profile = profile_for(encoder)
-        old = profile.rate_args(mode, measured)  # type: ignore[arg-type]
-        new = profile.rate_args(mode, value)  # type: ignore[arg-type]
-        at = next((i for i in range(len(args) - len(old) + 1) if args[i:i + len(old)] == old), None)
-        if at is None:
-            return None
-        args[at:at + len(old)] = new
-    return shlex.join(["ffmpeg", *args])
+    sizes = [job.get(c) for c in ("output_width", "output_height", "input_width", "input_height")]
+    scale_to = None  # as the job did: scaled where it encoded at another size than its reference's
+    if not any(v is None or pd.isna(v) for v in sizes) and sizes[:2] != sizes[2:]:
+        scale_to = (int(sizes[0]), int(sizes[1]))
+    threads = job.get("threads")
+    return shlex.join(["ffmpeg", *encode_command(
+        str(job["encoder"]), preset=None if pd.isna(job.get("preset")) else str(job["preset"]),
+        rate_control=job["rate_control"], value=measured if value is None else value, source="INPUT",
+        output="OUTPUT.mkv", scale_to=scale_to, threads=None if pd.isna(threads) else int(threads),
+        extra_args=shlex.split(job["extra_args"]))])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +285,7 @@ def _rate_value(row: pd.Series) -> int | None:
     return None if value is None or pd.isna(value) else int(value)
 
 
-def _candidate(row: pd.Series, objective: Objective, commands: dict[tuple[str, str], str]) -> Candidate:
+def _candidate(row: pd.Series, objective: Objective, firsts: dict[tuple[str, str], pd.Series]) -> Candidate:
     def num(name: str) -> float | None:
         value = row.get(name)
         return None if value is None or pd.isna(value) else float(value)
@@ -303,8 +298,7 @@ def _candidate(row: pd.Series, objective: Objective, commands: dict[tuple[str, s
         fps=num("encode_fps"), fps_bound=num("fps_bound"), joules_per_frame=num("joules_per_frame"),
         bitrate_kbps=num("bitrate_kbps"), value=float(row[objective.column]),
         energy_estimated=bool(row.get("energy_estimated")),
-        command=_user_command(commands.get((str(row["config_id"]), str(row["node"]))), str(row["encoder"]),
-                              str(row["rate_control"]), rate))
+        command=_user_command(firsts.get((str(row["config_id"]), str(row["node"])))))
 
 
 def _more_pct(value: float, best: float, objective: Objective) -> float:
@@ -313,7 +307,7 @@ def _more_pct(value: float, best: float, objective: Objective) -> float:
 
 
 def _interpolate(points: pd.DataFrame, target: Target, objective: Objective,
-                 commands: dict[tuple[str, str], str]) -> list[Candidate]:
+                 firsts: dict[tuple[str, str], pd.Series]) -> list[Candidate]:
     """In-between settings of one rate ladder where it brackets the target (see the module doc)."""
     mode = str(points["rate_control"].iloc[0])
     column = _RATE_COLUMN.get(mode)
@@ -369,8 +363,7 @@ def _interpolate(points: pd.DataFrame, target: Target, objective: Objective,
             bitrate_kbps=at("bitrate_kbps", log=True), value=value,
             energy_estimated=bool(lo.get("energy_estimated") or hi.get("energy_estimated")), interpolated=True,
             between=(_rate_words(mode, column, lo), _rate_words(mode, column, hi)),
-            command=_user_command(commands.get((str(anchor["config_id"]), str(anchor["node"]))),
-                                  str(anchor["encoder"]), mode, _rate_value(anchor), setting)))
+            command=_user_command(firsts.get((str(anchor["config_id"]), str(anchor["node"]))), setting)))
     return out
 
 
@@ -409,7 +402,7 @@ def _misses(configs: pd.DataFrame, target: Target, count: int) -> list[Miss]:
     return sorted(misses, key=lambda m: m.shortfall)[:count]
 
 
-def _answer(input_name: str, configs: pd.DataFrame, target: Target, commands: dict[tuple[str, str], str],
+def _answer(input_name: str, configs: pd.DataFrame, target: Target, firsts: dict[tuple[str, str], pd.Series],
             runners_up: int, nearest: int) -> InputAnswer:
     objective = OBJECTIVES[target.minimize]
     notes = []
@@ -432,9 +425,9 @@ def _answer(input_name: str, configs: pd.DataFrame, target: Target, commands: di
     others: list[Candidate] = []
     if not ranked.empty:
         top = ranked.iloc[0]
-        best = _candidate(top, objective, commands)
+        best = _candidate(top, objective, firsts)
         for _, row in ranked.iloc[1:runners_up + 1].iterrows():
-            other = _candidate(row, objective, commands)
+            other = _candidate(row, objective, firsts)
             other.costs_more_pct = _more_pct(other.value, best.value, objective)
             test = compare(row, top, objective.column)
             other.significantly_more = None if test.test is None else test.different
@@ -442,7 +435,7 @@ def _answer(input_name: str, configs: pd.DataFrame, target: Target, commands: di
     interpolated: list[Candidate] = []
     curve_keys = [k for k in (*CURVE_COLUMNS, "node") if k in configs.columns]
     for _, ladder in configs.groupby(curve_keys, dropna=False, sort=True):
-        interpolated += _interpolate(ladder, target, objective, commands)
+        interpolated += _interpolate(ladder, target, objective, firsts)
     interpolated.sort(key=lambda c: -c.value if objective.higher_is_better else c.value)
     if best is not None:
         # An in-between setting is worth measuring only if it would beat the recommendation.
@@ -480,8 +473,9 @@ def recommend(results_dir: Path, target: Target, scope: Scope | None = None, *, 
     ok = jobs[jobs["status"] == "ok"]
     configs = configs.merge(ok.groupby("config_id")["input_fps"].max().rename("input_fps"),
                             left_on="config_id", right_index=True, how="left")
-    commands = {(str(c), str(n)): str(cmd) for (c, n), cmd in
-                ok.dropna(subset=["ffmpeg_cmd"]).groupby(["config_id", "node"])["ffmpeg_cmd"].first().items()}
-    answers = [_answer(str(name), group, target, commands, runners_up, nearest)
+    # One ok row per configuration and node: what its command is built from.
+    firsts = {(str(c), str(n)): row for (c, n), row in ok.groupby(["config_id", "node"]).head(1)
+              .set_index(["config_id", "node"], drop=False).iterrows()}
+    answers = [_answer(str(name), group, target, firsts, runners_up, nearest)
                for name, group in configs.groupby("input_name", sort=True)]
     return Recommendation(target=target, runs=[r for _, r in runs], answers=answers)

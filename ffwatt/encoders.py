@@ -8,10 +8,11 @@ table, so an encoder is described once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-__all__ = ["NODE_POOLS", "PROFILES", "EncoderProfile", "Pool", "RateMode", "profile_for"]
+__all__ = ["NODE_POOLS", "PROFILES", "EncoderProfile", "Pool", "RateMode", "encode_command", "profile_for"]
 
 Pool = Literal["cpu", "nvidia", "qsv", "vaapi", "amf", "vulkan"]
 NODE_POOLS: tuple[Pool, ...] = get_args(Pool)  # every pool a node can serve, each with its batch deployment
@@ -134,3 +135,32 @@ def profile_for(encoder: str) -> EncoderProfile:
         return known
     return EncoderProfile(name=encoder, codec="unknown", pool="cpu", presets=None,
                           default_preset=None, quality_range=(0, 255))
+
+
+def encode_command(encoder: str, *, preset: str | None, rate_control: RateMode, value: int, source: str,
+                   output: str, scale_to: tuple[int, int] | None = None, threads: int | None = None,
+                   extra_args: Sequence[str] = ()) -> list[str]:
+    """FFmpeg's arguments (after its global ones) that encode ``source``'s video into ``output``
+    (Matroska): the one builder of the encode command, for a job and for the command ``ffwatt
+    recommend`` prints. ``scale_to`` scales (bicubic) first; ``threads`` bounds the decoding too."""
+    profile = profile_for(encoder)
+    filters = [f"scale={scale_to[0]}:{scale_to[1]}:flags=bicubic"] if scale_to else []
+    if profile.upload_filter:
+        filters.append(profile.upload_filter)
+    # threads bounds the whole job (decoding the reference too), so `threads: 1` means one core.
+    thread_args = ["-threads", str(threads)] if threads else []
+    return [
+        *profile.input_args,
+        *thread_args,
+        "-i", source,
+        "-map", "0:v:0",
+        *(["-vf", ",".join(filters)] if filters else []),
+        "-c:v", encoder,
+        *profile.preset_args(preset),
+        *profile.rate_args(rate_control, value),
+        *thread_args,
+        *extra_args,
+        "-an",
+        "-f", "matroska",
+        output,
+    ]

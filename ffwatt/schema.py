@@ -47,7 +47,7 @@ __all__ = [
     "schema_markdown",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 JobStatus = Literal["ok", "failed", "skipped"]
 SeriesSource = Literal["store", "local"]
 ESTIMATED = "estimated"
@@ -117,6 +117,10 @@ class EncodeColumns(_Columns):
     duplicated_frames: int | None = _col("Frames FFmpeg duplicated.", "frames", default=None)
     ffmpeg_version: str | None = _col("FFmpeg version string.", default=None)
     ffmpeg_cmd: str | None = _col("The exact encode command (shell-quoted).", default=None)
+    threads: int | None = _col("-threads the encode ran with (the campaign's threads); null: FFmpeg's default.",
+                               default=None)
+    extra_args: str | None = _col("Encoder options the campaign added (shell-quoted; empty when none; null in rows "
+                                  "from before ffwatt recorded them).", default=None)
     output_path: str | None = _col("Encoded file, when the campaign keeps outputs.", default=None)
 
 

@@ -7,6 +7,7 @@ bitrate, the exact command, and the CPU energy window around the process.
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
 
-from ffwatt.encoders import profile_for
+from ffwatt.encoders import encode_command
 from ffwatt.errors import EncodeFailed
 from ffwatt.files import scratch_dir
 from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build, run_ffmpeg
@@ -54,30 +55,11 @@ def output_size(job: Job, reference: Reference) -> tuple[int, int]:
 
 def encode_args(job: Job, reference: Reference, output: Path) -> list[str]:
     """FFmpeg arguments (after the global ones) that encode ``reference`` as ``job`` says."""
-    profile = profile_for(job.encoder)
-    width, height = output_size(job, reference)
-    filters = []
-    if (width, height) != (reference.width, reference.height):
-        filters.append(f"scale={width}:{height}:flags=bicubic")
-    if profile.upload_filter:
-        filters.append(profile.upload_filter)
-    # threads bounds the whole job (decoding the reference too), so `threads: 1` means one core.
-    threads = ["-threads", str(job.threads)] if job.threads else []
-    return [
-        *profile.input_args,
-        *threads,
-        "-i", reference.path,
-        "-map", "0:v:0",
-        *(["-vf", ",".join(filters)] if filters else []),
-        "-c:v", job.encoder,
-        *profile.preset_args(job.preset),
-        *profile.rate_args(job.rate_control, job.value),
-        *threads,
-        *job.extra_args,
-        "-an",
-        "-f", "matroska",
-        str(output),
-    ]
+    size = output_size(job, reference)
+    return encode_command(job.encoder, preset=job.preset, rate_control=job.rate_control, value=job.value,
+                          source=reference.path, output=str(output),
+                          scale_to=None if size == (reference.width, reference.height) else size,
+                          threads=job.threads, extra_args=job.extra_args)
 
 
 def output_path_for(job: Job, run_id: str, settings: Settings) -> Path:
@@ -150,6 +132,8 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
         output_height=height,
         ffmpeg_version=build.version,
         ffmpeg_cmd=run.command_line,
+        threads=job.threads,
+        extra_args=shlex.join(job.extra_args),
         output_path=str(output),
         energy=window,
     )
