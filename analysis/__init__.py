@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from analysis.bd import bd_energy, bd_quality, bd_rate, bd_table
     from analysis.efficiency import config_efficiency, job_efficiency
-    from analysis.errors import AnalysisError, ExtrapolationError, NotComputable
     from analysis.load import load_results, node_metadata, resolve_run, run_summary
     from analysis.pareto import pareto_front, pareto_mask
     from analysis.power import CVScore, PowerModel, fit_power_model
@@ -39,13 +38,14 @@ if TYPE_CHECKING:
     from analysis.samples import window_means
     from analysis.series import load_series, power_over_time, power_summary, sample_counts, series_checks
     from analysis.stats import Comparison, compare, mean_ci, repetition_stats, t_critical, welch
+    from ffwatt.errors import AnalysisError, ExtrapolationError, NotComputable
 
 # Where each public name lives, imported on first use (tests/test_analysis_report.py checks it
 # against __all__).
 _SURFACE: dict[str, tuple[str, ...]] = {
     "analysis.bd": ("bd_energy", "bd_quality", "bd_rate", "bd_table"),
     "analysis.efficiency": ("config_efficiency", "job_efficiency"),
-    "analysis.errors": ("AnalysisError", "ExtrapolationError", "NotComputable"),
+    "ffwatt.errors": ("AnalysisError", "ExtrapolationError", "NotComputable"),
     "analysis.load": ("load_results", "node_metadata", "resolve_run", "run_summary"),
     "analysis.pareto": ("pareto_front", "pareto_mask"),
     "analysis.power": ("CVScore", "PowerModel", "fit_power_model"),

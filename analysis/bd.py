@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy.interpolate import PchipInterpolator
 
-from analysis.errors import NotComputable
+from ffwatt.errors import NotComputable
 from ffwatt.schema import CURVE_COLUMNS, config_label
 
 __all__ = ["MIN_POINTS", "BDMethod", "bd_energy", "bd_quality", "bd_rate", "bd_table", "curve_label"]

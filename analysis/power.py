@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.efficiency import job_efficiency
-from analysis.errors import ExtrapolationError, NotComputable
+from ffwatt.errors import ExtrapolationError, NotComputable
 
 __all__ = ["CVScore", "PowerModel", "fit_power_model"]
 

@@ -16,7 +16,6 @@ import pandas as pd
 
 from analysis.bd import MIN_POINTS, bd_table
 from analysis.efficiency import config_efficiency, job_efficiency
-from analysis.errors import NotComputable
 from analysis.live import is_live, live_steps, sweep_outcomes
 from analysis.load import load_results, resolve_run, run_summary
 from analysis.pareto import Direction, pareto_front
@@ -34,7 +33,7 @@ from analysis.plots import (
 from analysis.power import fit_power_model
 from analysis.regression import METRIC_NAMES, NODE_FACTS, RunComparison, campaign_history, compare_runs
 from analysis.series import POWER_METRICS, load_series, power_over_time, series_checks
-from ffwatt.errors import ResultsError
+from ffwatt.errors import NotComputable, ResultsError
 from ffwatt.results import RunSummary
 from ffwatt.schema import CURVE_COLUMNS, config_label
 from ffwatt.series import AGREEMENT, CHECKED_FROM_S, SOURCE_WORDS

@@ -19,7 +19,9 @@ from typing import Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector as PrometheusCollector
 
-__all__ = ["NAMESPACE", "Collector", "CollectorSet", "Sampler", "StaleSample"]
+from ffwatt.errors import StaleSample
+
+__all__ = ["NAMESPACE", "Collector", "CollectorSet", "Sampler"]
 
 NAMESPACE = "ffwatt"
 log = logging.getLogger("ffwatt.exporters")
@@ -77,10 +79,6 @@ class CollectorSet(PrometheusCollector):
                 errors.add_metric([sampler.name], float(sampler.errors))
             yield age
             yield errors
-
-
-class StaleSample(RuntimeError):
-    """A sampler's latest good reading is too old to serve."""
 
 
 class Sampler:

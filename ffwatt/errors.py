@@ -5,9 +5,9 @@
     │   └── EncoderUnavailable  an encoder this node's FFmpeg lacks
     ├── FFmpegError             FFmpeg missing, crashed, or exited non-zero
     │   ├── EncodeFailed        a job's encode failed (carries the command and stderr tail)
-    │   └── LiveFailed          a live step failed: ingest, publisher, transcoder or a rendition
-    ├── QualityFailed           the quality pass failed for a job
+    │   └── QualityFailed       the quality pass failed for a job
     ├── EnergyReadError         an energy counter could not be read
+    │   └── StaleSample         a sampler's latest good reading is too old to serve
     ├── ResultsError            the results dataset can't be read or written
     ├── StoreUnavailable        the metrics store didn't answer or refused a query (jobs' series)
     ├── SettingsError           an FFWATT_* value that can't be used
@@ -16,7 +16,14 @@
     ├── ServiceError            a background service couldn't be started
     │   ├── PortTaken           its port is held by another process (named in the message)
     │   └── MonitoringError     a monitoring program (store, alerting, node_exporter) isn't installed
-    └── StackError              the master's stack couldn't be brought up
+    ├── StackError              the master's stack couldn't be brought up
+    └── AnalysisError           the results can't answer the question asked
+        ├── NotComputable       too few points / no overlap (BD, CI, model fit)
+        └── ExtrapolationError  a power-model prediction outside what was fitted
+
+``ApiError`` carries the HTTP status the API answered (``status``) where there was one. The two
+leaves of ``AnalysisError`` are also ``ValueError``, so plain-Python callers can catch them without
+knowing ffwatt.
 
 Errors from libraries underneath (OSError, pyarrow, pydantic, Prefect) are
 translated at the boundary with ``raise ... from exc`` and carry what a user
@@ -26,22 +33,25 @@ needs to act: the file, the field, the fix.
 from __future__ import annotations
 
 __all__ = [
+    "AnalysisError",
     "ApiError",
     "ApiUnavailable",
     "CampaignError",
     "EncodeFailed",
     "EncoderUnavailable",
     "EnergyReadError",
+    "ExtrapolationError",
     "FFmpegError",
     "FfwattError",
-    "LiveFailed",
     "MonitoringError",
+    "NotComputable",
     "PortTaken",
     "QualityFailed",
     "ResultsError",
     "ServiceError",
     "SettingsError",
     "StackError",
+    "StaleSample",
     "StoreUnavailable",
 ]
 
@@ -92,17 +102,16 @@ def _rebuild_encode_failed(message: str, command: list[str], stderr_tail: str, a
     return EncodeFailed(message, command=command, stderr_tail=stderr_tail, attempt=attempt)
 
 
-class LiveFailed(FFmpegError):
-    """A live step failed: the ingest unreachable or gone, a publisher that died, a transcoder that
-    failed, a rendition that never appeared. The message names the stream and the reason."""
-
-
 class QualityFailed(FFmpegError):
     """The quality pass (PSNR/SSIM/VMAF) failed for a job."""
 
 
 class EnergyReadError(FfwattError):
     """An energy counter exists but could not be read."""
+
+
+class StaleSample(EnergyReadError):
+    """A sampler's latest good reading is too old to serve (a collector fails rather than serve it)."""
 
 
 class ResultsError(FfwattError):
@@ -118,7 +127,19 @@ class SettingsError(FfwattError):
 
 
 class ApiError(FfwattError):
-    """The Prefect API can't be used: unreachable, credentials refused, certificate not trusted."""
+    """The Prefect API can't be used: unreachable, credentials refused, certificate not trusted, a
+    request refused. ``status`` is the HTTP status it answered, when it answered."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, tuple[type[ApiError], str, int | None]]:  # survives pickling
+        return (_rebuild_api_error, (type(self), str(self), self.status))
+
+
+def _rebuild_api_error(kind: type[ApiError], message: str, status: int | None) -> ApiError:
+    return kind(message, status=status)
 
 
 class ApiUnavailable(ApiError):
@@ -139,3 +160,15 @@ class MonitoringError(ServiceError):
 
 class StackError(FfwattError):
     """The master's stack couldn't be brought up."""
+
+
+class AnalysisError(FfwattError):
+    """The results can't answer the question asked."""
+
+
+class NotComputable(AnalysisError, ValueError):
+    """A figure can't be computed from these points; the message says why."""
+
+
+class ExtrapolationError(AnalysisError, ValueError):
+    """A prediction was asked for outside the range the model was fitted on."""

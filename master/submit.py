@@ -69,10 +69,10 @@ class ApiClient:
                            "(`ffwatt stack status` there) and PREFECT_API_URL right?") from exc
         if response.status_code == 401:
             raise ApiError(f"the Prefect API at {self.url} refused the credentials (401); set "
-                           "PREFECT_API_AUTH_STRING as `ffwatt stack env` prints it")
+                           "PREFECT_API_AUTH_STRING as `ffwatt stack env` prints it", status=401)
         if response.status_code >= 400:
             raise ApiError(f"{method} {path}: the Prefect API answered {response.status_code}: "
-                           f"{_detail(response)}")
+                           f"{_detail(response)}", status=response.status_code)
         return response.json() if response.content else None
 
 
@@ -98,7 +98,7 @@ def submit_flow_run(api: ApiClient, deployment: str, parameters: dict[str, Any])
     try:
         found = api.request("GET", f"/deployments/name/{flow}/{name}")
     except ApiError as exc:
-        if "answered 404" in str(exc):
+        if exc.status == 404:
             raise ApiError(f"no deployment {deployment} on {api.url}; `prefect deployment ls` lists them "
                            "(`ffwatt stack up` registers ffwatt's)") from exc
         raise

@@ -7,7 +7,7 @@ import pytest
 from scipy import integrate
 
 from analysis.bd import bd_energy, bd_quality, bd_rate, bd_table
-from analysis.errors import NotComputable
+from ffwatt.errors import NotComputable
 
 # The usual 4-point example of the public bjontegaard implementations (anchor R1, test R2).
 R1 = [686.76, 309.58, 157.11, 85.95]

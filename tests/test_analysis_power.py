@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.errors import ExtrapolationError, NotComputable
 from analysis.power import fit_power_model
+from ffwatt.errors import ExtrapolationError, NotComputable
 
 
 def _jobs(n: int = 120, seed: int = 0) -> pd.DataFrame:

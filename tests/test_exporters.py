@@ -14,11 +14,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporters._collector import CollectorSet, Sampler, StaleSample
+from exporters._collector import CollectorSet, Sampler
 from exporters.ffmpeg import FFmpegCollector
 from exporters.gpu import GpuCollector
 from exporters.rapl import RaplCollector
 from exporters.server import ExporterOptions, serve
+from ffwatt.errors import StaleSample
 from ffwatt.hardware.nvml import ReplayNvml
 from ffwatt.hardware.progress import Progress, ProgressRecord, write_progress_record
 from ffwatt.settings import Settings
