@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NoReturn
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -14,13 +15,45 @@ from ffwatt.schema import failure_reason, is_estimated, is_missing
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["console", "err_console", "exit_with", "failures_text", "live_tables", "results_table", "run_title",
-           "series_text"]
+__all__ = [
+    "Output",
+    "OutputOption",
+    "RowsOutput",
+    "RowsOutputOption",
+    "console",
+    "err_console",
+    "exit_with",
+    "failures_text",
+    "live_tables",
+    "results_table",
+    "run_title",
+    "series_text",
+]
 
 # Wide when piped (make demo, CI logs), so result tables stay one line per job. No emoji codes:
 # FFmpeg's text ("0:v:0") is printed as it is.
 console = Console(width=None if Console().is_terminal else 180, emoji=False)
 err_console = Console(stderr=True, emoji=False)
+
+
+class Output(StrEnum):
+    """What a command prints: a table for people, or JSON for scripts."""
+
+    table = "table"
+    json = "json"
+
+
+class RowsOutput(StrEnum):
+    """What a command that prints job rows prints: a table, JSON, or CSV."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+# -o/--output, the same option and words on every command that has it; anything else exits 2.
+OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table (for people) or json (for scripts)")]
+RowsOutputOption = Annotated[RowsOutput, typer.Option("--output", "-o", help="table, json or csv")]
 
 
 def exit_with(message: str, code: int = 2) -> NoReturn:

@@ -7,19 +7,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli._output import console
+from cli._output import Output, OutputOption, console
 from ffwatt.settings import load_settings
 
 app = typer.Typer(help="The worker-node side: what this node can do.", no_args_is_help=True)
 
 
 @app.command()
-def probe(json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+def probe(output: OutputOption = Output.table) -> None:
     """Report this node: CPU, memory, GPUs, and which encoders really work (by a test encode each)."""
     from agent.probe import probe_node
 
     result = probe_node(load_settings())
-    if json_output:
+    if output is Output.json:
         print(result.model_dump_json(indent=2))
         return
     facts = result.facts

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from cli._output import console, exit_with, failures_text, results_table, run_title, series_text
+from cli._output import Output, OutputOption, console, exit_with, failures_text, results_table, run_title, series_text
 from ffwatt.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -39,14 +39,14 @@ def validate(file: CampaignFile) -> None:
 @app.command(name="expand")
 def expand_command(
     file: CampaignFile,
-    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    output: OutputOption = Output.table,
 ) -> None:
     """List the jobs a campaign expands into, in the order they run."""
     from ffwatt.jobs import expand
     from ffwatt.validation import load_campaign
 
     jobs = expand(load_campaign(file))
-    if output == "json":
+    if output is Output.json:
         console.print_json(json.dumps([job.model_dump(mode="json") for job in jobs]))
         return
     table = Table(title=f"{len(jobs)} jobs", title_justify="left")

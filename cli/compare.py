@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli._output import console, err_console, exit_with
+from cli._output import Output, OutputOption, console, err_console, exit_with
 from ffwatt.settings import load_settings
 
 __all__ = ["compare"]
@@ -24,7 +24,7 @@ def compare(
              "vmaf, bitrate_kbps.")] = None,
     alpha: Annotated[float, typer.Option(help="Significance level of Welch's t-test.", min=0.0001, max=0.5)]
     = 0.05,
-    output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+    output: OutputOption = Output.table,
 ) -> None:
     """Compare run CANDIDATE against run BASELINE, configuration by configuration (Welch's t-test)."""
     from rich.markdown import Markdown
@@ -35,7 +35,7 @@ def compare(
     if unknown:
         exit_with(f"--metric {', '.join(unknown)}: choose among {', '.join(WORSE_WHEN)}")
     result = compare_runs(load_settings().results_dir, baseline, candidate, campaign=campaign, alpha=alpha)
-    if output == "json":
+    if output is Output.json:
         print(result.model_dump_json(indent=2))
     else:
         console.print(Markdown(result.markdown(fail_on_regression)))

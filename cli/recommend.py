@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli._output import console, exit_with
+from cli._output import Output, OutputOption, console, exit_with
 from ffwatt.settings import load_settings
 
 __all__ = ["recommend"]
@@ -27,7 +27,7 @@ def recommend(
     run: Annotated[list[str] | None, typer.Option(
         help="Runs to choose from (repeat it); default: the latest run of each campaign.")] = None,
     runners_up: Annotated[int, typer.Option(help="How many alternatives to list.", min=0)] = 3,
-    output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+    output: OutputOption = Output.table,
 ) -> None:
     """Recommend the measured configuration that meets a quality (and speed) target for the least of something."""
     from rich.markdown import Markdown
@@ -41,7 +41,7 @@ def recommend(
     target = Target(vmaf=vmaf, min_fps=min_fps, realtime=realtime, minimize=minimize)
     scope = Scope(runs=run or [], campaign=campaign, node=node, pool=pool, input_name=input_name)
     answer = recommend(load_settings().results_dir, target, scope, runners_up=runners_up)
-    if output == "json":
+    if output is Output.json:
         print(answer.model_dump_json(indent=2))
     else:
         console.print(Markdown(answer.markdown()))

@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli._output import console, exit_with, failures_text, live_tables, results_table, run_title
+from cli._output import (
+    Output,
+    OutputOption,
+    RowsOutput,
+    RowsOutputOption,
+    console,
+    exit_with,
+    failures_text,
+    live_tables,
+    results_table,
+    run_title,
+)
 from ffwatt.settings import load_settings
 
 app = typer.Typer(help="Read the Parquet results.", no_args_is_help=True)
@@ -17,7 +28,7 @@ app = typer.Typer(help="Read the Parquet results.", no_args_is_help=True)
 @app.command()
 def runs(
     campaign: Annotated[str | None, typer.Option(help="Only this campaign's runs.")] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    output: OutputOption = Output.table,
 ) -> None:
     """List the runs: campaign, run id, state, jobs ok/failed/missing, when."""
     import json
@@ -36,7 +47,7 @@ def runs(
                      "failed": summary.failed if summary else None, "missing": summary.missing if summary else None,
                      "started_at": summary.started_at.isoformat() if summary else None,
                      "modified": datetime.fromtimestamp(run.modified).astimezone().isoformat(timespec="seconds")})
-    if output == "json":
+    if output is Output.json:
         print(json.dumps(rows, indent=2))
         return
     table = Table(title=f"runs under {results_dir}", title_justify="left")
@@ -54,7 +65,7 @@ def runs(
 def show(
     campaign: Annotated[str | None, typer.Option(help="Campaign name; the latest run's when omitted.")] = None,
     run: Annotated[str, typer.Option(help="Run id, or 'latest'.")] = "latest",
-    output: Annotated[str, typer.Option("--output", "-o", help="table, json or csv")] = "table",
+    output: RowsOutputOption = RowsOutput.table,
 ) -> None:
     """Show one run's job rows, and whether the run is complete."""
     from ffwatt.results import read_results, read_run_summary, resolve_run
@@ -63,9 +74,9 @@ def show(
     campaign, run = resolve_run(results_dir, run, campaign)
     frame = read_results(results_dir, campaign=campaign, run_id=run)
     summary = read_run_summary(results_dir, campaign, run)
-    if output == "json":
+    if output is RowsOutput.json:
         console.print_json(frame.to_json(orient="records", date_format="iso"))
-    elif output == "csv":
+    elif output is RowsOutput.csv:
         print(frame.to_csv(index=False), end="")
     else:
         state = summary.observed_state() if summary else "unknown (no _run.json)"

@@ -29,7 +29,7 @@ def test_probe_derives_pools_from_working_encoders():
 
 
 def test_cli_probe_json():
-    done = ffwatt("agent", "probe", "--json")
+    done = ffwatt("agent", "probe", "-o", "json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     works = {e["encoder"]: e["works"] for e in report["encoders"]}

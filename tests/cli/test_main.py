@@ -7,7 +7,9 @@ import json
 import subprocess
 import sys
 
-ROOMS = ("flows", "tasks", "agent", "exporters", "analysis", "ffwatt.fleet", "ffwatt.hardware")
+import pytest
+
+ROOMS = ("flows", "tasks", "agent", "master", "exporters", "analysis", "ffwatt.fleet", "ffwatt.hardware")
 HEAVY = ("prefect", "pandas", "pyarrow", "matplotlib", "scipy")
 
 
@@ -19,3 +21,13 @@ def test_importing_the_cli_loads_no_room_and_nothing_heavy():
     offenders = [m for m in loaded if any(m == r or m.startswith(r + ".") for r in ROOMS + HEAVY)]
     assert offenders == []
     assert "cli.campaign" in loaded and "cli.stack" in loaded  # the commands themselves are
+
+
+@pytest.mark.parametrize("command", [["results", "show"], ["results", "runs"], ["campaign", "expand", "x.yaml"],
+                                     ["recommend", "--vmaf", "90"], ["compare", "a", "b"], ["agent", "probe"]])
+def test_output_is_one_choice_everywhere_and_anything_else_exits_2(command: list[str]):
+    """-o yaml, xml and csv were taken with exit 0 and the table printed; agent probe said --json."""
+    from tests.conftest import ffwatt
+
+    done = ffwatt(*command, "-o", "yaml")
+    assert done.returncode == 2 and "'yaml' is not one of 'table', 'json'" in done.stderr
