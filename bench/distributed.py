@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import psutil
 
 from ffwatt.series import MARGIN_S
 from ffwatt.settings import Settings
@@ -94,19 +95,11 @@ def cpu_by_service() -> dict[int, tuple[str, float]]:
     """CPU seconds so far of the living processes SERVICES names: pid -> (service, seconds). Nothing else
     runs on the machine while the bench does."""
     used: dict[int, tuple[str, float]] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
+    for process in psutil.process_iter(["cmdline", "cpu_times"]):
+        command = " ".join(process.info["cmdline"] or [])
         service = next((name for key, name in SERVICES if key in command), None)
-        if service is None:
-            continue
-        used[int(proc.name)] = (service, (int(fields[11]) + int(fields[12])) / tick)
+        if service is not None and process.info["cpu_times"] is not None:
+            used[process.pid] = (service, process.info["cpu_times"].user + process.info["cpu_times"].system)
     return used
 
 

@@ -45,6 +45,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from ffwatt.processes import stop_group
+
 POOL = "cpu"
 PRESETS = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"]
 
@@ -264,22 +268,13 @@ def simulate(args: argparse.Namespace) -> None:
 
 def cpu_seconds(root: int) -> float:
     """CPU seconds of ``root`` and every process under it, the reaped ones included."""
-    children: dict[int, list[int]] = defaultdict(list)
-    stats: dict[int, list[str]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-                stats[int(entry)] = fields
-                children[int(fields[1])].append(int(entry))
-    tick = os.sysconf("SC_CLK_TCK")
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in stats:
-            utime, stime, cutime, cstime = (int(v) for v in stats[pid][11:15])
-            total += (utime + stime + cutime + cstime) / tick
-            todo += children.get(pid, [])
+    total = 0.0
+    with contextlib.suppress(psutil.NoSuchProcess):
+        top = psutil.Process(root)
+        for process in [top, *top.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
     return total
 
 
@@ -321,8 +316,8 @@ def discovery_scraped(work: Path, env: dict[str, str]
         stop.set()
         thread.join(60)
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(30)
+            stop_group(process.pid, timeout_s=30)
+            process.wait()
         log.close()
 
 
@@ -347,12 +342,8 @@ def simulated_nodes(api: str, args: argparse.Namespace, work: Path) -> Iterator[
         yield process, stats
     finally:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)  # the group this bench started
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_group(process.pid, timeout_s=60)  # the group this bench started
+            process.wait()
 
 
 def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server_pid: int,

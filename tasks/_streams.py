@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from ffwatt.campaign import Rung
 from ffwatt.encoders import profile_for
 from ffwatt.jobs import Job, LiveStep
+from ffwatt.processes import group_members
 
 __all__ = [
     "FrameLog",
@@ -213,37 +215,16 @@ def steady_speed(samples: Sequence[tuple[float, float]], *, until: float | None)
     return sum((t - mean_t) * (m - mean_m) for t, m in window) / spread
 
 
-def connected_to(pid: int, port: int, proc: Path = Path("/proc")) -> bool:
-    """Whether a process of ``pid``'s process group has a TCP connection established to ``port``
-    (the ingest's): the first step of joining a stream, checked before the publishers start."""
-    wanted = set()
-    for table in ("tcp", "tcp6"):
-        with contextlib.suppress(OSError):
-            for line in (proc / "net" / table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:  # 01: ESTABLISHED
-                    wanted.add(f"socket:[{fields[9]}]")
-    if not wanted:
-        return False
-    for member in _group(pid, proc):
-        with contextlib.suppress(OSError):
-            for fd in (proc / str(member) / "fd").iterdir():
-                with contextlib.suppress(OSError):
-                    if os.readlink(fd) in wanted:
-                        return True
+def connected_to(pid: int, port: int) -> bool:
+    """Whether a process of ``pid``'s process group (an FFWATT_FFMPEG wrapper's FFmpeg too) has a TCP
+    connection established to ``port`` (the ingest's): the first step of joining a stream, checked
+    before the publishers start."""
+    for member in group_members(pid):
+        with contextlib.suppress(psutil.Error):
+            if any(c.status == psutil.CONN_ESTABLISHED and c.raddr and c.raddr.port == port
+                   for c in member.net_connections(kind="tcp")):
+                return True
     return False
-
-
-def _group(pgid: int, proc: Path) -> list[int]:
-    """Processes of process group ``pgid`` (its leader first): an FFWATT_FFMPEG wrapper's FFmpeg too."""
-    members = [pgid]
-    for stat in proc.glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            pid = int(stat.parent.name)
-            if int(fields[2]) == pgid and pid != pgid:
-                members.append(pid)
-    return members
 
 
 def ladder_labels(ladder: Sequence[Rung]) -> list[str]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -12,6 +10,7 @@ from pathlib import Path
 
 from ffwatt.errors import FfwattError
 from ffwatt.fleet.prefect_server import PREFECT_ENV, free_port, server_command, server_env, wait_healthy
+from ffwatt.processes import stop_group
 
 __all__ = ["temporary_server"]
 
@@ -40,10 +39,6 @@ def temporary_server(*, ui: bool = False, log: Path | None = None, database_url:
             yield {**PREFECT_ENV, "PREFECT_HOME": home, "PREFECT_API_URL": url}
         finally:
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)  # the group we started: the server and its uvicorn
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+                stop_group(process.pid)  # the group we started: the server and its uvicorn
+                process.wait()
             out.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import pytest
 
 from ffwatt.fleet.prefect_server import BIN, free_port
 from ffwatt.hardware.ffmpeg import ffmpeg_path
+from ffwatt.processes import stop_group
 from ffwatt.settings import REPO, load_settings
 from testbed.net import wait_http
 from testbed.prefect_server import temporary_server
@@ -62,14 +62,10 @@ def ffmpeg() -> str:
 
 
 def stop_process_group(process: subprocess.Popen[bytes], timeout_s: float = 15) -> None:
-    """SIGTERM the group, then SIGKILL whatever is left."""
+    """SIGTERM the group the test started, then SIGKILL whatever is left; reap its leader."""
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process.pid, timeout_s=timeout_s)
+    process.wait()
 
 
 @pytest.fixture(scope="session")

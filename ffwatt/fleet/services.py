@@ -5,8 +5,8 @@ under ``FFWATT_HOME/run``, so ``status`` and ``stop`` work from any later shell,
 and stopping kills the whole process group (a Prefect worker's flow runs too).
 
 Nothing is signalled or reported as running on the word of a pid file alone: the
-file records what identifies the process (its start time in ``/proc/PID/stat``, with
-its command line for people to read), and a pid that now belongs to another process
+file records what identifies the process (its start time, with its command line for people
+to read: :mod:`ffwatt.processes`), and a pid that now belongs to another process
 is a stale file, never a target. A service that listens is started only when its port is free, and
 counts as started only once the listener on that port is in its own process group.
 """
@@ -18,14 +18,16 @@ import errno
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from ffwatt.errors import MonitoringError, PortTaken, ServiceError
+from ffwatt.processes import Identity, identity, listening_pids, stop_group
 
 __all__ = [
     "Service",
@@ -70,55 +72,32 @@ class ServiceStatus:
     note: str = ""  # e.g. why a pid file was set aside
 
 
-@dataclass(frozen=True)
-class _Identity:
-    pid: int
-    start_ticks: int
-    cmdline: list[str]
-
-
 def _paths(run_dir: Path, name: str) -> tuple[Path, Path]:
     return run_dir / f"{name}.pid", run_dir / f"{name}.log"
 
 
-def _identity(pid: int) -> _Identity | None:
-    """What identifies process ``pid`` now, or None when there is none (or it is a zombie)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap a child of ours
-        return None
-    return _Identity(pid, int(fields[19]), [part.decode(errors="replace") for part in cmdline.split(b"\0") if part])
-
-
-def _same(current: _Identity | None, recorded: _Identity) -> bool:
-    """The same process: same pid and start time, a pair no two processes of one boot share. (The
-    command line is recorded for people to read, not compared: nginx and others retitle themselves.)"""
-    return current is not None and current.pid == recorded.pid and current.start_ticks == recorded.start_ticks
-
-
-def _settled_identity(pid: int) -> _Identity | None:
+def _settled_identity(pid: int) -> Identity | None:
     """The identity of a process just started: its command line reads empty for an instant
     while exec completes, so wait for it (a second at most)."""
     deadline = time.monotonic() + 1.0
-    identity = _identity(pid)
-    while identity is not None and not identity.cmdline and time.monotonic() < deadline:
+    found = identity(pid)
+    while found is not None and not found.cmdline and time.monotonic() < deadline:
         time.sleep(0.01)
-        identity = _identity(pid)
-    return identity
+        found = identity(pid)
+    return found
 
 
-def _read_record(pid_file: Path) -> tuple[_Identity | None, str]:
+def _read_record(pid_file: Path) -> tuple[Identity | None, str]:
     """The identity a pid file recorded, and its URL; (None, "") when unreadable or from an older
-    ffwatt that recorded only the pid (which then can't be proven ours)."""
+    ffwatt that recorded only the pid (which then can't be proven ours). Files from before psutil
+    recorded the start in clock ticks since boot: the same instant."""
     try:
         record = json.loads(pid_file.read_text())
-        return _Identity(int(record["pid"]), int(record["start_ticks"]), list(record["cmdline"])), record["url"]
+        if "started_at" in record:
+            started_at = float(record["started_at"])
+        else:
+            started_at = psutil.boot_time() + int(record["start_ticks"]) / os.sysconf("SC_CLK_TCK")
+        return Identity(int(record["pid"]), started_at, list(record["cmdline"])), record["url"]
     except (OSError, ValueError, KeyError, TypeError):
         return None, ""
 
@@ -131,37 +110,10 @@ def service_status(run_dir: Path, name: str) -> ServiceStatus:
     recorded, url = _read_record(pid_file)
     if recorded is None:
         return ServiceStatus(name, None, False, url, log, note=f"{pid_file} doesn't identify a process; ignored")
-    if not _same(_identity(recorded.pid), recorded):
+    if not recorded.same_process(identity(recorded.pid)):
         return ServiceStatus(name, recorded.pid, False, url, log,
                              note=f"pid {recorded.pid} in {pid_file} is no longer this service")
     return ServiceStatus(name, recorded.pid, True, url, log)
-
-
-def _listening_inodes(port: int) -> set[str]:
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
-                    inodes.add(fields[9])
-    return inodes
-
-
-def _listening_pids(port: int) -> set[int]:
-    """Processes (that this user may see) with a socket listening on ``port``."""
-    wanted = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
-    pids: set[int] = set()
-    if not wanted:
-        return pids
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        with contextlib.suppress(OSError):
-            for fd in fd_dir.iterdir():
-                with contextlib.suppress(OSError):
-                    if os.readlink(fd) in wanted:
-                        pids.add(int(fd_dir.parent.name))
-                        break
-    return pids
 
 
 def port_holder(host: str, port: int) -> str | None:
@@ -177,7 +129,7 @@ def port_holder(host: str, port: int) -> str | None:
                 return f"no interface has address {host}"
             if exc.errno != errno.EADDRINUSE:
                 return f"it can't be bound ({exc.strerror})"
-    holders = [identity for pid in sorted(_listening_pids(port)) if (identity := _identity(pid))]
+    holders = [found for pid in sorted(listening_pids(port)) if (found := identity(pid))]
     if not holders:
         return "another process (not visible to this user)"
     return "; ".join(f"pid {h.pid} ({' '.join(h.cmdline)[:120]})" for h in holders)
@@ -185,7 +137,7 @@ def port_holder(host: str, port: int) -> str | None:
 
 def _owns_port(pid: int, port: int) -> bool:
     """Whether a process of ``pid``'s process group (the session we started) listens on ``port``."""
-    for listener in _listening_pids(port):
+    for listener in listening_pids(port):
         with contextlib.suppress(ProcessLookupError):
             if os.getpgid(listener) == pid:
                 return True
@@ -221,11 +173,11 @@ def start_service(run_dir: Path, service: Service, *, listen_timeout_s: float = 
         out.flush()
         process = subprocess.Popen(service.command, env=service.env, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, cwd=service.cwd, start_new_session=True)
-    identity = _settled_identity(process.pid)
-    if identity is None:  # exited before it could be looked at
+    started = _settled_identity(process.pid)
+    if started is None:  # exited before it could be looked at
         raise ServiceError(f"{service.name} exited at once; its log ({log}) ends:\n{_log_tail(log)}")
-    pid_file.write_text(json.dumps({"pid": identity.pid, "start_ticks": identity.start_ticks,
-                                    "cmdline": identity.cmdline, "url": service.url}))
+    pid_file.write_text(json.dumps({"pid": started.pid, "started_at": started.started_at,
+                                    "cmdline": started.cmdline, "url": service.url}))
     if service.listen is not None:
         _wait_listening(process, service, log, listen_timeout_s)
     return ServiceStatus(service.name, process.pid, True, service.url, log)
@@ -243,25 +195,9 @@ def _wait_listening(process: subprocess.Popen[bytes], service: Service, log: Pat
             why = f"port {port} on {host} is held by {holder}" if holder else f"it exited with {process.returncode}"
             raise ServiceError(f"{service.name} did not start: {why}; its log ({log}) ends:\n{_log_tail(log)}")
         time.sleep(0.2)
-    _stop_group(process.pid, 5.0)
+    stop_group(process.pid, timeout_s=5.0)
     raise ServiceError(f"{service.name} did not listen on {host}:{port} within {timeout_s:.0f} s; stopped it. "
                        f"Its log ({log}) ends:\n{_log_tail(log)}")
-
-
-def _stop_group(pid: int, timeout_s: float) -> None:
-    """SIGTERM the process group led by ``pid`` (ours), SIGKILL what is left after ``timeout_s``."""
-    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and _identity(pid) is not None:
-            time.sleep(0.1)
-        if _identity(pid) is None:
-            break
-    with contextlib.suppress(ProcessLookupError):  # whatever of the group outlived its leader
-        os.killpg(pid, signal.SIGKILL)
 
 
 def stop_service(run_dir: Path, name: str, *, timeout_s: float = 20) -> bool:
@@ -273,6 +209,6 @@ def stop_service(run_dir: Path, name: str, *, timeout_s: float = 20) -> bool:
     status = service_status(run_dir, name)
     pid_file = _paths(run_dir, name)[0]
     if status.running and status.pid is not None:
-        _stop_group(status.pid, timeout_s)
+        stop_group(status.pid, timeout_s=timeout_s)
     pid_file.unlink(missing_ok=True)
     return status.running

@@ -1,0 +1,86 @@
+"""Processes ffwatt starts and stops: who a pid is, who listens on a port, what a process group holds,
+and stopping a group ffwatt started. Read through psutil, the one way into ``/proc`` outside the
+measured seams (:mod:`ffwatt.hardware.procstat` keeps its procfs root so tests can hand it another).
+
+A pid alone proves nothing (pids are reused): a process is identified by its pid and its start
+time, a pair no two processes of one boot share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+import psutil
+
+__all__ = ["Identity", "group_members", "identity", "listening_pids", "stop_group"]
+
+# psutil's start time is the kernel's, in clock ticks (1/100 s on Linux) since boot: equal within
+# two ticks is the same start.
+_SAME_START_S = 0.02
+
+
+@dataclass(frozen=True)
+class Identity:
+    pid: int
+    started_at: float  # unix seconds (psutil's create_time)
+    cmdline: list[str]  # for people to read: nginx and others retitle themselves, so it isn't compared
+
+    def same_process(self, other: Identity | None) -> bool:
+        return other is not None and other.pid == self.pid and abs(other.started_at - self.started_at) < _SAME_START_S
+
+
+def identity(pid: int) -> Identity | None:
+    """What identifies process ``pid`` now, or None when there is none (a zombie child of ours is
+    reaped and counts as gone)."""
+    try:
+        process = psutil.Process(pid)
+        with process.oneshot():
+            if process.status() == psutil.STATUS_ZOMBIE:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                return None
+            return Identity(pid, process.create_time(), process.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.AccessDenied:  # another user's process: it exists, its command line is private
+        with contextlib.suppress(psutil.Error):
+            return Identity(pid, psutil.Process(pid).create_time(), [])
+        return None
+
+
+def listening_pids(port: int) -> set[int]:
+    """Processes (that this user may see) with a TCP socket listening on ``port``."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return set()
+    return {c.pid for c in connections
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid is not None}
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """The processes of process group ``pgid``, its leader first when alive."""
+    members = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.pid) == pgid:
+                members.append(process)
+    return sorted(members, key=lambda p: p.pid != pgid)
+
+
+def stop_group(pgid: int, *, timeout_s: float = 15.0) -> None:
+    """SIGTERM the process group ``pgid`` (one ffwatt started, in a session of its own), and SIGKILL
+    what is left of it after ``timeout_s``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and identity(pgid) is not None:
+            time.sleep(0.05)
+        os.killpg(pgid, signal.SIGKILL)  # what is left, the leader gone or not
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and identity(pgid) is not None:
+        time.sleep(0.05)
