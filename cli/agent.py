@@ -53,9 +53,9 @@ def start(
     import threading
 
     from agent.node import run_agent
-    from ffwatt.fleet.prefect_server import check_api
+    from ffwatt.fleet.client import ApiClient
 
-    check_api(master, auth_string, ca)  # one line now, rather than a traceback from every worker later
+    ApiClient(master.rstrip("/"), auth_string, ca).check()  # one line now, not a traceback from every worker later
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     master_env = {"PREFECT_API_URL": master}
     if auth_string:

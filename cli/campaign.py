@@ -122,14 +122,13 @@ def _run_flow(campaign: Campaign, settings: Settings, resume: str | None, file: 
     """Preflight, then the campaign flow on this node; an interrupt exits saying how to resume."""
     import os
 
-    from ffwatt.fleet.prefect_server import check_api
+    from ffwatt.fleet.client import ApiClient
     from ffwatt.jobs import expand
     from ffwatt.validation import preflight
 
     preflight(campaign, settings)
     if os.environ.get("PREFECT_API_URL"):  # else Prefect starts a temporary local server
-        check_api(os.environ["PREFECT_API_URL"], os.environ.get("PREFECT_API_AUTH_STRING"),
-                  os.environ.get("PREFECT_API_SSL_CERT_FILE"))
+        ApiClient.from_env().check()
     from flows.campaign import campaign_flow
 
     console.print(f"running campaign {campaign.name!r}: {len(expand(campaign))} jobs"
@@ -153,8 +152,9 @@ def submit(
 ) -> None:
     """Run a campaign on the fleet: `prefect deployment run` with this file as its parameters, without
     Prefect's start-up cost. Uses PREFECT_API_URL and its credentials (`eval "$(ffwatt stack env)"`)."""
+    from ffwatt.fleet.client import ApiClient
     from ffwatt.validation import load_campaign
-    from master.submit import ApiClient, FlowRunState, submit_flow_run, watch_flow_run
+    from master.submit import FlowRunState, submit_flow_run, watch_flow_run
 
     campaign = load_campaign(file)  # a typo is told here, with its fix, before the API is asked
     api = ApiClient.from_env()

@@ -8,17 +8,15 @@ schema, as it does for Prefect's own CLI.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from ffwatt.errors import ApiError
+from ffwatt.fleet.client import ApiClient
 
-__all__ = ["ApiClient", "FlowRunState", "submit_flow_run", "watch_flow_run"]
+__all__ = ["FlowRunState", "submit_flow_run", "watch_flow_run"]
 
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
@@ -34,54 +32,6 @@ class FlowRunState:
     @property
     def final(self) -> bool:
         return self.state_type in FINAL
-
-
-@dataclass(frozen=True)
-class ApiClient:
-    """The Prefect API a client's environment points at (PREFECT_API_URL, PREFECT_API_AUTH_STRING,
-    PREFECT_API_SSL_CERT_FILE), as ``ffwatt stack env`` prints them."""
-
-    url: str
-    auth_string: str | None = None
-    ca_file: str | None = None
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> ApiClient:
-        env = dict(os.environ) if env is None else env
-        url = env.get("PREFECT_API_URL")
-        if not url:
-            raise ApiError("PREFECT_API_URL is not set; on the master `eval \"$(ffwatt stack env)\"` sets it "
-                           "(and the credentials) for this shell")
-        return cls(url.rstrip("/"), env.get("PREFECT_API_AUTH_STRING") or None,
-                   env.get("PREFECT_API_SSL_CERT_FILE") or None)
-
-    @property
-    def ui_url(self) -> str:
-        return os.environ.get("PREFECT_UI_URL") or self.url.removesuffix("/api")
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        user, _, password = (self.auth_string or "").partition(":")
-        try:
-            response = httpx.request(method, f"{self.url}{path}", timeout=30, verify=self.ca_file or True,
-                                     auth=(user, password) if self.auth_string else None, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ApiError(f"can't reach the Prefect API at {self.url} ({exc}); is the master up "
-                           "(`ffwatt stack status` there) and PREFECT_API_URL right?") from exc
-        if response.status_code == 401:
-            raise ApiError(f"the Prefect API at {self.url} refused the credentials (401); set "
-                           "PREFECT_API_AUTH_STRING as `ffwatt stack env` prints it", status=401)
-        if response.status_code >= 400:
-            raise ApiError(f"{method} {path}: the Prefect API answered {response.status_code}: "
-                           f"{_detail(response)}", status=response.status_code)
-        return response.json() if response.content else None
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail", response.text)
-    except ValueError:
-        detail = response.text
-    return " ".join(str(detail).split())[:600]
 
 
 def _state(run: dict[str, Any]) -> FlowRunState:

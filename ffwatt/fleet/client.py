@@ -1,20 +1,28 @@
-"""A Prefect client of one API, named by an environment, and the few reads and writes every side
+"""The two ways to one Prefect API, named by an environment, and the few reads and writes every side
 of the fleet makes through it (work pools, variables by pattern).
 
-Prefect is imported inside the functions: a process (an agent, the CLI) sets the API it talks to in
-its environment before Prefect is first imported, since Prefect reads its settings once.
+:func:`api_client` is Prefect's own client, for processes that run Prefect anyway; Prefect is
+imported inside the functions, since a process (an agent, the CLI) sets the API it talks to in its
+environment before Prefect is first imported, and Prefect reads its settings once. :class:`ApiClient`
+is plain REST, for commands that must not pay Prefect's import before their first call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from ffwatt.errors import ApiError
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
-__all__ = ["PAGE", "api_client", "ensure_pools", "read_variables_like", "work_pool"]
+__all__ = ["PAGE", "ApiClient", "api_client", "ensure_pools", "read_variables_like", "work_pool"]
 
 PAGE = 200  # the API's default and maximum page
 
@@ -70,3 +78,73 @@ def read_variables_like(client: SyncPrefectClient, pattern: str) -> Iterator[dic
         if len(page) < PAGE:
             return
         offset += PAGE
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """The Prefect REST API a client's environment points at (PREFECT_API_URL, PREFECT_API_AUTH_STRING,
+    PREFECT_API_SSL_CERT_FILE, as ``ffwatt stack env`` prints them), over plain HTTP: for commands that
+    must not pay Prefect's import before their first call (submitting, checking credentials)."""
+
+    url: str
+    auth_string: str | None = None
+    ca_file: str | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> ApiClient:
+        env = dict(os.environ) if env is None else env
+        url = env.get("PREFECT_API_URL")
+        if not url:
+            raise ApiError("PREFECT_API_URL is not set; on the master `eval \"$(ffwatt stack env)\"` sets it "
+                           "(and the credentials) for this shell")
+        return cls(url.rstrip("/"), env.get("PREFECT_API_AUTH_STRING") or None,
+                   env.get("PREFECT_API_SSL_CERT_FILE") or None)
+
+    @property
+    def ui_url(self) -> str:
+        return os.environ.get("PREFECT_UI_URL") or self.url.removesuffix("/api")
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        user, _, password = (self.auth_string or "").partition(":")
+        try:
+            response = httpx.request(method, f"{self.url}{path}", timeout=30, verify=self.ca_file or True,
+                                     auth=(user, password) if self.auth_string else None, **kwargs)
+        except httpx.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise ApiError(f"the Prefect API at {self.url} presented a certificate "
+                               f"{self.ca_file or 'this system'} doesn't trust; set PREFECT_API_SSL_CERT_FILE to "
+                               "the master's stack/tls/ca.pem") from exc
+            raise ApiError(f"can't reach the Prefect API at {self.url} ({exc}); is the master up "
+                           "(`ffwatt stack status` there) and PREFECT_API_URL right?") from exc
+        except httpx.HTTPError as exc:
+            raise ApiError(f"can't reach the Prefect API at {self.url} ({exc}); is the master up "
+                           "(`ffwatt stack status` there) and PREFECT_API_URL right?") from exc
+        if response.status_code == 401:
+            given = "the credentials given" if self.auth_string else "no credentials"
+            raise ApiError(f"the Prefect API at {self.url} refused {given} (401); set PREFECT_API_AUTH_STRING to "
+                           "the content of the master's stack/auth (`eval \"$(ffwatt stack env)\"` on the master "
+                           "prints it)", status=401)
+        if response.status_code >= 400:
+            raise ApiError(f"{method} {path}: the Prefect API answered {response.status_code}: "
+                           f"{_detail(response)}", status=response.status_code)
+        return response.json() if response.content else None
+
+    def check(self) -> None:
+        """Make sure the API answers and takes these credentials; :class:`ApiError` says in one line
+        what is wrong and what to do."""
+        try:
+            self.request("GET", "/health")
+        except ApiError as exc:
+            if exc.status is None or exc.status == 401:
+                raise
+            raise ApiError(f"the Prefect API at {self.url} doesn't answer its health check ({exc.status}); is "
+                           "PREFECT_API_URL the API (ending in /api)?", status=exc.status) from exc
+        self.request("POST", "/flows/filter", json={"limit": 1})
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    return " ".join(str(detail).split())[:600]

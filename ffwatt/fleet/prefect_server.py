@@ -13,9 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from ffwatt.errors import ApiError
-
-__all__ = ["BIN", "PREFECT_ENV", "check_api", "free_port", "server_command", "server_env", "wait_healthy"]
+__all__ = ["BIN", "PREFECT_ENV", "free_port", "server_command", "server_env", "wait_healthy"]
 
 BIN = Path(sys.executable).parent
 # What every Prefect process ffwatt starts (server, workers, flows, the CLI's runs) has in its
@@ -53,30 +51,3 @@ def wait_healthy(api_url: str, timeout_s: float, alive: Callable[[], bool]) -> b
             return False
         time.sleep(0.3)
     return False
-
-
-def check_api(url: str, auth_string: str | None = None, ca_file: str | None = None) -> None:
-    """Make sure the Prefect API at ``url`` answers and takes these credentials; :class:`ApiError`
-    says in one line what is wrong and what to do."""
-    verify: str | bool = ca_file or True
-    try:
-        httpx.get(f"{url}/health", timeout=10, verify=verify).raise_for_status()
-    except httpx.ConnectError as exc:
-        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-            raise ApiError(f"the Prefect API at {url} presented a certificate {ca_file or 'this system'} doesn't "
-                           "trust; set PREFECT_API_SSL_CERT_FILE to the master's stack/tls/ca.pem") from exc
-        raise ApiError(f"can't reach the Prefect API at {url} ({exc}); is the master up "
-                       "(`ffwatt stack status` there) and PREFECT_API_URL right?") from exc
-    except httpx.HTTPError as exc:
-        raise ApiError(f"the Prefect API at {url} doesn't answer its health check ({exc}); "
-                       "is PREFECT_API_URL the API (ending in /api)?") from exc
-    user, _, password = (auth_string or "").partition(":")
-    response = httpx.post(f"{url}/flows/filter", json={"limit": 1}, timeout=10, verify=verify,
-                          auth=(user, password) if auth_string else None)
-    if response.status_code == 401:
-        given = "the credentials given" if auth_string else "no credentials"
-        raise ApiError(f"the Prefect API at {url} refused {given} (401); set PREFECT_API_AUTH_STRING to the content "
-                       "of the master's stack/auth (`eval \"$(ffwatt stack env)\"` on the master prints it)")
-    if response.status_code >= 400:
-        raise ApiError(f"the Prefect API at {url} answered {response.status_code} to a simple query: "
-                       f"{response.text[:200]}")
