@@ -36,7 +36,7 @@ import numpy as np
 from ffwatt.fleet.prefect_server import free_port
 from ffwatt.fleet.services import Service, start_service, stop_service
 from ffwatt.series import MARGIN_S, series_table, write_series
-from ffwatt.store import SeriesStore
+from tasks._store import SeriesStore
 
 JOBS = 100
 ENCODE_S = 60

@@ -44,6 +44,7 @@ __all__ = [
     "JOB_SERIES",
     "MARGIN_S",
     "NODE_SERIES",
+    "SCRAPE_S",
     "SERIES_DIR",
     "SOURCE_WORDS",
     "Series",
@@ -64,6 +65,7 @@ __all__ = [
 
 SERIES_DIR = "_series"
 MARGIN_S = 2.0  # the window is the encode and this much on either side
+SCRAPE_S = 1.0  # the stack's scrape interval: a window is complete within one scrape of its end
 AGREEMENT = 0.02  # series and row energy agree within this relative gap...
 CHECKED_FROM_S = 30.0  # ...for jobs at least this long: 1 Hz samples can't resolve a few seconds
 # How far the readings bracketing the encode's start and end may lie from them: two missed

@@ -26,8 +26,8 @@ import yaml
 
 from ffwatt.fleet.services import Service, program
 from ffwatt.ports import PORTS
+from ffwatt.series import SCRAPE_S
 from ffwatt.settings import REPO, Settings
-from ffwatt.store import SCRAPE_S
 
 __all__ = [
     "ALERT_RULES",

@@ -26,8 +26,8 @@ from ffwatt.errors import StoreUnavailable
 from ffwatt.schema import JobRow, SeriesSource
 from ffwatt.series import MARGIN_S, Series, cross_check, job_window, series_table, write_series
 from ffwatt.settings import Settings
-from ffwatt.store import SeriesStore
 from tasks._logging import run_logger
+from tasks._store import SeriesStore
 
 if TYPE_CHECKING:
     from exporters.embedded import EmbeddedSeries

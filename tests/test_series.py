@@ -284,7 +284,8 @@ def test_the_store_is_asked_once_it_can_have_the_window_and_never_waited_on_when
     import httpx
 
     from ffwatt.errors import StoreUnavailable
-    from ffwatt.store import INGEST_LAG_S, SCRAPE_S, SeriesStore, job_selectors, node_selector
+    from ffwatt.series import SCRAPE_S
+    from tasks._store import INGEST_LAG_S, SeriesStore, job_selectors, node_selector
 
     now = [1000.0]
     slept: list[float] = []

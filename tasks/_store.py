@@ -17,14 +17,13 @@ import httpx
 import numpy as np
 
 from ffwatt.errors import StoreUnavailable
-from ffwatt.series import JOB_SERIES, NODE_SERIES, Series, labels_json
+from ffwatt.series import JOB_SERIES, NODE_SERIES, SCRAPE_S, Series, labels_json
 
-__all__ = ["INGEST_LAG_S", "SCRAPE_S", "SeriesStore", "job_selectors", "node_selector"]
+__all__ = ["INGEST_LAG_S", "SeriesStore", "job_selectors", "node_selector"]
 
 # How long after a sample is taken the store can serve it: the next 1 s scrape, then
 # VictoriaMetrics makes freshly ingested samples searchable within about a second.
 INGEST_LAG_S = 2.5
-SCRAPE_S = 1.0  # the stack's scrape interval: a window is complete within one scrape of its end
 
 
 def _quoted(value: str) -> str:
