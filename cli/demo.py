@@ -61,5 +61,5 @@ def demo(stop: Annotated[bool, typer.Option("--stop", help="Stop the demo's stac
     ui = client_env(settings)["PREFECT_API_URL"].removesuffix("/api")
     console.print(f"Parquet: {settings.results_dir.resolve()}/campaign={campaign}/run_id={run_id}\n"
                   + series_text(frame, str(series_path(settings.results_dir.resolve(), campaign, run_id, "*"))) + "\n"
-                  f"report:  {report}\nPrefect UI: {ui}  (user:password in {settings.home}/stack/auth)\n"
+                  f"report:  {report}\nPrefect UI: {ui}  (user:password in {settings.auth_file})\n"
                   "stop everything with: make down", highlight=False)

@@ -29,7 +29,7 @@ def up(
     from master.tls import generate_ca_and_server_cert
 
     settings = load_settings()
-    tls = settings.stack_dir / "tls"
+    tls = settings.tls_dir
     if generate_cert and (tls / "server.pem").exists():
         # Agents already trust this CA: a new one would lock them out.
         console.print(f"using the existing certificate in {tls} (delete it to make a new CA)")
@@ -38,7 +38,7 @@ def up(
         ca = generate_ca_and_server_cert(tls, names)
         console.print(f"certificate for {', '.join(names)}; clients verify with {ca}")
     _print_status(stack_up(settings))
-    console.print(f"client environment: eval \"$(ffwatt stack env)\"  (credentials in {settings.home}/stack/auth)")
+    console.print(f"client environment: eval \"$(ffwatt stack env)\"  (credentials in {settings.auth_file})")
 
 
 @app.command()
@@ -123,7 +123,7 @@ def env() -> None:
     from master.stack import client_env
 
     settings = load_settings()
-    tls = settings.stack_dir / "tls" / "ca.pem"
+    tls = settings.tls_dir / "ca.pem"
     url = f"https://{settings.master_host}:{settings.master_tls_port}/api" if tls.exists() else None
     for key, value in client_env(settings, url).items():
         print(f"export {key}={shlex.quote(value)}")

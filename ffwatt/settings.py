@@ -139,6 +139,21 @@ class Settings(BaseSettings):
         return self.home / "stack"
 
     @property
+    def tls_dir(self) -> Path:
+        """The master's CA and server certificate (``ffwatt stack up --generate-cert``)."""
+        return self.stack_dir / "tls"
+
+    @property
+    def auth_file(self) -> Path:
+        """The master's API credentials (user:password, mode 600)."""
+        return self.stack_dir / "auth"
+
+    @property
+    def idle_dir(self) -> Path:
+        """This node's idle baselines: the latest, and each run's."""
+        return self.home / "idle"
+
+    @property
     def exporter_ports(self) -> dict[str, int]:
         """The ports of this node's exporters, by kind (``ffwatt exporter KIND``)."""
         return {"cpu": self.cpu_exporter_port, "gpu": self.gpu_exporter_port, "ffmpeg": self.ffmpeg_exporter_port}

@@ -60,7 +60,7 @@ def node_lock(settings: Settings) -> contextlib.AbstractContextManager[None]:
 
 def _idle_for_run(run_id: str, campaign: Campaign, settings: Settings) -> IdleBaseline | None:
     """The node's idle baseline for this campaign run: taken by its first batch, used by the rest."""
-    cached = settings.home / "idle" / f"{run_id}.json"
+    cached = settings.idle_dir / f"{run_id}.json"
     if cached.exists():
         return IdleBaseline.model_validate_json(cached.read_text())
     idle = idle_baseline(campaign.idle_baseline_s, campaign.idle_baseline_reuse_s)

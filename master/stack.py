@@ -35,7 +35,7 @@ SERVICES = ("prefect-server", "master-worker", "discovery", *MONITORING_SERVICES
 
 def auth_string(settings: Settings) -> str:
     """The API's basic-auth credentials, created on first use and kept private."""
-    path = settings.stack_dir / "auth"
+    path = settings.auth_file
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"ffwatt:{secrets.token_urlsafe(24)}")
@@ -51,7 +51,7 @@ def _reachable_host(settings: Settings) -> str:
 def public_api_url(settings: Settings) -> str:
     """The API URL people and agents use: through the TLS proxy when it runs, else the API itself.
     The UI served by the server talks to this one, whatever the master's port."""
-    if (settings.stack_dir / "tls" / "server.pem").exists():
+    if (settings.tls_dir / "server.pem").exists():
         return f"https://{_reachable_host(settings)}:{settings.master_tls_port}/api"
     return f"http://{_reachable_host(settings)}:{settings.master_port}/api"
 
@@ -59,7 +59,7 @@ def public_api_url(settings: Settings) -> str:
 def client_env(settings: Settings, url: str | None = None) -> dict[str, str]:
     """What a client (CLI, worker, agent) needs in its environment to use this stack's API."""
     env = {"PREFECT_API_URL": url or settings.master_api_url, "PREFECT_API_AUTH_STRING": auth_string(settings)}
-    ca = settings.stack_dir / "tls" / "ca.pem"
+    ca = settings.tls_dir / "ca.pem"
     if env["PREFECT_API_URL"].startswith("https") and ca.exists():
         env["PREFECT_API_SSL_CERT_FILE"] = str(ca)
     return env
@@ -122,7 +122,7 @@ def stack_up(settings: Settings) -> list[ServiceStatus]:
         url=f"http://{settings.master_host}:{settings.discovery_port}/targets",
         listen=(settings.master_host, settings.discovery_port))))
     statuses += [start_service(run_dir, service) for service in [*monitoring, *ingest]]
-    tls = settings.stack_dir / "tls"
+    tls = settings.tls_dir
     if (tls / "server.pem").exists():
         statuses.append(start_tls_proxy(settings))
     return statuses
@@ -133,7 +133,7 @@ def start_tls_proxy(settings: Settings) -> ServiceStatus:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         raise StackError("TLS needs nginx: apt-get install nginx-light (or run `make deps` as root)")
-    tls = settings.stack_dir / "tls"
+    tls = settings.tls_dir
     prefix = settings.stack_dir / "nginx"
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
     template = (REPO / "infra" / "nginx" / "ffwatt-master.conf").read_text()

@@ -102,7 +102,7 @@ def idle_baseline(seconds: float, reuse_s: float = 0) -> IdleBaseline | None:
     if seconds <= 0:
         return None
     settings = load_settings()
-    kept = settings.home / "idle" / "latest.json"
+    kept = settings.idle_dir / "latest.json"
     latest = _latest_idle(kept, settings.node)
     if latest is not None and latest.measured_at is not None and latest.seconds >= seconds * 0.95:
         age = (datetime.now(UTC) - latest.measured_at).total_seconds()
