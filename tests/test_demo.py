@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ffwatt.fleet.prefect_server import free_port
-from ffwatt.ports import PORTS
 from ffwatt.results import list_runs, read_results
+from testbed.net import free_ports_env
 from tests.conftest import ffwatt_cli
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +38,7 @@ def _processes_of(home: Path) -> list[str]:
 
 def test_the_demo_runs_the_quick_campaign_through_the_stack_and_stops_it_all(tmp_path: Path):
     home, results = tmp_path / "home", tmp_path / "results"
-    ports = {port.setting: str(free_port()) for port in PORTS.values() if port.setting.startswith("FFWATT_")}
+    ports = free_ports_env()
     env = {**os.environ, "FFWATT_HOME": str(home), "FFWATT_RESULTS_DIR": str(results), **ports}
     try:
         demo = subprocess.run([FFWATT, "demo"], env=env, capture_output=True, text=True, timeout=900)

@@ -18,6 +18,7 @@ import yaml
 from ffwatt.hardware.ffmpeg import probe_media
 from ffwatt.results import read_results, read_run_summary
 from master.ingest import private_ingest
+from testbed.net import free_ports_env
 from tests.conftest import ffwatt_cli
 
 pytestmark = pytest.mark.e2e
@@ -130,22 +131,18 @@ def pool_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     import signal
     import sys
 
-    from ffwatt.fleet.prefect_server import PREFECT_ENV, free_port
+    from ffwatt.fleet.prefect_server import PREFECT_ENV
     from ffwatt.settings import REPO, Settings
     from master.stack import client_env
     from tests.conftest import BIN
 
     work = tmp_path_factory.mktemp("live-pools")
-    names = ("MASTER", "DISCOVERY", "STORE", "VMALERT", "ALERTMANAGER", "RTMP", "RTMP_STATS", "RTMP_EXPORTER")
-    numbers: set[int] = set()
-    while len(numbers) < len(names):
-        numbers.add(free_port())
-    ports = dict(zip(names, sorted(numbers)))
+    ports = free_ports_env()
     master = {**os.environ, "FFWATT_HOME": str(work / "master"), "FFWATT_RESULTS_DIR": str(work / "results"),
-              "FFWATT_NODE": "master", **{f"FFWATT_{name}_PORT": str(port) for name, port in ports.items()}}
-    client = client_env(Settings(home=work / "master", master_port=ports["MASTER"]))
-    node = {**os.environ, **PREFECT_ENV, **client, "FFWATT_HOME": str(work / "node1"), "FFWATT_NODE": "node1",
-            "FFWATT_RTMP_PORT": str(ports["RTMP"]), "FFWATT_REPO": str(REPO), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+              "FFWATT_NODE": "master", **ports}
+    client = client_env(Settings(home=work / "master", master_port=int(ports["FFWATT_MASTER_PORT"])))
+    node = {**os.environ, **PREFECT_ENV, **client, **ports, "FFWATT_HOME": str(work / "node1"), "FFWATT_NODE": "node1",
+            "FFWATT_REPO": str(REPO), "PREFECT_WORKER_QUERY_SECONDS": "1"}
     started: list[subprocess.Popen[bytes]] = []
     try:
         up = subprocess.run([ffwatt_cli(), "stack", "up"], env=master, capture_output=True, text=True, timeout=600)
@@ -163,7 +160,7 @@ def pool_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
                                "--watch-timeout", "500"], env={**os.environ, **PREFECT_ENV, **client}, cwd=REPO,
                               capture_output=True, text=True, timeout=600)
         frame = read_results(work / "results", campaign="live-pools") if (work / "results").is_dir() else None
-        yield {"frame": frame, "done": done, "work": work, "ingest": f"rtmp://127.0.0.1:{ports['RTMP']}/live"}
+        yield {"frame": frame, "done": done, "work": work, "ingest": f"rtmp://127.0.0.1:{ports['FFWATT_RTMP_PORT']}/live"}
     finally:
         for process in started:
             os.killpg(process.pid, signal.SIGTERM)

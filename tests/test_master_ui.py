@@ -19,10 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ffwatt.fleet.prefect_server import free_port
 from ffwatt.results import list_runs, read_results
 from ffwatt.settings import REPO
 from testbed.fleet import wait_for
+from testbed.net import free_ports_env
 from tests.conftest import BIN, ffwatt_cli
 
 FFWATT = ffwatt_cli()
@@ -66,8 +66,7 @@ class Master:
 def master() -> Iterator[Master]:
     work = Path(tempfile.mkdtemp(prefix="ffwatt-ui-"))
     work.chmod(0o755)
-    ports = {name: str(free_port()) for name in ("FFWATT_MASTER_PORT", "FFWATT_DISCOVERY_PORT", "FFWATT_STORE_PORT",
-                                                 "FFWATT_VMALERT_PORT", "FFWATT_ALERTMANAGER_PORT")}
+    ports = free_ports_env()  # the master's and its agent's
     env = {"FFWATT_HOME": str(work / "master"), "FFWATT_RESULTS_DIR": str(work / "results"), **ports}
     up = subprocess.run([FFWATT, "stack", "up"], env={**os.environ, **env}, capture_output=True, text=True,
                         timeout=300)
@@ -76,9 +75,7 @@ def master() -> Iterator[Master]:
     agent_home.mkdir()
     shutil.chown(agent_home, USER)
     agent_env = {**os.environ, "HOME": str(agent_home), "PREFECT_HOME": str(agent_home / "prefect"),
-                 "FFWATT_HOME": str(agent_home / "ffwatt"), "FFWATT_NODE": "ui-node",
-                 **{name: str(free_port()) for name in ("FFWATT_CPU_EXPORTER_PORT", "FFWATT_GPU_EXPORTER_PORT",
-                                                        "FFWATT_FFMPEG_EXPORTER_PORT", "FFWATT_NODE_EXPORTER_PORT")}}
+                 "FFWATT_HOME": str(agent_home / "ffwatt"), "FFWATT_NODE": "ui-node", **ports}
     agent = None
     try:
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]

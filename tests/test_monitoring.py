@@ -120,7 +120,7 @@ def campaign(world: World) -> World:
     """A real campaign on node n1, its exporters scraped while it runs, its results on the master."""
     spec = world.work / "campaign.yaml"
     spec.write_text(yaml.safe_dump(CAMPAIGN))
-    assert wait_for(lambda: len([t for t in world.store.targets() if t["health"] == "up"]) == 6, 30), \
+    assert wait_for(lambda: len([t for t in world.store.targets() if t["health"] == "up"]) == 6, 120), \
         world.store.targets()
     done = subprocess.run([ffwatt_cli(), "campaign", "run", str(spec)], capture_output=True, text=True, timeout=600,
                           env={**world.env, "FFWATT_NODE": "n1", "FFWATT_HOME": str(world.work / "n1"),

@@ -15,24 +15,21 @@ import pytest
 from ffwatt.fleet.services import service_status
 from master.stack import SERVICES
 from testbed.fleet import wait_for
-from tests.conftest import ffwatt_cli, free_port
+from testbed.net import free_ports_env
+from tests.conftest import ffwatt_cli
 
 pytestmark = pytest.mark.e2e
 
 
 def test_stack_up_starts_the_store_alerting_and_ingest_and_status_shows_them(tmp_path: Path, ffmpeg: str):
-    names = ("MASTER", "DISCOVERY", "STORE", "VMALERT", "ALERTMANAGER", "RTMP", "RTMP_STATS", "RTMP_EXPORTER")
-    numbers: set[int] = set()
-    while len(numbers) < len(names):  # free_port can give a number twice: it is free until someone binds it
-        numbers.add(free_port())
-    ports = dict(zip(names, sorted(numbers)))
+    ports = free_ports_env()
     env = {**os.environ, "FFWATT_HOME": str(tmp_path / "home"), "FFWATT_RESULTS_DIR": str(tmp_path / "results"),
-           "COLUMNS": "250", **{f"FFWATT_{name}_PORT": str(port) for name, port in ports.items()}}
+           "COLUMNS": "250", **ports}
     run_dir = tmp_path / "home" / "run"
     try:
         up = subprocess.run([ffwatt_cli(), "stack", "up"], env=env, capture_output=True, text=True, timeout=600)
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-        store = f"http://127.0.0.1:{ports['STORE']}"
+        store = f"http://127.0.0.1:{ports['FFWATT_STORE_PORT']}"
         assert "metrics-store" in up.stdout and store in up.stdout
 
         def scraped() -> bool:
@@ -43,7 +40,7 @@ def test_stack_up_starts_the_store_alerting_and_ingest_and_status_shows_them(tmp
         # A stream published to the stack's ingest reaches the store through the RTMP exporter.
         publisher = subprocess.Popen([ffmpeg, "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
                                       "testsrc2=size=320x240:rate=25", "-t", "20", "-c:v", "libx264", "-preset",
-                                      "ultrafast", "-f", "flv", f"rtmp://127.0.0.1:{ports['RTMP']}/live/check"],
+                                      "ultrafast", "-f", "flv", f"rtmp://127.0.0.1:{ports['FFWATT_RTMP_PORT']}/live/check"],
                                      start_new_session=True)
         try:
             def stream_bytes() -> float:
@@ -59,10 +56,10 @@ def test_stack_up_starts_the_store_alerting_and_ingest_and_status_shows_them(tmp
                                 timeout=120)
         assert status.returncode == 0, status.stdout + status.stderr
         assert f"metrics store {store}: 2 targets up, 0 down" in status.stdout, status.stdout
-        assert f"rtmp://127.0.0.1:{ports['RTMP']}/live" in status.stdout, status.stdout
+        assert f"rtmp://127.0.0.1:{ports['FFWATT_RTMP_PORT']}/live" in status.stdout, status.stdout
         assert "firing alerts: none" in status.stdout, status.stdout
         rendered = (tmp_path / "home" / "monitoring" / "scrape.yml").read_text()
-        assert f"http://127.0.0.1:{ports['DISCOVERY']}/targets" in rendered
+        assert f"http://127.0.0.1:{ports['FFWATT_DISCOVERY_PORT']}/targets" in rendered
     finally:
         down = subprocess.run([ffwatt_cli(), "stack", "down"], env=env, capture_output=True, text=True, timeout=300)
     assert down.returncode == 0, down.stdout + down.stderr
