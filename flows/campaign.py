@@ -80,8 +80,9 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                 if idle is not None:
                     idle_baselines[settings.node] = idle
                 for job in jobs:
-                    row = record_job(run_job(job, references[job.input.name], idle, run_id, settings.node,
-                                             campaign.encode_retries))
+                    outcome = run_job(job, references[job.input.name], idle, run_id, settings.node,
+                                      campaign.encode_retries)
+                    row = record_job(outcome.row, outcome.frames)
                     rows.append(series.submit(row, record_job))  # again with its series, once they're in
             # While the last job's window runs out (MARGIN_S after its encode) and its series are written.
             summary = publish_outcome(summarize_run(rows, campaign.name, run_id, started_at, len(all_jobs), nodes,
@@ -143,16 +144,26 @@ def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, rows: list[J
 
     from ffwatt.fleet.api import PrefectFleetAPI
     from ffwatt.fleet.nodes import list_nodes
+    from ffwatt.frames import frames_from_bytes, write_frames
     from flows.dispatch import Dispatcher
     from tasks._logging import run_logger
 
+    results_dir = load_settings().results_dir
+
     def record(row: JobRow) -> JobRow:
+        if row.quality_frames:
+            # Sent home just before the row, by the batch that scored it.
+            parquet = api.frames(row.run_id, row.job_id)
+            if parquet is None:
+                run_logger().warning("job %s's per-frame scores didn't come home with its row", row.job_id)
+            else:
+                write_frames(results_dir, row.campaign, row.run_id, frames_from_bytes(parquet))
         rows.append(series.submit(record_job(row), record_job))  # again with its series, once they're in
         return rows[-1]
 
     with get_client(sync_client=True) as client:
-        dispatcher = Dispatcher(campaign, jobs, run_id, api=PrefectFleetAPI(client), record=record,
-                                log=run_logger())
+        api = PrefectFleetAPI(client)
+        dispatcher = Dispatcher(campaign, jobs, run_id, api=api, record=record, log=run_logger())
         dispatcher.start(list_nodes(client))
         dispatcher.run()
     return dispatcher.reports
