@@ -168,3 +168,45 @@ def test_frames_travel_home_as_the_same_file(x264) -> None:
 
 def test_frames_columns_are_documented() -> None:
     assert frames_markdown() in (REPO / "docs" / "schema.md").read_text()
+
+
+@pytest.mark.e2e
+def test_a_campaign_scores_2160p_with_the_4k_model_and_keeps_every_frame(prefect_server: dict[str, str],
+                                                                        tmp_path: Path) -> None:
+    """Through `ffwatt campaign run`: a short generated 2160p clip is scored with the 4K model, a 1080p one
+    with the default model, both with NEG beside; a 10-bit libx265 encode comes out 10-bit; every scored
+    job has its frames file, one row a frame."""
+    import os
+
+    import yaml
+
+    from tests.conftest import ffwatt_cli
+
+    spec = {
+        "name": "models",
+        "inputs": [{"name": "uhd", "source": "testsrc2", "size": "3840x2160", "fps": 10, "duration_s": 0.3},
+                   {"name": "hd", "source": "testsrc2", "size": "1920x1080", "fps": 10, "duration_s": 0.3}],
+        "matrix": {"encoders": [{"name": "libx264", "presets": ["ultrafast"]},
+                                {"name": "libx265", "presets": ["ultrafast"], "pix_fmts": ["yuv420p10le"]}],
+                   "rate_control": [{"mode": "crf", "values": [30]}]},
+        "quality_models": ["neg"], "keep_outputs": True, "idle_baseline_s": 0,
+    }
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    results = tmp_path / "results"
+    env = {**os.environ, **prefect_server, "FFWATT_HOME": str(tmp_path / "home"), "FFWATT_RESULTS_DIR": str(results)}
+    done = subprocess.run([ffwatt_cli(), "campaign", "run", str(path)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = read_results(results, campaign="models")
+    assert len(rows) == 4 and (rows.status == "ok").all()
+    assert dict(zip(rows.input_name, rows.vmaf_model)) == {"uhd": "vmaf_4k_v0.6.1", "hd": "vmaf_v0.6.1"}
+    assert rows.vmaf_neg.notna().all()
+    frames = pd.read_parquet(results / "_frames" / "campaign=models")
+    counts = frames.groupby("job_id").size()
+    assert counts.to_dict() == dict(zip(rows.job_id, rows.frames)) and set(counts) == {3}
+    for job in rows[rows.encoder == "libx265"].itertuples():
+        probed = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                                 "stream=pix_fmt", "-of", "csv=p=0", job.output_path], capture_output=True, text=True,
+                                check=True)
+        assert probed.stdout.strip() == "yuv420p10le" and job.pix_fmt == job.quality_pix_fmt == "yuv420p10le"
