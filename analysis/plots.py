@@ -272,6 +272,8 @@ def quality_power_plot(frames: pd.DataFrame, power: pd.DataFrame, *, title: str,
     if not power.empty:
         _power_lines(watts, power.sort_values("t_s"), x="t_s", color="C3", label="power")
         watts.scatter(power["t_s"], power["watts"], color="C3", s=8)
+    # From zero: a flat draw mustn't look like a swing.
+    watts.set_ylim(0, 1.15 * float(power["watts"].max()) if not power.empty else None)
     watts.set_ylabel("W (1 Hz samples)", color="C3")
     watts.tick_params(axis="y", colors="C3")
     data = frames.sort_values("t_s")
