@@ -142,6 +142,7 @@ def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, rows: list[J
                   series: JobSeries) -> dict[str, NodeReport]:
     from prefect.client.orchestration import get_client
 
+    from ffwatt.errors import ApiUnavailable, ResultsError
     from ffwatt.fleet.api import PrefectFleetAPI
     from ffwatt.fleet.nodes import list_nodes
     from ffwatt.frames import frames_from_bytes, write_frames
@@ -150,14 +151,19 @@ def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, rows: list[J
 
     results_dir = load_settings().results_dir
 
-    def record(row: JobRow) -> JobRow:
-        if row.quality_frames:
-            # Sent home just before the row, by the batch that scored it.
+    def bring_frames_home(row: JobRow) -> None:
+        """The per-frame scores its batch sent home just before the row; a row never waits on them."""
+        try:
             parquet = api.frames(row.run_id, row.job_id)
             if parquet is None:
-                run_logger().warning("job %s's per-frame scores didn't come home with its row", row.job_id)
-            else:
-                write_frames(results_dir, row.campaign, row.run_id, frames_from_bytes(parquet))
+                raise ResultsError("no frames artifact of this job in this run")
+            write_frames(results_dir, row.campaign, row.run_id, frames_from_bytes(parquet))
+        except (ApiUnavailable, ResultsError) as exc:
+            run_logger().warning("job %s's per-frame scores aren't under %s: %s", row.job_id, results_dir, exc)
+
+    def record(row: JobRow) -> JobRow:
+        if row.quality_frames:
+            bring_frames_home(row)
         rows.append(series.submit(record_job(row), record_job))  # again with its series, once they're in
         return rows[-1]
 
