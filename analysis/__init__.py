@@ -10,6 +10,7 @@ Reads results through :mod:`ffwatt.results` and never imports Prefect, flows or 
     fit_power_model                   watts and joules from job parameters, refuses to extrapolate
     window_means                      time-series samples (e.g. power) averaged per job window
     load_series / power_over_time     jobs' series (results/_series) joined to their jobs; watts per part
+    load_frames                       jobs' per-frame scores (results/_frames) on their encode's time axis
     power_summary / sample_counts     per job, file by file: mean and peak watts; samples per metric
     series_checks                     each job's series energy against its row's (the cross-check)
     recommend                         the configuration meeting a target for the least energy/cost/...
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from analysis.bd import bd_energy, bd_quality, bd_rate, bd_table
     from analysis.efficiency import config_efficiency, job_efficiency
+    from analysis.frames import load_frames
     from analysis.load import load_results, node_metadata, resolve_run, run_summary
     from analysis.pareto import pareto_front, pareto_mask
     from analysis.power import CVScore, PowerModel, fit_power_model
@@ -46,6 +48,7 @@ _SURFACE: dict[str, tuple[str, ...]] = {
     "analysis.bd": ("bd_energy", "bd_quality", "bd_rate", "bd_table"),
     "analysis.efficiency": ("config_efficiency", "job_efficiency"),
     "ffwatt.errors": ("AnalysisError", "ExtrapolationError", "NotComputable"),
+    "analysis.frames": ("load_frames",),
     "analysis.load": ("load_results", "node_metadata", "resolve_run", "run_summary"),
     "analysis.pareto": ("pareto_front", "pareto_mask"),
     "analysis.power": ("CVScore", "PowerModel", "fit_power_model"),
@@ -62,9 +65,9 @@ __all__ = [
     "AnalysisError", "CVScore", "Comparison", "ExtrapolationError", "NotComputable", "PowerModel",
     "Recommendation", "RunComparison", "Scope", "Target", "bd_energy", "bd_quality", "bd_rate", "bd_table",
     "campaign_history", "compare", "compare_runs", "config_efficiency", "fit_power_model", "job_efficiency",
-    "load_results", "load_series", "mean_ci", "node_metadata", "pareto_front", "pareto_mask", "power_over_time",
-    "power_summary", "previous_run", "recommend", "repetition_stats", "resolve_run", "run_summary", "sample_counts",
-    "series_checks", "t_critical", "welch", "window_means", "write_report",
+    "load_frames", "load_results", "load_series", "mean_ci", "node_metadata", "pareto_front", "pareto_mask",
+    "power_over_time", "power_summary", "previous_run", "recommend", "repetition_stats", "resolve_run",
+    "run_summary", "sample_counts", "series_checks", "t_critical", "welch", "window_means", "write_report",
 ]
 
 

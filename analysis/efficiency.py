@@ -23,9 +23,12 @@ __all__ = [
     "job_efficiency",
 ]
 
+# The quality figures beyond the means: each metric's low end over its frames, the other VMAF models.
+_LOW_END = ("psnr_min", "psnr_p1", "psnr_p5", "ssim_min", "ssim_p1", "ssim_p5", "vmaf_hmean", "vmaf_min", "vmaf_p1",
+            "vmaf_p5", "vmaf_neg", "vmaf_phone")
 # Per-job figures summarised per configuration (those absent in a frame are skipped).
 EFFICIENCY_METRICS: tuple[str, ...] = (
-    "wall_s", "encode_fps", "bitrate_kbps", "psnr", "ssim", "vmaf", "energy_j", "net_energy_j",
+    "wall_s", "encode_fps", "bitrate_kbps", "psnr", "ssim", "vmaf", *_LOW_END, "energy_j", "net_energy_j",
     "joules_per_frame", "frames_per_joule", "pixels_per_joule", "avg_power_w", "net_power_w",
     "vmaf_per_joule", "qoe_pixels_per_joule", "kbps_per_watt", "cost_per_video_hour",
     "co2_g_per_video_hour", "gpu_energy_j",
@@ -34,12 +37,12 @@ EFFICIENCY_METRICS: tuple[str, ...] = (
 _NUMERIC = (
     "input_width", "input_height", "input_fps", "input_frames", "crf", "qp", "target_bitrate_kbps",
     "output_width", "output_height", "wall_s", "cpu_user_s", "cpu_sys_s", "frames", "encode_fps",
-    "bitrate_kbps", "output_bytes", "psnr", "ssim", "vmaf", "energy_j", "joules_per_frame",
+    "bitrate_kbps", "output_bytes", "psnr", "ssim", "vmaf", *_LOW_END, "energy_j", "joules_per_frame",
     "idle_power_w", "net_energy_j", "attributed_energy_j", "avg_power_w", "cost", "co2_g",
     "gpu_energy_j",
 )
 _MEASURES = ("wall_s", "cpu_user_s", "cpu_sys_s", "frames", "encode_fps", "bitrate_kbps", "output_bytes",
-             "psnr", "ssim", "vmaf", "energy_j", "joules_per_frame", "idle_power_w", "net_energy_j",
+             "psnr", "ssim", "vmaf", *_LOW_END, "energy_j", "joules_per_frame", "idle_power_w", "net_energy_j",
              "attributed_energy_j", "avg_power_w", "cost", "co2_g", "gpu_energy_j")
 
 

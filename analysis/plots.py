@@ -32,6 +32,7 @@ __all__ = [
     "png_base64",
     "power_fit_plot",
     "power_plot",
+    "quality_power_plot",
     "rate_quality_plot",
 ]
 
@@ -258,4 +259,36 @@ def live_sweep_plot(steps: pd.DataFrame, *, title: str, tolerance: float = 0.0) 
     watts_ax.set_ylabel("W per stream (above idle)")
     watts_ax.set_title("Watts per stream")
     fig.suptitle(title)
+    return fig
+
+
+def quality_power_plot(frames: pd.DataFrame, power: pd.DataFrame, *, title: str, metric: str = "vmaf",
+                       low: float | None = None) -> Figure:
+    """One job's per-frame ``metric`` (left axis, each frame at its ``t_s``) and its node's 1 Hz power
+    (right axis, CPU measured solid, estimated dashed, GPU dotted) on one time axis: seconds since the
+    encode began, the encode shaded. ``low``: the row's 5th percentile, drawn as a line."""
+    fig, ax = _new(10, 4.5)
+    watts = ax.twinx()
+    if not power.empty:
+        _power_lines(watts, power.sort_values("t_s"), x="t_s", color="C3", label="power")
+        watts.scatter(power["t_s"], power["watts"], color="C3", s=8)
+    # From zero: a flat draw mustn't look like a swing.
+    watts.set_ylim(0, 1.15 * float(power["watts"].max()) if not power.empty else None)
+    watts.set_ylabel("W (1 Hz samples)", color="C3")
+    watts.tick_params(axis="y", colors="C3")
+    data = frames.sort_values("t_s")
+    ax.plot(data["t_s"], data[metric], color="C0", lw=1, label=f"{metric} per frame")
+    if low is not None:
+        ax.axhline(low, color="C0", linestyle=":", lw=1, label=f"{metric} 5th percentile ({low:.1f})")
+    if "wall_s" in data.columns and data["wall_s"].notna().any():
+        ax.axvspan(0, float(data["wall_s"].iloc[0]), color="grey", alpha=0.12, lw=0, label="encode")
+    ax.set_zorder(watts.get_zorder() + 1)  # frames over watts, the legend over both
+    ax.patch.set_visible(False)
+    ax.set_xlabel("seconds since the encode began (frames placed by pts over the encode)")
+    ax.set_ylabel(metric, color="C0")
+    ax.tick_params(axis="y", colors="C0")
+    handles, labels = ax.get_legend_handles_labels()
+    more, words = watts.get_legend_handles_labels()
+    ax.legend(handles + more, labels + words, fontsize=7, loc="lower left")
+    ax.set_title(title, fontsize=10)
     return fig

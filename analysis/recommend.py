@@ -2,7 +2,9 @@
 speed requirement) for the least energy, cost, CO2, time or bitrate.
 
 Only measurements answer. A configuration *meets* the target when the lower bound of its
-95 % interval over the repetitions does (VMAF, and fps when a speed is required); with a
+95 % interval over the repetitions does (VMAF, and fps when a speed is required); the VMAF
+judged is the mean over the frames, or with ``vmaf_percentile`` a low percentile of them
+(``vmaf_p5``: the target then holds for all but the worst 5 % of frames); with a
 single repetition there is no interval and the measured value stands in, said so in the
 answer. The candidates that meet are ranked by what is minimized; the runners-up say how
 much more each costs than the recommendation and whether Welch's test tells them apart.
@@ -38,7 +40,7 @@ from analysis.stats import compare
 from ffwatt.encoders import encode_command, profile_for
 from ffwatt.errors import ResultsError
 from ffwatt.results import list_runs
-from ffwatt.schema import CURVE_COLUMNS, config_label
+from ffwatt.schema import CURVE_COLUMNS, DEFAULT_PIX_FMT, config_label, is_missing
 
 __all__ = [
     "DEFAULT_VMAF",
@@ -84,14 +86,27 @@ class Target(BaseModel):
     """What the encode must achieve, and what to spend least of."""
 
     vmaf: float = Field(ge=0, le=100)
+    # The target applies to this percentile of the frames' VMAF (vmaf_p1, vmaf_p5), not to their mean.
+    vmaf_percentile: Literal[1, 5] | None = None
     min_fps: float | None = Field(default=None, gt=0)
     realtime: bool = False  # at least the input's own frame rate
     minimize: Minimize = "energy"
 
+    @property
+    def vmaf_column(self) -> str:
+        return f"vmaf_p{self.vmaf_percentile}" if self.vmaf_percentile else "vmaf"
+
+    @property
+    def vmaf_words(self) -> str:
+        """The VMAF figure judged, in words: ``VMAF`` or ``VMAF p5``."""
+        return f"VMAF p{self.vmaf_percentile}" if self.vmaf_percentile else "VMAF"
+
     def words(self) -> str:
         speed = " and real time" if self.realtime else f" and ≥ {self.min_fps:g} fps" if self.min_fps else ""
         unit = OBJECTIVES[self.minimize].unit
-        return f"VMAF ≥ {self.vmaf:g}{speed}, least {self.minimize} ({unit})"
+        ordinal = {1: "1st", 5: "5th"}.get(self.vmaf_percentile or 0, "")
+        frames = f" (the {ordinal} percentile of the frames)" if self.vmaf_percentile else ""
+        return f"{self.vmaf_words} ≥ {self.vmaf:g}{frames}{speed}, least {self.minimize} ({unit})"
 
 
 class Scope(BaseModel):
@@ -115,7 +130,8 @@ class Candidate(BaseModel):
     rate_control: str
     rate_value: int | None
     repetitions: int
-    vmaf: float | None
+    vmaf: float | None  # the mean over the frames
+    vmaf_judged: float | None  # what the target applies to: vmaf, or a percentile (Target.vmaf_column)
     vmaf_bound: float | None  # the figure judged against the target
     fps: float | None
     fps_bound: float | None
@@ -161,9 +177,11 @@ class Recommendation(BaseModel):
             parts.append(f"\n#### {md_text(answer.input_name)}\n\n")
             best = answer.recommendation
             if best is not None:
+                judged = self.target.vmaf_words
                 figures = [f"{_value(best, objective)} {objective.unit}",
-                           f"VMAF {md_number(best.vmaf)}" + (f" (95 % lower bound {md_number(best.vmaf_bound)})"
-                                                             if best.repetitions > 1 else ""),
+                           f"{judged} {md_number(best.vmaf_judged)}"
+                           + (f" (95 % lower bound {md_number(best.vmaf_bound)})" if best.repetitions > 1 else ""),
+                           *([f"mean VMAF {md_number(best.vmaf)}"] if self.target.vmaf_percentile else []),
                            f"{md_number(best.fps)} fps", f"{md_number(best.bitrate_kbps)} kbit/s"]
                 if best.joules_per_frame is not None and not objective.energy:
                     figures.append(f"{md_number(best.joules_per_frame, estimated=best.energy_estimated)} J/frame")
@@ -172,10 +190,11 @@ class Recommendation(BaseModel):
                              + (", a single repetition: no interval" if best.repetitions < 2 else "") + ".\n")
                 parts.append(f"\n```\n{best.command or '(no command recorded for this configuration)'}\n```\n")
             if answer.runners_up:
-                parts.append("\nRunners-up:\n\n" + _candidates_table(answer.runners_up, objective))
+                parts.append("\nRunners-up:\n\n" + _candidates_table(answer.runners_up, objective, self.target))
             if answer.interpolated:
                 parts.append("\nIn between (interpolated along the fitted curves, **not measured**: measure "
-                             "before relying on it):\n\n" + _candidates_table(answer.interpolated, objective))
+                             "before relying on it):\n\n"
+                             + _candidates_table(answer.interpolated, objective, self.target))
                 parts += [f"\n`{c.config}`: `{c.command}`\n" for c in answer.interpolated if c.command]
             if best is None and answer.nearest:
                 parts.append("\nNothing meets the target. Nearest:\n\n" + md_table(
@@ -195,7 +214,7 @@ def _value(candidate: Candidate, objective: Objective) -> str:
     return md_number(candidate.value, estimated=objective.energy and candidate.energy_estimated)
 
 
-def _candidates_table(candidates: Sequence[Candidate], objective: Objective) -> str:
+def _candidates_table(candidates: Sequence[Candidate], objective: Objective, target: Target) -> str:
     def more(c: Candidate) -> str:
         if c.costs_more_pct is None:
             return "-"
@@ -207,8 +226,8 @@ def _candidates_table(candidates: Sequence[Candidate], objective: Objective) -> 
 
     rows = [[md_text(c.config), md_text(c.node), _value(c, objective), more(c), md_number(c.vmaf_bound),
              md_number(c.fps_bound), measured(c)] for c in candidates]
-    return md_table(["configuration", "node", objective.unit, "more than recommended", "VMAF (lower bound)",
-                     "fps (lower bound)", "repetitions"], rows)
+    return md_table(["configuration", "node", objective.unit, "more than recommended",
+                     f"{target.vmaf_words} (lower bound)", "fps (lower bound)", "repetitions"], rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,10 +287,13 @@ def _user_command(job: pd.Series | None, value: int | None = None) -> str | None
     if not any(v is None or pd.isna(v) for v in sizes) and sizes[:2] != sizes[2:]:
         scale_to = (int(sizes[0]), int(sizes[1]))
     threads = job.get("threads")
+    pix_fmt = job.get("pix_fmt")
     return shlex.join(["ffmpeg", *encode_command(
         str(job["encoder"]), preset=None if pd.isna(job.get("preset")) else str(job["preset"]),
         rate_control=job["rate_control"], value=measured if value is None else value, source="INPUT",
         output="OUTPUT.mkv", scale_to=scale_to, threads=None if pd.isna(threads) else int(threads),
+        # As the job did: 8-bit sources stay 8-bit unless it encoded another format.
+        pix_fmt=None if is_missing(pix_fmt) or pix_fmt == DEFAULT_PIX_FMT else str(pix_fmt),
         extra_args=shlex.split(job["extra_args"]))])
 
 
@@ -285,16 +307,18 @@ def _rate_value(row: pd.Series) -> int | None:
     return None if value is None or pd.isna(value) else int(value)
 
 
-def _candidate(row: pd.Series, objective: Objective, firsts: dict[tuple[str, str], pd.Series]) -> Candidate:
+def _candidate(row: pd.Series, target: Target, firsts: dict[tuple[str, str], pd.Series]) -> Candidate:
     def num(name: str) -> float | None:
         value = row.get(name)
         return None if value is None or pd.isna(value) else float(value)
 
     rate = _rate_value(row)
+    objective = OBJECTIVES[target.minimize]
     return Candidate(
         config=config_label(row), node=str(row["node"]), encoder=str(row["encoder"]),
         preset=None if pd.isna(row.get("preset")) else str(row["preset"]), rate_control=str(row["rate_control"]),
-        rate_value=rate, repetitions=int(row["n"]), vmaf=num("vmaf"), vmaf_bound=num("vmaf_bound"),
+        rate_value=rate, repetitions=int(row["n"]), vmaf=num("vmaf"), vmaf_judged=num(target.vmaf_column),
+        vmaf_bound=num("vmaf_bound"),
         fps=num("encode_fps"), fps_bound=num("fps_bound"), joules_per_frame=num("joules_per_frame"),
         bitrate_kbps=num("bitrate_kbps"), value=float(row[objective.column]),
         energy_estimated=bool(row.get("energy_estimated")),
@@ -358,7 +382,8 @@ def _interpolate(points: pd.DataFrame, target: Target, objective: Objective,
         out.append(Candidate(
             config=label, node=str(anchor["node"]), encoder=str(anchor["encoder"]),
             preset=None if pd.isna(anchor.get("preset")) else str(anchor["preset"]), rate_control=mode,
-            rate_value=setting, repetitions=0, vmaf=at("vmaf"), vmaf_bound=float(quality(setting)),
+            rate_value=setting, repetitions=0, vmaf=at("vmaf"), vmaf_judged=at(target.vmaf_column),
+            vmaf_bound=float(quality(setting)),
             fps=at("encode_fps"), fps_bound=fps_bound, joules_per_frame=at("joules_per_frame", log=True),
             bitrate_kbps=at("bitrate_kbps", log=True), value=value,
             energy_estimated=bool(lo.get("energy_estimated") or hi.get("energy_estimated")), interpolated=True,
@@ -377,11 +402,12 @@ def _misses(configs: pd.DataFrame, target: Target, count: int) -> list[Miss]:
         shortfalls, worst = [], 0.0
         single = " (1 repetition)" if row["n"] < 2 else " (lower bound)"
         if pd.isna(row["vmaf_bound"]):
-            shortfalls.append("no VMAF measured")
+            shortfalls.append(f"no {target.vmaf_words} measured")
             worst = math.inf
         elif row["vmaf_bound"] < target.vmaf:
             short = target.vmaf - row["vmaf_bound"]
-            shortfalls.append(f"VMAF {row['vmaf_bound']:.2f}{single} is {short:.2f} below {target.vmaf:g}")
+            shortfalls.append(f"{target.vmaf_words} {row['vmaf_bound']:.2f}{single} is {short:.2f} below "
+                              f"{target.vmaf:g}")
             worst = max(worst, short / target.vmaf)
         need = row["need_fps"]
         if not row["meets_speed"]:
@@ -406,7 +432,7 @@ def _answer(input_name: str, configs: pd.DataFrame, target: Target, firsts: dict
             runners_up: int, nearest: int) -> InputAnswer:
     objective = OBJECTIVES[target.minimize]
     notes = []
-    configs = configs.assign(vmaf_bound=_bound(configs, "vmaf"), fps_bound=_bound(configs, "encode_fps"))
+    configs = configs.assign(vmaf_bound=_bound(configs, target.vmaf_column), fps_bound=_bound(configs, "encode_fps"))
     # The speed required of each configuration: none (0), the input's frame rate, or a number.
     need = configs["input_fps"] if target.realtime else pd.Series(target.min_fps or 0.0, index=configs.index)
     configs["need_fps"] = need.astype(float)
@@ -425,9 +451,9 @@ def _answer(input_name: str, configs: pd.DataFrame, target: Target, firsts: dict
     others: list[Candidate] = []
     if not ranked.empty:
         top = ranked.iloc[0]
-        best = _candidate(top, objective, firsts)
+        best = _candidate(top, target, firsts)
         for _, row in ranked.iloc[1:runners_up + 1].iterrows():
-            other = _candidate(row, objective, firsts)
+            other = _candidate(row, target, firsts)
             other.costs_more_pct = _more_pct(other.value, best.value, objective)
             test = compare(row, top, objective.column)
             other.significantly_more = None if test.test is None else test.different
@@ -467,6 +493,9 @@ def recommend(results_dir: Path, target: Target, scope: Scope | None = None, *, 
         raise ResultsError(f"runs {', '.join(r for _, r in runs)} have no successful job in scope")
     if "vmaf" not in configs.columns or configs["vmaf"].isna().all():
         raise ResultsError("no VMAF in these runs: run campaigns with `quality: [vmaf]` to ask for a VMAF target")
+    if target.vmaf_column not in configs.columns or configs[target.vmaf_column].isna().all():
+        raise ResultsError(f"no {target.vmaf_column} in these runs: ffwatt pools the frames' percentiles since "
+                           "schema 7; run the campaign again, or ask for the mean (no --vmaf-percentile)")
     objective = OBJECTIVES[target.minimize]
     if objective.column not in configs.columns or configs[objective.column].isna().all():
         raise ResultsError(f"nothing to minimize: these runs have {_WHY_MISSING.get(target.minimize, 'no figure')}")

@@ -16,6 +16,7 @@ import pandas as pd
 
 from analysis.bd import MIN_POINTS, bd_table
 from analysis.efficiency import config_efficiency, job_efficiency
+from analysis.frames import LOW_END_COLUMNS, load_frames, worst_job
 from analysis.live import is_live, live_steps, sweep_outcomes
 from analysis.load import load_results, resolve_run, run_summary
 from analysis.pareto import Direction, pareto_front
@@ -28,6 +29,7 @@ from analysis.plots import (
     png_base64,
     power_fit_plot,
     power_plot,
+    quality_power_plot,
     rate_quality_plot,
 )
 from analysis.power import fit_power_model
@@ -120,10 +122,10 @@ def _summary_section(configs: pd.DataFrame) -> str:
     table = configs.assign(config=[config_label(r) for _, r in configs.iterrows()])
     columns = {"input_name": "input", "config": "configuration", "node": "node", "n": "reps",
                "n_failed": "failed", "wall_s": "wall s", "encode_fps": "fps", "bitrate_kbps": "kbit/s",
-               "psnr": "PSNR", "vmaf": "VMAF", "energy_j": "energy J", "energy_j_ci_low": "J CI low",
-               "energy_j_ci_high": "J CI high", "joules_per_frame": "J/frame", "avg_power_w": "avg W",
-               "net_power_w": "net W", "pixels_per_joule": "px/J", "qoe_pixels_per_joule": "QoE px/J",
-               "vmaf_per_joule": "VMAF/J", "kbps_per_watt": "kbit/s per W",
+               "psnr": "PSNR", "vmaf": "VMAF", "vmaf_p5": "VMAF p5", "energy_j": "energy J",
+               "energy_j_ci_low": "J CI low", "energy_j_ci_high": "J CI high", "joules_per_frame": "J/frame",
+               "avg_power_w": "avg W", "net_power_w": "net W", "pixels_per_joule": "px/J",
+               "qoe_pixels_per_joule": "QoE px/J", "vmaf_per_joule": "VMAF/J", "kbps_per_watt": "kbit/s per W",
                "cost_per_video_hour": "cost / video h", "co2_g_per_video_hour": "g CO2 / video h",
                "energy_sources": "energy source"}
     # Optional columns (cost, CO2, net watts...) only when some row has them.
@@ -284,6 +286,55 @@ def _timeline_section(results_dir: Path, campaign: str, run_id: str, jobs: pd.Da
               "watts, CPU and GPU, are drawn apart and never added.</p>")
 
 
+def _quality_section(results_dir: Path, campaign: str, run_id: str, jobs: pd.DataFrame, job_id: str | None) -> str:
+    """What viewers notice: each scored job's low end (table), and for one job its per-frame quality and
+    its node's power on one time axis."""
+    if "quality_frames" not in jobs.columns or jobs["quality_frames"].isna().all():
+        return ("<p>This run kept no per-frame scores (no job was scored, or its rows are from before ffwatt "
+                "kept them).</p>")
+    scored = jobs[jobs["quality_frames"].notna()].assign(config=lambda f: [config_label(r) for _, r in f.iterrows()])
+    columns = {"config": "configuration", "repetition": "rep", "vmaf_model": "model"}
+    columns |= {c: c for c in LOW_END_COLUMNS if c in scored.columns and scored[c].notna().any()}
+    columns |= {"quality_scaler": "scaled", "quality_pix_fmt": "scored in", "quality_frames": "frames"}
+    parts = [_table(scored.sort_values("vmaf_p5" if "vmaf_p5" in columns else "config"), columns,
+                    left=("config", "vmaf_model", "quality_scaler", "quality_pix_fmt")),
+             "<p class='note'>Pooled from each job's frames (results/_frames): p5/p1 = 5th/1st percentile, "
+             "hmean = harmonic mean (libvmaf's), min = the worst frame. A player judges a stream by its worst "
+             "seconds: the low percentiles say what the mean hides.</p>"]
+    chosen = job_id or worst_job(jobs)
+    if chosen is None:
+        return "".join(parts)
+    if chosen not in set(jobs["job_id"]):
+        raise ResultsError(f"job {chosen!r} isn't in run {run_id}; its jobs are listed by `ffwatt results show`")
+    row = jobs[jobs["job_id"] == chosen].iloc[0]
+    try:
+        frames = load_frames(results_dir, campaign=campaign, run_id=run_id, job_id=chosen)
+    except ResultsError as exc:
+        return "".join(parts) + f"<p>No frames to draw: {html.escape(str(exc))}.</p>"
+    metric = next((m for m in ("vmaf", "psnr", "ssim") if m in frames.columns and frames[m].notna().any()), None)
+    if frames.empty or metric is None or "t_s" not in frames.columns:
+        return "".join(parts) + f"<p>Job {html.escape(chosen)} has no frames to draw.</p>"
+    try:
+        samples = load_series(results_dir, campaign=campaign, run_id=run_id, job_id=chosen,
+                              metrics=list(POWER_METRICS))
+        power = power_over_time(samples)
+    except ResultsError:
+        power = pd.DataFrame(columns=["t_s", "watts", "part", "estimated"])
+    low = row.get(f"{metric}_p5")
+    label = config_label(row, with_input=True) + f" #{int(row['repetition'])}"
+    why = "chosen" if job_id else f"the run's lowest 5th-percentile {metric}"
+    title = f"{label}: {metric} per frame and node power"
+    parts.append(_img(quality_power_plot(frames, power, title=title, metric=metric,
+                                         low=None if pd.isna(low) else float(low)), title))
+    estimated = bool(power["estimated"].any()) if not power.empty else False
+    parts.append(f"<p class='note'>Job {html.escape(chosen)} ({why}; another with <code>ffwatt report --job "
+                 "JOB_ID</code>). Frames are placed by their pts over the encode's wall time (taken as steady); "
+                 "power is the node's, sampled once a second"
+                 + (", <b>estimated</b> (busy CPU time × an assumed CPU power)" if estimated else "")
+                 + ("" if not power.empty else "; this job has no power series") + ".</p>")
+    return "".join(parts)
+
+
 def _compare_section(comparison: RunComparison) -> str:
     """The per-configuration changes of :func:`analysis.regression.compare_runs`, and the node changes."""
     if not comparison.configs:
@@ -377,10 +428,11 @@ def _live_section(raw: pd.DataFrame) -> str:
 
 
 def write_report(results_dir: Path, run_id: str, compare_run_id: str | None = None,
-                 out: Path | None = None, *, campaign: str | None = None) -> Path:
+                 out: Path | None = None, *, campaign: str | None = None, job_id: str | None = None) -> Path:
     """Write the HTML report of ``run_id`` (or ``latest``), optionally compared with
     ``compare_run_id``, to ``out`` (default ``<results_dir>/_reports/report-<campaign>-<run_id>.html``);
-    returns the path."""
+    returns the path. ``job_id``: the job whose quality and power over time are drawn (default: the
+    one with the lowest 5th-percentile VMAF)."""
     results_dir = Path(results_dir)
     campaign, run_id = resolve_run(results_dir, run_id, campaign)
     raw = load_results(results_dir, campaign=campaign, run_id=run_id)
@@ -409,6 +461,8 @@ def write_report(results_dir: Path, run_id: str, compare_run_id: str | None = No
                           _pareto_section(ok_configs) if not ok_configs.empty else "<p>No ok jobs.</p>"),
                  _section("Rate–quality, energy–quality and Bjøntegaard deltas",
                           _bd_section(ok_configs) if not ok_configs.empty else "<p>No ok jobs.</p>"),
+                 _section("Quality as viewers see it: the worst frames, and quality with power over time",
+                          _quality_section(results_dir, campaign, run_id, raw[~is_live(raw)], job_id)),
                  _section("Power model", _power_section(jobs[~is_live(jobs)]))]
     body.append(_section("Power over time and node timeline", _timeline_section(results_dir, campaign, run_id, jobs)))
     if compare_run_id:

@@ -16,6 +16,9 @@ __all__ = ["recommend"]
 def recommend(
     vmaf: Annotated[float, typer.Option(help="Quality target: VMAF at least this (the 95 % interval's lower "
                                              "bound, with repetitions).", min=0, max=100)],
+    vmaf_percentile: Annotated[int | None, typer.Option(
+        help="Apply the VMAF target to this percentile of the frames (1 or 5: vmaf_p1, vmaf_p5) instead of "
+             "their mean: what the worst frames reach.")] = None,
     realtime: Annotated[bool, typer.Option("--realtime", help="At least the input's frame rate.")] = False,
     min_fps: Annotated[float | None, typer.Option(help="At least this many frames per second.", min=0)] = None,
     minimize: Annotated[str, typer.Option(help="energy, cost, co2, time or bitrate.")] = "energy",
@@ -38,7 +41,10 @@ def recommend(
         exit_with(f"--minimize {minimize}: choose one of {', '.join(OBJECTIVES)}")
     if realtime and min_fps:
         exit_with("--realtime and --min-fps both set: ask for one speed")
-    target = Target(vmaf=vmaf, min_fps=min_fps, realtime=realtime, minimize=minimize)
+    if vmaf_percentile not in (None, 1, 5):
+        exit_with(f"--vmaf-percentile {vmaf_percentile}: the rows keep the 1st and 5th percentiles; choose 1 or 5")
+    target = Target(vmaf=vmaf, vmaf_percentile=vmaf_percentile, min_fps=min_fps, realtime=realtime,
+                    minimize=minimize)
     scope = Scope(runs=run or [], campaign=campaign, node=node, pool=pool, input_name=input_name)
     answer = recommend(load_settings().results_dir, target, scope, runners_up=runners_up)
     if output is Output.json:

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from ffwatt.encoders import RateMode, profile_for
+from ffwatt.encoders import PixFmt, RateMode, profile_for
 from ffwatt.extra_args import check_extra_args
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "LiveSpec",
     "Matrix",
     "QualityMetric",
+    "QualityModel",
     "RateControl",
     "Rung",
     "SyntheticInput",
@@ -42,6 +43,11 @@ __all__ = [
 ]
 
 QualityMetric = Literal["psnr", "ssim", "vmaf"]
+# VMAF models a campaign can choose: one for the vmaf column (auto: by the reference's size), and
+# the extra ones that get their own columns (tasks/quality.py says which model each is).
+PrimaryModel = Literal["auto", "vmaf_v0.6.1", "vmaf_4k_v0.6.1"]
+QualityModel = Literal["auto", "vmaf_v0.6.1", "vmaf_4k_v0.6.1", "neg", "phone"]
+PRIMARY_MODELS: tuple[str, ...] = get_args(PrimaryModel)
 # FFmpeg's lavfi video sources that take a size and a rate.
 SyntheticSource = Literal[
     "testsrc", "testsrc2", "smptebars", "smptehdbars", "mandelbrot", "life",
@@ -158,6 +164,7 @@ class EncoderSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
     presets: list[str] = Field(default_factory=list)
     rate_control: list[RateControl] | None = None
+    pix_fmts: list[PixFmt] | None = None
     extra_args: list[str] = Field(default_factory=list)
 
     @field_validator("extra_args")
@@ -189,6 +196,8 @@ class Matrix(_Strict):
     encoders: list[Annotated[EncoderSpec, Field()]] = Field(min_length=1)
     rate_control: list[RateControl] = Field(default_factory=list)
     resolutions: list[str] = Field(default_factory=lambda: ["source"], min_length=1)
+    pix_fmts: list[PixFmt] = Field(default_factory=lambda: list[PixFmt](["yuv420p"]), min_length=1,
+                                   description="Output pixel formats (yuv420p, yuv420p10le), or per encoder.")
 
     # The JSON schema says so too: `prefect deployment run --params` validates against it.
     @field_validator("encoders", mode="before", json_schema_input_type=list[str | EncoderSpec])
@@ -235,8 +244,22 @@ class Matrix(_Strict):
                         )
         return self
 
+    @model_validator(mode="after")
+    def _pix_fmts_fit(self) -> Matrix:
+        for index, encoder in enumerate(self.encoders):
+            taken = profile_for(encoder.name).pix_fmts
+            bad = [f for f in self.pix_fmts_for(encoder) if taken is not None and f not in taken]
+            if bad:
+                where = f"matrix.encoders[{index}].pix_fmts" if encoder.pix_fmts is not None else "matrix.pix_fmts"
+                raise ValueError(f"{encoder.name} can't encode {', '.join(bad)} ({where}); it takes: "
+                                 f"{', '.join(taken or ())}. An encoder's own pix_fmts overrides the matrix's")
+        return self
+
     def controls_for(self, encoder: EncoderSpec) -> list[RateControl]:
         return encoder.rate_control if encoder.rate_control is not None else self.rate_control
+
+    def pix_fmts_for(self, encoder: EncoderSpec) -> list[PixFmt]:
+        return list(dict.fromkeys(encoder.pix_fmts if encoder.pix_fmts is not None else self.pix_fmts))
 
 
 class Rung(_Strict):
@@ -312,6 +335,10 @@ class Campaign(_Strict):
         default_factory=lambda: list(get_args(QualityMetric)),
         description="Metrics to compute; [] skips the quality step.",
     )
+    quality_models: list[QualityModel] = Field(
+        default_factory=lambda: list[QualityModel](["auto"]),
+        description="VMAF models: one for vmaf (auto: vmaf_4k_v0.6.1 for references of 2160p and above, "
+                    "vmaf_v0.6.1 below; or either by name), plus neg and phone for their own columns.")
     keep_outputs: bool = False
     reference_format: Literal["ffv1", "y4m"] = Field(
         "ffv1", description="Lossless intermediate the reference clip is stored in."
@@ -366,6 +393,27 @@ class Campaign(_Strict):
             if spec.duration_s is not None and spec.duration_s < LIVE_MIN_DURATION_S:
                 raise ValueError(f"input {spec.name!r} lasts {spec.duration_s:g} s; a live stream needs at least "
                                  f"{LIVE_MIN_DURATION_S:g} s to reach a steady speed")
+        return self
+
+    @field_validator("quality_models")
+    @classmethod
+    def _one_primary_model(cls, value: list[str]) -> list[str]:
+        primary = [m for m in dict.fromkeys(value) if m in PRIMARY_MODELS]
+        if len(primary) > 1:
+            raise ValueError(f"{', '.join(primary)}: name one model for the vmaf column (auto, vmaf_v0.6.1 or "
+                             "vmaf_4k_v0.6.1); neg and phone add their own columns")
+        extras = [m for m in dict.fromkeys(value) if m not in PRIMARY_MODELS]
+        return (primary or ["auto"]) + extras
+
+    @model_validator(mode="after")
+    def _models_and_formats_fit(self) -> Campaign:
+        extras = [m for m in self.quality_models if m not in PRIMARY_MODELS]
+        if extras and "vmaf" not in self.quality:
+            raise ValueError(f"quality_models {extras} are VMAF models, and quality {self.quality} has no vmaf; "
+                             "add vmaf to quality or drop them")
+        if self.live is not None and any(f != "yuv420p" for e in self.matrix.encoders
+                                         for f in self.matrix.pix_fmts_for(e)):
+            raise ValueError("a live campaign streams 8-bit H.264: remove pix_fmts other than yuv420p")
         return self
 
     @field_validator("inputs")

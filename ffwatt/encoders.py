@@ -8,15 +8,28 @@ table, so an encoder is described once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-__all__ = ["NODE_POOLS", "PROFILES", "EncoderProfile", "Pool", "RateMode", "encode_command", "profile_for"]
+__all__ = ["NODE_POOLS", "PIX_FMTS", "PROFILES", "EncoderProfile", "PixFmt", "Pool", "RateMode", "bit_depth",
+           "encode_command", "profile_for"]
 
 Pool = Literal["cpu", "nvidia", "qsv", "vaapi", "amf", "vulkan"]
 NODE_POOLS: tuple[Pool, ...] = get_args(Pool)  # every pool a node can serve, each with its batch deployment
 RateMode = Literal["crf", "qp", "cbr", "vbr"]
+# Output pixel formats a campaign can ask for: 8-bit and 10-bit 4:2:0, what delivery uses.
+PixFmt = Literal["yuv420p", "yuv420p10le"]
+PIX_FMTS: tuple[PixFmt, ...] = get_args(PixFmt)
+_EIGHT_BIT: tuple[PixFmt, ...] = ("yuv420p",)
+_TEN_BIT: tuple[PixFmt, ...] = ("yuv420p", "yuv420p10le")
+
+
+def bit_depth(pix_fmt: str) -> int:
+    """Bits per sample of a planar YUV format FFmpeg names (``yuv420p`` 8, ``yuv420p10le`` 10)."""
+    match = re.search(r"p(\d+)(?:le|be)$", pix_fmt)
+    return int(match[1]) if match else 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +55,16 @@ class EncoderProfile:
     # Hardware encoders need a device and an upload filter before they see frames.
     input_args: tuple[str, ...] = ()
     upload_filter: str | None = None
+    # Output pixel formats it takes (None: an encoder ffwatt doesn't know, left to FFmpeg), and how
+    # FFmpeg's -pix_fmt spells one where the encoder wants its own layout (NVENC's 10-bit is p010le).
+    pix_fmts: tuple[PixFmt, ...] | None = _EIGHT_BIT
+    pix_fmt_names: tuple[tuple[str, str], ...] = ()
+
+    def pix_fmt_args(self, pix_fmt: str | None) -> list[str]:
+        """``-pix_fmt`` for ``pix_fmt``; none for None, or where an upload filter sets the format."""
+        if pix_fmt is None or self.upload_filter:
+            return []
+        return ["-pix_fmt", dict(self.pix_fmt_names).get(pix_fmt, pix_fmt)]
 
     def preset_args(self, preset: str | None) -> list[str]:
         if preset is None or self.preset_flag is None:
@@ -65,8 +88,10 @@ _QSV_PRESETS = ("veryfast", "faster", "fast", "medium", "slow", "slower", "verys
 
 
 def _nvenc(name: str, codec: str) -> EncoderProfile:
+    # NVENC encodes HEVC and AV1 in 10 bits; its H.264 is 8-bit on GPUs before Blackwell.
     return EncoderProfile(
         name=name, codec=codec, pool="nvidia", presets=_NVENC_PRESETS, default_preset="p4",
+        pix_fmts=_TEN_BIT if codec in ("hevc", "av1") else _EIGHT_BIT, pix_fmt_names=(("yuv420p10le", "p010le"),),
         crf_args=("-rc", "vbr", "-cq", "{v}", "-b:v", "0"),
         qp_args=("-rc", "constqp", "-qp", "{v}"),
         cbr_args=("-rc", "cbr", *EncoderProfile.cbr_args),
@@ -102,9 +127,9 @@ PROFILES: dict[str, EncoderProfile] = {
         EncoderProfile(name="libx264", codec="h264", pool="cpu", presets=_X26X_PRESETS,
                        default_preset="medium"),
         EncoderProfile(name="libx265", codec="hevc", pool="cpu", presets=_X26X_PRESETS,
-                       default_preset="medium"),
+                       default_preset="medium", pix_fmts=_TEN_BIT),
         EncoderProfile(name="libsvtav1", codec="av1", pool="cpu",
-                       presets=tuple(str(i) for i in range(14)), default_preset="8",
+                       presets=tuple(str(i) for i in range(14)), default_preset="8", pix_fmts=_TEN_BIT,
                        quality_range=(1, 63),
                        # SVT-AV1 does CBR only with low-delay prediction, and takes no
                        # max rate outside CRF mode.
@@ -116,7 +141,7 @@ PROFILES: dict[str, EncoderProfile] = {
                        rate_modes=frozenset({"crf", "cbr", "vbr"}),
                        crf_args=("-crf", "{v}", "-b:v", "0")),
         EncoderProfile(name="libaom-av1", codec="av1", pool="cpu",
-                       presets=tuple(str(i) for i in range(10)), default_preset="6",
+                       presets=tuple(str(i) for i in range(10)), default_preset="6", pix_fmts=_TEN_BIT,
                        preset_flag="-cpu-used", quality_range=(0, 63),
                        rate_modes=frozenset({"crf", "cbr", "vbr"}),
                        crf_args=("-crf", "{v}", "-b:v", "0")),
@@ -134,15 +159,16 @@ def profile_for(encoder: str) -> EncoderProfile:
     if known is not None:
         return known
     return EncoderProfile(name=encoder, codec="unknown", pool="cpu", presets=None,
-                          default_preset=None, quality_range=(0, 255))
+                          default_preset=None, quality_range=(0, 255), pix_fmts=None)
 
 
 def encode_command(encoder: str, *, preset: str | None, rate_control: RateMode, value: int, source: str,
                    output: str, scale_to: tuple[int, int] | None = None, threads: int | None = None,
-                   extra_args: Sequence[str] = ()) -> list[str]:
+                   pix_fmt: str | None = None, extra_args: Sequence[str] = ()) -> list[str]:
     """FFmpeg's arguments (after its global ones) that encode ``source``'s video into ``output``
     (Matroska): the one builder of the encode command, for a job and for the command ``ffwatt
-    recommend`` prints. ``scale_to`` scales (bicubic) first; ``threads`` bounds the decoding too."""
+    recommend`` prints. ``scale_to`` scales (bicubic) first; ``threads`` bounds the decoding too;
+    ``pix_fmt`` converts to that output format (None: the source's own)."""
     profile = profile_for(encoder)
     filters = [f"scale={scale_to[0]}:{scale_to[1]}:flags=bicubic"] if scale_to else []
     if profile.upload_filter:
@@ -159,6 +185,7 @@ def encode_command(encoder: str, *, preset: str | None, rate_control: RateMode, 
         *profile.preset_args(preset),
         *profile.rate_args(rate_control, value),
         *thread_args,
+        *profile.pix_fmt_args(pix_fmt),
         *extra_args,
         "-an",
         "-f", "matroska",

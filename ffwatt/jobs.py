@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ffwatt.campaign import Campaign, InputSpec, QualityMetric, Rung
-from ffwatt.encoders import RateMode
+from ffwatt.campaign import Campaign, InputSpec, QualityMetric, QualityModel, Rung
+from ffwatt.encoders import PixFmt, RateMode
 from ffwatt.schema import config_label
 
 __all__ = ["Job", "LiveStep", "expand", "sweep_groups"]
@@ -61,6 +61,8 @@ class Job(BaseModel):
     extra_args: list[str]
     threads: int | None
     quality: list[QualityMetric]
+    pix_fmt: PixFmt = "yuv420p"
+    quality_models: list[QualityModel] = ["auto"]
     keep_output: bool
     timeout_s: float
     live: LiveStep | None = None
@@ -82,7 +84,7 @@ class Job(BaseModel):
         """The job in words for logs: its configuration, output size and repetition."""
         config = config_label({"input_name": self.input.name, "encoder": self.encoder, "preset": self.preset,
                                "rate_control": self.rate_control, "crf": self.crf, "qp": self.qp,
-                               "target_bitrate_kbps": self.target_bitrate_kbps,
+                               "target_bitrate_kbps": self.target_bitrate_kbps, "pix_fmt": self.pix_fmt,
                                "live_ladder": self.live.ladder_label if self.live else None,
                                "live_streams": self.live.streams if self.live else None}, with_input=True)
         return f"{config}{'' if self.live else ' ' + self.output_size} #{self.repetition}"
@@ -132,16 +134,22 @@ def expand(campaign: Campaign) -> list[Job]:
                 for control in campaign.matrix.controls_for(encoder):
                     for value in control.points():
                         for size in campaign.matrix.resolutions:
-                            configs.append({
-                                "input": source.model_dump(mode="json"),
-                                "encoder": encoder.name,
-                                "preset": preset,
-                                "rate_control": control.mode,
-                                "value": value,
-                                "output_size": size,
-                                "extra_args": list(encoder.extra_args),
-                                "threads": campaign.threads,
-                            })
+                            for pix_fmt in campaign.matrix.pix_fmts_for(encoder):
+                                config = {
+                                    "input": source.model_dump(mode="json"),
+                                    "encoder": encoder.name,
+                                    "preset": preset,
+                                    "rate_control": control.mode,
+                                    "value": value,
+                                    "output_size": size,
+                                    "extra_args": list(encoder.extra_args),
+                                    "threads": campaign.threads,
+                                }
+                                # 8-bit 4:2:0 is what every job encoded before formats could be chosen:
+                                # left out of the key, so those configurations keep their ids.
+                                if pix_fmt != "yuv420p":
+                                    config["pix_fmt"] = pix_fmt
+                                configs.append(config)
     jobs: list[Job] = []
     seen: set[tuple[str, int]] = set()
     for repetition in range(1, campaign.repetitions + 1):
@@ -156,6 +164,7 @@ def expand(campaign: Campaign) -> list[Job]:
                 campaign=campaign.name,
                 repetition=repetition,
                 quality=list(campaign.quality),
+                quality_models=list(campaign.quality_models),
                 keep_output=campaign.keep_outputs,
                 timeout_s=campaign.job_timeout_s,
                 **(_live_step(config, campaign) if "live" in config else config),

@@ -31,6 +31,7 @@ from typing import Literal
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
@@ -38,7 +39,7 @@ from pydantic import BaseModel, ValidationError
 from ffwatt.errors import ResultsError
 from ffwatt.files import write_atomic
 from ffwatt.nodefacts import IdleBaseline, NodeFacts
-from ffwatt.schema import JobRow, arrow_schema
+from ffwatt.schema import DEFAULT_PIX_FMT, JobRow, arrow_schema
 
 __all__ = [
     "RunInfo",
@@ -162,9 +163,20 @@ def _read_table(results_dir: Path, campaign: str | None, run_id: str | None,
     try:
         dataset = ds.dataset([str(f) for f in files], format="parquet", partitioning=_PARTITIONING,
                              partition_base_dir=str(results_dir), schema=arrow_schema())
-        return dataset.to_table(columns=list(columns) if columns is not None else None)
+        table = dataset.to_table(columns=list(columns) if columns is not None else None)
     except (pa.ArrowException, OSError) as exc:
         raise ResultsError(f"can't read results under {results_dir}: {exc}") from exc
+    return _as_current(table)
+
+
+def _as_current(table: pa.Table) -> pa.Table:
+    """Rows of earlier schema versions in today's terms. Columns they lack read as null (the dataset's
+    schema is today's), except where null would be wrong: a row from before schema 7 has no pix_fmt,
+    and encoded 8-bit 4:2:0 from its 8-bit reference, the same configuration as a yuv420p job now."""
+    if "pix_fmt" in table.column_names:
+        index = table.column_names.index("pix_fmt")
+        table = table.set_column(index, table.schema.field(index), pc.fill_null(table.column(index), DEFAULT_PIX_FMT))
+    return table
 
 
 def read_rows(results_dir: Path, campaign: str, run_id: str) -> list[JobRow]:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIG_COLUMNS",
     "CURVE_COLUMNS",
+    "DEFAULT_PIX_FMT",
     "LIVE_SWEEP_COLUMNS",
     "RATE_POINT_COLUMNS",
     "SCHEMA_VERSION",
@@ -47,10 +48,11 @@ __all__ = [
     "schema_markdown",
 ]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 JobStatus = Literal["ok", "failed", "skipped"]
 SeriesSource = Literal["store", "local"]
 ESTIMATED = "estimated"
+DEFAULT_PIX_FMT = "yuv420p"  # what every job encoded before the format could be chosen
 
 
 def _col(description: str, unit: str = "", **kwargs: Any) -> Any:
@@ -82,6 +84,8 @@ class ConfigColumns(_Columns):
     target_bitrate_kbps: int | None = _col("Target bitrate of cbr/vbr jobs.", "kbit/s", default=None)
     output_width: int | None = _col("Encoded width.", "px", default=None)
     output_height: int | None = _col("Encoded height.", "px", default=None)
+    pix_fmt: str | None = _col("Output pixel format: yuv420p (8-bit 4:2:0) or yuv420p10le (10-bit). Rows from "
+                               "before schema 7 read back as yuv420p, what they encoded.", default=None)
 
 
 class ReferenceColumns(_Columns):
@@ -124,16 +128,60 @@ class EncodeColumns(_Columns):
     output_path: str | None = _col("Encoded file, when the campaign keeps outputs.", default=None)
 
 
+def _lowest(what: str, unit: str = "") -> Any:
+    return _col(f"Lowest per-frame {what}.", unit, default=None)
+
+
+def _percentile(p: int, what: str, unit: str = "") -> Any:
+    # numpy's default (linear) method: what np.percentile gives on the frames file's column.
+    ordinal = f"{p}{'st' if p == 1 else 'th'}"
+    return _col(f"{ordinal} percentile of the per-frame {what} (numpy's linear method): the worst {p} % of "
+                "frames lie at or below it.", unit, default=None)
+
+
 class QualityColumns(_Columns):
-    """The quality pass's scores: what :func:`tasks.quality.measure_quality` returns."""
+    """The quality pass's scores: what :func:`tasks.quality.measure_quality` returns. Each job scored
+    has its per-frame scores in results/_frames (:mod:`ffwatt.frames`); the pooled figures here are
+    computed from exactly those."""
 
     psnr: float | None = _col("Mean luma PSNR against the reference.", "dB", default=None)
+    psnr_min: float | None = _lowest("luma PSNR", "dB")
+    psnr_p1: float | None = _percentile(1, "luma PSNR", "dB")
+    psnr_p5: float | None = _percentile(5, "luma PSNR", "dB")
     ssim: float | None = _col(
         "Mean luma SSIM against the reference (0..1): libvmaf's float_ssim, Wang et al.'s method with "
         "automatic downscaling; it differs from FFmpeg's ssim filter by up to 0.03 on the same pair.",
         default=None)
-    vmaf: float | None = _col("Mean VMAF against the reference (0..100).", default=None)
-    vmaf_model: str | None = _col("VMAF model used.", default=None)
+    ssim_min: float | None = _lowest("luma SSIM")
+    ssim_p1: float | None = _percentile(1, "luma SSIM")
+    ssim_p5: float | None = _percentile(5, "luma SSIM")
+    vmaf: float | None = _col("Mean VMAF against the reference (0..100), with the model vmaf_model names.",
+                              default=None)
+    vmaf_hmean: float | None = _col(
+        "Harmonic mean of the per-frame VMAF as libvmaf pools it: n / sum(1 / (vmaf + 1)) - 1 (the +1 keeps a "
+        "frame of 0 from zeroing it); it leans towards the worst frames.", default=None)
+    vmaf_min: float | None = _lowest("VMAF")
+    vmaf_p1: float | None = _percentile(1, "VMAF")
+    vmaf_p5: float | None = _percentile(5, "VMAF")
+    vmaf_model: str | None = _col(
+        "VMAF model behind vmaf: the campaign's quality_models, by default vmaf_4k_v0.6.1 for references of "
+        "2160p (or 3840 wide) and above, vmaf_v0.6.1 below.", default=None)
+    vmaf_neg: float | None = _col(
+        "Mean VMAF NEG (no enhancement gain: sharpening can't raise it), the NEG model of vmaf_model's family "
+        "(vmaf_v0.6.1neg, or vmaf_4k_v0.6.1neg with the 4K model); null unless quality_models has neg.",
+        default=None)
+    vmaf_phone: float | None = _col(
+        "Mean VMAF for phone viewing: vmaf_v0.6.1 with its phone transform, whatever vmaf_model is; null unless "
+        "quality_models has phone.", default=None)
+    quality_scaler: str | None = _col(
+        "How an encode of another size than its reference was scaled to the reference's size to be scored "
+        "(bicubic, as Netflix scores renditions); null when it was scored at its own size.", default=None)
+    quality_pix_fmt: str | None = _col(
+        "Pixel format both clips were compared in: the deeper of the reference's and the encode's, so a 10-bit "
+        "encode is scored at 10 bits.", default=None)
+    quality_frames: int | None = _col(
+        "Frames scored: rows in the job's frames file, results/_frames/campaign=<name>/run_id=<run>/"
+        "job-<job_id>.parquet; null when the job wasn't scored.", "frames", default=None)
 
 
 class EnergyColumns(_Columns):
@@ -288,6 +336,8 @@ def config_label(row: Mapping[str, Any] | BaseModel, *, with_input: bool = False
         parts.append(mode)
     if not is_missing(get("output_width")) and not is_missing(get("output_height")):
         parts.append(f"{int(get('output_width'))}x{int(get('output_height'))}")  # type: ignore[arg-type]
+    if not is_missing(get("pix_fmt")) and get("pix_fmt") != DEFAULT_PIX_FMT:
+        parts.append(str(get("pix_fmt")))
     return " ".join(parts)
 
 

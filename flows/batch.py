@@ -34,11 +34,14 @@ from ffwatt.files import file_lock, write_atomic
 from ffwatt.fleet.nodes import MISSED_HEARTBEATS
 from ffwatt.fleet.protocol import (
     NodeReport,
+    encode_frames,
     encode_report,
     encode_row,
     facts_artifact_key,
+    frames_artifact_key,
     row_artifact_key,
 )
+from ffwatt.frames import FrameScores, frames_table, frames_to_bytes
 from ffwatt.hardware.facts import describe_node
 from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build
 from ffwatt.jobs import expand
@@ -117,15 +120,22 @@ def node_batch(campaign: Campaign, job_ids: list[str], run_id: str, attempts: di
                                "jobs, leaving the rest to the batch it planned them into")
                     log.warning("%s", message)
                     return Cancelled(message=message)
+            frames: FrameScores | None = None
             if job.encoder not in available:
                 row: JobRow = build_row(job=job, run_id=run_id, node=settings.node, reference=None,
                                         error=f"node {settings.node}'s FFmpeg has no encoder {job.encoder}")
             else:
                 with node_lock(settings):
-                    row = run_job(job, references[job.input.name], idle, run_id, settings.node,
-                                  campaign.encode_retries)
+                    outcome = run_job(job, references[job.input.name], idle, run_id, settings.node,
+                                      campaign.encode_retries)
+                row, frames = outcome.row, outcome.frames
             dispatches = attempts.get(job.job_id, 1)
             row = row.model_copy(update={"attempts": row.attempts + dispatches - 1})
+            if frames is not None and len(frames):
+                # Before the row: the master fetches them once the row has come home.
+                _send_home(client, run_uuid, frames_artifact_key(run_id, row.job_id),
+                           encode_frames(frames_to_bytes(frames_table(frames, job_id=row.job_id))),
+                           f"ffwatt per-frame scores of job {row.job_id}")
             _send_home(client, run_uuid, row_artifact_key(row.job_id), encode_row(row),
                        f"ffwatt job row {row.job_id} ({row.status})")
             sent.append(job.job_id)

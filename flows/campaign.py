@@ -80,8 +80,9 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                 if idle is not None:
                     idle_baselines[settings.node] = idle
                 for job in jobs:
-                    row = record_job(run_job(job, references[job.input.name], idle, run_id, settings.node,
-                                             campaign.encode_retries))
+                    outcome = run_job(job, references[job.input.name], idle, run_id, settings.node,
+                                      campaign.encode_retries)
+                    row = record_job(outcome.row, outcome.frames)
                     rows.append(series.submit(row, record_job))  # again with its series, once they're in
             # While the last job's window runs out (MARGIN_S after its encode) and its series are written.
             summary = publish_outcome(summarize_run(rows, campaign.name, run_id, started_at, len(all_jobs), nodes,
@@ -141,18 +142,34 @@ def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, rows: list[J
                   series: JobSeries) -> dict[str, NodeReport]:
     from prefect.client.orchestration import get_client
 
+    from ffwatt.errors import ApiUnavailable, ResultsError
     from ffwatt.fleet.api import PrefectFleetAPI
     from ffwatt.fleet.nodes import list_nodes
+    from ffwatt.frames import frames_from_bytes, write_frames
     from flows.dispatch import Dispatcher
     from tasks._logging import run_logger
 
+    results_dir = load_settings().results_dir
+
+    def bring_frames_home(row: JobRow) -> None:
+        """The per-frame scores its batch sent home just before the row; a row never waits on them."""
+        try:
+            parquet = api.frames(row.run_id, row.job_id)
+            if parquet is None:
+                raise ResultsError("no frames artifact of this job in this run")
+            write_frames(results_dir, row.campaign, row.run_id, frames_from_bytes(parquet))
+        except (ApiUnavailable, ResultsError) as exc:
+            run_logger().warning("job %s's per-frame scores aren't under %s: %s", row.job_id, results_dir, exc)
+
     def record(row: JobRow) -> JobRow:
+        if row.quality_frames:
+            bring_frames_home(row)
         rows.append(series.submit(record_job(row), record_job))  # again with its series, once they're in
         return rows[-1]
 
     with get_client(sync_client=True) as client:
-        dispatcher = Dispatcher(campaign, jobs, run_id, api=PrefectFleetAPI(client), record=record,
-                                log=run_logger())
+        api = PrefectFleetAPI(client)
+        dispatcher = Dispatcher(campaign, jobs, run_id, api=api, record=record, log=run_logger())
         dispatcher.start(list_nodes(client))
         dispatcher.run()
     return dispatcher.reports

@@ -1,10 +1,13 @@
 """The job step both the local campaign and a node's batch run: references, then each job
-through transcode -> account-energy -> quality into its row (a live job through
-:mod:`flows.live` instead)."""
+through transcode -> account-energy -> quality into its row and its per-frame scores (a live
+job through :mod:`flows.live` instead)."""
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 from ffwatt.campaign import Campaign
+from ffwatt.frames import FrameScores
 from ffwatt.jobs import Job
 from ffwatt.nodefacts import IdleBaseline
 from ffwatt.schema import JobRow
@@ -20,7 +23,14 @@ from tasks import (
     transcode,
 )
 
-__all__ = ["prepare_references", "run_job"]
+__all__ = ["JobOutcome", "prepare_references", "run_job"]
+
+
+class JobOutcome(BaseModel):
+    """What a job leaves: its row, and its per-frame scores when it was scored."""
+
+    row: JobRow
+    frames: FrameScores | None = None
 
 
 def prepare_references(campaign: Campaign, jobs: list[Job]) -> dict[str, Reference | str]:
@@ -34,18 +44,19 @@ def prepare_references(campaign: Campaign, jobs: list[Job]) -> dict[str, Referen
 
 
 def run_job(job: Job, reference: Reference | str, idle: IdleBaseline | None, run_id: str, node: str,
-            encode_retries: int) -> JobRow:
+            encode_retries: int) -> JobOutcome:
     """One job through transcode, account-energy and quality; always returns its row."""
     if job.live is not None:
-        return run_live_job(job, reference, idle, run_id, node)
+        return JobOutcome(row=run_live_job(job, reference, idle, run_id, node))
     if isinstance(reference, str):  # the input itself couldn't be prepared
-        return build_row(job=job, run_id=run_id, node=node, reference=None, error=reference)
+        return JobOutcome(row=build_row(job=job, run_id=run_id, node=node, reference=None, error=reference))
 
     encode = transcode.with_options(retries=encode_retries, retry_delay_seconds=1)
     encoded_state = encode(job, reference, run_id, return_state=True)
     if not encoded_state.is_completed():
         error, attempt = step_failure("transcode", encoded_state)
-        return build_row(job=job, run_id=run_id, node=node, reference=reference, error=error, attempts=attempt)
+        return JobOutcome(row=build_row(job=job, run_id=run_id, node=node, reference=reference, error=error,
+                                        attempts=attempt))
     encoded = encoded_state.result()
 
     energy = account_energy(encoded.energy, encoded.cpu_s, encoded.frames, idle)
@@ -59,5 +70,6 @@ def run_job(job: Job, reference: Reference | str, idle: IdleBaseline | None, run
         else:
             quality_error, _ = step_failure("quality", quality_state)
 
-    return build_row(job=job, run_id=run_id, node=node, reference=reference,
-                     encoded=encoded, energy=energy, quality=quality, error=quality_error)
+    row = build_row(job=job, run_id=run_id, node=node, reference=reference,
+                    encoded=encoded, energy=energy, quality=quality, error=quality_error)
+    return JobOutcome(row=row, frames=quality.frames if quality is not None else None)

@@ -26,6 +26,9 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v prometheus-node-exporter >/dev/null 2>&1 || missing+=(prometheus-node-exporter)
+# ffprobe, a reader of what encodes hold that isn't the FFmpeg ffwatt encodes with (the tests check 10-bit
+# output with it; ffmpeg-quality-metrics checks its inputs with it). ffwatt itself runs imageio-ffmpeg's build.
+command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 # The browser test of the Prefect UI (Debian's Chromium, driven through its own driver).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)

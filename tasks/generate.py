@@ -1,8 +1,10 @@
 """generate-video: the reference clip every job of an input encodes and is measured against.
 
 The reference is stored losslessly (FFV1, or raw y4m) so that quality is measured
-against the true source, and cached by what defines it (the input spec, the
-format and the FFmpeg version) so repetitions and later campaigns reuse it.
+against the true source, at the source's own depth (4:2:0, 10 bits for a source deeper
+than 8, else 8: a 10-bit master isn't rounded before it is encoded and scored), and cached
+by what defines it (the input spec, the format and the FFmpeg version) so repetitions and
+later campaigns reuse it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from ffwatt.campaign import FileInput, InputSpec, SyntheticInput
+from ffwatt.encoders import bit_depth
 from ffwatt.errors import FFmpegError
 from ffwatt.files import made_once
 from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build, probe_media, run_ffmpeg
@@ -49,7 +52,8 @@ def _cache_key(spec: SyntheticInput | FileInput, reference_format: str, ffmpeg_v
     payload = {"spec": spec.model_dump(mode="json"), "format": reference_format, "ffmpeg": ffmpeg_version}
     if isinstance(spec, FileInput):
         stat = spec.path.stat()
-        payload["file"] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        # "depth": since references of files keep a 10-bit source's depth, not those made 8-bit before.
+        payload["file"] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "depth": "own"}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -77,12 +81,16 @@ def prepare_reference(spec: InputSpec, reference_format: str, settings: Settings
 
 def _generate(spec: InputSpec, ffmpeg: str, codec_args: list[str], extension: str, media: Path,
               tmp: Path) -> Reference:
+    pix_fmt = "yuv420p"
     if isinstance(spec, SyntheticInput):
         source = ["-f", "lavfi", "-i", f"{spec.source}=size={spec.size}:rate={spec.fps}",
                   "-frames:v", str(spec.frames)]
     else:
         source = ["-i", str(spec.path), *(["-t", str(spec.duration_s)] if spec.duration_s else [])]
-    run = run_ffmpeg(ffmpeg, [*source, "-map", "0:v:0", "-pix_fmt", "yuv420p", *codec_args,
+        probed = probe_media(ffmpeg, spec.path).video
+        if probed is not None and probed.pix_fmt and bit_depth(probed.pix_fmt) > 8:
+            pix_fmt = "yuv420p10le"
+    run = run_ffmpeg(ffmpeg, [*source, "-map", "0:v:0", "-pix_fmt", pix_fmt, *codec_args,
                               "-f", "yuv4mpegpipe" if extension == "y4m" else "matroska", str(tmp)],
                      timeout_s=3600)
     failure = run.failure()
@@ -97,7 +105,7 @@ def _generate(spec: InputSpec, ffmpeg: str, codec_args: list[str], extension: st
             raise FFmpegError(f"can't read the size and frame rate of {spec.path}")
         width, height, fps = media_info.video.width, media_info.video.height, media_info.video.fps
     reference = Reference(name=spec.name, path=str(media), width=width, height=height, fps=fps,
-                          frames=run.last_progress.frame)
+                          frames=run.last_progress.frame, pix_fmt=pix_fmt)
     return reference
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ffwatt.frames import FrameScores, frames_table, write_frames
 from ffwatt.jobs import Job
 from ffwatt.results import write_job_row
 from ffwatt.schema import EncodeColumns, EnergyColumns, JobRow, QualityColumns
@@ -53,6 +54,7 @@ def build_row(
         "crf": job.crf,
         "qp": job.qp,
         "target_bitrate_kbps": job.target_bitrate_kbps,
+        "pix_fmt": job.pix_fmt,
         "status": "failed" if error else "ok",
         "error": error,
         "attempts": attempts if attempts is not None else (encoded.attempts if encoded else 1),
@@ -76,12 +78,16 @@ def build_row(
     return JobRow.model_validate(values)
 
 
-def record_job(row: JobRow) -> JobRow:
-    """Write the row now, so a campaign that dies later loses nothing already measured.
+def record_job(row: JobRow, frames: FrameScores | None = None) -> JobRow:
+    """Write the row now, so a campaign that dies later loses nothing already measured; ``frames``,
+    the job's per-frame scores, first, so a row that counts them never lacks them.
 
     A plain function, not a task: a task run costs the Prefect server about 45 ms
     of CPU (measured with bench/overhead.py), which on a small node competes with
     the encode being measured, and writing one small file needs no retries.
     """
-    write_job_row(load_settings().results_dir, row)
+    results_dir = load_settings().results_dir
+    if frames is not None and len(frames):
+        write_frames(results_dir, row.campaign, row.run_id, frames_table(frames, job_id=row.job_id))
+    write_job_row(results_dir, row)
     return row

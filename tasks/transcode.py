@@ -59,7 +59,9 @@ def encode_args(job: Job, reference: Reference, output: Path) -> list[str]:
     return encode_command(job.encoder, preset=job.preset, rate_control=job.rate_control, value=job.value,
                           source=reference.path, output=str(output),
                           scale_to=None if size == (reference.width, reference.height) else size,
-                          threads=job.threads, extra_args=job.extra_args)
+                          threads=job.threads, extra_args=job.extra_args,
+                          # The reference's own format needs no conversion: 8-bit jobs keep their commands.
+                          pix_fmt=None if job.pix_fmt == reference.pix_fmt else job.pix_fmt)
 
 
 def output_path_for(job: Job, run_id: str, settings: Settings) -> Path:

@@ -48,8 +48,9 @@ def command(encoder: str, preset: str, crf: int) -> str:
 
 
 def write_ladders(root: Path, *, run_id: str = "run-1", repetitions: int = 3, node: str = "node-a",
-                  spread: float = 0.5, input_name: str = "clip") -> None:
-    """libx264 veryfast (measured energy) and libx265 medium (estimated) CRF ladders."""
+                  spread: float = 0.5, input_name: str = "clip", p5_below: dict[str, float] | None = None) -> None:
+    """libx264 veryfast (measured energy) and libx265 medium (estimated) CRF ladders; ``p5_below``: each
+    encoder's 5th-percentile VMAF that far below its mean (none recorded without it)."""
     start = datetime(2026, 3, 1, tzinfo=UTC)
     for encoder, preset in (("libx264", "veryfast"), ("libx265", "medium")):
         for crf in CRFS:
@@ -67,6 +68,8 @@ def write_ladders(root: Path, *, run_id: str = "run-1", repetitions: int = 3, no
                     started_at=start + timedelta(minutes=len(CRFS) * rep + crf), wall_s=frames / fps(encoder, crf),
                     frames=frames, encode_fps=fps(encoder, crf), bitrate_kbps=kbps(encoder, crf),
                     vmaf=vmaf_bound(encoder, crf) + half + spread * offset, energy_j=energy,
+                    vmaf_p5=vmaf_bound(encoder, crf) + half + spread * offset - p5_below[encoder]
+                    if p5_below else None,
                     joules_per_frame=energy / frames,
                     energy_source="estimated" if encoder == "libx265" else "rapl",
                     ffmpeg_cmd=command(encoder, preset, crf)))
@@ -102,6 +105,28 @@ def test_mean_above_but_lower_bound_below_does_not_meet(tmp_path: Path) -> None:
     assert answer.recommendation is not None
     assert answer.recommendation.config != "libx264 veryfast crf 26 1280x720"
     assert answer.recommendation.vmaf_bound is not None and answer.recommendation.vmaf_bound >= 95.5
+
+
+def test_a_percentile_target_holds_for_the_worst_frames(tmp_path: Path) -> None:
+    """libx264's worst frames fall 6 below its mean, libx265's 1: judged on the 5th percentile, x264's
+    bounds are 98 − 6 = 92 at best, none meets 93, and x265 crf 26 (95.9 − 1 = 94.9) is the cheapest."""
+    root = tmp_path / "results"
+    write_ladders(root, p5_below={"libx264": 6.0, "libx265": 1.0})
+    mean = recommend(root, Target(vmaf=93)).answers[0].recommendation
+    assert mean is not None and mean.config == "libx264 veryfast crf 26 1280x720"
+    answer = recommend(root, Target(vmaf=93, vmaf_percentile=5))
+    best = answer.answers[0].recommendation
+    assert best is not None and best.config == "libx265 medium crf 26 1280x720"
+    assert best.vmaf_bound == pytest.approx(94.9) and best.vmaf_judged == pytest.approx(94.9 + 0.5 * T_HALF)
+    assert best.vmaf == pytest.approx(95.9 + 0.5 * T_HALF)
+    assert all(c.encoder == "libx265" for c in answer.answers[0].runners_up)
+    text = answer.markdown()
+    assert "VMAF p5 ≥ 93 (the 5th percentile of the frames)" in text and "mean VMAF" in text
+
+
+def test_a_percentile_target_needs_rows_that_kept_it(results: Path) -> None:
+    with pytest.raises(ResultsError, match="no vmaf_p5 in these runs"):
+        recommend(results, Target(vmaf=93, vmaf_percentile=5))
 
 
 def test_interpolates_between_the_bracketing_rungs_and_says_so(results: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 import analysis
 from analysis.report import write_report
 from analysis.synthetic import synthetic_rows, write_synthetic_run
+from ffwatt.errors import ResultsError
 from ffwatt.results import write_job_row
 from ffwatt.schema import JobRow
 from ffwatt.settings import REPO
@@ -154,3 +155,46 @@ def test_the_report_shows_every_job_whose_series_disagree_with_its_row(tmp_path:
     assert -5.5 < float(gap) < -4.5  # 1/1.05 - 1, give or take the 1 Hz samples' interpolation
     assert "libx264 medium crf 22" not in warning
     assert "Power over time, per job" in write_report(root, "latest", out=tmp_path / "l2.html").read_text()
+
+
+def test_quality_over_time_draws_one_jobs_frames_on_its_power_axis(tmp_path: Path) -> None:
+    """Frames written for two synthetic jobs, one with a dip: the report picks the job whose 5th percentile
+    is lowest (or the one asked for) and draws its frames over the encode, beside its 1 Hz power."""
+    import numpy as np
+
+    from analysis.frames import load_frames
+    from analysis.synthetic import synthetic_rows, synthetic_series
+    from ffwatt.frames import FrameScores, frames_table, write_frames
+    from ffwatt.series import series_table, write_series
+
+    root = tmp_path / "results"
+    rows = synthetic_rows(campaign="q", run_id="run-q", crfs=(24, 34), repetitions=1, encoders={"libx264": "medium"})
+    series = synthetic_series(rows)
+    dips = {rows[0].job_id: 0.0, rows[1].job_id: 40.0}
+    for row in rows:
+        count = int(row.frames or 0)
+        vmaf = np.full(count, 90.0)
+        vmaf[count // 2: count // 2 + 10] -= dips[row.job_id]  # ten bad frames mid-clip
+        frames = FrameScores(frame=list(range(count)), pts_s=list(np.arange(count) / 30.0), vmaf=list(vmaf))
+        write_frames(root, row.campaign, row.run_id, frames_table(frames, job_id=row.job_id))
+        write_series(root, row.campaign, series_table(series[row.job_id], run_id=row.run_id, job_id=row.job_id,
+                                                      node=row.node, source="local"))
+        write_job_row(root, row.model_copy(update={
+            "vmaf": float(vmaf.mean()), "vmaf_p5": float(np.percentile(vmaf, 5)), "vmaf_min": float(vmaf.min()),
+            "vmaf_model": "vmaf_v0.6.1", "quality_frames": count}))
+    worst = rows[1]
+    placed = load_frames(root, run_id="run-q", job_id=worst.job_id)
+    # 90 frames at 30 fps are 3 s of video encoded in wall_s: the frame at 1.5 s sits halfway through the encode.
+    halfway = placed[placed["frame"] == 45]["t_s"].iloc[0]
+    assert halfway == pytest.approx(1.5 * (worst.wall_s or 0) / 3.0)
+
+    html = write_report(root, "run-q", out=tmp_path / "q.html").read_text(encoding="utf-8")
+    text = _text(html)
+    assert "Quality as viewers see it" in text
+    assert f"Job {worst.job_id} (the run's lowest 5th-percentile vmaf" in text
+    assert re.search(r"<img alt='clip-720p libx264 medium crf 34 1280x720 #1: vmaf per frame and node power' "
+                     r"src='data:image/png;base64,", html)
+    chosen = _text(write_report(root, "run-q", out=tmp_path / "c.html", job_id=rows[0].job_id).read_text())
+    assert f"Job {rows[0].job_id} (chosen;" in chosen
+    with pytest.raises(ResultsError, match="job 'nope' isn't in run run-q"):
+        write_report(root, "run-q", out=tmp_path / "n.html", job_id="nope")

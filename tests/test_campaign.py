@@ -49,6 +49,51 @@ def test_job_ids_are_stable_and_depend_only_on_what_the_job_does():
     assert first[0].job_id == expand(parse_campaign(base()))[0].job_id
 
 
+def test_8_bit_jobs_keep_the_ids_they_had_before_formats_could_be_chosen():
+    # Ids of base()'s first and last jobs as ffwatt gave them before pix_fmts existed (commit eeafb1f).
+    jobs = expand(parse_campaign(base()))
+    assert (jobs[0].job_id, jobs[0].config_id, jobs[-1].job_id) == ("1610fcf03c905d4d", "17b6741e4ef30721",
+                                                                     "c3aa18459585f298")
+    said = base()
+    said["matrix"]["pix_fmts"] = ["yuv420p"]
+    assert [j.job_id for j in expand(parse_campaign(said))] == [j.job_id for j in jobs]
+
+
+def test_pixel_formats_multiply_the_encoders_that_take_them():
+    data = base()
+    data["matrix"]["encoders"] = [{"name": "libx264", "pix_fmts": ["yuv420p"]}, "libx265", "libsvtav1"]
+    data["matrix"]["pix_fmts"] = ["yuv420p", "yuv420p10le"]
+    data["repetitions"] = 1
+    jobs = expand(parse_campaign(data))
+    formats = {(j.encoder, j.pix_fmt) for j in jobs}
+    assert formats == {("libx264", "yuv420p"), ("libx265", "yuv420p"), ("libx265", "yuv420p10le"),
+                       ("libsvtav1", "yuv420p"), ("libsvtav1", "yuv420p10le")}
+    assert len(jobs) == 5 * 3 * 2 and len({j.config_id for j in jobs}) == len(jobs)
+
+
+def test_a_pixel_format_the_encoder_cant_take_is_refused_with_those_it_can():
+    data = base()
+    data["matrix"]["pix_fmts"] = ["yuv420p10le"]
+    assert _error(data) == ("c.yaml: matrix: libx264 can't encode yuv420p10le (matrix.pix_fmts); it takes: yuv420p. "
+                            "An encoder's own pix_fmts overrides the matrix's")
+    data["matrix"]["encoders"] = [{"name": "h264_nvenc", "pix_fmts": ["yuv420p10le"]}, "hevc_nvenc"]
+    assert "h264_nvenc can't encode yuv420p10le (matrix.encoders[0].pix_fmts); it takes: yuv420p" in _error(data)
+    data["matrix"]["encoders"] = ["libx265"]
+    data["matrix"]["pix_fmts"] = ["yuv422p10le"]
+    message = _error(data)
+    assert "matrix.pix_fmts[0]" in message and "'yuv420p' or 'yuv420p10le'" in message and "yuv422p10le" in message
+
+
+def test_quality_models_name_one_model_for_vmaf():
+    assert parse_campaign(base()).quality_models == ["auto"]
+    assert parse_campaign(base() | {"quality_models": ["phone", "neg"]}).quality_models == ["auto", "phone", "neg"]
+    assert parse_campaign(base() | {"quality_models": ["neg", "vmaf_4k_v0.6.1"]}).quality_models == [
+        "vmaf_4k_v0.6.1", "neg"]
+    assert "name one model for the vmaf column" in _error(base() | {"quality_models": ["auto", "vmaf_v0.6.1"]})
+    assert "'auto', 'vmaf_v0.6.1', 'vmaf_4k_v0.6.1', 'neg' or 'phone'" in _error(base() | {"quality_models": ["4k"]})
+    assert "add vmaf to quality" in _error(base() | {"quality": ["psnr"], "quality_models": ["neg"]})
+
+
 def test_duplicate_configurations_run_once():
     data = base()
     data["matrix"]["encoders"] = ["libx264", "libx264"]

@@ -13,7 +13,15 @@ import pytest
 
 from ffwatt.errors import ResultsError
 from ffwatt.files import write_atomic
-from ffwatt.results import RunSummary, list_runs, read_results, resolve_run, write_job_row, write_run_summary
+from ffwatt.results import (
+    RunSummary,
+    list_runs,
+    read_results,
+    read_rows,
+    resolve_run,
+    write_job_row,
+    write_run_summary,
+)
 from ffwatt.schema import JobRow
 
 
@@ -31,6 +39,31 @@ def test_rows_round_trip_through_parquet(tmp_path: Path):
     assert list(frame["job_id"]) == ["a", "b"]
     assert frame.loc[1, "error"] == "boom" and pd.isna(frame.loc[1, "frames"])
     assert frame.loc[0, "frames"] == 10 and frame.loc[0, "campaign"] == "c"
+
+
+def test_rows_of_schema_6_read_back_in_todays_terms(tmp_path: Path):
+    """A file written before schema 7 has none of its quality and format columns: they read as null,
+    but pix_fmt as yuv420p, what those jobs encoded, so they pool with today's 8-bit rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ffwatt.schema import arrow_schema
+
+    added = {"pix_fmt", "psnr_min", "psnr_p1", "psnr_p5", "ssim_min", "ssim_p1", "ssim_p5", "vmaf_hmean", "vmaf_min",
+             "vmaf_p1", "vmaf_p5", "vmaf_neg", "vmaf_phone", "quality_scaler", "quality_pix_fmt", "quality_frames"}
+    old = pa.schema([f for f in arrow_schema() if f.name not in added | {"campaign", "run_id"}],
+                    metadata={"ffwatt_schema_version": "6"})
+    record = row("old", vmaf=91.5).model_dump()
+    directory = tmp_path / "campaign=c" / "run_id=r1"
+    directory.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([{k: record[k] for k in old.names}], schema=old), directory / "job-old.parquet")
+    write_job_row(tmp_path, row("new", vmaf=90.0, vmaf_p5=80.0, pix_fmt="yuv420p"))
+    frame = read_results(tmp_path).set_index("job_id")
+    assert frame.loc["old", "vmaf"] == 91.5 and pd.isna(frame.loc["old", "vmaf_p5"])
+    assert pd.isna(frame.loc["old", "quality_frames"]) and frame.loc["new", "vmaf_p5"] == 80.0
+    assert list(frame["pix_fmt"]) == ["yuv420p", "yuv420p"]
+    (old_row,) = [r for r in read_rows(tmp_path, "c", "r1") if r.job_id == "old"]
+    assert old_row.pix_fmt == "yuv420p" and old_row.vmaf_model is None
 
 
 def test_writing_a_job_again_in_the_same_run_replaces_its_row(tmp_path: Path):

@@ -43,7 +43,9 @@ def test_every_column_is_declared_once_in_one_group():
             declared[name] = group.__name__
     assert sorted(declared) == sorted(JobRow.model_fields) and "__annotations__" not in vars(JobRow)
     assert {"energy_j", "energy_source", "avg_power_w", "net_energy_j"} <= set(EnergyColumns.model_fields)
-    assert set(QualityColumns.model_fields) == {"psnr", "ssim", "vmaf", "vmaf_model"}
+    lows = {f"{metric}_{low}" for metric in ("psnr", "ssim", "vmaf") for low in ("min", "p1", "p5")}
+    assert set(QualityColumns.model_fields) == {"psnr", "ssim", "vmaf", "vmaf_model", "vmaf_hmean", *lows, "vmaf_neg",
+                                                "vmaf_phone", "quality_scaler", "quality_pix_fmt", "quality_frames"}
 
 
 def test_types_and_units():
@@ -57,7 +59,7 @@ def test_types_and_units():
 
 def test_the_configuration_key_and_its_label():
     assert CONFIG_COLUMNS == ("input_name", "encoder", "preset", "rate_control", "crf", "qp",
-                              "target_bitrate_kbps", "output_width", "output_height")
+                              "target_bitrate_kbps", "output_width", "output_height", "pix_fmt")
     assert set(CONFIG_COLUMNS) - set(CURVE_COLUMNS) == {"crf", "qp", "target_bitrate_kbps"}
     x264 = {"input_name": "clip", "encoder": "libx264", "preset": "veryfast", "rate_control": "crf", "crf": 24,
             "output_width": 1280, "output_height": 720}
@@ -66,6 +68,9 @@ def test_the_configuration_key_and_its_label():
     assert config_label({"encoder": "libx264", "rate_control": "cbr", "target_bitrate_kbps": 1500.0,
                          "preset": float("nan")}) == "libx264 cbr 1500k"
     assert config_label({"encoder": "libsvtav1", "preset": "10", "rate_control": "crf"}) == "libsvtav1 10 crf"
+    # 8-bit 4:2:0, what every job encoded before formats could be chosen, goes unsaid; 10-bit is said.
+    assert config_label(x264 | {"pix_fmt": "yuv420p"}) == "libx264 veryfast crf 24 1280x720"
+    assert config_label(x264 | {"pix_fmt": "yuv420p10le"}) == "libx264 veryfast crf 24 1280x720 yuv420p10le"
 
 
 @pytest.mark.parametrize("source", ["estimated", "estimated+nvml"])

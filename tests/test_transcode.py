@@ -90,7 +90,7 @@ def test_real_encode_is_measured_and_cached_reference_reused(ffwatt_env: Path, m
 
     scores = score(job, reference, Path(result.output_path), settings)
     assert 30 < scores.psnr < 60 and 0.9 < scores.ssim <= 1 and 50 < scores.vmaf <= 100
-    assert scores.frames_compared == 25
+    assert scores.quality_frames == 25 and scores.frames is not None and len(scores.frames) == 25
 
 
 def test_counters_that_stand_still_during_a_real_encode_are_not_believed(ffwatt_env: Path, monkeypatch):

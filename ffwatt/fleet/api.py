@@ -27,6 +27,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 from prefect.client.schemas.objects import Artifact, FlowRun
+from prefect.client.schemas.sorting import ArtifactSort
 from prefect.states import Cancelled, Crashed
 
 from ffwatt.errors import ApiUnavailable
@@ -38,9 +39,11 @@ from ffwatt.fleet.protocol import (
     BatchState,
     Poll,
     batch_deployment,
+    decode_frames,
     decode_report,
     decode_row,
     decode_table,
+    frames_artifact_key,
     row_artifact_key,
 )
 
@@ -170,6 +173,14 @@ class PrefectFleetAPI:
                 if len(page) < PAGE:
                     break
                 offset += PAGE
+
+    def frames(self, run_id: str, job_id: str) -> bytes | None:
+        """The frames file a batch sent home for this job of this run (its Parquet bytes), or None."""
+        key = frames_artifact_key(run_id, job_id)
+        found = _guarded(lambda: self._client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.CREATED_DESC,
+            limit=1))
+        return decode_frames(found[0].data) if found else None
 
     def crash(self, batch: UUID, message: str) -> None:
         _guarded(lambda: self._client.set_flow_run_state(batch, Crashed(message=message), force=True))

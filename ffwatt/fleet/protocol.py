@@ -3,12 +3,13 @@
 A campaign on the fleet is one ``node-batch/<pool>`` flow run per node, sent to that
 node's own work queue. A batch sends home, as table artifacts of its own flow run,
 first its node's facts and idle baseline, then each job's row as soon as the job
-ends. That it is alive is its node's workers' heartbeats (:mod:`ffwatt.fleet.nodes`).
-Both sides import these names, so they can't drift.
+ends, a scored job's per-frame scores just before its row. That it is alive is its
+node's workers' heartbeats (:mod:`ffwatt.fleet.nodes`). Both sides import these names, so they can't drift.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass, field
@@ -24,23 +25,28 @@ from ffwatt.schema import JobRow
 
 __all__ = [
     "FACTS_ARTIFACT_PREFIX",
+    "FRAMES_ARTIFACT_PREFIX",
     "ROW_ARTIFACT_PREFIX",
     "BatchParameters",
     "BatchState",
     "NodeReport",
     "Poll",
     "batch_deployment",
+    "decode_frames",
     "decode_report",
     "decode_row",
     "decode_table",
+    "encode_frames",
     "encode_report",
     "encode_row",
     "facts_artifact_key",
+    "frames_artifact_key",
     "row_artifact_key",
 ]
 
 ROW_ARTIFACT_PREFIX = "ffwatt-row-"
 FACTS_ARTIFACT_PREFIX = "ffwatt-node-"
+FRAMES_ARTIFACT_PREFIX = "ffwatt-frames-"
 
 
 class BatchParameters(BaseModel):
@@ -98,6 +104,21 @@ def row_artifact_key(job_id: str) -> str:
 def facts_artifact_key(node: str) -> str:
     # Artifact keys take lowercase letters, digits and dashes only.
     return FACTS_ARTIFACT_PREFIX + re.sub(r"[^a-z0-9-]", "-", node.lower())
+
+
+def frames_artifact_key(run_id: str, job_id: str) -> str:
+    # A job has the same id in every run: the run's id makes the key this run's.
+    return FRAMES_ARTIFACT_PREFIX + re.sub(r"[^a-z0-9-]", "-", f"{run_id}-{job_id}".lower())
+
+
+def encode_frames(parquet: bytes) -> str:
+    """A job's frames file (its Parquet bytes, zstd-compressed: 50 to 70 bytes a frame) as a table artifact."""
+    return json.dumps([{"frames_parquet_base64": base64.b64encode(parquet).decode("ascii")}])
+
+
+def decode_frames(data: Any) -> bytes:
+    (record,) = decode_table(data)
+    return base64.b64decode(record["frames_parquet_base64"])
 
 
 def encode_row(row: JobRow) -> str:

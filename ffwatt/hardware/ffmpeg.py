@@ -88,6 +88,7 @@ class VideoStream:
     width: int
     height: int
     fps: float
+    pix_fmt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class MediaInfo:
 _STREAM = re.compile(r"^\s*Stream #\d+:\d+\S*: (Video|Audio): (\w+)(.*)$", re.MULTILINE)
 _SIZE = re.compile(r", (\d{1,5})x(\d{1,5})")
 _RATE = re.compile(r", ([\d.]+) (?:fps|tbr)")
+_PIX_FMT = re.compile(r", ((?:yuvj?|yuva|gray|nv|p0|p2|rgb|bgr|gbr)[a-z0-9]*)\b")
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _OPEN_ERROR = re.compile(r"Error opening input(?: file[^:]*)?: (.+)$", re.MULTILINE)
 
@@ -125,8 +127,9 @@ def probe_media(ffmpeg: str, path: Path, *, timeout_s: float = 60) -> MediaInfo:
         if kind == "Audio":
             audio += 1
         elif video is None and (size := _SIZE.search(rest)):
-            rate = _RATE.search(rest)
-            video = VideoStream(codec, int(size[1]), int(size[2]), float(rate[1]) if rate else 0.0)
+            rate, pix_fmt = _RATE.search(rest), _PIX_FMT.search(rest)
+            video = VideoStream(codec, int(size[1]), int(size[2]), float(rate[1]) if rate else 0.0,
+                                pix_fmt[1] if pix_fmt else None)
     duration = _DURATION.search(done.stderr)
     seconds = int(duration[1]) * 3600 + int(duration[2]) * 60 + float(duration[3]) if duration else None
     return MediaInfo(video, audio, seconds, None)

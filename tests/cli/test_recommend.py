@@ -32,12 +32,23 @@ def test_text_answer_with_its_command(results: Path) -> None:
     assert "not measured" in text and "crf 28" in text
 
 
+def test_a_percentile_target(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    write_ladders(root, p5_below={"libx264": 6.0, "libx265": 1.0})
+    done = run(root, "--vmaf", "93", "--vmaf-percentile", "5")
+    assert done.returncode == 0, done.stderr
+    assert "Recommended: libx265 medium crf 26 1280x720 on node-a" in done.stdout and "VMAF p5" in done.stdout
+    refused = run(root, "--vmaf", "93", "--vmaf-percentile", "50")
+    assert refused.returncode == 2 and "--vmaf-percentile 50" in refused.stderr and "choose 1 or 5" in refused.stderr
+
+
 def test_json_answer(results: Path) -> None:
     done = run(results, "--vmaf", "93", "--minimize", "bitrate", "--output", "json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     (answer,) = data["answers"]
-    assert data["target"] == {"vmaf": 93.0, "min_fps": None, "realtime": False, "minimize": "bitrate"}
+    assert data["target"] == {"vmaf": 93.0, "vmaf_percentile": None, "min_fps": None, "realtime": False,
+                              "minimize": "bitrate"}
     assert answer["recommendation"]["config"] == "libx265 medium crf 26 1280x720"
     assert answer["recommendation"]["energy_estimated"] is True
 
