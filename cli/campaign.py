@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from cli._output import Output, OutputOption, console, exit_with, failures_text, results_table, run_title, series_text
+from cli._output import Output, OutputOption, console, exit_with, failures_text, run_tables, run_title, series_text
 from ffwatt.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -95,15 +95,8 @@ def run(
     if not isinstance(summary, RunSummary):
         raise TypeError(f"the campaign flow returned {type(summary).__name__}, not a run summary")
     frame = read_results(settings.results_dir, campaign=campaign.name, run_id=summary.run_id)
-    if campaign.live is not None:
-        from cli._output import live_tables
-
-        for table in live_tables(frame, run_title(campaign.name, summary.run_id, summary.state, summary.jobs,
-                                                  len(frame))):
-            console.print(table)
-    else:
-        console.print(results_table(frame, run_title(campaign.name, summary.run_id, summary.state, summary.jobs,
-                                                     len(frame))))
+    for table in run_tables(frame, run_title(campaign.name, summary.run_id, summary.state, summary.jobs, len(frame))):
+        console.print(table)
     for node, idle in sorted(summary.idle_baselines.items()):
         console.print(f"idle baseline of {node}: {idle.describe(summary.started_at)}", highlight=False)
     console.print(f"{summary.ok} ok, {summary.failed} failed"
