@@ -1,9 +1,11 @@
 """VOD density and exact sweep limits: the campaign's density section, its steps and ids, the saturation
 rule and bisection worked by hand, the node's course through a sweep (skips past the break, bisection
-steps after it), a real step of two copies at once, and a sweep's figures and knee from made-up rows."""
+steps after it), a real step of two copies at once, a sweep's figures and knee from made-up rows, and
+``ffwatt plan``'s arithmetic on them."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,13 +13,14 @@ import pytest
 
 from analysis.density import density_outcomes, density_steps
 from analysis.efficiency import job_efficiency
-from ffwatt.errors import CampaignError
+from ffwatt.errors import CampaignError, ResultsError
 from ffwatt.jobs import expand, grew, next_bisection, sweep_groups, sweep_step
 from ffwatt.results import read_results, write_job_row
 from ffwatt.schema import JobRow, config_label
 from ffwatt.settings import load_settings
 from ffwatt.validation import parse_campaign
 from flows.sweep import course, note_step, skip_reason
+from tests.conftest import ffwatt
 
 
 def density_campaign(**density: object) -> dict:
@@ -192,3 +195,56 @@ def test_the_knee_and_the_n_with_the_most_frames_per_joule(tmp_path: Path):
     assert outcome.best_frames_per_joule == pytest.approx(92 / 60)
     assert outcome.steps == "1,2,4,6*,8"
     assert job_efficiency(frame)["energy_estimated"].sum() == 0
+
+
+# --- ffwatt plan, by hand --------------------------------------------------------------------------
+
+def test_plan_nodes_kwh_cost_and_co2_by_hand(tmp_path: Path):
+    """The sweep above, planned at its most frames per joule (N=2: 92 fps, 60 W, so J/frame = 60/90 and
+    60/94, mean 0.65248...). 10 h of 30 fps content a day: 1 080 000 frames; at 92 fps that is 11 739.1
+    node-seconds (3.26 h): one node. Encoding: 1 080 000 × 0.652482 / 3.6e6 = 0.195745 kWh; idle at 8 W
+    for the other 86 400 − 11 739.1 s: 0.165913 kWh; 0.361658 kWh in all, at 0.20 a kWh 0.0723316, at
+    400 g/kWh 0.144663 kg."""
+    root = tmp_path / "results"
+    for rep, shift in ((1, 0.0), (2, 4.0)):
+        for n, fps, watts in ((1, 50.0, 40.0), (2, 90.0, 60.0), (4, 100.0, 80.0), (8, 102.0, 84.0)):
+            write_job_row(root, _row(n, rep, fps + shift, watts).model_copy(update={"idle_power_w": 8.0}))
+    from analysis.plan import plan
+
+    answer = plan(root, 10, price_per_kwh=0.2, co2_g_per_kwh=400)
+    (node,) = answer.plans
+    jpf = (60 / 90 + 60 / 94) / 2
+    busy = 1_080_000 / 92
+    encoding, idle = 1_080_000 * jpf / 3.6e6, (86_400 - busy) * 8 / 3.6e6
+    assert (node.concurrency, node.nodes.value, node.why_concurrency) == (2, 1, "the most frames per joule measured")
+    assert node.joules_per_frame.value == pytest.approx(jpf)
+    assert node.encoding_kwh_per_day.value == pytest.approx(encoding)
+    assert node.idle_kwh_per_day.value == pytest.approx(idle)
+    assert node.kwh_per_day.value == pytest.approx(0.361658, rel=1e-5)
+    assert node.cost_per_day is not None and node.cost_per_day.value == pytest.approx(0.0723316, rel=1e-5)
+    assert node.co2_kg_per_day is not None and node.co2_kg_per_day.value == pytest.approx(0.144663, rel=1e-5)
+    # The interval's low end rests on the high end of fps and the low end of J/frame.
+    assert node.kwh_per_day.low is not None and node.kwh_per_day.high is not None
+    assert node.kwh_per_day.low < node.kwh_per_day.value < node.kwh_per_day.high
+    # 1000 h a day at 4 copies (102 fps): 108 000 000 frames, 1 058 823.5 node-seconds: 13 nodes (12.25).
+    many = plan(root, 1000, concurrency=4).plans[0]
+    assert (many.nodes.value, many.cost_per_day) == (13, None)
+    with pytest.raises(ResultsError, match=r"--concurrency 3: .* was measured at 1, 2, 4, 8 copies at once"):
+        plan(root, 10, concurrency=3)
+
+
+def test_the_plan_command_says_what_it_rests_on_and_refuses_a_run_without_density(tmp_path: Path):
+    root = tmp_path / "results"
+    for n, fps, watts in ((1, 50.0, 40.0), (2, 90.0, 60.0)):
+        write_job_row(root, _row(n, 1, fps, watts))
+    env = {"FFWATT_RESULTS_DIR": str(root)}
+    done = ffwatt("plan", "--hours", "10", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Measured figures the plan rests on" in done.stdout and "no interval" in done.stdout
+    data = json.loads(ffwatt("plan", "--hours", "10", "-o", "json", env=env).stdout)
+    assert data["plans"][0]["aggregate_fps"]["value"] == pytest.approx(90.0)
+    write_job_row(root, _row(1, 1, 50.0, 40.0).model_copy(update={"run_id": "plain", "concurrency": None,
+                                                                  "density_sweep_id": None}))
+    refused = ffwatt("plan", "--hours", "10", "--run", "plain", env=env)
+    assert refused.returncode == 2 and "has no density sweep steps" in refused.stderr
+    assert ffwatt("plan", "--hours", "0", env=env).returncode == 2
