@@ -36,7 +36,8 @@ from ffwatt.campaign import Rung
 from ffwatt.errors import ResultsError
 from ffwatt.schema import config_label, is_missing
 
-__all__ = ["JND_VMAF", "MAX_RUNGS", "HullPoint", "Ladder", "LadderRung", "ladder", "ladder_from_configs"]
+__all__ = ["JND_VMAF", "MAX_RUNGS", "HullPoint", "Ladder", "LadderPoint", "LadderRung", "ladder", "ladder_from_configs",
+           "ladder_from_rows", "ladder_inputs"]
 
 JND_VMAF = 6.0  # VMAF points between rungs: about one just-noticeable difference
 MAX_RUNGS = 8  # a live ladder's most
@@ -70,6 +71,13 @@ class LadderRung(BaseModel):
     saves_pct: float | None = None  # J/frame (or total) against the hull point's own encode
 
 
+class LadderPoint(BaseModel):
+    config: str
+    size: str
+    bitrate_kbps: float
+    vmaf: float
+
+
 class Ladder(BaseModel):
     campaign: str
     run_id: str
@@ -80,6 +88,7 @@ class Ladder(BaseModel):
     rungs: list[LadderRung]
     hull: list[HullPoint]
     points: int
+    encodes: list[LadderPoint] = []  # every point the hull was taken over (for the chart)
     notes: list[str] = []
 
     def yaml(self) -> str:
@@ -199,7 +208,29 @@ def ladder_from_configs(configs: pd.DataFrame, *, rungs: int | None = None, vmaf
                       vmaf=float(r["vmaf"])) for _, r in on_hull.iterrows()]
     return Ladder(campaign=campaign, run_id=run_id, input_name=input_name, chosen_by=chosen_by, views=views,
                   delivery_wh_per_gb=delivery_wh_per_gb if views is not None else None, rungs=out, hull=hull,
-                  points=len(points), notes=notes)
+                  points=len(points), notes=notes,
+                  encodes=[LadderPoint(config=str(r["config"]), size=str(r["size"]),
+                                       bitrate_kbps=float(r["bitrate_kbps"]), vmaf=float(r["vmaf"]))
+                           for _, r in points.iterrows()])
+
+
+def ladder_inputs(rows: pd.DataFrame) -> list[str]:
+    """Inputs of these rows a ladder can be built for: encoded ok at two sizes or more, with VMAF."""
+    usable = _encodes(rows)
+    if "vmaf" not in usable.columns:
+        return []
+    usable = usable[usable["vmaf"].notna()]
+    sizes = usable.drop_duplicates(["input_name", "output_width", "output_height"])["input_name"].value_counts()
+    return sorted(str(name) for name, count in sizes.items() if count >= 2)
+
+
+def _encodes(rows: pd.DataFrame) -> pd.DataFrame:
+    """The ok rows that are one encode each (no live step, no density step of more than one copy)."""
+    if "live_streams" in rows.columns:
+        rows = rows[rows["live_streams"].isna()]
+    if "concurrency" in rows.columns:  # a density step's figures are N encodes at once: not one encode's
+        rows = rows[rows["concurrency"].isna() | (rows["concurrency"] == 1)]
+    return rows[rows["status"] == "ok"]
 
 
 def ladder(results_dir: Path, *, run: str = "latest", campaign: str | None = None, input_name: str | None = None,
@@ -207,13 +238,8 @@ def ladder(results_dir: Path, *, run: str = "latest", campaign: str | None = Non
            delivery_wh_per_gb: float = DELIVERY_WH_PER_GB) -> Ladder:
     """The ladder of one input (``input_name``, or the run's only one) of a run (its latest, or ``run``)."""
     campaign, run_id = resolve_run(Path(results_dir), run, campaign)
-    rows = load_results(Path(results_dir), campaign=campaign, run_id=run_id, with_run_metadata=False)
-    if "live_streams" in rows.columns:
-        rows = rows[rows["live_streams"].isna()]
-    if "concurrency" in rows.columns:  # a density step's figures are N encodes at once: not one encode's
-        rows = rows[rows["concurrency"].isna() | (rows["concurrency"] == 1)]
-    ok = rows[rows["status"] == "ok"]
-    inputs = sorted(ok["input_name"].unique())
+    rows = _encodes(load_results(Path(results_dir), campaign=campaign, run_id=run_id, with_run_metadata=False))
+    inputs = sorted(rows["input_name"].unique())
     if not inputs:
         raise ResultsError(f"run {run_id} of campaign {campaign} has no successful encode to build a ladder from")
     if input_name is None:
@@ -222,8 +248,17 @@ def ladder(results_dir: Path, *, run: str = "latest", campaign: str | None = Non
         input_name = inputs[0]
     elif input_name not in inputs:
         raise ResultsError(f"--input {input_name}: run {run_id} has {', '.join(inputs)}")
-    mine = rows[rows["input_name"] == input_name]
-    configs = config_efficiency(mine)
+    return ladder_from_rows(rows, input_name, rungs=rungs, vmaf_step=vmaf_step, views=views,
+                            delivery_wh_per_gb=delivery_wh_per_gb, campaign=campaign, run_id=run_id)
+
+
+def ladder_from_rows(rows: pd.DataFrame, input_name: str, *, rungs: int | None = None, vmaf_step: float = JND_VMAF,
+                     views: float | None = None, delivery_wh_per_gb: float = DELIVERY_WH_PER_GB, campaign: str = "",
+                     run_id: str = "") -> Ladder:
+    """The ladder of ``input_name`` from a run's job rows."""
+    mine = _encodes(rows)
+    mine = mine[mine["input_name"] == input_name]
+    configs = config_efficiency(mine) if not mine.empty else pd.DataFrame(columns=["n"])
     configs = configs[configs["n"] > 0]
     if "vmaf" not in configs.columns or configs["vmaf"].isna().all():
         raise ResultsError(f"run {run_id} has no VMAF for {input_name}: a ladder climbs VMAF; run the campaign with "

@@ -153,3 +153,14 @@ def test_a_ladder_file_that_holds_no_ladder_is_refused_by_name(tmp_path: Path):
     vod.write_text(yaml.safe_dump(both))
     with pytest.raises(CampaignError, match=r"matrix\.ladder sets every job's size and bitrate"):
         load_campaign(vod)
+
+
+def test_the_report_has_the_ladder_s_chart_and_table(tmp_path: Path):
+    from analysis.report import write_report
+
+    root = tmp_path / "results"
+    write_rows(root)
+    text = write_report(root, "latest", out=tmp_path / "report.html").read_text()
+    section = text[text.index("<h2>Ladder"):]
+    assert "<img alt='ladder clip'" in section
+    assert section.index("libx264 veryfast crf 34 640x360") < section.index("libx265 medium crf 24 1280x720")
