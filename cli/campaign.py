@@ -57,6 +57,8 @@ def expand_command(
         rate, size = f"{job.rate_control} {job.value}{unit}", job.output_size
         if job.live is not None:  # a live sweep step: the ladder sets rates and sizes
             rate, size = "live ladder", f"{job.live.streams} x {job.live.ladder_label}"
+        elif job.density is not None:  # a density sweep step: copies at once
+            size = f"{job.density.concurrency} x {size}"
         table.add_row(str(index), job.job_id, job.input.name, job.encoder, job.preset or "-", rate, size,
                       str(job.repetition))
     console.print(table)

@@ -262,3 +262,16 @@ def test_the_report_draws_the_sweep_and_names_the_knee_and_the_bisection_steps(t
     section = text[text.index("<h2>Density"):]
     assert "<img alt='density'" in section and "1,2,4,6*,8" in section
     assert "bisection" in section and "knee N" in section
+
+
+def test_the_run_s_outcome_names_the_n_with_the_most_frames_per_joule(tmp_path: Path):
+    from analysis.outcome import run_outcome_markdown
+
+    root = tmp_path / "results"
+    for n, fps, watts in ((1, 50.0, 40.0), (2, 90.0, 60.0), (4, 100.0, 80.0)):
+        write_job_row(root, _row(n, 1, fps, watts))
+    write_job_row(root, _row(8, 1, 1.0, 1.0, status="skipped", phase="doubling"))
+    text = run_outcome_markdown(root, "density", "run-1")
+    # frames/J = fps / W: 1.25, 1.5, 1.25: the most at 2 copies.
+    assert "Most frames per joule: libx264 veryfast crf 23 1280x720 on node-a: 2 copies at once." in text
+    assert "3 of 4 jobs ok, 0 failed, 1 skipped" in text and "crf 23 1280x720 x4" in text
