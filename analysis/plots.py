@@ -229,6 +229,16 @@ def node_timeline_plot(power: pd.DataFrame, jobs: pd.DataFrame, *, title: str) -
     return fig
 
 
+def _n_axes(axes: Sequence[Any], ns: pd.Series, label: str) -> None:
+    """A sweep's x axes: N on a base-2 log scale, a tick at every N measured."""
+    ticks = sorted({int(n) for n in ns})
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(n) for n in ticks])
+        ax.set_xlabel(label)
+        ax.legend(fontsize=7)
+
+
 def live_sweep_plot(steps: pd.DataFrame, *, title: str, tolerance: float = 0.0) -> Figure:
     """Live sweeps (rows of :func:`analysis.live.live_steps`): streams at once against the lowest
     speed (left, with the real-time line) and against watts per stream (right). A step that didn't
@@ -249,12 +259,7 @@ def live_sweep_plot(steps: pd.DataFrame, *, title: str, tolerance: float = 0.0) 
                       markerfacecolor="none" if estimated else color,
                       label=label + (" (estimated)" if estimated else ""))
     speed_ax.axhline(1.0 - tolerance, color="k", linestyle="--", linewidth=1, label="real time")
-    ticks = sorted({int(n) for n in steps["live_streams"]})
-    for ax in (speed_ax, watts_ax):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ticks, [str(n) for n in ticks])
-        ax.set_xlabel("streams at once")
-        ax.legend(fontsize=7)
+    _n_axes((speed_ax, watts_ax), steps["live_streams"], "streams at once")
     speed_ax.set_ylabel("lowest speed (x)")
     speed_ax.set_title("Speed (x = real time not held)")
     watts_ax.set_ylabel("W per stream (above idle)")
@@ -290,12 +295,7 @@ def density_plot(steps: pd.DataFrame, outcomes: pd.DataFrame, *, title: str) -> 
         if not knee.empty and pd.notna(knee.iloc[0]):
             for ax in (fps_ax, jpf_ax):
                 ax.axvline(float(knee.iloc[0]), color=color, linestyle=":", linewidth=1.2)
-    ticks = sorted({int(n) for n in measured["concurrency"]})
-    for ax in (fps_ax, jpf_ax):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ticks, [str(n) for n in ticks])
-        ax.set_xlabel("copies at once")
-        ax.legend(fontsize=7)
+    _n_axes((fps_ax, jpf_ax), measured["concurrency"], "copies at once")
     fps_ax.set_ylabel("aggregate frames/s")
     fps_ax.set_title("Throughput")
     jpf_ax.set_ylabel("J/frame (the node's, per frame of every copy)")
