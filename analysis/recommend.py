@@ -24,11 +24,11 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 from scipy.interpolate import PchipInterpolator
 
 from analysis.delivery import (
@@ -104,6 +104,15 @@ class Target(BaseModel):
     views: float | None = Field(default=None, ge=0)
     delivery_wh_per_gb: float = Field(default=DELIVERY_WH_PER_GB, gt=0)
     delivery_source: str = DELIVERY_SOURCE
+
+    @model_serializer(mode="wrap")
+    def _delivery_only_with_views(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Without views nothing rests on delivery: the answer's JSON stays what it was.
+        data: dict[str, Any] = handler(self)
+        if self.views is None:
+            for key in ("views", "delivery_wh_per_gb", "delivery_source"):
+                data.pop(key, None)
+        return data
 
     def words(self) -> str:
         speed = " and real time" if self.realtime else f" and ≥ {self.min_fps:g} fps" if self.min_fps else ""

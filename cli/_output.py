@@ -108,7 +108,7 @@ def results_table(frame: pd.DataFrame, title: str) -> Table:
         mark = ""
         if is_estimated(row.energy_source):
             mark, estimated = "*", True
-        status = _status(row.status, row.error)
+        status = _status(row.status, getattr(row, "error", None))
         table.add_row(row.input_name, row.encoder, _fmt(row.preset), rate, size, _fmt(row.repetition), status,
                       _fmt(row.wall_s, 2), _fmt(row.encode_fps), _fmt(row.bitrate_kbps, 0), _fmt(row.psnr, 2),
                       _fmt(row.ssim, 4), _fmt(row.vmaf, 2), _fmt(row.energy_j) + mark,

@@ -251,15 +251,15 @@ def test_the_plan_command_says_what_it_rests_on_and_refuses_a_run_without_densit
 
 
 def test_the_report_draws_the_sweep_and_names_the_knee_and_the_bisection_steps(tmp_path: Path):
-    from analysis.report import write_report
+    # The section alone: the whole report is drawn by tests/test_analysis_report.py and the e2e test.
+    from analysis.report import _density_section
 
     root = tmp_path / "results"
     for rep, shift in ((1, 0.0), (2, 4.0)):
         for n, fps, watts in ((1, 50.0, 40.0), (2, 90.0, 60.0), (4, 100.0, 80.0), (8, 102.0, 84.0)):
             write_job_row(root, _row(n, rep, fps + shift, watts))
     write_job_row(root, _row(6, 1, 103.0, 82.0, phase="bisection"))
-    text = write_report(root, "latest", out=tmp_path / "report.html").read_text()
-    section = text[text.index("<h2>Density"):]
+    section = _density_section(read_results(root))
     assert "<img alt='density'" in section and "1,2,4,6*,8" in section
     assert "bisection" in section and "knee N" in section
 
