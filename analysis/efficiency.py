@@ -125,7 +125,8 @@ def config_efficiency(frame: pd.DataFrame, *, by: Sequence[str] = ("node",),
     ``frame`` may be raw job rows or the output of :func:`job_efficiency`.
     """
     jobs = frame if "energy_estimated" in frame.columns else job_efficiency(frame)
-    keys = [k for k in ("config_id", *CONFIG_COLUMNS, *by) if k in jobs.columns]
+    # A density step's copies at once is part of its configuration (and of its id): carried, so it is named.
+    keys = list(dict.fromkeys(k for k in ("config_id", *CONFIG_COLUMNS, "concurrency", *by) if k in jobs.columns))
     ok = jobs[jobs["status"] == "ok"] if "status" in jobs.columns else jobs
     present = [m for m in metrics if m in jobs.columns]
     stats = repetition_stats(ok, present, keys=keys, confidence=confidence)
@@ -150,5 +151,5 @@ def config_efficiency(frame: pd.DataFrame, *, by: Sequence[str] = ("node",),
         out["n"] = out["n"].fillna(0).astype(int)
         out["energy_estimated"] = out["energy_estimated"].fillna(False).astype(bool)
         out["energy_sources"] = out["energy_sources"].fillna("")
-    order = [k for k in (*CONFIG_COLUMNS, *by, "config_id") if k in out.columns]
+    order = list(dict.fromkeys(k for k in (*CONFIG_COLUMNS, "concurrency", *by, "config_id") if k in out.columns))
     return out.sort_values(order, na_position="last").reset_index(drop=True)

@@ -34,7 +34,7 @@ def live_steps(frame: pd.DataFrame) -> pd.DataFrame:
     live = frame[is_live(frame)]
     columns = [*SWEEP_KEYS, "live_streams", "n", "n_failed", "n_skipped", "held", "speed", "dropped_frames",
                "live_watts_per_stream", "live_joules_per_stream_minute", "live_latency_ms", "live_first_frame_s",
-               "live_bitrate_error_pct", "energy_estimated", "reason"]
+               "live_bitrate_error_pct", "energy_estimated", "phase", "reason"]
     if live.empty:
         return pd.DataFrame(columns=columns)
     jobs = job_efficiency(live)
@@ -53,6 +53,7 @@ def live_steps(frame: pd.DataFrame) -> pd.DataFrame:
             "live_latency_ms": _mean(ok["live_latency_ms"]), "live_first_frame_s": _mean(ok["live_first_frame_s"]),
             "live_bitrate_error_pct": _max(ok["live_bitrate_error_pct"]),
             "energy_estimated": bool(ok["energy_estimated"].any()),
+            "phase": _phase(group),
             "reason": str(reasons.iloc[0]).splitlines()[0] if not reasons.empty else "",
         })
     steps = pd.DataFrame(rows, columns=columns)
@@ -61,16 +62,19 @@ def live_steps(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def sweep_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per sweep: ``max_realtime_streams`` (the largest N that held real time; 0 when none
-    did), the ``watts_per_stream``, ``speed`` and ``joules_per_stream_minute`` at that N,
-    ``broke_at`` (the smallest N that didn't hold, if any) and ``steps`` (the Ns measured)."""
+    """One row per sweep: ``max_realtime_streams`` (the largest N that held real time below the smallest
+    that broke; 0 when none did), the ``watts_per_stream``, ``speed`` and ``joules_per_stream_minute`` at
+    that N, ``broke_at`` (the smallest N that didn't hold, if any) and ``steps`` (the Ns measured, ``*``
+    after those reached by bisection)."""
     steps = live_steps(frame)
     columns = [*SWEEP_KEYS, "max_realtime_streams", "watts_per_stream", "joules_per_stream_minute", "speed",
                "broke_at", "steps", "energy_estimated"]
     rows = []
     for key, sweep in steps.groupby(list(SWEEP_KEYS), dropna=False, sort=True):
-        held = sweep[sweep["held"]]
         broke = sweep[~sweep["held"] & (sweep["n_skipped"] == 0)]
+        # Below the smallest N that broke: a repetition that bisected past another's break doesn't count.
+        limit = broke["live_streams"].min() if not broke.empty else float("inf")
+        held = sweep[sweep["held"] & (sweep["live_streams"] < limit)]
         best = held.loc[held["live_streams"].idxmax()] if not held.empty else None
         rows.append({
             **dict(zip(SWEEP_KEYS, key)),
@@ -79,10 +83,17 @@ def sweep_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
             "joules_per_stream_minute": best["live_joules_per_stream_minute"] if best is not None else None,
             "speed": best["speed"] if best is not None else None,
             "broke_at": int(broke["live_streams"].min()) if not broke.empty else None,
-            "steps": ",".join(str(n) for n in sorted(sweep.loc[sweep["n_skipped"] == 0, "live_streams"])),
+            "steps": ",".join(f"{int(r.live_streams)}{'*' if r.phase == 'bisection' else ''}"
+                              for r in sweep[sweep["n_skipped"] == 0].sort_values("live_streams").itertuples()),
             "energy_estimated": bool(best["energy_estimated"]) if best is not None else False,
         })
     return pd.DataFrame(rows, columns=columns)
+
+
+def _phase(group: pd.DataFrame) -> str:
+    """How a step's N was reached (the steps of a sweep's repetitions may differ: bisection wins)."""
+    phases = set(group["sweep_phase"].dropna()) if "sweep_phase" in group.columns else set()
+    return next((p for p in ("bisection", "doubling", "listed") if p in phases), "listed")
 
 
 def _min(values: pd.Series) -> float | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.density import density_outcomes, is_density
 from analysis.efficiency import config_efficiency
 from analysis.load import load_results, run_summary
 from analysis.markdown import md_number, md_table, md_text
@@ -28,7 +29,7 @@ _REASON_CHARS = 300
 
 
 def _failed(rows: pd.DataFrame) -> str:
-    failed = rows[rows["status"] != "ok"]
+    failed = rows[rows["status"] == "failed"]
     if failed.empty:
         return ""
     table = md_table(["configuration", "node", "rep", "why"], [
@@ -73,6 +74,21 @@ def _recommendation(results_dir: Path, campaign: str, run_id: str, target_vmaf: 
             f"\nOther targets: `ffwatt recommend --vmaf N --run {run_id}` (see `--help`).\n")
 
 
+def _density(rows: pd.DataFrame) -> str:
+    """Each density sweep's knee and the N with the most frames per joule."""
+    outcomes = density_outcomes(rows)
+    table = md_table(["configuration", "node", "knee N", "saturated at N", "most frames/J at N", "frames/J",
+                      "J/frame", "aggregate fps", "N measured (* bisection)"],
+                     [[md_text(r["config"]), md_text(r["node"]), md_number(r["knee"]), md_number(r["saturated_at"]),
+                       md_number(r["best_n"]), md_number(r["best_frames_per_joule"], estimated=r["energy_estimated"]),
+                       md_number(r["best_joules_per_frame"], estimated=r["energy_estimated"]),
+                       md_number(r["best_fps"]), md_text(r["steps"])] for _, r in outcomes.iterrows()])
+    best = "; ".join(f"{r['config']} on {r['node']}: {r['best_n']} copies at once"
+                     for _, r in outcomes.iterrows() if r["best_n"] is not None)
+    return (f"\n### Density: copies at once\n\nMost frames per joule: {md_text(best or 'none measured')}.\n\n"
+            + table + f"\nPlan a daily load from it: `ffwatt plan --hours H --run {rows['run_id'].iloc[0]}`.\n")
+
+
 def run_outcome_markdown(results_dir: Path, campaign: str, run_id: str, *,
                          target_vmaf: float = DEFAULT_VMAF) -> str:
     """The run's outcome as Markdown (see the module doc)."""
@@ -81,12 +97,16 @@ def run_outcome_markdown(results_dir: Path, campaign: str, run_id: str, *,
     rows = load_results(results_dir, campaign=campaign, run_id=run_id, with_run_metadata=False)
     summary = run_summary(results_dir, campaign, run_id)
     ok = int((rows["status"] == "ok").sum()) if not rows.empty else 0
-    head = f"## Campaign {md_text(campaign)}, run {run_id}\n\n**{ok} of {len(rows)} jobs ok, {len(rows) - ok} failed**"
+    skipped = int((rows["status"] == "skipped").sum()) if not rows.empty else 0
+    head = (f"## Campaign {md_text(campaign)}, run {run_id}\n\n**{ok} of {len(rows)} jobs ok, "
+            f"{len(rows) - ok - skipped} failed" + (f", {skipped} skipped" if skipped else "") + "**")
     if summary is not None:
         head += f" in {summary.wall_s:.0f} s on {', '.join(sorted(summary.nodes)) or 'no node'}"
     parts = [head + ".\n"]
     if not rows.empty:
         parts.append(_failed(rows))
+        if is_density(rows).any():
+            parts.append(_density(rows[is_density(rows)]))
         configs = config_efficiency(rows)
         parts.append(_configurations(configs))
         ok_configs = configs[configs["n"] > 0]

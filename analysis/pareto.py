@@ -1,4 +1,5 @@
-"""Pareto fronts: the configurations no other one beats on every objective at once."""
+"""Pareto fronts: the configurations no other one beats on every objective at once; and the convex hull
+of rate against quality, the efficient frontier a per-title ladder's rungs are chosen on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-__all__ = ["DEFAULT_OBJECTIVES", "Direction", "pareto_front", "pareto_mask"]
+__all__ = ["DEFAULT_OBJECTIVES", "Direction", "pareto_front", "pareto_mask", "rate_quality_hull"]
 
 Direction = Literal["min", "max"]
 DEFAULT_OBJECTIVES: dict[str, Direction] = {"energy_j": "min", "vmaf": "max", "encode_fps": "max"}
@@ -58,3 +59,30 @@ def pareto_front(frame: pd.DataFrame, objectives: Mapping[str, Direction] | None
         mask[where] = pareto_mask(values[where], directions)
     out["pareto"] = mask
     return out
+
+
+def rate_quality_hull(rate: Sequence[float] | np.ndarray, quality: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Indices of the points on the upper convex hull of (rate, quality), by rising rate, from the lowest
+    rate up to the highest quality: every point below it spends more bits for its quality than a mix of
+    two hull points would (Netflix's per-title encoding picks rungs on this hull across resolutions).
+    Rate is linear, as in rate–distortion theory. At equal rate only the best quality counts; points
+    with a NaN are never on it."""
+    x, y = np.asarray(rate, dtype=float), np.asarray(quality, dtype=float)
+    usable = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+    order = usable[np.lexsort((-y[usable], x[usable]))]  # by rate, the best quality first at equal rate
+    hull: list[int] = []
+    for i in order:
+        if hull and x[hull[-1]] == x[i]:
+            continue  # the same rate, lower quality
+        # Drop the last point while it lies on or below the line from the one before it to this one.
+        while len(hull) >= 2:
+            o, a = hull[-2], hull[-1]
+            if (x[a] - x[o]) * (y[i] - y[o]) - (y[a] - y[o]) * (x[i] - x[o]) >= 0:
+                hull.pop()
+            else:
+                break
+        hull.append(int(i))
+    if not hull:
+        return np.array([], dtype=int)
+    top = int(np.argmax(y[hull]))  # past the best quality, more bits buy less: not on the frontier
+    return np.array(hull[:top + 1], dtype=int)

@@ -23,9 +23,11 @@ from analysis.live import SWEEP_KEYS
 from ffwatt.schema import config_label
 
 __all__ = [
+    "density_plot",
     "efficiency_bars",
     "figure_png",
     "history_plot",
+    "ladder_plot",
     "live_sweep_plot",
     "node_timeline_plot",
     "pareto_plot",
@@ -228,6 +230,16 @@ def node_timeline_plot(power: pd.DataFrame, jobs: pd.DataFrame, *, title: str) -
     return fig
 
 
+def _n_axes(axes: Sequence[Any], ns: pd.Series, label: str) -> None:
+    """A sweep's x axes: N on a base-2 log scale, a tick at every N measured."""
+    ticks = sorted({int(n) for n in ns})
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(n) for n in ticks])
+        ax.set_xlabel(label)
+        ax.legend(fontsize=7)
+
+
 def live_sweep_plot(steps: pd.DataFrame, *, title: str, tolerance: float = 0.0) -> Figure:
     """Live sweeps (rows of :func:`analysis.live.live_steps`): streams at once against the lowest
     speed (left, with the real-time line) and against watts per stream (right). A step that didn't
@@ -248,12 +260,7 @@ def live_sweep_plot(steps: pd.DataFrame, *, title: str, tolerance: float = 0.0) 
                       markerfacecolor="none" if estimated else color,
                       label=label + (" (estimated)" if estimated else ""))
     speed_ax.axhline(1.0 - tolerance, color="k", linestyle="--", linewidth=1, label="real time")
-    ticks = sorted({int(n) for n in steps["live_streams"]})
-    for ax in (speed_ax, watts_ax):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ticks, [str(n) for n in ticks])
-        ax.set_xlabel("streams at once")
-        ax.legend(fontsize=7)
+    _n_axes((speed_ax, watts_ax), steps["live_streams"], "streams at once")
     speed_ax.set_ylabel("lowest speed (x)")
     speed_ax.set_title("Speed (x = real time not held)")
     watts_ax.set_ylabel("W per stream (above idle)")
@@ -291,4 +298,60 @@ def quality_power_plot(frames: pd.DataFrame, power: pd.DataFrame, *, title: str,
     more, words = watts.get_legend_handles_labels()
     ax.legend(handles + more, labels + words, fontsize=7, loc="lower left")
     ax.set_title(title, fontsize=10)
+    return fig
+
+
+def density_plot(steps: pd.DataFrame, outcomes: pd.DataFrame, *, title: str) -> Figure:
+    """Density sweeps (rows of :func:`analysis.density.density_steps`): copies at once against aggregate
+    frames/s (left, with 95 % whiskers) and against J/frame (right); the knee marked by a dotted line,
+    steps reached by bisection drawn as diamonds, estimated energy hollow and labelled so."""
+    fig = Figure(figsize=(11, 4.5))
+    fps_ax, jpf_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    measured = steps[steps["n"] > 0]
+    for index, ((node, sweep_id), unsorted) in enumerate(measured.groupby(["node", "density_sweep_id"], sort=True)):
+        sweep = unsorted.sort_values("concurrency")
+        color = f"C{index % 10}"
+        estimated = bool(sweep["energy_estimated"].any())
+        label = f"{sweep['config'].iloc[0]} on {node}"
+        for ax, metric in ((fps_ax, "encode_fps"), (jpf_ax, "joules_per_frame")):
+            low, high = sweep[f"{metric}_ci_low"], sweep[f"{metric}_ci_high"]
+            err = np.vstack([(sweep[metric] - low).clip(lower=0).fillna(0),
+                             (high - sweep[metric]).clip(lower=0).fillna(0)])
+            hollow = estimated and metric == "joules_per_frame"
+            ax.errorbar(sweep["concurrency"], sweep[metric], yerr=err, color=color, capsize=3, marker="none",
+                        label=label + (" (estimated)" if hollow else ""))
+            for bisected, marker in ((False, "o"), (True, "D")):
+                some = sweep[(sweep["phase"] == "bisection") == bisected]
+                ax.scatter(some["concurrency"], some[metric], color=color, marker=marker, s=36,
+                           facecolors="none" if hollow else color)
+        knee = outcomes[(outcomes["node"] == node) & (outcomes["density_sweep_id"] == sweep_id)]["knee"]
+        if not knee.empty and pd.notna(knee.iloc[0]):
+            for ax in (fps_ax, jpf_ax):
+                ax.axvline(float(knee.iloc[0]), color=color, linestyle=":", linewidth=1.2)
+    _n_axes((fps_ax, jpf_ax), measured["concurrency"], "copies at once")
+    fps_ax.set_ylabel("aggregate frames/s")
+    fps_ax.set_title("Throughput")
+    jpf_ax.set_ylabel("J/frame (the node's, per frame of every copy)")
+    jpf_ax.set_title("Energy per frame")
+    fig.suptitle(f"{title} (diamonds: reached by bisection; dotted: the knee)")
+    return fig
+
+
+def ladder_plot(points: pd.DataFrame, hull: pd.DataFrame, rungs: pd.DataFrame, *, title: str) -> Figure:
+    """Every encode of one input as bitrate against VMAF, a colour per output size, the convex hull as a
+    dashed line, and the ladder's rungs ringed and numbered."""
+    fig, ax = _new(8, 5)
+    for index, (size, group) in enumerate(points.groupby("size", sort=False)):
+        ax.scatter(group["bitrate_kbps"], group["vmaf"], color=f"C{index % 10}", s=24, label=str(size))
+    ax.plot(hull["bitrate_kbps"], hull["vmaf"], "k--", lw=1, label="convex hull")
+    ax.scatter(rungs["bitrate_kbps"], rungs["vmaf"], s=160, facecolors="none", edgecolors="k", lw=1.5,
+               label="rungs (least-energy encode)")
+    for number, (_, rung) in enumerate(rungs.iterrows(), 1):
+        ax.annotate(str(number), (rung["bitrate_kbps"], rung["vmaf"]), textcoords="offset points", xytext=(6, -10),
+                    fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("bitrate (kbit/s, log axis; the hull is convex on a linear one)")
+    ax.set_ylabel("VMAF")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
     return fig

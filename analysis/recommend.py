@@ -26,13 +26,24 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 from scipy.interpolate import PchipInterpolator
 
+from analysis.delivery import (
+    DELIVERY_RANGE,
+    DELIVERY_SOURCE,
+    DELIVERY_WH_PER_GB,
+    DeliveryFigures,
+    RangeEnd,
+    add_delivery,
+    delivery_figures,
+    delivery_markdown,
+    range_markdown,
+)
 from analysis.efficiency import config_efficiency, job_efficiency
 from analysis.load import load_results, resolve_run
 from analysis.markdown import md_number, md_table, md_text
@@ -46,6 +57,7 @@ __all__ = [
     "DEFAULT_VMAF",
     "OBJECTIVES",
     "Candidate",
+    "DeliveryRecommendation",
     "InputAnswer",
     "Minimize",
     "Miss",
@@ -53,6 +65,7 @@ __all__ = [
     "Scope",
     "Target",
     "recommend",
+    "recommend_with_delivery",
 ]
 
 Minimize = Literal["energy", "cost", "co2", "time", "bitrate"]
@@ -91,6 +104,19 @@ class Target(BaseModel):
     min_fps: float | None = Field(default=None, gt=0)
     realtime: bool = False  # at least the input's own frame rate
     minimize: Minimize = "energy"
+    # Encode + delivery: with ``views``, energy is encode J/frame + views × delivery J/frame (analysis.delivery).
+    views: float | None = Field(default=None, ge=0)
+    delivery_wh_per_gb: float = Field(default=DELIVERY_WH_PER_GB, gt=0)
+    delivery_source: str = DELIVERY_SOURCE
+
+    @model_serializer(mode="wrap")
+    def _delivery_only_with_views(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Without views nothing rests on delivery: the answer's JSON stays what it was.
+        data: dict[str, Any] = handler(self)
+        if self.views is None:
+            for key in ("views", "delivery_wh_per_gb", "delivery_source"):
+                data.pop(key, None)
+        return data
 
     @property
     def vmaf_column(self) -> str:
@@ -103,10 +129,17 @@ class Target(BaseModel):
 
     def words(self) -> str:
         speed = " and real time" if self.realtime else f" and ≥ {self.min_fps:g} fps" if self.min_fps else ""
-        unit = OBJECTIVES[self.minimize].unit
+        unit = _objective(self).unit
         ordinal = {1: "1st", 5: "5th"}.get(self.vmaf_percentile or 0, "")
         frames = f" (the {ordinal} percentile of the frames)" if self.vmaf_percentile else ""
         return f"{self.vmaf_words} ≥ {self.vmaf:g}{frames}{speed}, least {self.minimize} ({unit})"
+
+
+def _objective(target: Target) -> Objective:
+    """What is minimized: the target's objective, or with views, encode + delivery energy per frame."""
+    if target.views is not None:
+        return Objective("total_j_per_frame", f"J/frame incl. delivery to {target.views:g} views", energy=True)
+    return OBJECTIVES[target.minimize]
 
 
 class Scope(BaseModel):
@@ -144,6 +177,7 @@ class Candidate(BaseModel):
     interpolated: bool = False
     between: tuple[str, str] | None = None  # the measured rate settings an interpolated one lies between
     command: str | None = None
+    delivery: DeliveryFigures | None = None  # with views: encode + delivery, and the break-even views
 
 
 class Miss(BaseModel):
@@ -171,7 +205,7 @@ class Recommendation(BaseModel):
 
     def markdown(self) -> str:
         """The answer as Markdown (the CLI renders it; campaign artifacts embed it)."""
-        objective = OBJECTIVES[self.target.minimize]
+        objective = _objective(self.target)
         parts = [f"Target: {self.target.words()}. From runs {', '.join(self.runs)}.\n"]
         for answer in self.answers:
             parts.append(f"\n#### {md_text(answer.input_name)}\n\n")
@@ -196,6 +230,11 @@ class Recommendation(BaseModel):
                              "before relying on it):\n\n"
                              + _candidates_table(answer.interpolated, objective, self.target))
                 parts += [f"\n`{c.config}`: `{c.command}`\n" for c in answer.interpolated if c.command]
+            if self.target.views is not None and best is not None:
+                parts.append(delivery_markdown(self.target.views, self.target.delivery_wh_per_gb,
+                                               self.target.delivery_source,
+                                               [(c.config, c.node, c.delivery, c.energy_estimated)
+                                                for c in (best, *answer.runners_up)]))
             if best is None and answer.nearest:
                 parts.append("\nNothing meets the target. Nearest:\n\n" + md_table(
                     ["configuration", "node", "what fails"],
@@ -313,7 +352,7 @@ def _candidate(row: pd.Series, target: Target, firsts: dict[tuple[str, str], pd.
         return None if value is None or pd.isna(value) else float(value)
 
     rate = _rate_value(row)
-    objective = OBJECTIVES[target.minimize]
+    objective = _objective(target)
     return Candidate(
         config=config_label(row), node=str(row["node"]), encoder=str(row["encoder"]),
         preset=None if pd.isna(row.get("preset")) else str(row["preset"]), rate_control=str(row["rate_control"]),
@@ -430,7 +469,7 @@ def _misses(configs: pd.DataFrame, target: Target, count: int) -> list[Miss]:
 
 def _answer(input_name: str, configs: pd.DataFrame, target: Target, firsts: dict[tuple[str, str], pd.Series],
             runners_up: int, nearest: int) -> InputAnswer:
-    objective = OBJECTIVES[target.minimize]
+    objective = _objective(target)
     notes = []
     configs = configs.assign(vmaf_bound=_bound(configs, target.vmaf_column), fps_bound=_bound(configs, "encode_fps"))
     # The speed required of each configuration: none (0), the input's frame rate, or a number.
@@ -458,6 +497,8 @@ def _answer(input_name: str, configs: pd.DataFrame, target: Target, firsts: dict
             test = compare(row, top, objective.column)
             other.significantly_more = None if test.test is None else test.different
             others.append(other)
+        if target.views is not None:
+            _with_delivery(best, top, others, ranked.iloc[1:runners_up + 1], target)
     interpolated: list[Candidate] = []
     curve_keys = [k for k in (*CURVE_COLUMNS, "node") if k in configs.columns]
     for _, ladder in configs.groupby(curve_keys, dropna=False, sort=True):
@@ -502,9 +543,58 @@ def recommend(results_dir: Path, target: Target, scope: Scope | None = None, *, 
     ok = jobs[jobs["status"] == "ok"]
     configs = configs.merge(ok.groupby("config_id")["input_fps"].max().rename("input_fps"),
                             left_on="config_id", right_index=True, how="left")
+    if target.views is not None:
+        if target.minimize != "energy":
+            raise ResultsError(f"views add delivery energy to encode energy: ask for --minimize energy, "
+                               f"not {target.minimize}")
+        configs = add_delivery(configs, target.views, target.delivery_wh_per_gb)
     # One ok row per configuration and node: what its command is built from.
     firsts = {(str(c), str(n)): row for (c, n), row in ok.groupby(["config_id", "node"]).head(1)
               .set_index(["config_id", "node"], drop=False).iterrows()}
     answers = [_answer(str(name), group, target, firsts, runners_up, nearest)
                for name, group in configs.groupby("input_name", sort=True)]
     return Recommendation(target=target, runs=[r for _, r in runs], answers=answers)
+
+
+# ---------------------------------------------------------------------------------------------
+# Encode + delivery (analysis.delivery): break-even views, and the answer across the published range
+
+
+def _with_delivery(best: Candidate, top: pd.Series, others: list[Candidate], rows: pd.DataFrame,
+                   target: Target) -> None:
+    """Each candidate's encode and delivery energy per frame; each runner-up's break-even views."""
+    assert target.views is not None
+    best.delivery = delivery_figures(top, None, target.views, target.delivery_wh_per_gb)
+    for other, (_, row) in zip(others, rows.iterrows()):
+        other.delivery = delivery_figures(row, top, target.views, target.delivery_wh_per_gb)
+
+
+class DeliveryRecommendation(BaseModel):
+    """The recommendation for encode + delivery to ``target.views`` views, and what it is at both ends of
+    the published range of delivery energy per GB."""
+
+    recommendation: Recommendation
+    range_ends: list[RangeEnd]
+
+    def markdown(self) -> str:
+        return self.recommendation.markdown() + (range_markdown(self.range_ends) if self.range_ends else "")
+
+
+def recommend_with_delivery(results_dir: Path, target: Target, scope: Scope | None = None, *,
+                            runners_up: int = 3) -> DeliveryRecommendation:
+    """:func:`recommend` with encode + delivery energy to ``target.views`` views, and the recommendation at
+    both ends of :data:`analysis.delivery.DELIVERY_RANGE`."""
+    if target.views is None:
+        raise ResultsError("encode + delivery needs a number of views")
+    answer = recommend(results_dir, target, scope, runners_up=runners_up)
+    ends = []
+    for wh_per_gb, source in DELIVERY_RANGE:
+        at_end = recommend(results_dir, target.model_copy(update={"delivery_wh_per_gb": wh_per_gb}), scope,
+                           runners_up=0)
+        for each in at_end.answers:
+            best = each.recommendation
+            ends.append(RangeEnd(wh_per_gb=wh_per_gb, source=source, input_name=each.input_name,
+                                 config=best.config if best else None, node=best.node if best else None,
+                                 total_j_per_frame=best.value if best else None,
+                                 bitrate_kbps=best.bitrate_kbps if best else None))
+    return DeliveryRecommendation(recommendation=answer, range_ends=ends)

@@ -15,14 +15,18 @@ from typing import Any
 import pandas as pd
 
 from analysis.bd import MIN_POINTS, bd_table
+from analysis.density import density_outcomes, density_steps, is_density
 from analysis.efficiency import config_efficiency, job_efficiency
 from analysis.frames import LOW_END_COLUMNS, load_frames, worst_job
+from analysis.ladder import ladder_from_rows, ladder_inputs
 from analysis.live import is_live, live_steps, sweep_outcomes
 from analysis.load import load_results, resolve_run, run_summary
 from analysis.pareto import Direction, pareto_front
 from analysis.plots import (
+    density_plot,
     efficiency_bars,
     history_plot,
+    ladder_plot,
     live_sweep_plot,
     node_timeline_plot,
     pareto_plot,
@@ -416,14 +420,74 @@ def _live_section(raw: pd.DataFrame) -> str:
                             "dropped_frames": "dropped", "live_watts_per_stream": "W/stream",
                             "live_joules_per_stream_minute": "J/stream-min", "live_latency_ms": "latency ms",
                             "live_first_frame_s": "first frame s", "live_bitrate_error_pct": "bitrate error %",
-                            "reason": "why not ok"},
+                            "phase": "how N was reached", "reason": "why not ok"},
                     left=("node", "encoder", "preset", "live_ladder", "reason"),
                     star={"live_watts_per_stream": "energy_estimated",
                           "live_joules_per_stream_minute": "energy_estimated"}),
              f"<p class='note'>A step holds real time when, in every repetition, every stream's lowest speed is "
              f"at least {1 - tolerance:g}x and no source frame is missing from a rendition. Watts and joules are "
              "above the node's idle power; * = estimated. Latency: source frame to rendition frame as players on "
-             "the node see them (docs/live.md).</p>"]
+             "the node see them (docs/live.md). N measured: * marks a step reached by bisection between the "
+             "largest N that held and the smallest that broke.</p>"]
+    return "".join(parts)
+
+
+def _density_section(raw: pd.DataFrame) -> str:
+    """Density sweeps: per sweep the knee and the N with the most frames per joule, the picture, every step."""
+    steps, outcomes = density_steps(raw), density_outcomes(raw)
+    star = "energy_estimated"
+    return "".join([
+        _table(outcomes, {"node": "node", "config": "encode", "knee": "knee N", "knee_fps": "aggregate fps at knee",
+                          "saturated_at": "saturated at N", "best_n": "most frames/J at N",
+                          "best_frames_per_joule": "frames/J", "best_frames_per_joule_ci_low": "CI low",
+                          "best_frames_per_joule_ci_high": "CI high", "best_joules_per_frame": "J/frame",
+                          "best_avg_power_w": "W", "steps": "N measured"},
+               left=("node", "config", "steps"),
+               star={"best_frames_per_joule": star, "best_frames_per_joule_ci_low": star,
+                     "best_frames_per_joule_ci_high": star, "best_joules_per_frame": star, "best_avg_power_w": star}),
+        _img(density_plot(steps, outcomes, title="Copies at once: throughput and energy per frame"), "density"),
+        _table(steps, {"node": "node", "config": "encode", "concurrency": "N", "phase": "how N was reached",
+                       "n": "reps", "encode_fps": "aggregate fps", "encode_fps_ci_low": "CI low",
+                       "encode_fps_ci_high": "CI high", "avg_power_w": "W", "joules_per_frame": "J/frame",
+                       "joules_per_frame_ci_low": "CI low", "joules_per_frame_ci_high": "CI high",
+                       "frames_per_joule": "frames/J", "grew": "grew", "n_skipped": "skipped", "reason": "why not ok"},
+               left=("node", "config", "phase", "reason"),
+               star=dict.fromkeys(("avg_power_w", "joules_per_frame", "joules_per_frame_ci_low",
+                                   "joules_per_frame_ci_high", "frames_per_joule"), star)),
+        "<p class='note'>Each step runs N copies of the encode at once on one node; its frames/s are every copy's "
+        "over the step's window, its joules the node's. A step grew when its aggregate frames/s was at least the "
+        "sweep's saturation gain (5 %) above the last step that grew, in every repetition; the knee is the largest "
+        "N that grew below the first that didn't. N measured: * marks a step reached by bisection. Means over ok "
+        "repetitions, CI = 95 % Student-t interval; * = estimated energy.</p>"])
+
+
+def _ladder_section(raw: pd.DataFrame, campaign: str, run_id: str) -> str:
+    """Per input encoded at two sizes or more: the energy-aware ladder on its bitrate-VMAF hull."""
+    parts = []
+    for input_name in ladder_inputs(raw):
+        try:
+            found = ladder_from_rows(raw, input_name, campaign=campaign, run_id=run_id)
+        except ResultsError as exc:
+            parts.append(f"<p>{html.escape(input_name)}: no ladder: {html.escape(str(exc))}.</p>")
+            continue
+        rungs = pd.DataFrame([r.model_dump() for r in found.rungs])
+        rungs["ci_low"] = [r.joules_per_frame_ci[0] if r.joules_per_frame_ci else None for r in found.rungs]
+        rungs["ci_high"] = [r.joules_per_frame_ci[1] if r.joules_per_frame_ci else None for r in found.rungs]
+        points = pd.DataFrame([e.model_dump() for e in found.encodes])
+        hull = pd.DataFrame([h.model_dump() for h in found.hull])
+        parts.append(f"<h3>{html.escape(input_name)}</h3>")
+        parts.append(_img(ladder_plot(points, hull, rungs, title=f"{input_name}: bitrate vs VMAF, hull and rungs"),
+                          f"ladder {input_name}"))
+        parts.append(_table(rungs, {"size": "size", "bitrate_kbps": "kbit/s", "vmaf": "VMAF", "config": "encode",
+                                    "joules_per_frame": "J/frame", "ci_low": "CI low", "ci_high": "CI high",
+                                    "hull_config": "hull point", "saves_pct": "saves % against it"},
+                            left=("size", "config", "hull_config"),
+                            star=dict.fromkeys(("joules_per_frame", "ci_low", "ci_high"), "energy_estimated")))
+        parts += [f"<p class='note'>{html.escape(note)}</p>" for note in found.notes]
+    parts.append("<p class='note'>Rungs about 6 VMAF apart on the convex hull of bitrate vs VMAF across "
+                 "resolutions; each rung encoded by the configuration at its size that reaches the hull point's "
+                 "VMAF for the least encode energy. <code>ffwatt ladder</code> writes it as YAML (with --views: "
+                 "encode + delivery). * = estimated energy.</p>")
     return "".join(parts)
 
 
@@ -454,6 +518,12 @@ def write_report(results_dir: Path, run_id: str, compare_run_id: str | None = No
             _section("Nodes", _node_section(summary, sorted(raw["node"].dropna().unique())))]
     if not live.empty:
         body.append(_section("Live streams: streams per node and watts per stream", _live_section(raw)))
+    if is_density(raw).any():
+        body.append(_section("Density: copies at once per node, throughput and energy per frame",
+                             _density_section(raw[is_density(raw)])))
+    if ladder_inputs(raw):
+        body.append(_section("Ladder: rungs on the bitrate–VMAF hull, each at its least-energy encode",
+                             _ladder_section(raw, campaign, run_id)))
     if len(live) < len(raw):
         body += [_section("Summary per configuration", _summary_section(vod_configs)),
                  _section("Efficiency", _efficiency_section(ok_configs)),

@@ -2,8 +2,9 @@
 the watts per stream there.
 
 Runs ``deployments/campaigns/live.yaml`` (1280x720@3000k + 640x360@800k, libx264 veryfast, 1 and 2
-streams then doubling until real time breaks) through ``ffwatt campaign run`` in a temporary
-directory, against a private nginx-rtmp on loopback, and prints each step and the sweep's outcome.
+streams then doubling until real time breaks, then bisecting to the exact largest N) through
+``ffwatt campaign run`` in a temporary directory, against a private nginx-rtmp on loopback, and prints
+each step and the sweep's outcome.
 The load average before and after is printed beside the figure: real time is the first thing other
 load takes away, so quote the figure with it, and measure on a quiet machine. W/stream is net of the
 idle baseline measured first (the row's live_watts_per_stream), and labelled estimated where RAPL
@@ -73,10 +74,10 @@ def main() -> None:
     label = " (estimated)" if estimated else ""
     print(f"{outcome.encoder} {outcome.preset} {outcome.live_ladder}, {spec['inputs'][0]['duration_s']:g} s "
           f"streams, on {outcome.node}; load average {before} before, {after} after")
-    print(f"{'N':>4} {'held':>5} {'lowest speed':>13} {'dropped':>8} {'W/stream':>9} {'attributed':>11} "
+    print(f"{'N':>4} {'how':>9} {'held':>5} {'lowest speed':>13} {'dropped':>8} {'W/stream':>9} {'attributed':>11} "
           f"{'latency ms':>11}  why not")
     for step in steps.itertuples():
-        print(f"{step.live_streams:>4} {'yes' if step.held else 'no':>5} {_num(step.speed, 3):>13} "
+        print(f"{step.live_streams:>4} {step.phase:>9} {'yes' if step.held else 'no':>5} {_num(step.speed, 3):>13} "
               f"{_num(step.dropped_frames, 0):>8} {_num(step.live_watts_per_stream, 2):>9} "
               f"{_num(attributed.get(step.live_streams), 2):>11} {_num(step.live_latency_ms, 0):>11}  {step.reason}")
     if outcome.max_realtime_streams:

@@ -21,11 +21,13 @@ __all__ = [
     "RowsOutput",
     "RowsOutputOption",
     "console",
+    "density_tables",
     "err_console",
     "exit_with",
     "failures_text",
     "live_tables",
     "results_table",
+    "run_tables",
     "run_title",
     "series_text",
 ]
@@ -106,7 +108,7 @@ def results_table(frame: pd.DataFrame, title: str) -> Table:
         mark = ""
         if is_estimated(row.energy_source):
             mark, estimated = "*", True
-        status = "[green]ok[/]" if row.status == "ok" else f"[red]failed[/] {escape(_short(row.error))}"
+        status = _status(row.status, getattr(row, "error", None))
         table.add_row(row.input_name, row.encoder, _fmt(row.preset), rate, size, _fmt(row.repetition), status,
                       _fmt(row.wall_s, 2), _fmt(row.encode_fps), _fmt(row.bitrate_kbps, 0), _fmt(row.psnr, 2),
                       _fmt(row.ssim, 4), _fmt(row.vmaf, 2), _fmt(row.energy_j) + mark,
@@ -131,6 +133,50 @@ def series_text(frame: pd.DataFrame, where: str) -> str:
         reason, count = next(iter(missing.map(_short).value_counts().items()))
         text += f"; missing or incomplete: {len(missing)}, e.g. {count} x {reason}"
     return text
+
+
+def _status(status: str, error: Any, width: int = 72) -> str:
+    """ok in green; failed (red) or skipped (yellow, shorter) with the reason."""
+    if status == "ok":
+        return "[green]ok[/]"
+    color, width = ("yellow", min(width, 40)) if status == "skipped" else ("red", width)
+    return f"[{color}]{status}[/] {escape(_short(error if isinstance(error, str) else '', width))}"
+
+
+_ESTIMATED_CAPTION = "* estimated: busy CPU time x an assumed CPU power (RAPL not readable here); see energy_basis"
+
+
+def density_tables(frame: pd.DataFrame, title: str) -> list[Table]:
+    """A density run: each sweep step (N copies at once: aggregate fps, watts, J/frame, frames per joule,
+    and how N was reached), then each sweep's outcome: the knee, and the N with the most frames per joule."""
+    from analysis.density import density_outcomes, density_steps
+
+    steps = density_steps(frame)
+    table = Table(title=f"{title}: density sweep steps (means over ok repetitions)", title_justify="left")
+    for name, justify in (("node", "left"), ("encode", "left"), ("N", "right"), ("how", "left"), ("reps", "right"),
+                          ("aggregate fps", "right"), ("W", "right"), ("J/frame", "right"),
+                          ("frames/J", "right"), ("grew", "left"), ("skipped or failed", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    estimated = bool(steps["energy_estimated"].any()) if not steps.empty else False
+    for row in steps.itertuples():
+        mark = "*" if row.energy_estimated else ""
+        table.add_row(str(row.node), str(row.config), str(row.concurrency), str(row.phase), str(row.n),
+                      _fmt(row.encode_fps), _fmt(row.avg_power_w, 1) + mark, _fmt(row.joules_per_frame, 3) + mark,
+                      _fmt(row.frames_per_joule, 2) + mark, "[green]yes[/]" if row.grew else "[red]no[/]",
+                      escape(_short(row.reason, 60)))
+    outcome = Table(title="copies at once per node: the knee (more add < the gain in throughput), and the N "
+                          "with the most frames per joule", title_justify="left")
+    for name in ("node", "encode", "knee N", "fps at knee", "saturated at N", "most frames/J at N", "frames/J",
+                 "J/frame", "fps", "N measured (* bisection)"):
+        outcome.add_column(name)
+    for row in density_outcomes(frame).itertuples():
+        mark = "*" if row.energy_estimated else ""
+        outcome.add_row(str(row.node), str(row.config), _fmt(row.knee), _fmt(row.knee_fps), _fmt(row.saturated_at),
+                        _fmt(row.best_n), _fmt(row.best_frames_per_joule, 2) + mark,
+                        _fmt(row.best_joules_per_frame, 3) + mark, _fmt(row.best_fps), row.steps)
+    if estimated:
+        table.caption = outcome.caption = _ESTIMATED_CAPTION
+    return [table, outcome]
 
 
 _BAR = 24  # characters for a speed of 1.25x: real time is at the fifth-to-last
@@ -161,12 +207,7 @@ def live_tables(frame: pd.DataFrame, title: str) -> list[Table]:
         mark = ""
         if is_estimated(row.energy_source):
             mark, estimated = "*", True
-        if row.status == "ok":
-            status = "[green]ok[/]"
-        else:
-            color, width = ("yellow", 40) if row.status == "skipped" else ("red", 60)
-            reason = _short(row.error if isinstance(row.error, str) else "", width)
-            status = f"[{color}]{row.status}[/] {escape(reason)}"
+        status = _status(row.status, row.error, 60)
         steps.add_row(row.input_name, row.encoder, _fmt(row.preset), row.live_ladder, _fmt(row.live_streams),
                       _fmt(row.repetition), status, _speed_bar(row.speed, row.live_realtime is True),
                       _fmt(row.dropped_frames), _fmt(row.live_latency_ms, 0), _fmt(row.live_first_frame_s, 2),
@@ -187,3 +228,18 @@ def live_tables(frame: pd.DataFrame, title: str) -> list[Table]:
         caption = "* estimated: busy CPU time x an assumed CPU power (RAPL not readable here); see energy_basis"
         steps.caption = outcome.caption = caption
     return [steps, outcome]
+
+
+def run_tables(frame: pd.DataFrame, title: str) -> list[Table]:
+    """A run's tables: live sweep steps (streams per node, watts per stream), density sweep steps (the knee,
+    frames per joule), and every other job's row."""
+    from analysis.density import is_density
+    from analysis.live import is_live
+
+    live, density = is_live(frame), is_density(frame)
+    tables = live_tables(frame[live], title) if live.any() else []
+    if density.any():
+        tables += density_tables(frame[density], title)
+    if not (live | density).all():
+        tables.append(results_table(frame[~live & ~density], title))
+    return tables

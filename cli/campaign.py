@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from cli._output import Output, OutputOption, console, exit_with, failures_text, results_table, run_title, series_text
+from cli._output import Output, OutputOption, console, exit_with, failures_text, run_tables, run_title, series_text
 from ffwatt.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ def expand_command(
         rate, size = f"{job.rate_control} {job.value}{unit}", job.output_size
         if job.live is not None:  # a live sweep step: the ladder sets rates and sizes
             rate, size = "live ladder", f"{job.live.streams} x {job.live.ladder_label}"
+        elif job.density is not None:  # a density sweep step: copies at once
+            size = f"{job.density.concurrency} x {size}"
         table.add_row(str(index), job.job_id, job.input.name, job.encoder, job.preset or "-", rate, size,
                       str(job.repetition))
     console.print(table)
@@ -95,15 +97,8 @@ def run(
     if not isinstance(summary, RunSummary):
         raise TypeError(f"the campaign flow returned {type(summary).__name__}, not a run summary")
     frame = read_results(settings.results_dir, campaign=campaign.name, run_id=summary.run_id)
-    if campaign.live is not None:
-        from cli._output import live_tables
-
-        for table in live_tables(frame, run_title(campaign.name, summary.run_id, summary.state, summary.jobs,
-                                                  len(frame))):
-            console.print(table)
-    else:
-        console.print(results_table(frame, run_title(campaign.name, summary.run_id, summary.state, summary.jobs,
-                                                     len(frame))))
+    for table in run_tables(frame, run_title(campaign.name, summary.run_id, summary.state, summary.jobs, len(frame))):
+        console.print(table)
     for node, idle in sorted(summary.idle_baselines.items()):
         console.print(f"idle baseline of {node}: {idle.describe(summary.started_at)}", highlight=False)
     console.print(f"{summary.ok} ok, {summary.failed} failed"

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from cli import agent, campaign, compare, demo, exporter, recommend, report, results, stack
+from cli import agent, campaign, compare, demo, exporter, ladder, plan, recommend, report, results, stack
 from cli._output import err_console
 from ffwatt.errors import FfwattError
 
@@ -24,6 +24,8 @@ app.add_typer(agent.app, name="agent")
 app.add_typer(stack.app, name="stack")
 app.command(name="report")(report.report)
 app.command(name="recommend")(recommend.recommend)
+app.command(name="plan")(plan.plan)
+app.command(name="ladder")(ladder.ladder)
 app.command(name="compare")(compare.compare)
 app.command(name="demo")(demo.demo)
 

@@ -16,8 +16,7 @@ from cli._output import (
     console,
     exit_with,
     failures_text,
-    live_tables,
-    results_table,
+    run_tables,
     run_title,
 )
 from ffwatt.settings import load_settings
@@ -81,12 +80,8 @@ def show(
     else:
         state = summary.observed_state() if summary else "unknown (no _run.json)"
         title = run_title(campaign, run, state, summary.jobs if summary else len(frame), len(frame))
-        live = frame["live_streams"].notna()
-        if live.any():  # live sweep steps: their own tables, streams per node and watts per stream
-            for table in live_tables(frame[live], title):
-                console.print(table)
-        if not live.all():
-            console.print(results_table(frame[~live], title))
+        for table in run_tables(frame, title):
+            console.print(table)
         if summary and summary.failed:
             console.print(f"{summary.failed} failed:\n{failures_text(summary.failures)}", highlight=False)
     if frame.empty:

@@ -29,6 +29,7 @@ from ffwatt.extra_args import check_extra_args
 
 __all__ = [
     "Campaign",
+    "DensitySpec",
     "EncoderSpec",
     "FileInput",
     "InputSpec",
@@ -40,6 +41,7 @@ __all__ = [
     "Rung",
     "SyntheticInput",
     "parse_size",
+    "rising_ladder",
 ]
 
 QualityMetric = Literal["psnr", "ssim", "vmaf"]
@@ -190,6 +192,22 @@ class EncoderSpec(_Strict):
         return [profile_for(self.name).default_preset]
 
 
+class Rung(_Strict):
+    """One rendition of a live ladder: its size and its constant bitrate."""
+
+    size: Size
+    bitrate_kbps: int = Field(gt=0, le=100_000)
+
+    @property
+    def label(self) -> str:
+        return f"{self.size}@{self.bitrate_kbps}k"
+
+
+def rising_ladder(rungs: list[Rung]) -> list[Rung]:
+    """``rungs`` from the lowest bitrate to the highest, as `ffwatt ladder` writes them."""
+    return sorted(rungs, key=lambda rung: (rung.bitrate_kbps, parse_size(rung.size)))
+
+
 class Matrix(_Strict):
     """The sweep: every encoder x preset x rate-control point x output resolution."""
 
@@ -198,6 +216,10 @@ class Matrix(_Strict):
     resolutions: list[str] = Field(default_factory=lambda: ["source"], min_length=1)
     pix_fmts: list[PixFmt] = Field(default_factory=lambda: list[PixFmt](["yuv420p"]), min_length=1,
                                    description="Output pixel formats (yuv420p, yuv420p10le), or per encoder.")
+    ladder: list[Rung] | None = Field(
+        None, min_length=1, max_length=16,
+        description="Rungs to encode instead of rate_control x resolutions: each rung at its size and bitrate "
+                    "(vbr), with every encoder and preset; `ffwatt ladder` writes one.")
 
     # The JSON schema says so too: `prefect deployment run --params` validates against it.
     @field_validator("encoders", mode="before", json_schema_input_type=list[str | EncoderSpec])
@@ -262,17 +284,6 @@ class Matrix(_Strict):
         return list(dict.fromkeys(encoder.pix_fmts if encoder.pix_fmts is not None else self.pix_fmts))
 
 
-class Rung(_Strict):
-    """One rendition of a live ladder: its size and its constant bitrate."""
-
-    size: Size
-    bitrate_kbps: int = Field(gt=0, le=100_000)
-
-    @property
-    def label(self) -> str:
-        return f"{self.size}@{self.bitrate_kbps}k"
-
-
 # A live stream needs a few seconds after its start-up for a steady speed to be measured.
 LIVE_MIN_DURATION_S = 4.0
 # The ingest (nginx-rtmp 1.2) carries H.264 only: HEVC, AV1 and VP9 in FLV need enhanced RTMP.
@@ -301,6 +312,16 @@ class LiveSpec(_Strict):
                                         "its measurement's jitter.")
     gop_s: float = Field(2.0, gt=0, le=10, description="Keyframe interval of every rendition, in seconds "
                                                        "(aligned across rungs, as ABR players need).")
+    bisect: bool = Field(True, description="Where a gap lies between the largest N that held real time and the "
+                                           "smallest that broke, measure the N halfway, until none is left: the "
+                                           "exact limit, not a power of two.")
+
+    @field_validator("ladder")
+    @classmethod
+    def _top_first(cls, value: list[Rung]) -> list[Rung]:
+        # The row names the top rung's size and bitrate: a ladder written lowest first (as `ffwatt
+        # ladder` writes it) is taken top first.
+        return list(reversed(rising_ladder(value)))
 
     @field_validator("streams")
     @classmethod
@@ -316,11 +337,54 @@ class LiveSpec(_Strict):
 
     def steps(self) -> list[int]:
         """Streams at once of each sweep step, in the order they run."""
-        steps = list(self.streams)
-        if self.until_realtime_breaks:
-            while steps[-1] * 2 <= self.max_streams:
-                steps.append(steps[-1] * 2)
-        return steps
+        return _doubling(self.streams, self.until_realtime_breaks, self.max_streams)
+
+
+def _doubling(listed: list[int], until: bool, cap: int) -> list[int]:
+    """The listed steps, then (``until``) doubling the last up to ``cap``."""
+    steps = list(listed)
+    if until:
+        while steps[-1] * 2 <= cap:
+            steps.append(steps[-1] * 2)
+    return steps
+
+
+# Aggregate frames/s must grow at least this much from one step to the next for the node not to be saturated.
+SATURATION_GAIN = 0.05
+
+
+class DensitySpec(_Strict):
+    """VOD density: every job runs ``N`` copies of its encode at once on one node, N stepping up (a sweep)
+    until the node's aggregate frames/s stops growing: how many encodes at once a node should run."""
+
+    concurrency: list[Annotated[int, Field(ge=1, le=256)]] = Field(
+        default_factory=lambda: [1, 2, 4], min_length=1, description="Copies of each encode at once: one sweep "
+                                                                      "step each.")
+    until_saturated: bool = Field(
+        False, description="After the listed steps, keep doubling until aggregate frames/s grows by less than "
+                           "saturation_gain (or max_concurrency); steps past that are recorded as skipped.")
+    max_concurrency: int = Field(64, ge=1, le=256, description="Where until_saturated stops doubling.")
+    saturation_gain: float = Field(
+        SATURATION_GAIN, gt=0, le=1, description="A step whose aggregate frames/s is less than this much above the "
+                                                 "last step that grew has saturated the node.")
+    bisect: bool = Field(True, description="Where a gap lies between the largest N that still grew and the smallest "
+                                           "that didn't, measure the N halfway, until none is left.")
+
+    @field_validator("concurrency")
+    @classmethod
+    def _sorted_steps(cls, value: list[int]) -> list[int]:
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _cap_above_steps(self) -> DensitySpec:
+        if self.max_concurrency < max(self.concurrency):
+            raise ValueError(f"max_concurrency ({self.max_concurrency}) is below the largest step in concurrency "
+                             f"({max(self.concurrency)}); raise it or drop that step")
+        return self
+
+    def steps(self) -> list[int]:
+        """Copies at once of each sweep step, in the order they run."""
+        return _doubling(self.concurrency, self.until_saturated, self.max_concurrency)
 
 
 class Campaign(_Strict):
@@ -359,6 +423,8 @@ class Campaign(_Strict):
     job_timeout_s: float = Field(3600, gt=0, description="An encode running longer is killed.")
     live: LiveSpec | None = Field(None, description="Makes every job a live stream (RTMP) transcoded into a "
                                                     "ladder; see docs/live.md.")
+    density: DensitySpec | None = Field(None, description="Makes every job N copies of its encode at once on one "
+                                                          "node, N swept; see docs/analysis.md.")
 
     @model_validator(mode="before")
     @classmethod
@@ -371,12 +437,26 @@ class Campaign(_Strict):
     @model_validator(mode="after")
     def _rate_control_or_ladder(self) -> Campaign:
         encoders = self.matrix.encoders
+        if self.matrix.ladder is not None:
+            if self.live is not None:
+                raise ValueError("a live campaign's ladder is live.ladder; remove matrix.ladder")
+            if self.matrix.rate_control or any(encoder.rate_control is not None for encoder in encoders) \
+                    or self.matrix.resolutions != ["source"]:
+                raise ValueError("matrix.ladder sets every job's size and bitrate; remove matrix.rate_control, "
+                                 "matrix.resolutions and the encoders' rate_control")
+            for encoder in encoders:
+                if "vbr" not in profile_for(encoder.name).rate_modes:
+                    raise ValueError(f"{encoder.name} can't encode a ladder's rungs (no vbr rate control)")
+            return self
         if self.live is None:
             for index, encoder in enumerate(encoders):
                 if not self.matrix.controls_for(encoder):
                     raise ValueError(f"matrix.encoders[{index}] ({encoder.name}) has no rate control: set "
                                      "matrix.rate_control or the encoder's own rate_control")
             return self
+        if self.density is not None:
+            raise ValueError("a campaign is live or density, not both: live.streams already sweeps streams at once; "
+                             "remove density")
         if self.matrix.rate_control or any(encoder.rate_control is not None for encoder in encoders):
             raise ValueError("a live campaign takes its bitrates from live.ladder; remove matrix.rate_control "
                              "and the encoders' rate_control")

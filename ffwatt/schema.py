@@ -29,10 +29,12 @@ __all__ = [
     "CONFIG_COLUMNS",
     "CURVE_COLUMNS",
     "DEFAULT_PIX_FMT",
+    "DENSITY_SWEEP_COLUMNS",
     "LIVE_SWEEP_COLUMNS",
     "RATE_POINT_COLUMNS",
     "SCHEMA_VERSION",
     "ConfigColumns",
+    "DensityColumns",
     "EnergyColumns",
     "JobRow",
     "JobStatus",
@@ -40,6 +42,7 @@ __all__ = [
     "QualityColumns",
     "SeriesColumns",
     "SeriesSource",
+    "SweepPhase",
     "arrow_schema",
     "config_label",
     "failure_reason",
@@ -48,9 +51,12 @@ __all__ = [
     "schema_markdown",
 ]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 JobStatus = Literal["ok", "failed", "skipped"]
 SeriesSource = Literal["store", "local"]
+# How a sweep step's N was reached: listed in the campaign, doubling past the list, or bisection between
+# the largest N that held and the smallest that broke.
+SweepPhase = Literal["listed", "doubling", "bisection"]
 ESTIMATED = "estimated"
 DEFAULT_PIX_FMT = "yuv420p"  # what every job encoded before the format could be chosen
 
@@ -97,7 +103,8 @@ class ReferenceColumns(_Columns):
 
 
 class OutcomeColumns(_Columns):
-    status: JobStatus = _col("ok, failed, or skipped (a live sweep step past the one where real time broke).")
+    status: JobStatus = _col("ok, failed, or skipped (a sweep step past the one where real time broke or the node "
+                             "saturated).")
     error: str | None = _col("Why the job failed (the step, the message, FFmpeg's stderr tail), or why it was "
                              "skipped.", default=None)
     attempts: int = _col("Encode attempts made (1 when the first succeeded).")
@@ -284,18 +291,40 @@ class LiveColumns(_Columns):
     live_ingest: str | None = _col("The RTMP application the step published to and pulled from.", default=None)
 
 
+class DensityColumns(_Columns):
+    """A density sweep step's figures (null for other jobs): ``concurrency`` copies of one encode at once
+    on one node. The encode columns hold the step: ``frames`` every copy's frames, ``encode_fps`` the
+    aggregate frames/s (frames / wall_s), ``wall_s`` the window from the first copy's start to the last
+    one's end, CPU times summed, ``speed`` the slowest copy's, ``output_bytes`` and ``bitrate_kbps`` the
+    first copy's (every copy encodes the same); the energy columns are the node's over that window, so
+    ``joules_per_frame`` is per frame of every copy."""
+
+    concurrency: int | None = _col("Copies of the encode run at once in this density sweep step.", "copies",
+                                   default=None)
+    density_sweep_id: str | None = _col("The density sweep this step belongs to (the encode without its "
+                                        "concurrency): the same for every number of copies.", default=None)
+    density_saturation_gain: float | None = _col(
+        "How much the aggregate frames/s had to grow over the last step that grew for the node not to count as "
+        "saturated (the campaign's density.saturation_gain).", "ratio", default=None)
+    sweep_phase: SweepPhase | None = _col(
+        "How a sweep step's N (live_streams or concurrency) was reached: listed in the campaign, doubling past the "
+        "list, or bisection between the largest N that held and the smallest that broke.", default=None)
+
+
 # Pydantic puts inherited fields in reverse order of the bases, so the columns read
-# identity, configuration, reference, outcome, encode, quality, energy, series, live.
-class JobRow(LiveColumns, SeriesColumns, EnergyColumns, QualityColumns, EncodeColumns, OutcomeColumns, ReferenceColumns,
-             ConfigColumns, IdentityColumns):
+# identity, configuration, reference, outcome, encode, quality, energy, series, live, density.
+class JobRow(DensityColumns, LiveColumns, SeriesColumns, EnergyColumns, QualityColumns, EncodeColumns, OutcomeColumns,
+             ReferenceColumns, ConfigColumns, IdentityColumns):
     """A job's outcome. Failed jobs have ``status='failed'`` and ``error``; measurements they
-    never reached are null. Live jobs fill :class:`LiveColumns` too."""
+    never reached are null. Live jobs fill :class:`LiveColumns` too, density steps :class:`DensityColumns`."""
 
 
 CONFIG_COLUMNS: tuple[str, ...] = tuple(ConfigColumns.model_fields)
 # A live sweep: one input, encoder, preset and ladder over several numbers of streams at once (its
 # rows share live_sweep_id). Analysis tells sweeps apart by node too.
 LIVE_SWEEP_COLUMNS: tuple[str, ...] = ("input_name", "encoder", "preset", "live_ladder")
+# A density sweep: one encode over several numbers of copies at once (its rows share density_sweep_id).
+DENSITY_SWEEP_COLUMNS: tuple[str, ...] = ("density_sweep_id",)
 # A rate–quality curve is a configuration without its rate point: its points differ only in these.
 RATE_POINT_COLUMNS: tuple[str, ...] = ("crf", "qp", "target_bitrate_kbps")
 CURVE_COLUMNS: tuple[str, ...] = tuple(c for c in CONFIG_COLUMNS if c not in RATE_POINT_COLUMNS)
@@ -338,6 +367,8 @@ def config_label(row: Mapping[str, Any] | BaseModel, *, with_input: bool = False
         parts.append(f"{int(get('output_width'))}x{int(get('output_height'))}")  # type: ignore[arg-type]
     if not is_missing(get("pix_fmt")) and get("pix_fmt") != DEFAULT_PIX_FMT:
         parts.append(str(get("pix_fmt")))
+    if not is_missing(get("concurrency")):  # a density sweep step: copies at once
+        parts.append(f"x{int(get('concurrency'))}")  # type: ignore[arg-type]
     return " ".join(parts)
 
 

@@ -112,15 +112,39 @@ def parse_campaign(data: Any, *, source: str = "campaign") -> Campaign:
         raise CampaignError(describe_validation_error(exc, source)) from exc
 
 
-def load_campaign(path: str | Path) -> Campaign:
-    """Read and validate a campaign YAML file. File inputs resolve relative to it."""
-    path = Path(path)
+def _read_yaml(path: Path, what: str) -> Any:
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except OSError as exc:
-        raise CampaignError(f"can't read campaign file {path}: {exc.strerror}") from exc
+        raise CampaignError(f"can't read {what} {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         raise CampaignError(f"{path} is not valid YAML: {exc}") from exc
+
+
+def _ladder_files(data: Any, base: Path, source: str) -> Any:
+    """``live.ladder`` or ``matrix.ladder`` given as a file name (a ladder YAML such as `ffwatt ladder`
+    writes: a ``ladder:`` list, or the list alone), read relative to the campaign file."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for section in ("live", "matrix"):
+        part = data.get(section)
+        if isinstance(part, dict) and isinstance(part.get("ladder"), str):
+            path = base / part["ladder"]
+            ladder = _read_yaml(path, f"the ladder file named by {section}.ladder in {source},")
+            if isinstance(ladder, dict):
+                ladder = ladder.get("ladder")
+            if not isinstance(ladder, list):
+                raise CampaignError(f"{source}: {section}.ladder names {path}, which holds no ladder; it should hold "
+                                    "`ladder:` and a list of {size, bitrate_kbps} (ffwatt ladder writes one)")
+            data[section] = {**part, "ladder": ladder}
+    return data
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Read and validate a campaign YAML file. File inputs and ladder files resolve relative to it."""
+    path = Path(path)
+    data = _ladder_files(_read_yaml(path, "campaign file"), path.parent, str(path))
     campaign = parse_campaign(data, source=str(path))
     inputs = [
         item.model_copy(update={"path": (path.parent / item.path).resolve()})

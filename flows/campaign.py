@@ -42,6 +42,7 @@ from ffwatt.schema import JobRow
 from ffwatt.settings import Settings, load_settings
 from ffwatt.validation import preflight
 from flows.job import prepare_references, run_job
+from flows.sweep import course
 from tasks import idle_baseline, record_job, summarize_run
 from tasks.publish import publish_outcome
 from tasks.series import JobSeries, job_series
@@ -79,20 +80,20 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                 nodes[settings.node] = describe_node(settings)
                 if idle is not None:
                     idle_baselines[settings.node] = idle
-                for job in jobs:
+                for job in course(campaign, jobs, run_id, settings):  # with each sweep's bisection steps
                     outcome = run_job(job, references[job.input.name], idle, run_id, settings.node,
                                       campaign.encode_retries)
                     row = record_job(outcome.row, outcome.frames)
                     rows.append(series.submit(row, record_job))  # again with its series, once they're in
             # While the last job's window runs out (MARGIN_S after its encode) and its series are written.
-            summary = publish_outcome(summarize_run(rows, campaign.name, run_id, started_at, len(all_jobs), nodes,
-                                                    idle_baselines))
+            summary = publish_outcome(summarize_run(rows, campaign.name, run_id, started_at,
+                                                    _planned(all_jobs, rows), nodes, idle_baselines))
     except BaseException:
         # Ctrl-C, SIGTERM, a crash inside the loop: the rows written so far stay, and the run says
         # it was cut short, so it can be resumed rather than mistaken for a finished one.
         write_run_summary(settings.results_dir, summarize(
-            rows, campaign=campaign.name, run_id=run_id, started_at=started_at, jobs=len(all_jobs), nodes=nodes,
-            idle_baselines=idle_baselines, state="interrupted"))
+            rows, campaign=campaign.name, run_id=run_id, started_at=started_at, jobs=_planned(all_jobs, rows),
+            nodes=nodes, idle_baselines=idle_baselines, state="interrupted"))
         raise
     finally:
         sweep_scratch(settings.home, own=True)
@@ -102,6 +103,11 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
         reasons = "; ".join(f"{count} x {reason}" for reason, count in summary.failures.items())
         return Failed(message=f"{summary.failed} of {summary.jobs} jobs failed: {reasons}", data=summary)
     return summary
+
+
+def _planned(jobs: list[Job], rows: list[JobRow]) -> int:
+    """The run's jobs: the campaign's, and the bisection steps its sweeps added as they ran."""
+    return len(jobs) + sum(row.sweep_phase == "bisection" for row in rows)
 
 
 def _earlier(settings: Settings, campaign: Campaign, resume: str | None

@@ -1,6 +1,7 @@
 """The job step both the local campaign and a node's batch run: references, then each job
 through transcode -> account-energy -> quality into its row and its per-frame scores (a live
-job through :mod:`flows.live` instead)."""
+job through :mod:`flows.live` instead). A density sweep step's row is noted for its sweep's course
+(:mod:`flows.sweep`), and a step past its sweep's saturation is recorded as skipped."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from ffwatt.frames import FrameScores
 from ffwatt.jobs import Job
 from ffwatt.nodefacts import IdleBaseline
 from ffwatt.schema import JobRow
+from ffwatt.settings import load_settings
 from flows.live import run_live_job
+from flows.sweep import note_step, skip_reason
 from tasks import (
     QualityScores,
     Reference,
@@ -48,6 +51,25 @@ def run_job(job: Job, reference: Reference | str, idle: IdleBaseline | None, run
     """One job through transcode, account-energy and quality; always returns its row."""
     if job.live is not None:
         return JobOutcome(row=run_live_job(job, reference, idle, run_id, node))
+    if job.density is None:
+        return _run_encode(job, reference, idle, run_id, node, encode_retries)
+    settings = load_settings()
+    skipped = skip_reason(settings, run_id, job)
+    if skipped is not None:
+        row = build_row(job=job, run_id=run_id, node=node, reference=reference if not isinstance(reference, str)
+                        else None)
+        return JobOutcome(row=row.model_copy(update={"status": "skipped", "error": skipped}))
+    outcome = _run_encode(job, reference, idle, run_id, node, encode_retries)
+    row = outcome.row
+    # Throughput is the encode's: a quality pass that failed afterwards doesn't change it.
+    encoded = row.encode_fps is not None and bool(row.frames)
+    note_step(settings, run_id, job, fps=row.encode_fps if encoded else None,
+              why="" if encoded else row.error or "failed")
+    return outcome
+
+
+def _run_encode(job: Job, reference: Reference | str, idle: IdleBaseline | None, run_id: str, node: str,
+                encode_retries: int) -> JobOutcome:
     if isinstance(reference, str):  # the input itself couldn't be prepared
         return JobOutcome(row=build_row(job=job, run_id=run_id, node=node, reference=None, error=reference))
 

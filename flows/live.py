@@ -2,50 +2,27 @@
 into its row, for the local campaign and a node's batch alike (:func:`flows.job.run_job` hands live
 jobs here).
 
-A sweep's steps run in order on one node. When a step doesn't hold real time (or fails), the
-node notes it under ``FFWATT_HOME/live/<run_id>/``, and with ``until_realtime_breaks`` the larger
-steps of that sweep and repetition are recorded as skipped rather than run: a step with twice
-the streams would only break harder.
+A sweep's steps run in order on one node. Each step's outcome is noted on the node
+(:mod:`flows.sweep`); when a step doesn't hold real time (or fails), the larger steps of that sweep
+and repetition are recorded as skipped rather than run — a step with twice the streams would only
+break harder — and the steps between the largest N that held and the smallest that broke are
+measured by bisection.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-from pathlib import Path
 
-from ffwatt.files import write_atomic
 from ffwatt.jobs import Job
 from ffwatt.nodefacts import IdleBaseline
 from ffwatt.schema import JobRow
-from ffwatt.settings import Settings, load_settings
+from ffwatt.settings import load_settings
+from flows.sweep import note_step, skip_reason
 from tasks import Reference, account_energy, build_row, step_failure
 from tasks.live import Contribution, LiveStepResult, contribution_stream, live_step
 
 __all__ = ["live_columns", "run_live_job"]
-
-
-def _break_file(settings: Settings, run_id: str, job: Job) -> Path:
-    assert job.live is not None
-    return settings.home / "live" / run_id / f"{job.live.sweep_id}-{job.repetition}.json"
-
-
-def _skip_reason(settings: Settings, run_id: str, job: Job) -> str | None:
-    """Why this step is skipped: an earlier step of its sweep broke real time on this node."""
-    path = _break_file(settings, run_id, job)
-    if job.live is None or not path.exists():
-        return None
-    broke = json.loads(path.read_text())
-    if job.live.streams <= broke["streams"]:
-        return None  # the step that broke, run again (a resume)
-    return f"skipped: real time broke at {broke['streams']} stream(s) ({broke['why']})"
-
-
-def _note_break(settings: Settings, run_id: str, job: Job, why: str) -> None:
-    assert job.live is not None
-    path, note = _break_file(settings, run_id, job), json.dumps({"streams": job.live.streams, "why": why})
-    if not path.exists():
-        write_atomic(path, lambda tmp: tmp.write_text(note))
 
 
 def live_columns(job: Job, step: LiveStepResult) -> dict[str, object]:
@@ -112,24 +89,24 @@ def run_live_job(job: Job, reference: Reference | str, idle: IdleBaseline | None
     identity = {"live_streams": job.live.streams, "live_ladder": job.live.ladder_label,
                 "live_sweep_id": job.live.sweep_id, "live_realtime_tolerance": job.live.realtime_tolerance}
     if isinstance(reference, str):
-        _note_break(settings, run_id, job, "the input couldn't be prepared")
+        note_step(settings, run_id, job, held=False, why="the input couldn't be prepared")
         return JobRow.model_validate(build_row(job=job, run_id=run_id, node=node, reference=None,
                                                error=reference).model_dump() | identity)
-    skipped = _skip_reason(settings, run_id, job)
+    skipped = skip_reason(settings, run_id, job)
     if skipped is not None:
         row = build_row(job=job, run_id=run_id, node=node, reference=reference)
         return JobRow.model_validate(row.model_dump() | identity | {"status": "skipped", "error": skipped})
 
     contribution_state = contribution_stream(reference, return_state=True)
     if not contribution_state.is_completed():
-        _note_break(settings, run_id, job, "no contribution clip")
+        note_step(settings, run_id, job, held=False, why="no contribution clip")
         error, _ = step_failure("contribution-stream", contribution_state)
         return JobRow.model_validate(build_row(job=job, run_id=run_id, node=node, reference=reference,
                                                error=error).model_dump() | identity)
     contribution: Contribution = contribution_state.result()
     step_state = live_step(job, contribution, run_id, return_state=True)
     if not step_state.is_completed():
-        _note_break(settings, run_id, job, "the step failed")
+        note_step(settings, run_id, job, held=False, why="the step failed")
         error, _ = step_failure("live-step", step_state)
         return JobRow.model_validate(build_row(job=job, run_id=run_id, node=node, reference=reference,
                                                error=error).model_dump() | identity)
@@ -140,10 +117,11 @@ def run_live_job(job: Job, reference: Reference | str, idle: IdleBaseline | None
                     error=f"live-step: {step.error}" if step.error else None)
     row = JobRow.model_validate(row.model_dump() | live_columns(job, step))
     row = JobRow.model_validate(row.model_dump() | _per_stream_energy(row, job.live.streams))
+    why = ""
     if row.live_realtime is not True:
         why = step.error or (f"lowest speed {row.speed:.3f}" if row.speed is not None else "no speed measured")
         if row.dropped_frames:
             why += f", {row.dropped_frames} frames dropped"
-        _note_break(settings, run_id, job, why.splitlines()[0][:200])
+    note_step(settings, run_id, job, held=row.live_realtime is True, why=why)
     return row
 

@@ -58,7 +58,11 @@ def build_row(
         "status": "failed" if error else "ok",
         "error": error,
         "attempts": attempts if attempts is not None else (encoded.attempts if encoded else 1),
+        "sweep_phase": job.sweep_phase,
     }
+    if job.density is not None:
+        values |= {"concurrency": job.density.concurrency, "density_sweep_id": job.density.sweep_id,
+                   "density_saturation_gain": job.density.saturation_gain}
     if reference is not None:
         values |= {
             "input_width": reference.width,

@@ -3,12 +3,18 @@
 Records wall time, the FFmpeg process's CPU time and peak memory, FFmpeg's own
 progress (frames, fps, speed, dropped/duplicated frames), the output's size and
 bitrate, the exact command, and the CPU energy window around the process.
+
+A density sweep step runs ``concurrency`` copies of the encode at once, each FFmpeg
+on a thread of its own under one energy window: the step's frames are every copy's,
+its fps the aggregate, its output (for the quality pass) the first copy's.
 """
 
 from __future__ import annotations
 
 import shlex
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prefect import task
@@ -18,7 +24,7 @@ from prefect.runtime import task_run
 from ffwatt.encoders import encode_command
 from ffwatt.errors import EncodeFailed
 from ffwatt.files import scratch_dir
-from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build, run_ffmpeg
+from ffwatt.hardware.ffmpeg import FFmpegRun, ffmpeg_path, probe_build, run_ffmpeg
 from ffwatt.hardware.meter import EnergyMeter, EnergyWindow
 from ffwatt.hardware.progress import Progress, ProgressRecord, prune_progress_records, write_progress_record
 from ffwatt.jobs import Job
@@ -69,71 +75,135 @@ def output_path_for(job: Job, run_id: str, settings: Settings) -> Path:
     return base / job.campaign / run_id / f"{job.job_id}.mkv"
 
 
-def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, settings: Settings) -> EncodeResult:
-    """Run the encode; raise :class:`EncodeFailed` with FFmpeg's reason if it fails."""
-    ffmpeg = ffmpeg_path(settings)
-    build = probe_build(ffmpeg)
-    output = output_path_for(job, run_id, settings)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    meter = EnergyMeter(settings)
-    logger = run_logger()
-    last_log = time.monotonic()
+def _run_copies(ffmpeg: str, job: Job, reference: Reference, outputs: list[Path],
+                on_progress: Callable[[int, Progress], None], on_start: Callable[[int], None]) -> list[FFmpegRun]:
+    """The encode into each of ``outputs`` at once, each FFmpeg on a thread of its own (here for one); the
+    runs in order. When one copy is interrupted or fails, the others are stopped."""
+    if len(outputs) == 1:
+        return [run_ffmpeg(ffmpeg, encode_args(job, reference, outputs[0]), timeout_s=job.timeout_s,
+                           on_progress=lambda p: on_progress(0, p), on_start=on_start)]
+    cancel = threading.Event()
+    runs: list[FFmpegRun | BaseException | None] = [None] * len(outputs)
 
-    def publish(progress: Progress, done: bool = False) -> None:
-        write_progress_record(settings.progress_dir, ProgressRecord(
-            job_id=job.job_id, campaign=job.campaign, encoder=job.encoder, preset=job.preset or "",
-            node=settings.node, progress=progress, updated_at=time.time(), done=done))
+    def copy(index: int) -> None:
+        try:
+            runs[index] = run_ffmpeg(ffmpeg, encode_args(job, reference, outputs[index]), timeout_s=job.timeout_s,
+                                     on_progress=lambda p: on_progress(index, p), cancel=cancel,
+                                     on_start=on_start if index == 0 else None)
+            if runs[index].failure() is not None:  # type: ignore[union-attr]
+                cancel.set()
+        except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread below
+            runs[index] = exc
+            cancel.set()
 
-    def on_progress(progress: Progress) -> None:
-        nonlocal last_log
-        meter.sample()
-        publish(progress)
-        if time.monotonic() - last_log >= settings.progress_log_interval_s and not progress.done:
-            last_log = time.monotonic()
-            logger.info("%s: frame %d/%d, %s fps, speed %sx", job.label, progress.frame,
-                        reference.frames, progress.fps, progress.speed)
-
-    prune_progress_records(settings.progress_dir)
-    meter.start()
+    threads = [threading.Thread(target=copy, args=(i,), name=f"copy-{i + 1}", daemon=True)
+               for i in range(len(outputs))]
+    for thread in threads:
+        thread.start()
     try:
-        run = run_ffmpeg(ffmpeg, encode_args(job, reference, output), timeout_s=job.timeout_s,
-                         on_progress=on_progress, on_start=meter.track)
-    except BaseException:  # interrupted: no half-written output stays behind
-        output.unlink(missing_ok=True)
+        for thread in threads:
+            thread.join()
+    except BaseException:  # Ctrl-C on the caller's thread: every copy's group is killed
+        cancel.set()
+        for thread in threads:
+            thread.join(timeout=10)
         raise
-    window = meter.stop()
-    publish(run.last_progress or Progress(), done=True)
+    for run in runs:
+        if isinstance(run, BaseException):
+            raise run
+    return [run for run in runs if isinstance(run, FFmpegRun)]
+
+
+def _copy_failure(run: FFmpegRun, output: Path) -> str | None:
     failure = run.failure()
     if failure is None and (not output.is_file() or output.stat().st_size == 0):
         failure = "FFmpeg exited 0 but wrote no output"
     if failure is None and (run.last_progress is None or run.last_progress.frame == 0):
         failure = "FFmpeg encoded no frames"
-    if failure is not None:
+    return failure
+
+
+def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, settings: Settings) -> EncodeResult:
+    """Run the encode (each copy of a density step at once); raise :class:`EncodeFailed` with FFmpeg's
+    reason if it, or any copy, fails."""
+    ffmpeg = ffmpeg_path(settings)
+    build = probe_build(ffmpeg)
+    output = output_path_for(job, run_id, settings)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    copies = job.density.concurrency if job.density is not None else 1
+    outputs = [output] + [output.with_name(f"{output.stem}-copy{i + 1}{output.suffix}") for i in range(1, copies)]
+    meter = EnergyMeter(settings)
+    sampling = threading.Lock()  # copies report progress from their own threads
+    logger = run_logger()
+    last_log = time.monotonic()
+
+    def publish(index: int, progress: Progress, done: bool = False) -> None:
+        write_progress_record(settings.progress_dir, ProgressRecord(
+            job_id=job.job_id, stream=str(index + 1) if copies > 1 else "", campaign=job.campaign,
+            encoder=job.encoder, preset=job.preset or "", node=settings.node, progress=progress,
+            updated_at=time.time(), done=done))
+
+    def on_progress(index: int, progress: Progress) -> None:
+        nonlocal last_log
+        with sampling:
+            meter.sample()
+            publish(index, progress)
+            if time.monotonic() - last_log >= settings.progress_log_interval_s and not progress.done:
+                last_log = time.monotonic()
+                logger.info("%s: frame %d/%d, %s fps, speed %sx%s", job.label, progress.frame,
+                            reference.frames, progress.fps, progress.speed,
+                            f" (copy {index + 1} of {copies})" if copies > 1 else "")
+
+    prune_progress_records(settings.progress_dir)
+    meter.start()
+    try:
+        runs = _run_copies(ffmpeg, job, reference, outputs, on_progress, meter.track)
+    except BaseException:  # interrupted: no half-written output stays behind
+        for each in outputs:
+            each.unlink(missing_ok=True)
+        raise
+    window = meter.stop()
+    for index, run in enumerate(runs):
+        publish(index, run.last_progress or Progress(), done=True)
+    failures = [(i, why) for i, (run, out) in enumerate(zip(runs, outputs)) if (why := _copy_failure(run, out))]
+    for extra in outputs[1:]:
+        extra.unlink(missing_ok=True)  # every copy encodes the same: the first one stands for them
+    if failures:
+        index, failure = failures[0]
+        run = runs[index]
         output.unlink(missing_ok=True)
-        raise EncodeFailed(f"{failure}\ncommand: {run.command_line}\nstderr tail:\n{run.stderr_tail}",
+        which = f"copy {index + 1} of {copies}: " if copies > 1 else ""
+        raise EncodeFailed(f"{which}{failure}\ncommand: {run.command_line}\nstderr tail:\n{run.stderr_tail}",
                            command=run.command, stderr_tail=run.stderr_tail, attempt=attempt)
-    assert run.last_progress is not None
-    frames = run.last_progress.frame
+    first = runs[0]
+    assert first.last_progress is not None
+    frames = sum(run.last_progress.frame for run in runs if run.last_progress is not None)
     output_bytes = output.stat().st_size
     if not job.keep_output and not job.quality:
         output.unlink()  # nothing will read it
     width, height = output_size(job, reference)
+    # The step's window: from the first copy's start to the last one's end.
+    started_at, ended_at = min(run.started_at for run in runs), max(run.ended_at for run in runs)
+    wall_s = (ended_at - started_at).total_seconds() if copies > 1 else first.wall_s
     return EncodeResult(
         job_id=job.job_id,
         node=settings.node,
         attempts=attempt,
-        **run.process_measurements(),
+        started_at=started_at, ended_at=ended_at, wall_s=wall_s,
+        cpu_user_s=sum(run.cpu_user_s for run in runs), cpu_sys_s=sum(run.cpu_sys_s for run in runs),
+        max_rss_bytes=max(run.max_rss_bytes for run in runs),
         frames=frames,
-        encode_fps=frames / run.wall_s if run.wall_s > 0 else 0.0,
-        speed=run.last_progress.speed,
+        encode_fps=frames / wall_s if wall_s > 0 else 0.0,
+        speed=min((run.last_progress.speed for run in runs if run.last_progress and run.last_progress.speed),
+                  default=None),
         output_bytes=output_bytes,
-        bitrate_kbps=output_bytes * 8 / (frames / reference.fps) / 1000,
-        dropped_frames=run.last_progress.drop_frames,
-        duplicated_frames=run.last_progress.dup_frames,
+        bitrate_kbps=output_bytes * 8 / (first.last_progress.frame / reference.fps) / 1000,
+        dropped_frames=sum(run.last_progress.drop_frames or 0 for run in runs if run.last_progress),
+        duplicated_frames=sum(run.last_progress.dup_frames or 0 for run in runs if run.last_progress),
         output_width=width,
         output_height=height,
         ffmpeg_version=build.version,
-        ffmpeg_cmd=run.command_line,
+        ffmpeg_cmd=first.command_line,
         threads=job.threads,
         extra_args=shlex.join(job.extra_args),
         output_path=str(output),
