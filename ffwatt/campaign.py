@@ -28,6 +28,7 @@ from ffwatt.encoders import RateMode, profile_for
 from ffwatt.extra_args import check_extra_args
 
 __all__ = [
+    "PATTERN_WORDS",
     "Campaign",
     "EncoderSpec",
     "FileInput",
@@ -50,6 +51,12 @@ SyntheticSource = Literal[
 _SIZE = re.compile(r"^(\d{1,6})x(\d{1,6})$")
 MIN_SIDE, MAX_SIDE = 16, 8192  # FFmpeg's encoders here take up to 8192 (H.264 level 6.2, AV1's max)
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_ENCODER_NAME = r"^[A-Za-z0-9_-]+$"
+# What each name pattern allows, in words: a refused name is told this, not the regular expression.
+PATTERN_WORDS: dict[str, str] = {
+    _NAME: "1 to 64 letters, digits, '_', '.' and '-', starting with a letter or a digit, e.g. quick-720p",
+    _ENCODER_NAME: "an FFmpeg encoder name: letters, digits, '_' and '-', e.g. libx264",
+}
 
 
 def parse_size(value: str) -> tuple[int, int]:
@@ -155,7 +162,7 @@ class RateControl(_Strict):
 class EncoderSpec(_Strict):
     """An encoder, the presets to sweep, and optionally its own rate control and flags."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field(pattern=_ENCODER_NAME)
     presets: list[str] = Field(default_factory=list)
     rate_control: list[RateControl] | None = None
     extra_args: list[str] = Field(default_factory=list)

@@ -65,17 +65,38 @@ class CampaignError(FfwattError):
 
 
 class EncoderUnavailable(CampaignError):
-    """The campaign asks for encoders this node's FFmpeg build doesn't have."""
+    """The campaign asks for encoders this node's FFmpeg build doesn't have. The message suggests the
+    nearest names the build has (a typo), not the build's whole list of a hundred-odd encoders."""
 
     def __init__(self, missing: list[str], available: list[str], ffmpeg: str) -> None:
         self.missing = missing
         self.available = available
         self.ffmpeg = ffmpeg
+        guesses = []
+        for name in missing:
+            near = _nearest(name, available)
+            guesses.append(f"{name} (did you mean {' or '.join(near)}?)" if near else name)
         super().__init__(
-            f"encoder(s) {', '.join(missing)} not available in {ffmpeg}; "
-            f"this build has: {', '.join(available)}. "
-            "Remove them from matrix.encoders or point FFWATT_FFMPEG at a build that has them."
+            f"encoder(s) {', '.join(guesses)} not available in {ffmpeg}; `{ffmpeg} -hide_banner -encoders` lists "
+            f"the {len(available)} this build has. Fix the name in matrix.encoders, remove it, or point "
+            "FFWATT_FFMPEG at a build that has it."
         )
+
+    def __reduce__(self) -> tuple[object, tuple[list[str], list[str], str]]:  # survives pickling (Prefect)
+        return (EncoderUnavailable, (self.missing, self.available, self.ffmpeg))
+
+
+def _nearest(name: str, names: list[str], n: int = 2) -> list[str]:
+    """The names most like ``name`` by difflib's ratio, a common start counting a little more
+    (``libsvt-av1`` is meant to be ``libsvtav1``, ``h264nvenc`` ``h264_nvenc``)."""
+    import difflib
+    from itertools import takewhile
+
+    def score(other: str) -> float:
+        start = sum(1 for _ in takewhile(lambda pair: pair[0] == pair[1], zip(name, other)))
+        return difflib.SequenceMatcher(None, name, other).ratio() + 0.05 * start
+
+    return sorted(difflib.get_close_matches(name, names, n=10, cutoff=0.5), key=score, reverse=True)[:n]
 
 
 class FFmpegError(FfwattError):

@@ -14,7 +14,7 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ffwatt.campaign import Campaign, FileInput, SyntheticInput
+from ffwatt.campaign import PATTERN_WORDS, Campaign, FileInput, SyntheticInput
 from ffwatt.encoders import profile_for
 from ffwatt.errors import CampaignError, EncoderUnavailable
 from ffwatt.files import owned_name
@@ -93,6 +93,9 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
             lines.append(f"  - {where}: unknown field {field!r}{suggestion}; allowed: {', '.join(known)}")
             continue
         message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "string_pattern_mismatch":  # say what is allowed, not the regular expression
+            pattern = str(error.get("ctx", {}).get("pattern", ""))
+            message = f"not a valid name; use {PATTERN_WORDS.get(pattern, f'text matching {pattern}')}"
         given = error.get("input")
         shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
         # A whole-campaign rule names its own fields in its message.
@@ -112,6 +115,19 @@ def parse_campaign(data: Any, *, source: str = "campaign") -> Campaign:
         raise CampaignError(describe_validation_error(exc, source)) from exc
 
 
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """A YAML syntax error in one line that names the file and where in it (PyYAML's own text names
+    ``"<unicode string>"``, the string it was handed)."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f"{path} is not valid YAML: {' '.join(str(exc).split())}"
+    mark = exc.problem_mark
+    text = f"{path}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {exc.problem}"
+    if exc.context and exc.context_mark is not None:
+        start = exc.context_mark
+        text += f" ({exc.context} that starts at line {start.line + 1}, column {start.column + 1})"
+    return text
+
+
 def load_campaign(path: str | Path) -> Campaign:
     """Read and validate a campaign YAML file. File inputs resolve relative to it."""
     path = Path(path)
@@ -120,7 +136,7 @@ def load_campaign(path: str | Path) -> Campaign:
     except OSError as exc:
         raise CampaignError(f"can't read campaign file {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
-        raise CampaignError(f"{path} is not valid YAML: {exc}") from exc
+        raise CampaignError(_yaml_problem(path, exc)) from exc
     campaign = parse_campaign(data, source=str(path))
     inputs = [
         item.model_copy(update={"path": (path.parent / item.path).resolve()})

@@ -34,7 +34,7 @@ def test_validate_refuses_an_encoder_this_build_lacks(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(data))
     done = run("campaign", "validate", str(bad))
-    assert done.returncode == 2 and "libfoo264 not available" in done.stderr and "libx265" in done.stderr
+    assert done.returncode == 2 and "libfoo264 (did you mean libx264" in done.stderr and "not available" in done.stderr
 
 
 def test_expand_lists_every_job():
@@ -46,3 +46,35 @@ def test_expand_lists_every_job():
 def test_results_show_without_results_says_what_to_do(tmp_path: Path):
     done = run("results", "show", cwd=tmp_path)
     assert done.returncode == 2 and "no runs under" in done.stderr
+
+
+def test_a_yaml_syntax_error_names_the_file_and_the_line(tmp_path: Path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: quick\nmatrix:\n  encoders: [libx264\n")
+    done = run("campaign", "validate", str(bad))
+    assert done.returncode == 2 and "<unicode string>" not in done.stderr
+    line = done.stderr.strip()
+    assert line.startswith(f"error: {bad}, line 4, column 1: not valid YAML") and len(line.splitlines()) == 1
+    assert "that starts at line 3" in line
+
+
+def test_a_bad_name_says_what_names_may_be(tmp_path: Path):
+    data = yaml.safe_load((REPO / "deployments/campaigns/quick.yaml").read_text())
+    data["name"] = "my campaign!"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    done = run("campaign", "validate", str(bad))
+    assert done.returncode == 2 and "^[A-Za-z0-9]" not in done.stderr and "pattern" not in done.stderr
+    assert "name: not a valid name; use 1 to 64 letters, digits, '_', '.' and '-'" in done.stderr
+    assert "(got 'my campaign!')" in done.stderr
+
+
+def test_an_unknown_encoder_gets_a_did_you_mean_not_every_name(tmp_path: Path):
+    data = yaml.safe_load((REPO / "deployments/campaigns/quick.yaml").read_text())
+    data["matrix"]["encoders"].append("libx246")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    done = run("campaign", "validate", str(bad))
+    assert done.returncode == 2 and "libx246 (did you mean " in done.stderr and "libx264" in done.stderr
+    assert "-encoders` lists the" in done.stderr
+    assert "h264_nvenc" not in done.stderr and len(done.stderr) < 600  # was 1.4 KB: every encoder of the build
