@@ -150,6 +150,20 @@ def test_extra_args_cannot_make_a_worker_write_a_file(tmp_path: Path, home: dict
     assert not target.exists()
 
 
+@pytest.mark.parametrize("extra_args", [
+    ["-flags", "+pass1"], ["-flags:v", "+global_header+pass2"], ["-pass", "1"], ["-passlogfile", "x264"],
+    ["-x264-params", "keyint=60:pass=1"], ["-x264opts", "pass=2"], ["-x265-params", "slow_firstpass=1"],
+    ["-svtav1-params", "passes=2"], ["-aom-params", "passes=2"],
+])
+def test_two_pass_is_refused_in_every_spelling(tmp_path: Path, home: dict[str, str], extra_args: list[str]):
+    """`-flags +pass1` was taken, and x264's pass logs landed in the working directory (a node's checkout)."""
+    spec = campaign_file(tmp_path, matrix={"encoders": [{"name": "libx264", "extra_args": extra_args}],
+                                           "rate_control": [{"mode": "crf", "values": [30]}]})
+    line = one_line_error(cli("campaign", "validate", str(spec), env=home))
+    assert "is two-pass encoding, which ffwatt doesn't do" in line and "refused" in line
+    assert not list(Path.cwd().glob("ffmpeg2pass*")) and not list(tmp_path.glob("ffmpeg2pass*"))
+
+
 @pytest.mark.parametrize(("inputs", "problem"), [
     ([{"name": "gone", "path": "/nonexistent/clip.mp4"}], "/nonexistent/clip.mp4 does not exist"),
     ([{"name": "dir", "path": "/tmp"}], "/tmp is a directory"),
