@@ -176,6 +176,8 @@ class EncoderSpec(_Strict):
     @model_validator(mode="after")
     def _presets_known(self) -> EncoderSpec:
         profile = profile_for(self.name)
+        if profile.presets == () and self.presets:
+            raise ValueError(f"{self.name} has no presets (FFmpeg would ignore {self.presets[0]!r}); remove presets")
         if profile.presets is not None:
             for preset in self.presets:
                 if preset not in profile.presets:
@@ -229,8 +231,8 @@ class Matrix(_Strict):
             for control in controls:
                 if control.mode not in profile.rate_modes:
                     raise ValueError(
-                        f"{encoder.name} doesn't support rate control {control.mode!r}; "
-                        f"it supports: {', '.join(sorted(profile.rate_modes))}"
+                        f"{encoder.name} doesn't support rate control {control.mode!r} (FFmpeg would ignore it); "
+                        f"it takes: {profile.rate_modes_text()}"
                     )
                 if control.mode in ("crf", "qp"):
                     low, high = profile.quality_range
@@ -238,7 +240,7 @@ class Matrix(_Strict):
                     if bad:
                         raise ValueError(
                             f"{control.mode} value(s) {bad} out of range for {encoder.name}; "
-                            f"allowed: {low}..{high}"
+                            f"allowed: {low}..{high}; it takes: {profile.rate_modes_text()}"
                         )
         return self
 

@@ -15,14 +15,22 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ffwatt.campaign import PATTERN_WORDS, Campaign, FileInput, SyntheticInput
-from ffwatt.encoders import profile_for
+from ffwatt.encoders import PROFILES, profile_for
 from ffwatt.errors import CampaignError, EncoderUnavailable
 from ffwatt.files import owned_name
-from ffwatt.hardware.ffmpeg import FFmpegBuild, check_encoder, ffmpeg_path, probe_build, probe_media
+from ffwatt.hardware.ffmpeg import (
+    FFmpegBuild,
+    check_encoder,
+    encoder_options,
+    ffmpeg_path,
+    probe_build,
+    probe_media,
+)
 from ffwatt.settings import Settings
 
 __all__ = [
     "MAX_PARAMETERS_BYTES",
+    "check_encoder_options",
     "check_hardware_encoders",
     "check_ingest",
     "check_inputs",
@@ -160,6 +168,35 @@ def check_runnable(campaign: Campaign, build: FFmpegBuild) -> None:
         )
 
 
+def check_encoder_options(campaign: Campaign, ffmpeg: str) -> None:
+    """An encoder ffwatt has no profile for gets FFmpeg's generic ``-crf``, ``-qp`` and ``-preset``, which an
+    encoder without those options ignores (``mpeg4`` at CRF 2 and CRF 200 made the same video): refuse what
+    this FFmpeg's ``-h encoder=NAME`` doesn't list, or a value outside the range it gives."""
+    problems = []
+    for encoder in campaign.matrix.encoders:
+        if encoder.name in PROFILES:
+            continue  # its profile says how it takes each mode; the model checked them
+        options = encoder_options(ffmpeg, encoder.name)
+        takes = ", ".join([mode for mode in ("crf", "qp") if mode in options] + ["cbr (bitrates_kbps)", "vbr"])
+        for control in campaign.matrix.controls_for(encoder):
+            if control.mode not in ("crf", "qp"):
+                continue
+            if control.mode not in options:
+                problems.append(f"{encoder.name} has no -{control.mode} option (FFmpeg's `-h encoder={encoder.name}` "
+                                f"lists none), so rate control {control.mode!r} would be ignored; it takes: {takes}")
+                continue
+            low, high = options[control.mode] or (float("-inf"), float("inf"))
+            bad = [value for value in control.values if not low <= value <= high]
+            if bad:
+                problems.append(f"{control.mode} value(s) {bad} out of range for {encoder.name}; this FFmpeg allows "
+                                f"{low:g}..{high:g}")
+        if encoder.presets and "preset" not in options:
+            problems.append(f"{encoder.name} has no -preset option, so presets {encoder.presets} would be ignored; "
+                            "remove presets")
+    if problems:
+        raise CampaignError("; ".join(problems))
+
+
 def check_parameters_size(campaign: Campaign) -> None:
     """A campaign travels as flow-run parameters; Prefect's API refuses requests over 512 KB."""
     size = len(campaign.model_dump_json())
@@ -248,6 +285,7 @@ def preflight(campaign: Campaign, settings: Settings, *, local: bool = True) -> 
     check_ingest(campaign, settings)
     if local:
         check_runnable(campaign, build)
+        check_encoder_options(campaign, build.path)
         check_hardware_encoders(campaign, build.path)
         check_inputs(campaign, build.path)
         check_writable(settings.home, "this node's state directory (FFWATT_HOME)")

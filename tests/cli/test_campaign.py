@@ -78,3 +78,46 @@ def test_an_unknown_encoder_gets_a_did_you_mean_not_every_name(tmp_path: Path):
     assert done.returncode == 2 and "libx246 (did you mean " in done.stderr and "libx264" in done.stderr
     assert "-encoders` lists the" in done.stderr
     assert "h264_nvenc" not in done.stderr and len(done.stderr) < 600  # was 1.4 KB: every encoder of the build
+
+
+def _mpeg4(tmp_path: Path, **encoder: object) -> Path:
+    spec = {"name": "mpeg4", "inputs": [{"name": "p", "source": "testsrc2", "size": "160x90", "duration_s": 1}],
+            "matrix": {"encoders": [{"name": "mpeg4", **encoder}]}, "quality": []}
+    path = tmp_path / "mpeg4.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_validate_refuses_what_ffmpeg_would_ignore_and_two_pass(tmp_path: Path):
+    """mpeg4 at CRF 2 and CRF 200 gave two ok rows of the same video; -flags +pass1 was taken."""
+    done = run("campaign", "validate", str(_mpeg4(tmp_path, rate_control=[{"mode": "crf", "values": [2, 200]}],
+                                                  extra_args=["-flags", "+pass1"])))
+    assert done.returncode == 2 and "-flags +pass1 is two-pass encoding" in done.stderr
+    done = run("campaign", "validate", str(_mpeg4(tmp_path, rate_control=[{"mode": "crf", "values": [2, 200]}])))
+    assert done.returncode == 2
+    assert "mpeg4 doesn't support rate control 'crf' (FFmpeg would ignore it)" in done.stderr
+    assert "it takes: qp 1..31 (-q:v), cbr (bitrates_kbps), vbr (bitrates_kbps)" in done.stderr
+    done = run("campaign", "validate", str(_mpeg4(tmp_path, rate_control=[{"mode": "qp", "values": [0, 31]}])))
+    assert done.returncode == 2 and "qp value(s) [0] out of range for mpeg4; allowed: 1..31" in done.stderr
+    done = run("campaign", "validate", str(_mpeg4(tmp_path, rate_control=[{"mode": "qp", "values": [2, 31]}])))
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_encoder_without_a_profile_is_held_to_the_options_its_ffmpeg_lists(tmp_path: Path):
+    """ffwatt has no profile for libvpx (VP8) or ffv1: FFmpeg's `-h encoder=` says what each takes."""
+    spec = {"name": "generic", "inputs": [{"name": "p", "source": "testsrc2", "size": "160x90", "duration_s": 1}],
+            "matrix": {"encoders": [{"name": "libvpx", "rate_control": [{"mode": "crf", "values": [10, 70]}]},
+                                    {"name": "ffv1", "presets": ["fast"],
+                                     "rate_control": [{"mode": "qp", "values": [3]}]}]},
+            "quality": []}
+    path = tmp_path / "generic.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    done = run("campaign", "validate", str(path))
+    assert done.returncode == 2
+    assert "crf value(s) [70] out of range for libvpx; this FFmpeg allows -1..63" in done.stderr
+    assert ("ffv1 has no -qp option (FFmpeg's `-h encoder=ffv1` lists none), so rate control 'qp' would be "
+            "ignored; it takes: cbr (bitrates_kbps), vbr") in done.stderr
+    assert "ffv1 has no -preset option, so presets ['fast'] would be ignored" in done.stderr
+    spec["matrix"]["encoders"] = [{"name": "libvpx", "rate_control": [{"mode": "crf", "values": [10, 40]}]}]
+    path.write_text(yaml.safe_dump(spec))
+    assert run("campaign", "validate", str(path)).returncode == 0
