@@ -27,6 +27,7 @@ __all__ = [
     "live_tables",
     "results_table",
     "run_title",
+    "same_output_text",
     "series_text",
 ]
 
@@ -131,6 +132,22 @@ def series_text(frame: pd.DataFrame, where: str) -> str:
         reason, count = next(iter(missing.map(_short).value_counts().items()))
         text += f"; missing or incomplete: {len(missing)}, e.g. {count} x {reason}"
     return text
+
+
+def same_output_text(frame: pd.DataFrame) -> str | None:
+    """A warning naming the configurations that made identical video for different settings (their
+    rows' ``same_output_as``), so two rows are never read as two points of a curve; None when none did."""
+    if "same_output_as" not in frame.columns:
+        return None
+    marked = frame[frame["same_output_as"].notna()]
+    if marked.empty:
+        return None
+    from ffwatt.schema import config_label
+
+    groups = [f"{input_name}: {' = '.join(sorted({config_label(row) for _, row in rows.iterrows()}))}"
+              for (input_name, _), rows in marked.groupby(["input_name", "output_hash"])]
+    return (f"warning: {len(marked)} jobs made the same video as a job with other settings: those settings had no "
+            f"effect (same_output_as says so in their rows): {'; '.join(groups)}")
 
 
 _BAR = 24  # characters for a speed of 1.25x: real time is at the fifth-to-last

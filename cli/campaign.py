@@ -7,9 +7,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from cli._output import Output, OutputOption, console, exit_with, failures_text, results_table, run_title, series_text
+from cli._output import (
+    Output,
+    OutputOption,
+    console,
+    err_console,
+    exit_with,
+    failures_text,
+    results_table,
+    run_title,
+    same_output_text,
+    series_text,
+)
 from ffwatt.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -113,6 +125,8 @@ def run(
                   highlight=False)
     console.print(series_text(frame, str(series_path(settings.results_dir, campaign.name, summary.run_id, "*"))),
                   highlight=False)
+    if (same := same_output_text(frame)) is not None:
+        err_console.print(f"[yellow]{escape(same)}[/]", highlight=False, soft_wrap=True)
     if summary.failed:
         exit_with(f"{summary.failed} of {summary.jobs} jobs failed (rows written; `error` says why):\n"
                   + failures_text(summary.failures), code=1)

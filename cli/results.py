@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cli._output import (
@@ -14,11 +15,13 @@ from cli._output import (
     RowsOutput,
     RowsOutputOption,
     console,
+    err_console,
     exit_with,
     failures_text,
     live_tables,
     results_table,
     run_title,
+    same_output_text,
 )
 from ffwatt.settings import load_settings
 
@@ -89,6 +92,8 @@ def show(
             console.print(results_table(frame[~live], title))
         if summary and summary.failed:
             console.print(f"{summary.failed} failed:\n{failures_text(summary.failures)}", highlight=False)
+        if (same := same_output_text(frame)) is not None:
+            err_console.print(f"[yellow]{escape(same)}[/]", highlight=False, soft_wrap=True)
     if frame.empty:
         exit_with(f"run {run} of campaign {campaign} has no rows yet")
 

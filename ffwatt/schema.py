@@ -47,7 +47,7 @@ __all__ = [
     "schema_markdown",
 ]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 JobStatus = Literal["ok", "failed", "skipped"]
 SeriesSource = Literal["store", "local"]
 ESTIMATED = "estimated"
@@ -97,6 +97,10 @@ class OutcomeColumns(_Columns):
     error: str | None = _col("Why the job failed (the step, the message, FFmpeg's stderr tail), or why it was "
                              "skipped.", default=None)
     attempts: int = _col("Encode attempts made (1 when the first succeeded).")
+    same_output_as: str | None = _col(
+        "Other configurations of this run whose encode of the same input is identical to this one's (the same "
+        "output_hash): what differs between them had no effect (a setting the encoder ignores). Their labels, "
+        "joined with '; '; null when there are none.", default=None)
 
 
 class EncodeColumns(_Columns):
@@ -113,6 +117,9 @@ class EncodeColumns(_Columns):
     speed: float | None = _col("FFmpeg's speed: media time / wall time.", "x", default=None)
     output_bytes: int | None = _col("Size of the encoded file.", "bytes", default=None)
     bitrate_kbps: float | None = _col("output_bytes over the clip's duration.", "kbit/s", default=None)
+    output_hash: str | None = _col("MD5 of the encoded video stream's packets (FFmpeg's streamhash muxer, so the "
+                                   "container's random ids don't count): equal only for identical encodes.",
+                                   default=None)
     dropped_frames: int | None = _col("Frames FFmpeg dropped.", "frames", default=None)
     duplicated_frames: int | None = _col("Frames FFmpeg duplicated.", "frames", default=None)
     ffmpeg_version: str | None = _col("FFmpeg version string.", default=None)

@@ -38,11 +38,12 @@ from ffwatt.hardware.progress import prune_progress_records
 from ffwatt.jobs import Job, expand
 from ffwatt.nodefacts import IdleBaseline, NodeFacts
 from ffwatt.results import RunSummary, read_rows, read_run_summary, write_run_summary
-from ffwatt.schema import JobRow
+from ffwatt.schema import JobRow, config_label
 from ffwatt.settings import Settings, load_settings
 from ffwatt.validation import preflight
 from flows.job import prepare_references, run_job
-from tasks import idle_baseline, record_job, summarize_run
+from tasks import idle_baseline, record_job, record_same_outputs, summarize_run
+from tasks._logging import run_logger
 from tasks.publish import publish_outcome
 from tasks.series import JobSeries, job_series
 from tasks.summarize import start_run, summarize
@@ -96,6 +97,10 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
     finally:
         sweep_scratch(settings.home, own=True)
         prune_progress_records(settings.progress_dir)
+    # Every row and its series are in: the jobs whose settings made no difference say so in their rows.
+    for row in record_same_outputs(campaign.name, run_id):
+        run_logger().warning("job %s (%s) made the same video as %s: those settings had no effect",
+                             row.job_id, config_label(row), row.same_output_as)
 
     if summary.failed:
         reasons = "; ".join(f"{count} x {reason}" for reason, count in summary.failures.items())

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ffwatt.jobs import Job
-from ffwatt.results import write_job_row
-from ffwatt.schema import EncodeColumns, EnergyColumns, JobRow, QualityColumns
+from ffwatt.results import read_rows, write_job_row
+from ffwatt.schema import EncodeColumns, EnergyColumns, JobRow, QualityColumns, config_label
 from ffwatt.settings import load_settings
 from tasks.generate import Reference
 from tasks.transcode import EncodeResult
@@ -14,7 +16,7 @@ from tasks.transcode import EncodeResult
 if TYPE_CHECKING:
     from prefect.states import State
 
-__all__ = ["build_row", "record_job", "step_failure"]
+__all__ = ["build_row", "record_job", "record_same_outputs", "same_outputs", "step_failure"]
 
 # What an encode result gives the row: its encode columns and the size it encoded at.
 _FROM_ENCODE = set(EncodeColumns.model_fields) | {"output_width", "output_height"}
@@ -74,6 +76,39 @@ def build_row(
     if quality is not None:
         values |= quality.model_dump(include=set(QualityColumns.model_fields))
     return JobRow.model_validate(values)
+
+
+def same_outputs(rows: Sequence[JobRow]) -> dict[str, str]:
+    """job_id -> the other configurations whose encode of the same input is identical to the job's
+    (``same_output_as``), for every ok job that has one: the settings that differ had no effect."""
+    groups: dict[tuple[str, str], list[JobRow]] = defaultdict(list)
+    for row in rows:
+        if row.status == "ok" and row.output_hash:
+            groups[(row.input_name, row.output_hash)].append(row)
+    marks: dict[str, str] = {}
+    for group in groups.values():
+        labels = {row.config_id: config_label(row) for row in group}
+        if len(labels) > 1:  # repetitions of one configuration are meant to be identical
+            for row in group:
+                marks[row.job_id] = "; ".join(sorted(label for config, label in labels.items()
+                                                     if config != row.config_id))
+    return marks
+
+
+def record_same_outputs(campaign: str, run_id: str) -> list[JobRow]:
+    """Once a run's jobs are in, mark in their rows on disk the jobs whose configuration had no effect
+    (identical video for different settings, e.g. a rate control the encoder ignores); returns them."""
+    results_dir = load_settings().results_dir
+    rows = read_rows(results_dir, campaign, run_id)
+    marks = same_outputs(rows)
+    marked = []
+    for row in rows:
+        mark = marks.get(row.job_id)
+        if row.same_output_as != mark:
+            write_job_row(results_dir, row.model_copy(update={"same_output_as": mark}))
+        if mark:
+            marked.append(row.model_copy(update={"same_output_as": mark}))
+    return marked
 
 
 def record_job(row: JobRow) -> JobRow:

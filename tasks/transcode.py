@@ -18,7 +18,7 @@ from prefect.runtime import task_run
 from ffwatt.encoders import encode_command
 from ffwatt.errors import EncodeFailed
 from ffwatt.files import scratch_dir
-from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build, run_ffmpeg
+from ffwatt.hardware.ffmpeg import ffmpeg_path, probe_build, run_ffmpeg, stream_hash
 from ffwatt.hardware.meter import EnergyMeter, EnergyWindow
 from ffwatt.hardware.progress import Progress, ProgressRecord, prune_progress_records, write_progress_record
 from ffwatt.jobs import Job
@@ -113,6 +113,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
     assert run.last_progress is not None
     frames = run.last_progress.frame
     output_bytes = output.stat().st_size
+    output_hash = stream_hash(ffmpeg, output)  # outside the measured window; tells identical encodes apart
     if not job.keep_output and not job.quality:
         output.unlink()  # nothing will read it
     width, height = output_size(job, reference)
@@ -125,6 +126,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
         encode_fps=frames / run.wall_s if run.wall_s > 0 else 0.0,
         speed=run.last_progress.speed,
         output_bytes=output_bytes,
+        output_hash=output_hash,
         bitrate_kbps=output_bytes * 8 / (frames / reference.fps) / 1000,
         dropped_frames=run.last_progress.drop_frames,
         duplicated_frames=run.last_progress.dup_frames,
