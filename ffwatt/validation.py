@@ -7,6 +7,7 @@ an unknown field gets a "did you mean".
 from __future__ import annotations
 
 import difflib
+import os
 import shutil
 from pathlib import Path
 from typing import Any, get_args
@@ -33,11 +34,13 @@ __all__ = [
     "check_encoder_options",
     "check_hardware_encoders",
     "check_ingest",
+    "check_input_paths",
     "check_inputs",
     "check_parameters_size",
     "check_runnable",
     "check_writable",
     "describe_validation_error",
+    "input_path_refusal",
     "load_campaign",
     "parse_campaign",
     "preflight",
@@ -237,6 +240,31 @@ def check_inputs(campaign: Campaign, ffmpeg: str) -> None:
         raise CampaignError("; ".join(problems))
 
 
+def input_path_refusal(spec: FileInput, settings: Settings) -> str | None:
+    """Why this node won't read ``spec`` for a campaign that came through the API, or None: its path,
+    and the file it leads to through links, must lie under FFWATT_INPUT_DIRS. The path is judged as
+    written first, so a path outside is refused without being looked at."""
+    allowed = settings.allowed_input_dirs
+    path = Path(os.path.abspath(spec.path))
+    inside = any(path.is_relative_to(os.path.abspath(directory)) for directory in allowed)
+    if inside:  # a link under an allowed directory may still lead out of it
+        path_real = Path(os.path.realpath(path))
+        inside = any(path_real.is_relative_to(os.path.realpath(directory)) for directory in allowed)
+    if inside:
+        return None
+    return (f"input {spec.name!r}: {spec.path} is not under a directory node {settings.node} reads campaign inputs "
+            f"from ({':'.join(str(d) for d in allowed)}); put the clip there, or add its directory to "
+            "FFWATT_INPUT_DIRS on that node")
+
+
+def check_input_paths(campaign: Campaign, settings: Settings) -> None:
+    """Refuse a campaign from the API whose file inputs aren't where this node's settings allow."""
+    problems = [why for spec in campaign.inputs
+                if isinstance(spec, FileInput) and (why := input_path_refusal(spec, settings)) is not None]
+    if problems:
+        raise CampaignError("; ".join(problems))
+
+
 def check_writable(directory: Path, what: str) -> None:
     """Write and remove a probe file in ``directory``; refuse it when that fails or space is short."""
     try:
@@ -274,16 +302,19 @@ def check_ingest(campaign: Campaign, settings: Settings) -> None:
                             "FFWATT_INGEST_URL at one")
 
 
-def preflight(campaign: Campaign, settings: Settings, *, local: bool = True) -> FFmpegBuild:
+def preflight(campaign: Campaign, settings: Settings, *, local: bool = True, from_api: bool = False) -> FFmpegBuild:
     """Everything that can be known before the first job, with the same messages wherever it runs
     (``campaign validate``, ``campaign run``, the flow's start): the FFmpeg build, the request size,
     where results and state go, a live campaign's ingest, and for a run on this node (``local``) its
-    encoders and inputs."""
+    encoders and inputs; for a campaign that came through the API (``from_api``), before any input is
+    opened, that its file inputs are where this node's settings allow."""
     check_parameters_size(campaign)
     check_writable(settings.results_dir, "the results directory (FFWATT_RESULTS_DIR)")
     build = probe_build(ffmpeg_path(settings))
     check_ingest(campaign, settings)
     if local:
+        if from_api:
+            check_input_paths(campaign, settings)
         check_runnable(campaign, build)
         check_encoder_options(campaign, build.path)
         check_hardware_encoders(campaign, build.path)

@@ -98,7 +98,7 @@ def node_batch(campaign: Campaign, job_ids: list[str], run_id: str, attempts: di
     sent: list[str] = []
     run_uuid = UUID(str(flow_run.id))
     with get_client(sync_client=True) as client:
-        references = prepare_references(campaign, jobs)
+        references = prepare_references(campaign, jobs, from_api=True)  # batches always come through the API
         with node_lock(settings):
             idle = _idle_for_run(run_id, campaign, settings)
         report = NodeReport(facts=describe_node(settings), idle_baseline=idle)

@@ -59,7 +59,8 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
     settings = load_settings()
     run_id = resume or str(flow_run.id or uuid4())
     started_at = datetime.now(UTC)
-    preflight(campaign, settings, local=dispatch == "local")
+    from_api = _from_api()
+    preflight(campaign, settings, local=dispatch == "local", from_api=from_api)
     earlier, nodes, idle_baselines = _earlier(settings, campaign, resume)
     all_jobs = expand(campaign)
     jobs = [job for job in all_jobs if job.job_id not in {row.job_id for row in earlier}]
@@ -75,7 +76,7 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                 idle_baselines |= {name: report.idle_baseline for name, report in reports.items()
                                    if report.idle_baseline is not None}
             else:
-                references = prepare_references(campaign, jobs)
+                references = prepare_references(campaign, jobs, from_api=from_api)
                 idle = idle_baseline(campaign.idle_baseline_s, campaign.idle_baseline_reuse_s)
                 nodes[settings.node] = describe_node(settings)
                 if idle is not None:
@@ -106,6 +107,16 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
         reasons = "; ".join(f"{count} x {reason}" for reason, count in summary.failures.items())
         return Failed(message=f"{summary.failed} of {summary.jobs} jobs failed: {reasons}", data=summary)
     return summary
+
+
+def _from_api() -> bool:
+    """Whether this run came through the API (a deployment run, which anyone holding the API's credentials
+    can start), not in-process from ``ffwatt campaign run``: its file inputs are then read only where this
+    node's settings allow."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return context is not None and context.flow_run is not None and context.flow_run.deployment_id is not None
 
 
 def _earlier(settings: Settings, campaign: Campaign, resume: str | None

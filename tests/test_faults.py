@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ffwatt.errors import CampaignError
 from ffwatt.fleet.prefect_server import free_port
 from ffwatt.results import list_runs, read_results, read_run_summary
 from tests.conftest import BIN, ffwatt, ffwatt_cli
@@ -179,6 +180,44 @@ def test_validate_refuses_inputs_that_cant_run(tmp_path: Path, home: dict[str, s
     assert problem in one_line_error(cli("campaign", "validate", str(spec), env=home))
     # The same message at the start of a run, before anything is encoded.
     assert problem in one_line_error(cli_process("campaign", "run", str(spec), env=home))
+
+
+def test_inputs_from_the_api_are_read_only_where_the_node_allows(tmp_path: Path, home: dict[str, str], ffmpeg: str,
+                                                                  monkeypatch: pytest.MonkeyPatch):
+    """A fleet campaign with an input `path: /etc/shadow` was sent to a worker, which tried to open it."""
+    from ffwatt.settings import load_settings
+    from ffwatt.validation import input_path_refusal, parse_campaign, preflight
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    clip = clips / "ok.mp4"
+    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x90:rate=12", "-frames:v", "12",
+                    "-pix_fmt", "yuv420p", str(clip)], check=True)
+    (clips / "link.mp4").symlink_to("/etc/passwd")  # a link under an allowed directory that leads out of it
+    for name, value in home.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("FFWATT_INPUT_DIRS", f"{tmp_path / 'elsewhere'}:{clips}")
+    settings = load_settings()
+
+    def campaign(path: str):  # as it arrives through the API: absolute paths, no YAML beside it
+        return parse_campaign({"name": "api", "inputs": [{"name": "clip", "path": path}],
+                               "matrix": {"encoders": ["libx264"], "rate_control": [{"mode": "crf", "values": [30]}]},
+                               "quality": []})
+
+    for path in ("/etc/shadow", str(clips / "link.mp4"), f"{clips}/../../../etc/shadow"):
+        spec = campaign(path).inputs[0]
+        why = input_path_refusal(spec, settings)
+        assert why is not None and why.startswith(f"input 'clip': {path} is not under a directory node "), path
+        assert f"({tmp_path / 'elsewhere'}:{clips}); put the clip there, or add its directory to FFWATT_INPUT_DIRS" \
+            in why
+        # Refused before any check that opens it (which would say "can't be read as media").
+        with pytest.raises(CampaignError, match="is not under a directory node"):
+            preflight(campaign(path), settings, from_api=True)
+    assert input_path_refusal(campaign(str(clip)).inputs[0], settings) is None
+    preflight(campaign(str(clip)), settings, from_api=True)
+    monkeypatch.delenv("FFWATT_INPUT_DIRS")
+    default = input_path_refusal(campaign(str(clip)).inputs[0], load_settings())
+    assert default is not None and f"({Path(home['FFWATT_HOME']) / 'inputs'})" in default
 
 
 def test_validate_refuses_sizes_and_encoders_that_cant_run(tmp_path: Path, home: dict[str, str]):
