@@ -82,12 +82,12 @@ def failures_text(failures: dict[str, int]) -> str:
 
 
 def run_title(campaign: str, run_id: str, state: str, jobs: int, rows: int) -> str:
-    """A run's table title; a run that isn't complete says so, and how many jobs it lacks."""
+    """A run's table title; a run that isn't complete, or lacks rows (ones a full disk kept out), says so, and
+    how many jobs it lacks."""
     title = f"campaign {campaign}, run {run_id}"
-    if state != "complete":
+    if state != "complete" or rows < jobs:
         title += f" ({state}: {rows} of {jobs} jobs have rows" + (
-            f"; `ffwatt campaign run FILE --resume {run_id}` runs the rest)" if state in ("interrupted", "crashed")
-            else ")")
+            f"; `ffwatt campaign run FILE --resume {run_id}` runs the rest)" if state != "running" else ")")
     return title
 
 

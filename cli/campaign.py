@@ -89,7 +89,7 @@ def run(
     for key, value in PREFECT_ENV.items():  # before Prefect is imported: it reads them once
         os.environ.setdefault(key, value)
     settings = load_settings()
-    from ffwatt.results import RunSummary, read_results
+    from ffwatt.results import RunSummary, read_results, read_run_summary
     from ffwatt.series import series_path
     from ffwatt.validation import load_campaign
 
@@ -127,9 +127,17 @@ def run(
                   highlight=False)
     if (same := same_output_text(frame)) is not None:
         err_console.print(f"[yellow]{escape(same)}[/]", highlight=False, soft_wrap=True)
+    recorded = read_run_summary(settings.results_dir, campaign.name, summary.run_id)
+    if recorded is None or recorded.state != summary.state:
+        err_console.print("[yellow]warning: the run's summary couldn't be written beside its rows (see the "
+                          "log); `ffwatt results runs` counts them from disk[/]", highlight=False, soft_wrap=True)
     if summary.failed:
-        exit_with(f"{summary.failed} of {summary.jobs} jobs failed (rows written; `error` says why):\n"
-                  + failures_text(summary.failures), code=1)
+        unwritten = sum(n for reason, n in summary.failures.items() if reason.startswith("record:"))
+        what = (f"{unwritten} of them have no row, as it couldn't be written: free space, then `ffwatt campaign run "
+                f"{file} --resume {summary.run_id}` runs them again" if unwritten
+                else "rows written; `error` says why")
+        exit_with(f"{summary.failed} of {summary.jobs} jobs failed ({what}):\n" + failures_text(summary.failures),
+                  code=1)
 
 
 def _run_flow(campaign: Campaign, settings: Settings, resume: str | None, file: Path) -> State:

@@ -36,7 +36,7 @@ def runs(
     """List the runs: campaign, run id, state, jobs ok/failed/missing, when."""
     import json
 
-    from ffwatt.results import list_runs
+    from ffwatt.results import list_runs, row_counts
 
     results_dir = load_settings().results_dir
     found = list_runs(results_dir, campaign)
@@ -45,9 +45,15 @@ def runs(
     rows = []
     for run in found:
         summary = run.summary
+        counts: dict[str, int | None] = {"ok": None, "failed": None, "missing": None}
+        if summary is not None and run.state == "complete":
+            counts = {"ok": summary.ok, "failed": summary.failed, "missing": summary.missing}
+        elif summary is not None:  # cut short: its summary may predate its rows; what is on disk counts
+            on_disk = row_counts(results_dir, run.campaign, run.run_id)
+            counts = {"ok": on_disk.get("ok", 0), "failed": on_disk.get("failed", 0),
+                      "missing": summary.jobs - sum(on_disk.values())}
         rows.append({"campaign": run.campaign, "run_id": run.run_id, "state": run.state,
-                     "jobs": summary.jobs if summary else None, "ok": summary.ok if summary else None,
-                     "failed": summary.failed if summary else None, "missing": summary.missing if summary else None,
+                     "jobs": summary.jobs if summary else None, **counts,
                      "started_at": summary.started_at.isoformat() if summary else None,
                      "modified": datetime.fromtimestamp(run.modified).astimezone().isoformat(timespec="seconds")})
     if output is Output.json:

@@ -30,7 +30,7 @@ from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
 from ffwatt.campaign import Campaign
-from ffwatt.errors import CampaignError
+from ffwatt.errors import CampaignError, ResultsError
 from ffwatt.files import sweep_scratch
 from ffwatt.fleet.protocol import NodeReport
 from ffwatt.hardware.facts import describe_node
@@ -45,6 +45,7 @@ from flows.job import prepare_references, run_job
 from tasks import idle_baseline, record_job, record_same_outputs, summarize_run
 from tasks._logging import run_logger
 from tasks.publish import publish_outcome
+from tasks.record import unwritten
 from tasks.series import JobSeries, job_series
 from tasks.summarize import start_run, summarize
 
@@ -82,31 +83,48 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                 if idle is not None:
                     idle_baselines[settings.node] = idle
                 for job in jobs:
-                    row = record_job(run_job(job, references[job.input.name], idle, run_id, settings.node,
-                                             campaign.encode_retries))
-                    rows.append(series.submit(row, record_job))  # again with its series, once they're in
+                    rows.append(_record(run_job(job, references[job.input.name], idle, run_id, settings.node,
+                                                campaign.encode_retries), series))
             # While the last job's window runs out (MARGIN_S after its encode) and its series are written.
             summary = publish_outcome(summarize_run(rows, campaign.name, run_id, started_at, len(all_jobs), nodes,
                                                     idle_baselines))
     except BaseException:
         # Ctrl-C, SIGTERM, a crash inside the loop: the rows written so far stay, and the run says
         # it was cut short, so it can be resumed rather than mistaken for a finished one.
-        write_run_summary(settings.results_dir, summarize(
-            rows, campaign=campaign.name, run_id=run_id, started_at=started_at, jobs=len(all_jobs), nodes=nodes,
-            idle_baselines=idle_baselines, state="interrupted"))
+        try:
+            write_run_summary(settings.results_dir, summarize(
+                rows, campaign=campaign.name, run_id=run_id, started_at=started_at, jobs=len(all_jobs), nodes=nodes,
+                idle_baselines=idle_baselines, state="interrupted"))
+        except ResultsError as exc:  # a full disk: the run is judged from the rows on disk (crashed, resumable)
+            run_logger().error("%s", exc)
         raise
     finally:
         sweep_scratch(settings.home, own=True)
         prune_progress_records(settings.progress_dir)
     # Every row and its series are in: the jobs whose settings made no difference say so in their rows.
-    for row in record_same_outputs(campaign.name, run_id):
-        run_logger().warning("job %s (%s) made the same video as %s: those settings had no effect",
-                             row.job_id, config_label(row), row.same_output_as)
+    try:
+        for row in record_same_outputs(campaign.name, run_id):
+            run_logger().warning("job %s (%s) made the same video as %s: those settings had no effect",
+                                 row.job_id, config_label(row), row.same_output_as)
+    except ResultsError as exc:
+        run_logger().warning("couldn't mark the jobs whose settings had no effect: %s", exc)
 
     if summary.failed:
         reasons = "; ".join(f"{count} x {reason}" for reason, count in summary.failures.items())
         return Failed(message=f"{summary.failed} of {summary.jobs} jobs failed: {reasons}", data=summary)
     return summary
+
+
+def _record(row: JobRow, series: JobSeries) -> JobRow:
+    """Write a job's row now, and again with its series once they are in. A row that can't be written
+    (a full disk) fails its job with why, and the campaign goes on: the run counts it failed, and
+    ``--resume`` runs it again, since no row of it is on disk."""
+    try:
+        record_job(row)
+    except ResultsError as exc:
+        run_logger().error("job %s: %s", row.job_id, exc)
+        return unwritten(row, exc)
+    return series.submit(row, record_job)
 
 
 def _from_api() -> bool:
@@ -163,7 +181,7 @@ def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, rows: list[J
     from tasks._logging import run_logger
 
     def record(row: JobRow) -> JobRow:
-        rows.append(series.submit(record_job(row), record_job))  # again with its series, once they're in
+        rows.append(_record(row, series))
         return rows[-1]
 
     with get_client(sync_client=True) as client:

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ffwatt.errors import ResultsError
 from ffwatt.jobs import Job
 from ffwatt.results import read_rows, write_job_row
 from ffwatt.schema import EncodeColumns, EnergyColumns, JobRow, QualityColumns, config_label
@@ -16,7 +17,7 @@ from tasks.transcode import EncodeResult
 if TYPE_CHECKING:
     from prefect.states import State
 
-__all__ = ["build_row", "record_job", "record_same_outputs", "same_outputs", "step_failure"]
+__all__ = ["build_row", "record_job", "record_same_outputs", "same_outputs", "step_failure", "unwritten"]
 
 # What an encode result gives the row: its encode columns and the size it encoded at.
 _FROM_ENCODE = set(EncodeColumns.model_fields) | {"output_width", "output_height"}
@@ -111,8 +112,15 @@ def record_same_outputs(campaign: str, run_id: str) -> list[JobRow]:
     return marked
 
 
+def unwritten(row: JobRow, exc: ResultsError) -> JobRow:
+    """``row`` as its job's outcome when it couldn't be written: failed, saying why in one line. Only the
+    run's summary counts it; the dataset has no row of it, so ``--resume`` runs the job again."""
+    return row.model_copy(update={"status": "failed", "error": f"record: {exc}"})
+
+
 def record_job(row: JobRow) -> JobRow:
-    """Write the row now, so a campaign that dies later loses nothing already measured.
+    """Write the row now, so a campaign that dies later loses nothing already measured; raises
+    :class:`ResultsError` when it can't be written.
 
     A plain function, not a task: a task run costs the Prefect server about 45 ms
     of CPU (measured with bench/overhead.py), which on a small node competes with

@@ -4,9 +4,11 @@ ask workers to touch files, bad settings, an unreachable or refusing API, full d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -378,6 +380,82 @@ def test_an_interrupted_run_says_so_and_resumes_into_the_same_run(tmp_path: Path
     assert summary is not None and (summary.state, summary.ok, summary.jobs) == ("complete", 6, 6)
     rows = read_results(results, campaign="long")
     assert len(rows) == 6 and rows.job_id.is_unique and rows.run_id.nunique() == 1
+
+
+def test_a_run_cut_short_is_counted_from_the_rows_on_disk(tmp_path: Path, home: dict[str, str]):
+    """A run whose summary was last written when it started said "crashed, ok 0, missing 6" with a row on disk."""
+    from datetime import UTC, datetime
+
+    from ffwatt.results import RunSummary, write_job_row, write_run_summary
+    from ffwatt.schema import JobRow
+
+    results = Path(home["FFWATT_RESULTS_DIR"])
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid whose process has exited: the run's process died
+    write_run_summary(results, RunSummary(campaign="full", run_id="r1", state="running", host=socket.gethostname(),
+                                          pid=gone.pid, started_at=datetime.now(UTC), jobs=6))
+    write_job_row(results, JobRow(campaign="full", run_id="r1", job_id="j1", config_id="c1", repetition=1, node="n",
+                                  input_name="p", encoder="libx264", rate_control="crf", crf=30, status="ok",
+                                  attempts=1))
+    done = cli("results", "runs", "-o", "json", env=home)
+    assert done.returncode == 0, done.stderr
+    (run,) = json.loads(done.stdout)
+    assert (run["state"], run["jobs"], run["ok"], run["failed"], run["missing"]) == ("crashed", 6, 1, 0, 5)
+    shown = cli("results", "show", env=home)
+    assert "(crashed: 1 of 6 jobs have rows; `ffwatt campaign run FILE --resume r1` runs the rest)" in shown.stdout
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_disk_that_fills_after_the_first_row_fails_those_jobs_and_the_run_resumes(
+        tmp_path: Path, home: dict[str, str], prefect_server: dict[str, str]):
+    """Disk full after the first row aborted the flow with a Prefect traceback and "unexpected OSError" (5 jobs
+    never ran), and `results runs` said "crashed, ok 0, missing 6" with one row on disk."""
+    import threading
+
+    full = tmp_path / "results"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "ffwatt-test", str(full)], check=True)
+    try:
+        spec = campaign_file(tmp_path, name="full", matrix={
+            "encoders": [{"name": "libx264", "presets": ["ultrafast"]}],
+            "rate_control": [{"mode": "crf", "values": [20, 24, 28, 32, 36, 40]}]})
+
+        def fill_once_the_first_row_lands() -> None:
+            deadline = time.monotonic() + 300
+            while not list(full.glob("campaign=full/run_id=*/job-*.parquet")) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            with (full / "filler").open("wb") as filler, contextlib.suppress(OSError):
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+
+        filling = threading.Thread(target=fill_once_the_first_row_lands, daemon=True)
+        filling.start()
+        env = {**prefect_server, **home, "FFWATT_RESULTS_DIR": str(full)}
+        done = cli_process("campaign", "run", str(spec), env=env)
+        filling.join(10)
+        assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-3000:]
+        assert "Traceback" not in done.stderr and "unexpected" not in done.stderr
+        (info,) = list_runs(full, "full")
+        first = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert first == [f"error: 5 of 6 jobs failed (5 of them have no row, as it couldn't be written: free space, "
+                         f"then `ffwatt campaign run {spec} --resume {info.run_id}` runs them again):"], done.stderr
+        assert "5 x record: can't write the job's row in " in done.stderr and "No space left on device" in done.stderr
+        assert "(complete: 1 of 6 jobs have rows" in done.stdout  # the table of what is on disk
+        assert len(read_results(full, campaign="full")) == 1
+        runs = json.loads(cli("results", "runs", "-o", "json", env=env).stdout)
+        assert [(r["ok"], r["missing"]) for r in runs] == [(1, 5)], runs
+
+        (full / "filler").unlink()
+        resumed = cli_process("campaign", "run", str(spec), "--resume", info.run_id, env=env)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        rows = read_results(full, campaign="full")
+        assert len(rows) == 6 and (rows.status == "ok").all() and rows.run_id.nunique() == 1
+        summary = read_run_summary(full, "full", info.run_id)
+        assert summary is not None and (summary.state, summary.ok) == ("complete", 6)
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
 
 
 @pytest.mark.e2e
