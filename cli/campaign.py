@@ -79,8 +79,11 @@ def run(
     file: CampaignFile,
     resume: Annotated[str | None, typer.Option(
         help="Run the jobs this run (an interrupted or crashed one) never reached, into the same run.")] = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="When another run is measuring on this node, wait for it rather than refuse.")] = False,
 ) -> None:
-    """Run a campaign on this node through Prefect and print its results. Exits 1 when any job failed."""
+    """Run a campaign on this node through Prefect and print its results. Exits 1 when any job failed. One
+    run measures on a node at a time: another one running makes this one refuse, or wait with --wait."""
     import contextlib
     import os
 
@@ -100,7 +103,7 @@ def run(
 
             context.enter_context(ingest_for_run(settings, say=lambda text: console.print(text, highlight=False)))
             settings = load_settings()
-        state = _run_flow(campaign, settings, resume, file)
+        state = _run_flow(campaign, settings, resume, file, wait)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):
         raise summary
@@ -140,15 +143,22 @@ def run(
                   code=1)
 
 
-def _run_flow(campaign: Campaign, settings: Settings, resume: str | None, file: Path) -> State:
+def _run_flow(campaign: Campaign, settings: Settings, resume: str | None, file: Path, wait: bool) -> State:
     """Preflight, then the campaign flow on this node; an interrupt exits saying how to resume."""
     import os
 
+    from ffwatt.errors import NodeBusy
     from ffwatt.fleet.client import ApiClient
     from ffwatt.jobs import expand
     from ffwatt.validation import preflight
+    from flows.nodelock import node_holder
 
     preflight(campaign, settings)
+    holder = node_holder(settings.home)  # asked now, so a refusal is one line before Prefect starts
+    if holder is not None:
+        if not wait:
+            raise NodeBusy(holder)
+        console.print(f"waiting for this node: it is measuring {holder}", highlight=False, soft_wrap=True)
     if os.environ.get("PREFECT_API_URL"):  # else Prefect starts a temporary local server
         ApiClient.from_env().check()
     from flows.campaign import campaign_flow
@@ -156,7 +166,7 @@ def _run_flow(campaign: Campaign, settings: Settings, resume: str | None, file: 
     console.print(f"running campaign {campaign.name!r}: {len(expand(campaign))} jobs"
                   + (f", resuming run {resume}" if resume else ""))
     try:
-        return campaign_flow(campaign, resume=resume, return_state=True)
+        return campaign_flow(campaign, resume=resume, wait=wait, return_state=True)
     except KeyboardInterrupt:
         interrupted = _interrupted_run(settings.results_dir, campaign.name)
         exit_with("interrupted; the rows written so far are kept"

@@ -2,7 +2,8 @@
 
     FfwattError                 anything ffwatt refuses or fails to do
     ├── CampaignError           a campaign file that can't be run as written
-    │   └── EncoderUnavailable  an encoder this node's FFmpeg lacks
+    │   ├── EncoderUnavailable  an encoder this node's FFmpeg lacks
+    │   └── NodeBusy            this node is measuring another run (and the caller won't wait)
     ├── FFmpegError             FFmpeg missing, crashed, or exited non-zero
     │   ├── EncodeFailed        a job's encode failed (carries the command and stderr tail)
     │   └── QualityFailed       the quality pass failed for a job
@@ -44,6 +45,7 @@ __all__ = [
     "FFmpegError",
     "FfwattError",
     "MonitoringError",
+    "NodeBusy",
     "NotComputable",
     "PortTaken",
     "QualityFailed",
@@ -97,6 +99,19 @@ def _nearest(name: str, names: list[str], n: int = 2) -> list[str]:
         return difflib.SequenceMatcher(None, name, other).ratio() + 0.05 * start
 
     return sorted(difflib.get_close_matches(name, names, n=10, cutoff=0.5), key=score, reverse=True)[:n]
+
+
+class NodeBusy(CampaignError):
+    """This node is measuring another run, and the caller asked not to wait for it. ``holder`` is who
+    holds the node (as it described itself)."""
+
+    def __init__(self, holder: str) -> None:
+        self.holder = holder
+        super().__init__(f"this node is already measuring {holder}: two runs at once would each be billed for the "
+                         "other's encodes. Wait for it to end, or run again with --wait to start when it has")
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:  # survives pickling (Prefect)
+        return (NodeBusy, (self.holder,))
 
 
 class FFmpegError(FfwattError):

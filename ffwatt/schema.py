@@ -163,6 +163,9 @@ class EnergyColumns(_Columns):
     net_energy_j: float | None = _col("energy_j minus idle_power_w x window length.", "J", default=None)
     cpu_share: float | None = _col(
         "FFmpeg's CPU time over the machine's busy CPU time in the window (0..1).", default=None)
+    others_cpu_s: float | None = _col(
+        "CPU time other processes used in the window: the machine's busy CPU time (/proc/stat) less the job's "
+        "FFmpeg's and ffwatt's own (the campaign process and its children).", "s", default=None)
     attributed_energy_j: float | None = _col(
         "Energy above idle attributed to this job: CPU net energy x cpu_share, plus GPU net energy "
         "(all of it when the job used the GPU alone, else x its share of NVENC/NVDEC use).",
@@ -170,8 +173,8 @@ class EnergyColumns(_Columns):
     joules_per_frame: float | None = _col("energy_j / frames.", "J/frame", default=None)
     energy_flags: str | None = _col(
         "Caveats, comma-separated: short_window (shorter than two sensor updates), busy_machine "
-        "(cpu_share < 0.9), shared_gpu (others used the video engines), no_idle_baseline, "
-        "idle_baseline_other_source.", default=None)
+        "(others_cpu_s over 10 % of the machine's busy CPU time, and over 0.05 s), shared_gpu (others used the "
+        "video engines), no_idle_baseline, idle_baseline_other_source.", default=None)
     cost: float | None = _col("energy_j x FFWATT_PRICE_PER_KWH of the node.", "currency", default=None)
     co2_g: float | None = _col("energy_j x FFWATT_CO2_G_PER_KWH of the node.", "g", default=None)
 

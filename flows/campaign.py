@@ -42,6 +42,7 @@ from ffwatt.schema import JobRow, config_label
 from ffwatt.settings import Settings, load_settings
 from ffwatt.validation import preflight
 from flows.job import prepare_references, run_job
+from flows.nodelock import node_lock
 from tasks import idle_baseline, record_job, record_same_outputs, summarize_run
 from tasks._logging import run_logger
 from tasks.publish import publish_outcome
@@ -54,9 +55,10 @@ __all__ = ["campaign_flow"]
 
 @flow(name="campaign", flow_run_name="{campaign.name}", validate_parameters=True)
 def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "local",
-                  resume: str | None = None) -> RunSummary | State:
+                  resume: str | None = None, wait: bool = True) -> RunSummary | State:
     """Run every job of ``campaign`` (or those run ``resume`` never reached), here or on the fleet's
-    work pools, and summarize the run."""
+    work pools, and summarize the run. Here, it holds the node's lock while it measures: another run
+    measuring on this node is waited for (``wait``), or refuses this one at once."""
     settings = load_settings()
     run_id = resume or str(flow_run.id or uuid4())
     started_at = datetime.now(UTC)
@@ -77,14 +79,17 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                 idle_baselines |= {name: report.idle_baseline for name, report in reports.items()
                                    if report.idle_baseline is not None}
             else:
-                references = prepare_references(campaign, jobs, from_api=from_api)
-                idle = idle_baseline(campaign.idle_baseline_s, campaign.idle_baseline_reuse_s)
-                nodes[settings.node] = describe_node(settings)
-                if idle is not None:
-                    idle_baselines[settings.node] = idle
-                for job in jobs:
-                    rows.append(_record(run_job(job, references[job.input.name], idle, run_id, settings.node,
-                                                campaign.encode_retries), series))
+                with node_lock(settings.home, f"campaign {campaign.name} run {run_id}", wait=wait,
+                               on_wait=lambda holder: run_logger().warning(
+                                   "waiting for this node: it is measuring %s", holder)):
+                    references = prepare_references(campaign, jobs, from_api=from_api)
+                    idle = idle_baseline(campaign.idle_baseline_s, campaign.idle_baseline_reuse_s)
+                    nodes[settings.node] = describe_node(settings)
+                    if idle is not None:
+                        idle_baselines[settings.node] = idle
+                    for job in jobs:
+                        rows.append(_record(run_job(job, references[job.input.name], idle, run_id, settings.node,
+                                                    campaign.encode_retries), series))
             # While the last job's window runs out (MARGIN_S after its encode) and its series are written.
             summary = publish_outcome(summarize_run(rows, campaign.name, run_id, started_at, len(all_jobs), nodes,
                                                     idle_baselines))

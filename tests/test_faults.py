@@ -5,6 +5,7 @@ ask workers to touch files, bad settings, an unreachable or refusing API, full d
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -119,18 +120,48 @@ def test_a_stale_pid_file_never_gets_another_process_killed(home: dict[str, str]
 
 # --- runs that race, campaigns that can't run ------------------------------------------------------
 
+def test_a_second_run_on_a_busy_node_is_refused_naming_the_holder(tmp_path: Path, home: dict[str, str]):
+    """The same campaign run twice at once: both ok, each billed about twice the energy (20.9 J vs 9.5 J)."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom pathlib import Path\nfrom flows.nodelock import node_lock\n"
+        "with node_lock(Path(sys.argv[1]), 'campaign other run r-1'):\n"
+        "    print('held', flush=True)\n    sys.stdin.read()\n"), home["FFWATT_HOME"]],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        line = one_line_error(cli("campaign", "run", str(campaign_file(tmp_path)), env=home))
+        assert line.startswith(f"error: this node is already measuring campaign other run r-1 (pid {holder.pid} on ")
+        assert "run again with --wait to start when it has" in line
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()  # it lets go of the lock and ends
+        holder.wait(30)
+    from flows.nodelock import node_holder
+
+    assert node_holder(Path(home["FFWATT_HOME"])) is None  # freed with its holder
+
+
 @pytest.mark.e2e
-def test_two_runs_needing_the_same_new_reference_both_succeed(tmp_path: Path, home: dict[str, str],
-                                                             prefect_server: dict[str, str]):
+def test_two_runs_at_once_measure_one_at_a_time(tmp_path: Path, home: dict[str, str],
+                                               prefect_server: dict[str, str]):
+    """Run twice at once (the second with --wait), a campaign's encodes never overlap, no window is billed
+    for the other run's encodes, and the reference both need is made once."""
     spec = campaign_file(tmp_path, inputs=[{"name": "shared", "source": "testsrc2", "size": "1280x720",
-                                            "fps": 30, "duration_s": 2}])
+                                            "fps": 30, "duration_s": 2}],
+                         matrix={"encoders": [{"name": "libx264", "presets": ["veryfast"]}],
+                                 "rate_control": [{"mode": "crf", "values": [24, 30, 36]}]})
     env = {**os.environ, **prefect_server, **home, "COLUMNS": "200"}
-    runs = [subprocess.Popen([FFWATT, "campaign", "run", str(spec)], env=env, stdout=subprocess.PIPE,
+    runs = [subprocess.Popen([FFWATT, "campaign", "run", str(spec), "--wait"], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outcomes = [(run.wait(300), run.stderr.read() if run.stderr else "") for run in runs]
-    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    outcomes = [run.communicate(timeout=400) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outcomes
+    assert any("waiting for this node: it is measuring campaign faults run" in out + err for out, err in outcomes)
     rows = read_results(Path(home["FFWATT_RESULTS_DIR"]), campaign="faults")
-    assert len(rows) == 2 and (rows.status == "ok").all() and rows.run_id.nunique() == 2
+    assert len(rows) == 6 and (rows.status == "ok").all() and rows.run_id.nunique() == 2
+    windows = sorted(zip(rows.started_at, rows.ended_at))
+    assert all(end <= start for (_, end), (start, _) in itertools.pairwise(windows))  # never two at once
+    first, second = (rows[rows.run_id == run_id] for run_id in rows.run_id.unique())
+    assert first.ended_at.max() <= second.started_at.min() or second.ended_at.max() <= first.started_at.min()
     references = Path(home["FFWATT_HOME"]) / "cache" / "references"
     assert len(list(references.glob("shared-*.mkv"))) == 1 and not list(references.glob(".*.partial"))
 
