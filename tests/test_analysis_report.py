@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,13 +101,55 @@ def test_walkthrough_notebook_executes(results_dir: Path, tmp_path: Path, monkey
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(NOTEBOOK, as_version=4)
+    (parameters,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    parameters.source = "campaign = 'demo'\nrun = 'latest'"  # as a reader, or `papermill -p campaign demo`
     nbclient.NotebookClient(nb, kernel_name="python3", timeout=180,
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "run run-new" in printed and "estimated energy" in printed
+    assert "campaign demo, run run-new" in printed and "estimated energy" in printed
     assert "samples (source: local)" in printed  # one job's series, beside its row
+    assert _nan_in(nb) == []  # a figure a run lacks reads "-", never NaN
+
+
+def _nan_in(nb: Any) -> list[str]:
+    """Every text a notebook's cells show (printed, or a table's text and HTML) that has NaN in it."""
+    shown = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    shown += [o.get("data", {}).get(kind, "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              for kind in ("text/plain", "text/html")]
+    return [text[:200] for text in shown if re.search(r"\bnan\b", text, re.IGNORECASE)]
+
+
+def test_walkthrough_runs_with_jupyter_nbconvert_from_a_fresh_clone(tmp_path: Path) -> None:
+    """`jupyter nbconvert --execute` wasn't there after `make deps`; the notebook looked for results/ beside
+    itself, took the newest run of any campaign and printed "nan J ... gap +nan %". Here: the real command,
+    started elsewhere, with no results at all (a fresh clone): it walks through a labelled synthetic run."""
+    jupyter = Path(sys.executable).with_name("jupyter")
+    empty = tmp_path / "no-results"
+    out = tmp_path / "executed.ipynb"
+    env = {k: v for k, v in os.environ.items() if k != "FFWATT_RESULTS_DIR"} | {
+        "FFWATT_RESULTS_DIR": str(empty), "MPLBACKEND": "Agg"}
+    done = subprocess.run([str(jupyter), "nbconvert", "--to", "notebook", "--execute", str(NOTEBOOK),
+                           "--output", out.name, "--output-dir", str(tmp_path)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import nbformat
+
+    nb = nbformat.read(out, as_version=4)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert f"No run of campaign 'quick' under {empty} (make demo makes one)" in printed
+    assert "SHOWING A SYNTHETIC EXAMPLE RUN: made-up rows to walk through, not measurements." in printed
+    assert "samples (source: local)" in printed and _nan_in(nb) == []
+
+
+def test_a_notebook_finds_the_repositorys_results_wherever_its_kernel_starts(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FFWATT_RESULTS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # Jupyter starts the kernel in the notebook's folder, not the repository's
+    assert analysis.notebook_results_dir() == REPO / "results"
+    monkeypatch.setenv("FFWATT_RESULTS_DIR", str(tmp_path / "mine"))
+    assert analysis.notebook_results_dir() == tmp_path / "mine"
 
 
 def test_notebook_is_what_the_generator_writes() -> None:
