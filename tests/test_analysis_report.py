@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -198,3 +199,39 @@ def test_the_report_shows_every_job_whose_series_disagree_with_its_row(tmp_path:
     assert -5.5 < float(gap) < -4.5  # 1/1.05 - 1, give or take the 1 Hz samples' interpolation
     assert "libx264 medium crf 22" not in warning
     assert "Power over time, per job" in write_report(root, "latest", out=tmp_path / "l2.html").read_text()
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
+                    reason="needs Debian's chromium and chromium-driver (make test installs them as root)")
+def test_the_summary_fits_the_page_at_800_and_1400_px(results_dir: Path, tmp_path: Path) -> None:
+    """The summary table was 1277 px wide in an 1100 px column: cut off at 1400 px, half off-screen at 800."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    path = write_report(results_dir, "run-new", out=tmp_path / "r.html")
+    options = Options()
+    options.binary_location = shutil.which("chromium") or "chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(argument)
+    browser = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    measure = """
+        const heading = [...document.querySelectorAll('h2')].find(h => h.textContent === 'Summary per configuration');
+        const tables = [];
+        for (let e = heading.nextElementSibling; e && e.tagName !== 'H2'; e = e.nextElementSibling) {
+            e.querySelectorAll('table').forEach(t => tables.push({right: t.getBoundingClientRect().right,
+                                                                  columns: t.rows[0].cells.length}));
+        }
+        return {page: document.documentElement.scrollWidth, view: document.documentElement.clientWidth, tables};"""
+    try:
+        for width in (800, 1400):
+            browser.set_window_size(width, 1000)
+            browser.get(path.as_uri())
+            seen = browser.execute_script(measure)
+            assert seen["page"] <= seen["view"], (width, seen)  # nothing runs off the page
+            assert len(seen["tables"]) == 2, seen  # what each configuration did, and what it cost
+            assert all(t["right"] <= seen["view"] for t in seen["tables"]), (width, seen)  # each in full
+            browser.save_screenshot(str(tmp_path / f"report-{width}.png"))
+    finally:
+        browser.quit()
