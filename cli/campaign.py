@@ -193,7 +193,7 @@ def submit(
     run = submit_flow_run(api, deployment, {"campaign": campaign.model_dump(mode="json", exclude_unset=True),
                                             "dispatch": dispatch})
     console.print(f"flow run {run.name} ({run.flow_run_id}) of {deployment}: "
-                  f"{api.ui_url}/runs/flow-run/{run.flow_run_id}", highlight=False, soft_wrap=True)
+                  f"{api.ui_page(f'/runs/flow-run/{run.flow_run_id}')}", highlight=False, soft_wrap=True)
     if not watch:
         return
 
