@@ -121,3 +121,19 @@ def test_an_encoder_without_a_profile_is_held_to_the_options_its_ffmpeg_lists(tm
     spec["matrix"]["encoders"] = [{"name": "libvpx", "rate_control": [{"mode": "crf", "values": [10, 40]}]}]
     path.write_text(yaml.safe_dump(spec))
     assert run("campaign", "validate", str(path)).returncode == 0
+
+
+def test_results_show_warns_of_settings_that_had_no_effect(tmp_path: Path):
+    from ffwatt.results import write_job_row
+    from ffwatt.schema import JobRow
+
+    for crf, job_id in ((2, "j1"), (200, "j2")):
+        write_job_row(tmp_path / "results", JobRow(
+            campaign="c", run_id="r", job_id=job_id, config_id=f"cfg-{crf}", repetition=1, node="n", input_name="p",
+            encoder="someenc", rate_control="crf", crf=crf, status="ok", attempts=1, output_hash="ab" * 16,
+            same_output_as=f"someenc crf {202 - crf}"))
+    done = ffwatt("results", "show", env={"FFWATT_RESULTS_DIR": str(tmp_path / "results")})
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stderr.split())
+    assert ("warning: 2 jobs made the same video as a job with other settings: those settings had no effect "
+            "(same_output_as says so in their rows): p: someenc crf 2 = someenc crf 200") in said
