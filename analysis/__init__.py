@@ -3,6 +3,7 @@
 Reads results through :mod:`ffwatt.results` and never imports Prefect, flows or tasks.
 
     load_results / resolve_run        one run, several, or the whole tree (+ node facts)
+    notebook_results_dir / shown      where a notebook finds results; a frame to display, never NaN
     job_efficiency / config_efficiency   J/frame, px/J, QoE/J, watts... per job and configuration
     repetition_stats / compare        mean, std, 95 % t-interval; different by Welch's t-test
     pareto_front                      non-dominated configurations (2-D or 3-D)
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
     from analysis.bd import bd_energy, bd_quality, bd_rate, bd_table
     from analysis.efficiency import config_efficiency, job_efficiency
     from analysis.frames import load_frames
-    from analysis.load import load_results, node_metadata, resolve_run, run_summary
+    from analysis.load import load_results, node_metadata, notebook_results_dir, resolve_run, run_summary
+    from analysis.markdown import md_number, shown
     from analysis.pareto import pareto_front, pareto_mask
     from analysis.power import CVScore, PowerModel, fit_power_model
     from analysis.recommend import Recommendation, Scope, Target, recommend
@@ -49,7 +51,8 @@ _SURFACE: dict[str, tuple[str, ...]] = {
     "analysis.efficiency": ("config_efficiency", "job_efficiency"),
     "ffwatt.errors": ("AnalysisError", "ExtrapolationError", "NotComputable"),
     "analysis.frames": ("load_frames",),
-    "analysis.load": ("load_results", "node_metadata", "resolve_run", "run_summary"),
+    "analysis.load": ("load_results", "node_metadata", "notebook_results_dir", "resolve_run", "run_summary"),
+    "analysis.markdown": ("md_number", "shown"),
     "analysis.pareto": ("pareto_front", "pareto_mask"),
     "analysis.power": ("CVScore", "PowerModel", "fit_power_model"),
     "analysis.recommend": ("Recommendation", "Scope", "Target", "recommend"),
@@ -65,9 +68,10 @@ __all__ = [
     "AnalysisError", "CVScore", "Comparison", "ExtrapolationError", "NotComputable", "PowerModel",
     "Recommendation", "RunComparison", "Scope", "Target", "bd_energy", "bd_quality", "bd_rate", "bd_table",
     "campaign_history", "compare", "compare_runs", "config_efficiency", "fit_power_model", "job_efficiency",
-    "load_frames", "load_results", "load_series", "mean_ci", "node_metadata", "pareto_front", "pareto_mask",
-    "power_over_time", "power_summary", "previous_run", "recommend", "repetition_stats", "resolve_run",
-    "run_summary", "sample_counts", "series_checks", "t_critical", "welch", "window_means", "write_report",
+    "load_frames", "load_results", "load_series", "md_number", "mean_ci", "node_metadata", "notebook_results_dir",
+    "pareto_front", "pareto_mask", "power_over_time", "power_summary", "previous_run", "recommend",
+    "repetition_stats", "resolve_run", "run_summary", "sample_counts", "series_checks", "shown", "t_critical",
+    "welch", "window_means", "write_report",
 ]
 
 

@@ -15,9 +15,21 @@ import pandas as pd
 
 from ffwatt.results import RunSummary, read_results, read_run_summary, resolve_run
 
-__all__ = ["load_results", "node_metadata", "resolve_run", "run_summary"]
+__all__ = ["load_results", "node_metadata", "notebook_results_dir", "resolve_run", "run_summary"]
 
 _NODE_FIELDS = ("cpu_model", "logical_cpus", "kernel", "cpu_energy", "gpu_driver", "ffmpeg_version")
+
+
+def notebook_results_dir() -> Path:
+    """Where a notebook finds results: ``FFWATT_RESULTS_DIR`` when set, else this repository's ``results/``,
+    wherever the kernel started (Jupyter starts it in the notebook's folder, where ``./results`` is
+    nothing of ours)."""
+    import os
+
+    from ffwatt.settings import REPO
+
+    given = os.environ.get("FFWATT_RESULTS_DIR")
+    return Path(given).expanduser() if given else REPO / "results"
 
 
 def run_summary(results_dir: Path, campaign: str, run_id: str) -> RunSummary | None:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ffwatt.schema import is_missing
 
-__all__ = ["md_number", "md_table", "md_text"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["md_number", "md_table", "md_text", "shown"]
 
 
 def md_text(value: Any) -> str:
@@ -35,3 +38,10 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def shown(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """``frame`` for people to read (a notebook's display): numbers to ``digits`` significant figures, and
+    ``-`` where a figure is missing, never NaN."""
+    return frame.astype(object).map(lambda value: md_number(value, digits) if isinstance(value, float)
+                                    else md_text(value))

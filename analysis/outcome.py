@@ -20,7 +20,7 @@ from analysis.markdown import md_number, md_table, md_text
 from analysis.pareto import Direction, pareto_front
 from analysis.recommend import DEFAULT_VMAF, Scope, Target, recommend
 from ffwatt.errors import FfwattError
-from ffwatt.results import run_dir
+from ffwatt.results import RunSummary, run_dir
 from ffwatt.schema import config_label
 
 __all__ = ["run_outcome_markdown"]
@@ -90,18 +90,22 @@ def _density(rows: pd.DataFrame) -> str:
 
 
 def run_outcome_markdown(results_dir: Path, campaign: str, run_id: str, *,
-                         target_vmaf: float = DEFAULT_VMAF) -> str:
-    """The run's outcome as Markdown (see the module doc)."""
+                         target_vmaf: float = DEFAULT_VMAF, summary: RunSummary | None = None) -> str:
+    """The run's outcome as Markdown (see the module doc); ``summary``: the run's, when the caller has it
+    (the flow that ran it: its ``_run.json`` may not have been written, on a full disk)."""
     results_dir = Path(results_dir)
     parquet = run_dir(results_dir, campaign, run_id).resolve()
     rows = load_results(results_dir, campaign=campaign, run_id=run_id, with_run_metadata=False)
-    summary = run_summary(results_dir, campaign, run_id)
+    summary = summary or run_summary(results_dir, campaign, run_id)
     ok = int((rows["status"] == "ok").sum()) if not rows.empty else 0
     skipped = int((rows["status"] == "skipped").sum()) if not rows.empty else 0
     head = (f"## Campaign {md_text(campaign)}, run {run_id}\n\n**{ok} of {len(rows)} jobs ok, "
             f"{len(rows) - ok - skipped} failed" + (f", {skipped} skipped" if skipped else "") + "**")
-    if summary is not None:
+    if summary is not None and summary.wall_s is not None:  # None while it runs
         head += f" in {summary.wall_s:.0f} s on {', '.join(sorted(summary.nodes)) or 'no node'}"
+    if summary is not None and summary.jobs > len(rows):
+        head += (f"; {summary.jobs - len(rows)} of its {summary.jobs} jobs have no row (not reached, or their row "
+                 f"couldn't be written): `ffwatt campaign run FILE --resume {run_id}` runs them")
     parts = [head + ".\n"]
     if not rows.empty:
         parts.append(_failed(rows))

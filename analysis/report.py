@@ -46,11 +46,15 @@ from ffwatt.series import AGREEMENT, CHECKED_FROM_S, SOURCE_WORDS
 
 __all__ = ["write_report"]
 
+# Tables fit the column from 800 px up: headers wrap, and one wider than the page (many nodes, long labels)
+# scrolls inside its own box (.wide) instead of running off the page.
 _CSS = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}
-th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
-th{background:#f0f0f0} td.l,th.l{text-align:left}
+body{font-family:system-ui,sans-serif;margin:2em auto;padding:0 1em;max-width:1100px;color:#222}
+.wide{overflow-x:auto;max-width:100%;margin:.5em 0 1.5em}
+table{border-collapse:collapse;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 5px;text-align:right}
+th{background:#f0f0f0;font-weight:600;vertical-align:bottom} td.l,th.l{text-align:left}
+td{white-space:nowrap} td.l{white-space:normal;min-width:5em} td.w{white-space:normal}
 .warn{background:#fff4d6;border:2px solid #e0a800;padding:.6em 1em;margin:1em 0}
 .note{color:#555;font-size:13px} img{max-width:100%}
 """
@@ -67,9 +71,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def _table(frame: pd.DataFrame, columns: dict[str, str], *, left: tuple[str, ...] = (),
-           star: dict[str, str] | None = None) -> str:
+           star: dict[str, str] | None = None, wrap: tuple[str, ...] = ()) -> str:
     """An HTML table of ``columns`` (name -> header). ``star`` maps a column to a boolean column:
-    where true, the value gets a ``*`` (estimated)."""
+    where true, the value gets a ``*`` (estimated). Numbers stay on one line, but those of ``wrap``
+    (an interval, low–high) and the text of ``left``."""
     star = star or {}
     head = "".join(f"<th class='{'l' if c in left else ''}'>{html.escape(h)}</th>" for c, h in columns.items())
     rows = []
@@ -79,9 +84,9 @@ def _table(frame: pd.DataFrame, columns: dict[str, str], *, left: tuple[str, ...
             text = _fmt(row.get(c))
             if c in star and bool(row.get(star[c])) and text != "-":
                 text += "*"
-            cells.append(f"<td class='{'l' if c in left else ''}'>{text}</td>")
+            cells.append(f"<td class='{'l' if c in left else 'w' if c in wrap else ''}'>{text}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+    return f"<div class='wide'><table><tr>{head}</tr>{''.join(rows)}</table></div>"
 
 
 def _img(fig: Any, alt: str) -> str:
@@ -123,22 +128,30 @@ def _node_section(summary: RunSummary | None, nodes_with_jobs: list[str]) -> str
 
 
 def _summary_section(configs: pd.DataFrame) -> str:
-    table = configs.assign(config=[config_label(r) for _, r in configs.iterrows()])
-    columns = {"input_name": "input", "config": "configuration", "node": "node", "n": "reps",
-               "n_failed": "failed", "wall_s": "wall s", "encode_fps": "fps", "bitrate_kbps": "kbit/s",
-               "psnr": "PSNR", "vmaf": "VMAF", "vmaf_p5": "VMAF p5", "energy_j": "energy J",
-               "energy_j_ci_low": "J CI low", "energy_j_ci_high": "J CI high", "joules_per_frame": "J/frame",
-               "avg_power_w": "avg W", "net_power_w": "net W", "pixels_per_joule": "px/J",
-               "qoe_pixels_per_joule": "QoE px/J", "vmaf_per_joule": "VMAF/J", "kbps_per_watt": "kbit/s per W",
-               "cost_per_video_hour": "cost / video h", "co2_g_per_video_hour": "g CO2 / video h",
-               "energy_sources": "energy source"}
+    """Two tables, so each fits an 800 px column: what each configuration did, then what it cost."""
+    table = configs.assign(config=[config_label(r) for _, r in configs.iterrows()],
+                           config_input=[config_label(r, with_input=True) for _, r in configs.iterrows()])
+    if {"energy_j_ci_low", "energy_j_ci_high"} <= set(table.columns):
+        table["energy_j_ci"] = [
+            "-" if pd.isna(low) or pd.isna(high) else f"{_fmt(low)}–{_fmt(high)}"
+            for low, high in zip(table["energy_j_ci_low"], table["energy_j_ci_high"])]
+    did = {"input_name": "input", "config": "configuration", "node": "node", "n": "reps", "n_failed": "failed",
+           "wall_s": "wall s", "encode_fps": "fps", "bitrate_kbps": "kbit/s", "psnr": "PSNR", "vmaf": "VMAF",
+           "vmaf_p5": "VMAF p5"}
+    cost = {"config_input": "input and configuration", "energy_j": "energy J",
+            "energy_j_ci": "J, 95 % CI", "joules_per_frame": "J/frame", "avg_power_w": "avg W",
+            "net_power_w": "net W", "pixels_per_joule": "px/J", "qoe_pixels_per_joule": "QoE px/J",
+            "vmaf_per_joule": "VMAF/J", "kbps_per_watt": "kbit/s per W", "cost_per_video_hour": "cost / video h",
+            "co2_g_per_video_hour": "g CO2 / video h", "energy_sources": "source"}
     # Optional columns (cost, CO2, net watts...) only when some row has them.
-    columns = {k: v for k, v in columns.items() if k in table.columns and table[k].notna().any()}
-    energy_cols = ("energy_j", "energy_j_ci_low", "energy_j_ci_high", "joules_per_frame", "avg_power_w",
-                   "net_power_w", "pixels_per_joule", "qoe_pixels_per_joule", "vmaf_per_joule", "kbps_per_watt",
-                   "cost_per_video_hour", "co2_g_per_video_hour")
-    star = {c: "energy_estimated" for c in energy_cols if c in columns}
-    return (_table(table, columns, left=("input_name", "config", "node", "energy_sources"), star=star)
+    did, cost = ({k: v for k, v in columns.items() if k in table.columns and table[k].notna().any()}
+                 for columns in (did, cost))
+    energy_cols = ("energy_j", "energy_j_ci", "joules_per_frame", "avg_power_w", "net_power_w", "pixels_per_joule",
+                   "qoe_pixels_per_joule", "vmaf_per_joule", "kbps_per_watt", "cost_per_video_hour",
+                   "co2_g_per_video_hour")
+    star = {c: "energy_estimated" for c in energy_cols if c in cost}
+    return (_table(table, did, left=("input_name", "config", "node"))
+            + _table(table, cost, left=("config_input", "energy_sources"), star=star, wrap=("energy_j_ci",))
             + "<p class='note'>Means over ok repetitions; CI = 95 % Student-t interval of the mean "
               "(needs ≥ 2 repetitions). * = energy estimated, not measured.</p>")
 

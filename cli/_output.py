@@ -29,6 +29,7 @@ __all__ = [
     "results_table",
     "run_tables",
     "run_title",
+    "same_output_text",
     "series_text",
 ]
 
@@ -83,12 +84,12 @@ def failures_text(failures: dict[str, int]) -> str:
 
 
 def run_title(campaign: str, run_id: str, state: str, jobs: int, rows: int) -> str:
-    """A run's table title; a run that isn't complete says so, and how many jobs it lacks."""
+    """A run's table title; a run that isn't complete, or lacks rows (ones a full disk kept out), says so, and
+    how many jobs it lacks."""
     title = f"campaign {campaign}, run {run_id}"
-    if state != "complete":
+    if state != "complete" or rows < jobs:
         title += f" ({state}: {rows} of {jobs} jobs have rows" + (
-            f"; `ffwatt campaign run FILE --resume {run_id}` runs the rest)" if state in ("interrupted", "crashed")
-            else ")")
+            f"; `ffwatt campaign run FILE --resume {run_id}` runs the rest)" if state != "running" else ")")
     return title
 
 
@@ -177,6 +178,20 @@ def density_tables(frame: pd.DataFrame, title: str) -> list[Table]:
     if estimated:
         table.caption = outcome.caption = _ESTIMATED_CAPTION
     return [table, outcome]
+def same_output_text(frame: pd.DataFrame) -> str | None:
+    """A warning naming the configurations that made identical video for different settings (their
+    rows' ``same_output_as``), so two rows are never read as two points of a curve; None when none did."""
+    if "same_output_as" not in frame.columns:
+        return None
+    marked = frame[frame["same_output_as"].notna()]
+    if marked.empty:
+        return None
+    from ffwatt.schema import config_label
+
+    groups = [f"{input_name}: {' = '.join(sorted({config_label(row) for _, row in rows.iterrows()}))}"
+              for (input_name, _), rows in marked.groupby(["input_name", "output_hash"])]
+    return (f"warning: {len(marked)} jobs made the same video as a job with other settings: those settings had no "
+            f"effect (same_output_as says so in their rows): {'; '.join(groups)}")
 
 
 _BAR = 24  # characters for a speed of 1.25x: real time is at the fifth-to-last

@@ -7,9 +7,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from cli._output import Output, OutputOption, console, exit_with, failures_text, run_tables, run_title, series_text
+from cli._output import (
+    Output,
+    OutputOption,
+    console,
+    err_console,
+    exit_with,
+    failures_text,
+    run_tables,
+    run_title,
+    same_output_text,
+    series_text,
+)
 from ffwatt.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -69,8 +81,11 @@ def run(
     file: CampaignFile,
     resume: Annotated[str | None, typer.Option(
         help="Run the jobs this run (an interrupted or crashed one) never reached, into the same run.")] = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="When another run is measuring on this node, wait for it rather than refuse.")] = False,
 ) -> None:
-    """Run a campaign on this node through Prefect and print its results. Exits 1 when any job failed."""
+    """Run a campaign on this node through Prefect and print its results. Exits 1 when any job failed. One
+    run measures on a node at a time: another one running makes this one refuse, or wait with --wait."""
     import contextlib
     import os
 
@@ -79,7 +94,7 @@ def run(
     for key, value in PREFECT_ENV.items():  # before Prefect is imported: it reads them once
         os.environ.setdefault(key, value)
     settings = load_settings()
-    from ffwatt.results import RunSummary, read_results
+    from ffwatt.results import RunSummary, read_results, read_run_summary
     from ffwatt.series import series_path
     from ffwatt.validation import load_campaign
 
@@ -90,7 +105,7 @@ def run(
 
             context.enter_context(ingest_for_run(settings, say=lambda text: console.print(text, highlight=False)))
             settings = load_settings()
-        state = _run_flow(campaign, settings, resume, file)
+        state = _run_flow(campaign, settings, resume, file, wait)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):
         raise summary
@@ -108,20 +123,37 @@ def run(
                   highlight=False)
     console.print(series_text(frame, str(series_path(settings.results_dir, campaign.name, summary.run_id, "*"))),
                   highlight=False)
+    if (same := same_output_text(frame)) is not None:
+        err_console.print(f"[yellow]{escape(same)}[/]", highlight=False, soft_wrap=True)
+    recorded = read_run_summary(settings.results_dir, campaign.name, summary.run_id)
+    if recorded is None or recorded.state != summary.state:
+        err_console.print("[yellow]warning: the run's summary couldn't be written beside its rows (see the "
+                          "log); `ffwatt results runs` counts them from disk[/]", highlight=False, soft_wrap=True)
     if summary.failed:
-        exit_with(f"{summary.failed} of {summary.jobs} jobs failed (rows written; `error` says why):\n"
-                  + failures_text(summary.failures), code=1)
+        unwritten = sum(n for reason, n in summary.failures.items() if reason.startswith("record:"))
+        what = (f"{unwritten} of them have no row, as it couldn't be written: free space, then `ffwatt campaign run "
+                f"{file} --resume {summary.run_id}` runs them again" if unwritten
+                else "rows written; `error` says why")
+        exit_with(f"{summary.failed} of {summary.jobs} jobs failed ({what}):\n" + failures_text(summary.failures),
+                  code=1)
 
 
-def _run_flow(campaign: Campaign, settings: Settings, resume: str | None, file: Path) -> State:
+def _run_flow(campaign: Campaign, settings: Settings, resume: str | None, file: Path, wait: bool) -> State:
     """Preflight, then the campaign flow on this node; an interrupt exits saying how to resume."""
     import os
 
+    from ffwatt.errors import NodeBusy
     from ffwatt.fleet.client import ApiClient
     from ffwatt.jobs import expand
     from ffwatt.validation import preflight
+    from flows.nodelock import node_holder
 
     preflight(campaign, settings)
+    holder = node_holder(settings.home)  # asked now, so a refusal is one line before Prefect starts
+    if holder is not None:
+        if not wait:
+            raise NodeBusy(holder)
+        console.print(f"waiting for this node: it is measuring {holder}", highlight=False, soft_wrap=True)
     if os.environ.get("PREFECT_API_URL"):  # else Prefect starts a temporary local server
         ApiClient.from_env().check()
     from flows.campaign import campaign_flow
@@ -129,7 +161,7 @@ def _run_flow(campaign: Campaign, settings: Settings, resume: str | None, file: 
     console.print(f"running campaign {campaign.name!r}: {len(expand(campaign))} jobs"
                   + (f", resuming run {resume}" if resume else ""))
     try:
-        return campaign_flow(campaign, resume=resume, return_state=True)
+        return campaign_flow(campaign, resume=resume, wait=wait, return_state=True)
     except KeyboardInterrupt:
         interrupted = _interrupted_run(settings.results_dir, campaign.name)
         exit_with("interrupted; the rows written so far are kept"
@@ -156,7 +188,7 @@ def submit(
     run = submit_flow_run(api, deployment, {"campaign": campaign.model_dump(mode="json", exclude_unset=True),
                                             "dispatch": dispatch})
     console.print(f"flow run {run.name} ({run.flow_run_id}) of {deployment}: "
-                  f"{api.ui_url}/runs/flow-run/{run.flow_run_id}", highlight=False, soft_wrap=True)
+                  f"{api.ui_page(f'/runs/flow-run/{run.flow_run_id}')}", highlight=False, soft_wrap=True)
     if not watch:
         return
 

@@ -31,15 +31,24 @@ app.command(name="demo")(demo.demo)
 
 
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (anywhere on the line).")] = False
+          ) -> None:
     """Read by :func:`main` from argv; declared here so --help lists it."""
+
+
+def _take_debug(args: list[str]) -> tuple[bool, list[str]]:
+    """Whether ``--debug`` is on the line, and the line without it: it is the root's option, and a
+    user adds it where the failure was, after the subcommand (``ffwatt campaign run x.yaml --debug``).
+    Arguments after ``--`` are left as they are."""
+    cut = args.index("--") if "--" in args else len(args)
+    debug = "--debug" in args[:cut]
+    return debug, [arg for arg in args[:cut] if arg != "--debug"] + args[cut:]
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI on ``argv`` (the process's arguments by default). A failure is one line on
     stderr and a non-zero exit; ``--debug`` re-raises it with its traceback."""
-    args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
+    debug, args = _take_debug(sys.argv[1:] if argv is None else argv)
     try:
         app(args=args, prog_name="ffwatt")
     except FfwattError as exc:

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cli._output import (
@@ -14,10 +15,12 @@ from cli._output import (
     RowsOutput,
     RowsOutputOption,
     console,
+    err_console,
     exit_with,
     failures_text,
     run_tables,
     run_title,
+    same_output_text,
 )
 from ffwatt.settings import load_settings
 
@@ -32,7 +35,7 @@ def runs(
     """List the runs: campaign, run id, state, jobs ok/failed/missing, when."""
     import json
 
-    from ffwatt.results import list_runs
+    from ffwatt.results import list_runs, row_counts
 
     results_dir = load_settings().results_dir
     found = list_runs(results_dir, campaign)
@@ -41,9 +44,15 @@ def runs(
     rows = []
     for run in found:
         summary = run.summary
+        counts: dict[str, int | None] = {"ok": None, "failed": None, "missing": None}
+        if summary is not None and run.state == "complete":
+            counts = {"ok": summary.ok, "failed": summary.failed, "missing": summary.missing}
+        elif summary is not None:  # cut short: its summary may predate its rows; what is on disk counts
+            on_disk = row_counts(results_dir, run.campaign, run.run_id)
+            counts = {"ok": on_disk.get("ok", 0), "failed": on_disk.get("failed", 0),
+                      "missing": summary.jobs - sum(on_disk.values())}
         rows.append({"campaign": run.campaign, "run_id": run.run_id, "state": run.state,
-                     "jobs": summary.jobs if summary else None, "ok": summary.ok if summary else None,
-                     "failed": summary.failed if summary else None, "missing": summary.missing if summary else None,
+                     "jobs": summary.jobs if summary else None, **counts,
                      "started_at": summary.started_at.isoformat() if summary else None,
                      "modified": datetime.fromtimestamp(run.modified).astimezone().isoformat(timespec="seconds")})
     if output is Output.json:
@@ -84,6 +93,8 @@ def show(
             console.print(table)
         if summary and summary.failed:
             console.print(f"{summary.failed} failed:\n{failures_text(summary.failures)}", highlight=False)
+        if (same := same_output_text(frame)) is not None:
+            err_console.print(f"[yellow]{escape(same)}[/]", highlight=False, soft_wrap=True)
     if frame.empty:
         exit_with(f"run {run} of campaign {campaign} has no rows yet")
 

@@ -28,6 +28,7 @@ from ffwatt.encoders import PixFmt, RateMode, profile_for
 from ffwatt.extra_args import check_extra_args
 
 __all__ = [
+    "PATTERN_WORDS",
     "Campaign",
     "DensitySpec",
     "EncoderSpec",
@@ -58,6 +59,12 @@ SyntheticSource = Literal[
 _SIZE = re.compile(r"^(\d{1,6})x(\d{1,6})$")
 MIN_SIDE, MAX_SIDE = 16, 8192  # FFmpeg's encoders here take up to 8192 (H.264 level 6.2, AV1's max)
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_ENCODER_NAME = r"^[A-Za-z0-9_-]+$"
+# What each name pattern allows, in words: a refused name is told this, not the regular expression.
+PATTERN_WORDS: dict[str, str] = {
+    _NAME: "1 to 64 letters, digits, '_', '.' and '-', starting with a letter or a digit, e.g. quick-720p",
+    _ENCODER_NAME: "an FFmpeg encoder name: letters, digits, '_' and '-', e.g. libx264",
+}
 
 
 def parse_size(value: str) -> tuple[int, int]:
@@ -163,7 +170,7 @@ class RateControl(_Strict):
 class EncoderSpec(_Strict):
     """An encoder, the presets to sweep, and optionally its own rate control and flags."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field(pattern=_ENCODER_NAME)
     presets: list[str] = Field(default_factory=list)
     rate_control: list[RateControl] | None = None
     pix_fmts: list[PixFmt] | None = None
@@ -178,6 +185,8 @@ class EncoderSpec(_Strict):
     @model_validator(mode="after")
     def _presets_known(self) -> EncoderSpec:
         profile = profile_for(self.name)
+        if profile.presets == () and self.presets:
+            raise ValueError(f"{self.name} has no presets (FFmpeg would ignore {self.presets[0]!r}); remove presets")
         if profile.presets is not None:
             for preset in self.presets:
                 if preset not in profile.presets:
@@ -253,8 +262,8 @@ class Matrix(_Strict):
             for control in controls:
                 if control.mode not in profile.rate_modes:
                     raise ValueError(
-                        f"{encoder.name} doesn't support rate control {control.mode!r}; "
-                        f"it supports: {', '.join(sorted(profile.rate_modes))}"
+                        f"{encoder.name} doesn't support rate control {control.mode!r} (FFmpeg would ignore it); "
+                        f"it takes: {profile.rate_modes_text()}"
                     )
                 if control.mode in ("crf", "qp"):
                     low, high = profile.quality_range
@@ -262,7 +271,7 @@ class Matrix(_Strict):
                     if bad:
                         raise ValueError(
                             f"{control.mode} value(s) {bad} out of range for {encoder.name}; "
-                            f"allowed: {low}..{high}"
+                            f"allowed: {low}..{high}; it takes: {profile.rate_modes_text()}"
                         )
         return self
 

@@ -71,6 +71,18 @@ class EncoderProfile:
             return []
         return [self.preset_flag, preset]
 
+    def rate_modes_text(self) -> str:
+        """The rate-control modes it takes and their ranges, for a refusal: ``qp 1..31 (-q:v), cbr, vbr``."""
+        words = []
+        for mode in (mode for mode in get_args(RateMode) if mode in self.rate_modes):
+            if mode in ("crf", "qp"):
+                flag = (self.crf_args if mode == "crf" else self.qp_args)[-2]
+                low, high = self.quality_range
+                words.append(f"{mode} {low}..{high}" + (f" ({flag})" if flag not in ("-crf", "-qp") else ""))
+            else:
+                words.append(f"{mode} (bitrates_kbps)")
+        return ", ".join(words)
+
     def rate_args(self, mode: RateMode, value: int) -> list[str]:
         """Command-line flags for ``mode`` at ``value`` (a CRF/QP, or kbit/s)."""
         if mode == "crf":
@@ -121,6 +133,13 @@ def _vaapi(name: str, codec: str) -> EncoderProfile:
     )
 
 
+def _qscale(name: str, codec: str) -> EncoderProfile:
+    """FFmpeg's own MPEG-family encoders: no presets and no CRF (they ignore ``-crf`` and ``-qp``); a
+    constant quantiser is the quality scale, ``-q:v`` 1 (best) to 31."""
+    return EncoderProfile(name=name, codec=codec, pool="cpu", presets=(), default_preset=None, preset_flag=None,
+                          quality_range=(1, 31), rate_modes=frozenset({"qp", "cbr", "vbr"}), qp_args=("-q:v", "{v}"))
+
+
 PROFILES: dict[str, EncoderProfile] = {
     p.name: p
     for p in (
@@ -148,13 +167,17 @@ PROFILES: dict[str, EncoderProfile] = {
         _nvenc("h264_nvenc", "h264"), _nvenc("hevc_nvenc", "hevc"), _nvenc("av1_nvenc", "av1"),
         _qsv("h264_qsv", "h264"), _qsv("hevc_qsv", "hevc"), _qsv("av1_qsv", "av1"),
         _vaapi("h264_vaapi", "h264"), _vaapi("hevc_vaapi", "hevc"), _vaapi("av1_vaapi", "av1"),
+        _qscale("mpeg4", "mpeg4"), _qscale("msmpeg4v2", "msmpeg4v2"), _qscale("msmpeg4", "msmpeg4v3"),
+        _qscale("mpeg2video", "mpeg2video"), _qscale("mpeg1video", "mpeg1video"), _qscale("mjpeg", "mjpeg"),
+        _qscale("flv", "flv1"),
     )
 }
 
 
 def profile_for(encoder: str) -> EncoderProfile:
     """The profile of ``encoder``; an encoder ffwatt doesn't know runs on CPUs with
-    FFmpeg's generic flags (``-preset``, ``-crf``, ``-qp``, ``-b:v``)."""
+    FFmpeg's generic flags (``-preset``, ``-crf``, ``-qp``, ``-b:v``), and a node checks with its
+    FFmpeg that the encoder has the options a campaign uses (:func:`ffwatt.validation.check_encoder_options`)."""
     known = PROFILES.get(encoder)
     if known is not None:
         return known

@@ -2,7 +2,8 @@
 
     FfwattError                 anything ffwatt refuses or fails to do
     ├── CampaignError           a campaign file that can't be run as written
-    │   └── EncoderUnavailable  an encoder this node's FFmpeg lacks
+    │   ├── EncoderUnavailable  an encoder this node's FFmpeg lacks
+    │   └── NodeBusy            this node is measuring another run (and the caller won't wait)
     ├── FFmpegError             FFmpeg missing, crashed, or exited non-zero
     │   ├── EncodeFailed        a job's encode failed (carries the command and stderr tail)
     │   └── QualityFailed       the quality pass failed for a job
@@ -44,6 +45,7 @@ __all__ = [
     "FFmpegError",
     "FfwattError",
     "MonitoringError",
+    "NodeBusy",
     "NotComputable",
     "PortTaken",
     "QualityFailed",
@@ -65,17 +67,51 @@ class CampaignError(FfwattError):
 
 
 class EncoderUnavailable(CampaignError):
-    """The campaign asks for encoders this node's FFmpeg build doesn't have."""
+    """The campaign asks for encoders this node's FFmpeg build doesn't have. The message suggests the
+    nearest names the build has (a typo), not the build's whole list of a hundred-odd encoders."""
 
     def __init__(self, missing: list[str], available: list[str], ffmpeg: str) -> None:
         self.missing = missing
         self.available = available
         self.ffmpeg = ffmpeg
+        guesses = []
+        for name in missing:
+            near = _nearest(name, available)
+            guesses.append(f"{name} (did you mean {' or '.join(near)}?)" if near else name)
         super().__init__(
-            f"encoder(s) {', '.join(missing)} not available in {ffmpeg}; "
-            f"this build has: {', '.join(available)}. "
-            "Remove them from matrix.encoders or point FFWATT_FFMPEG at a build that has them."
+            f"encoder(s) {', '.join(guesses)} not available in {ffmpeg}; `{ffmpeg} -hide_banner -encoders` lists "
+            f"the {len(available)} this build has. Fix the name in matrix.encoders, remove it, or point "
+            "FFWATT_FFMPEG at a build that has it."
         )
+
+    def __reduce__(self) -> tuple[object, tuple[list[str], list[str], str]]:  # survives pickling (Prefect)
+        return (EncoderUnavailable, (self.missing, self.available, self.ffmpeg))
+
+
+def _nearest(name: str, names: list[str], n: int = 2) -> list[str]:
+    """The names most like ``name`` by difflib's ratio, a common start counting a little more
+    (``libsvt-av1`` is meant to be ``libsvtav1``, ``h264nvenc`` ``h264_nvenc``)."""
+    import difflib
+    from itertools import takewhile
+
+    def score(other: str) -> float:
+        start = sum(1 for _ in takewhile(lambda pair: pair[0] == pair[1], zip(name, other)))
+        return difflib.SequenceMatcher(None, name, other).ratio() + 0.05 * start
+
+    return sorted(difflib.get_close_matches(name, names, n=10, cutoff=0.5), key=score, reverse=True)[:n]
+
+
+class NodeBusy(CampaignError):
+    """This node is measuring another run, and the caller asked not to wait for it. ``holder`` is who
+    holds the node (as it described itself)."""
+
+    def __init__(self, holder: str) -> None:
+        self.holder = holder
+        super().__init__(f"this node is already measuring {holder}: two runs at once would each be billed for the "
+                         "other's encodes. Wait for it to end, or run again with --wait to start when it has")
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:  # survives pickling (Prefect)
+        return (NodeBusy, (self.holder,))
 
 
 class FFmpegError(FfwattError):

@@ -6,6 +6,10 @@ protocols, swap the encoder, or run filters (which can read and write files:
 ``movie=``, ``sendcmd=``). :func:`check_extra_args` refuses anything else with the
 argument and the reason; what remains are options such as ``-tune film``,
 ``-profile:v high``, ``-g 60`` or ``-x264-params keyint=60:bframes=3``.
+
+Two-pass encoding is refused in every spelling (``-pass 1``, ``-flags +pass1``, ``pass=1``,
+``passes=2`` or ``stats=`` in an encoder's parameters): a job is one measured encode, and a first
+pass writes its statistics to a log in FFmpeg's working directory (on a node, its checkout).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ _WHY = {
     "filter": "runs filters, which can read and write files (movie=, sendcmd=); scaling is matrix.resolutions",
     "file": "names a file FFmpeg would read or write",
     "device": "chooses a hardware device; the encoder's pool profile does",
-    "twopass": "is two-pass encoding, which one job (one encode) doesn't do",
+    "twopass": "is two-pass encoding, which ffwatt doesn't do: a job is one measured encode (and a first pass "
+               "would write its log into the working directory); use matrix.rate_control's vbr or cbr",
 }
 _REFUSED: dict[str, str] = {
     **dict.fromkeys(("f", "map", "map_metadata", "map_chapters", "map_channel", "streamid"), "output"),
@@ -48,9 +53,15 @@ _PARAM_OPTIONS = frozenset({"x264-params", "x264opts", "x265-params", "svtav1-pa
 _FILE_KEYS = frozenset({
     "stats", "qpfile", "cqmfile", "dump-yuv", "tcfile-in", "tcfile-out", "csv", "analysis-save",
     "analysis-load", "analysis-reuse-file", "zonefile", "scaling-list", "lambda-file", "dolby-vision-rpu",
-    "dhdr10-info", "recon", "fgs-table", "stat-file", "pass", "passlogfile", "input", "output", "qpmap-file",
+    "dhdr10-info", "recon", "fgs-table", "stat-file", "input", "output", "qpmap-file",
     "roi-map-file",
 })
+# Keys of encoder parameter strings that make an encode one pass of several (x264, x265, SVT-AV1, AOM),
+# spelt with '-' (x264 and x265 take '_' for it too).
+_TWOPASS_KEYS = frozenset({"pass", "passes", "passlogfile", "stats", "slow-firstpass", "multi-pass-opt-analysis",
+                           "multi-pass-opt-distortion", "multi-pass-opt-rps", "fpf", "rc-stats-buffer"})
+# The codec flags that make an encode the first or second pass (``-flags +pass1``, ``-flags:v pass2``).
+_PASS_FLAGS = frozenset({"pass1", "pass2"})
 _PATHLIKE = re.compile(r"^(?:/|~|\.\.?/)|://|^(?:file|pipe|tcp|udp|http|https|rtmp|unix):", re.IGNORECASE)
 
 
@@ -62,11 +73,17 @@ def _option_name(token: str) -> str:
 def _check_value(option: str, value: str) -> None:
     if _PATHLIKE.search(value):
         raise ValueError(f"{option} {value!r} names a file or protocol; refused")
-    if _option_name(option) in _PARAM_OPTIONS:
+    name = _option_name(option)
+    # FFmpeg's flag syntax: names joined by + or - (set or clear), or by |.
+    if name == "flags" and _PASS_FLAGS & {flag.strip().lower() for flag in re.split(r"[+|-]", value)}:
+        raise ValueError(f"{option} {value} {_WHY['twopass']}; refused")
+    if name in _PARAM_OPTIONS:
         for pair in re.split(r"[:,]", value):
             key, _, setting = pair.partition("=")
             if key.strip() in _FILE_KEYS:
                 raise ValueError(f"{option} {key.strip()}={setting} {_WHY['file']}; refused")
+            if key.strip().lower().replace("_", "-") in _TWOPASS_KEYS:
+                raise ValueError(f"{option} {pair.strip()} {_WHY['twopass']}; refused")
             if setting and _PATHLIKE.search(setting):
                 raise ValueError(f"{option} {pair} names a file or protocol; refused")
 

@@ -51,6 +51,7 @@ __all__ = [
     "read_rows",
     "read_run_summary",
     "resolve_run",
+    "row_counts",
     "run_dir",
     "write_job_row",
     "write_run_summary",
@@ -116,13 +117,19 @@ def write_job_row(results_dir: Path, row: JobRow) -> Path:
     try:
         write_atomic(path, lambda tmp: pq.write_table(table, tmp))
     except OSError as exc:
-        raise ResultsError(f"can't write results to {path}: {exc.strerror}; check FFWATT_RESULTS_DIR") from exc
+        # The same words for every job of the run, so a run's failures group into one line.
+        raise ResultsError(f"can't write the job's row in {path.parent}: {exc.strerror or exc}; free space or fix "
+                           "FFWATT_RESULTS_DIR") from exc
     return path
 
 
 def write_run_summary(results_dir: Path, summary: RunSummary) -> Path:
     path = run_dir(results_dir, summary.campaign, summary.run_id) / "_run.json"
-    write_atomic(path, lambda tmp: tmp.write_text(summary.model_dump_json(indent=2)))
+    try:
+        write_atomic(path, lambda tmp: tmp.write_text(summary.model_dump_json(indent=2)))
+    except OSError as exc:
+        raise ResultsError(f"can't write the run's summary to {path}: {exc.strerror or exc}; free space or fix "
+                           "FFWATT_RESULTS_DIR") from exc
     return path
 
 
@@ -177,6 +184,15 @@ def _as_current(table: pa.Table) -> pa.Table:
         index = table.column_names.index("pix_fmt")
         table = table.set_column(index, table.schema.field(index), pc.fill_null(table.column(index), DEFAULT_PIX_FMT))
     return table
+
+
+def row_counts(results_dir: Path, campaign: str, run_id: str) -> dict[str, int]:
+    """How many of a run's rows on disk are ok, failed or skipped: what a run cut short holds, whatever its
+    summary last said (one written when it started counts nothing)."""
+    counts: dict[str, int] = {}
+    for status in _read_table(results_dir, campaign, run_id, columns=["status"]).column("status").to_pylist():
+        counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
 def read_rows(results_dir: Path, campaign: str, run_id: str) -> list[JobRow]:

@@ -51,7 +51,7 @@ __all__ = [
     "schema_markdown",
 ]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 JobStatus = Literal["ok", "failed", "skipped"]
 SeriesSource = Literal["store", "local"]
 # How a sweep step's N was reached: listed in the campaign, doubling past the list, or bisection between
@@ -108,6 +108,10 @@ class OutcomeColumns(_Columns):
     error: str | None = _col("Why the job failed (the step, the message, FFmpeg's stderr tail), or why it was "
                              "skipped.", default=None)
     attempts: int = _col("Encode attempts made (1 when the first succeeded).")
+    same_output_as: str | None = _col(
+        "Other configurations of this run whose encode of the same input is identical to this one's (the same "
+        "output_hash): what differs between them had no effect (a setting the encoder ignores). Their labels, "
+        "joined with '; '; null when there are none.", default=None)
 
 
 class EncodeColumns(_Columns):
@@ -124,6 +128,9 @@ class EncodeColumns(_Columns):
     speed: float | None = _col("FFmpeg's speed: media time / wall time.", "x", default=None)
     output_bytes: int | None = _col("Size of the encoded file.", "bytes", default=None)
     bitrate_kbps: float | None = _col("output_bytes over the clip's duration.", "kbit/s", default=None)
+    output_hash: str | None = _col("MD5 of the encoded video stream's packets (FFmpeg's streamhash muxer, so the "
+                                   "container's random ids don't count): equal only for identical encodes.",
+                                   default=None)
     dropped_frames: int | None = _col("Frames FFmpeg dropped.", "frames", default=None)
     duplicated_frames: int | None = _col("Frames FFmpeg duplicated.", "frames", default=None)
     ffmpeg_version: str | None = _col("FFmpeg version string.", default=None)
@@ -211,6 +218,9 @@ class EnergyColumns(_Columns):
     net_energy_j: float | None = _col("energy_j minus idle_power_w x window length.", "J", default=None)
     cpu_share: float | None = _col(
         "FFmpeg's CPU time over the machine's busy CPU time in the window (0..1).", default=None)
+    others_cpu_s: float | None = _col(
+        "CPU time other processes used in the window: the machine's busy CPU time (/proc/stat) less the job's "
+        "FFmpeg's and ffwatt's own (the campaign process and its children).", "s", default=None)
     attributed_energy_j: float | None = _col(
         "Energy above idle attributed to this job: CPU net energy x cpu_share, plus GPU net energy "
         "(all of it when the job used the GPU alone, else x its share of NVENC/NVDEC use).",
@@ -218,8 +228,8 @@ class EnergyColumns(_Columns):
     joules_per_frame: float | None = _col("energy_j / frames.", "J/frame", default=None)
     energy_flags: str | None = _col(
         "Caveats, comma-separated: short_window (shorter than two sensor updates), busy_machine "
-        "(cpu_share < 0.9), shared_gpu (others used the video engines), no_idle_baseline, "
-        "idle_baseline_other_source.", default=None)
+        "(others_cpu_s over 10 % of the machine's busy CPU time, and over 0.05 s), shared_gpu (others used the "
+        "video engines), no_idle_baseline, idle_baseline_other_source.", default=None)
     cost: float | None = _col("energy_j x FFWATT_PRICE_PER_KWH of the node.", "currency", default=None)
     co2_g: float | None = _col("energy_j x FFWATT_CO2_G_PER_KWH of the node.", "g", default=None)
 

@@ -109,6 +109,12 @@ class Settings(BaseSettings):
         description="RTMP application live jobs publish to and pull from, e.g. rtmp://master:1935/live; when "
                     "unset, the live application on the host of PREFECT_API_URL (the master), else on "
                     "FFWATT_MASTER_HOST, at FFWATT_RTMP_PORT.")
+    input_dirs: str = Field(
+        default="",
+        description="Directories (':'-separated) a campaign's file inputs may be read from when the campaign "
+                    "arrives through the API (a fleet's batches, a deployment run on the master), so no one can "
+                    "make a worker open /etc/shadow to learn what exists there; empty: FFWATT_HOME/inputs. A "
+                    "campaign run with `ffwatt campaign run` reads its inputs wherever its YAML says.")
     progress_log_interval_s: float = Field(
         default=2.0, gt=0, description="How often a running encode logs its progress."
     )
@@ -152,6 +158,12 @@ class Settings(BaseSettings):
     def idle_dir(self) -> Path:
         """This node's idle baselines: the latest, and each run's."""
         return self.home / "idle"
+
+    @property
+    def allowed_input_dirs(self) -> list[Path]:
+        """Where file inputs of campaigns that arrive through the API may be (``input_dirs``)."""
+        listed = [Path(part).expanduser() for part in self.input_dirs.split(":") if part.strip()]
+        return listed or [self.home / "inputs"]
 
     @property
     def exporter_ports(self) -> dict[str, int]:

@@ -7,6 +7,7 @@ an unknown field gets a "did you mean".
 from __future__ import annotations
 
 import difflib
+import os
 import shutil
 from pathlib import Path
 from typing import Any, get_args
@@ -14,22 +15,32 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ffwatt.campaign import Campaign, FileInput, SyntheticInput
-from ffwatt.encoders import profile_for
+from ffwatt.campaign import PATTERN_WORDS, Campaign, FileInput, SyntheticInput
+from ffwatt.encoders import PROFILES, profile_for
 from ffwatt.errors import CampaignError, EncoderUnavailable
 from ffwatt.files import owned_name
-from ffwatt.hardware.ffmpeg import FFmpegBuild, check_encoder, ffmpeg_path, probe_build, probe_media
+from ffwatt.hardware.ffmpeg import (
+    FFmpegBuild,
+    check_encoder,
+    encoder_options,
+    ffmpeg_path,
+    probe_build,
+    probe_media,
+)
 from ffwatt.settings import Settings
 
 __all__ = [
     "MAX_PARAMETERS_BYTES",
+    "check_encoder_options",
     "check_hardware_encoders",
     "check_ingest",
+    "check_input_paths",
     "check_inputs",
     "check_parameters_size",
     "check_runnable",
     "check_writable",
     "describe_validation_error",
+    "input_path_refusal",
     "load_campaign",
     "parse_campaign",
     "preflight",
@@ -93,6 +104,9 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
             lines.append(f"  - {where}: unknown field {field!r}{suggestion}; allowed: {', '.join(known)}")
             continue
         message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "string_pattern_mismatch":  # say what is allowed, not the regular expression
+            pattern = str(error.get("ctx", {}).get("pattern", ""))
+            message = f"not a valid name; use {PATTERN_WORDS.get(pattern, f'text matching {pattern}')}"
         given = error.get("input")
         shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
         # A whole-campaign rule names its own fields in its message.
@@ -112,13 +126,26 @@ def parse_campaign(data: Any, *, source: str = "campaign") -> Campaign:
         raise CampaignError(describe_validation_error(exc, source)) from exc
 
 
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """A YAML syntax error in one line that names the file and where in it (PyYAML's own text names
+    ``"<unicode string>"``, the string it was handed)."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f"{path} is not valid YAML: {' '.join(str(exc).split())}"
+    mark = exc.problem_mark
+    text = f"{path}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {exc.problem}"
+    if exc.context and exc.context_mark is not None:
+        start = exc.context_mark
+        text += f" ({exc.context} that starts at line {start.line + 1}, column {start.column + 1})"
+    return text
+
+
 def _read_yaml(path: Path, what: str) -> Any:
     try:
         return yaml.safe_load(path.read_text())
     except OSError as exc:
         raise CampaignError(f"can't read {what} {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
-        raise CampaignError(f"{path} is not valid YAML: {exc}") from exc
+        raise CampaignError(_yaml_problem(path, exc)) from exc
 
 
 def _ladder_files(data: Any, base: Path, source: str) -> Any:
@@ -168,6 +195,35 @@ def check_runnable(campaign: Campaign, build: FFmpegBuild) -> None:
         )
 
 
+def check_encoder_options(campaign: Campaign, ffmpeg: str) -> None:
+    """An encoder ffwatt has no profile for gets FFmpeg's generic ``-crf``, ``-qp`` and ``-preset``, which an
+    encoder without those options ignores (``mpeg4`` at CRF 2 and CRF 200 made the same video): refuse what
+    this FFmpeg's ``-h encoder=NAME`` doesn't list, or a value outside the range it gives."""
+    problems = []
+    for encoder in campaign.matrix.encoders:
+        if encoder.name in PROFILES:
+            continue  # its profile says how it takes each mode; the model checked them
+        options = encoder_options(ffmpeg, encoder.name)
+        takes = ", ".join([mode for mode in ("crf", "qp") if mode in options] + ["cbr (bitrates_kbps)", "vbr"])
+        for control in campaign.matrix.controls_for(encoder):
+            if control.mode not in ("crf", "qp"):
+                continue
+            if control.mode not in options:
+                problems.append(f"{encoder.name} has no -{control.mode} option (FFmpeg's `-h encoder={encoder.name}` "
+                                f"lists none), so rate control {control.mode!r} would be ignored; it takes: {takes}")
+                continue
+            low, high = options[control.mode] or (float("-inf"), float("inf"))
+            bad = [value for value in control.values if not low <= value <= high]
+            if bad:
+                problems.append(f"{control.mode} value(s) {bad} out of range for {encoder.name}; this FFmpeg allows "
+                                f"{low:g}..{high:g}")
+        if encoder.presets and "preset" not in options:
+            problems.append(f"{encoder.name} has no -preset option, so presets {encoder.presets} would be ignored; "
+                            "remove presets")
+    if problems:
+        raise CampaignError("; ".join(problems))
+
+
 def check_parameters_size(campaign: Campaign) -> None:
     """A campaign travels as flow-run parameters; Prefect's API refuses requests over 512 KB."""
     size = len(campaign.model_dump_json())
@@ -204,6 +260,31 @@ def check_inputs(campaign: Campaign, ffmpeg: str) -> None:
         elif info.video is None:
             audio = f" (it has {info.audio_streams} audio stream(s))" if info.audio_streams else ""
             problems.append(f"input {spec.name!r}: {spec.path} has no video stream{audio}; give a video file")
+    if problems:
+        raise CampaignError("; ".join(problems))
+
+
+def input_path_refusal(spec: FileInput, settings: Settings) -> str | None:
+    """Why this node won't read ``spec`` for a campaign that came through the API, or None: its path,
+    and the file it leads to through links, must lie under FFWATT_INPUT_DIRS. The path is judged as
+    written first, so a path outside is refused without being looked at."""
+    allowed = settings.allowed_input_dirs
+    path = Path(os.path.abspath(spec.path))
+    inside = any(path.is_relative_to(os.path.abspath(directory)) for directory in allowed)
+    if inside:  # a link under an allowed directory may still lead out of it
+        path_real = Path(os.path.realpath(path))
+        inside = any(path_real.is_relative_to(os.path.realpath(directory)) for directory in allowed)
+    if inside:
+        return None
+    return (f"input {spec.name!r}: {spec.path} is not under a directory node {settings.node} reads campaign inputs "
+            f"from ({':'.join(str(d) for d in allowed)}); put the clip there, or add its directory to "
+            "FFWATT_INPUT_DIRS on that node")
+
+
+def check_input_paths(campaign: Campaign, settings: Settings) -> None:
+    """Refuse a campaign from the API whose file inputs aren't where this node's settings allow."""
+    problems = [why for spec in campaign.inputs
+                if isinstance(spec, FileInput) and (why := input_path_refusal(spec, settings)) is not None]
     if problems:
         raise CampaignError("; ".join(problems))
 
@@ -245,17 +326,21 @@ def check_ingest(campaign: Campaign, settings: Settings) -> None:
                             "FFWATT_INGEST_URL at one")
 
 
-def preflight(campaign: Campaign, settings: Settings, *, local: bool = True) -> FFmpegBuild:
+def preflight(campaign: Campaign, settings: Settings, *, local: bool = True, from_api: bool = False) -> FFmpegBuild:
     """Everything that can be known before the first job, with the same messages wherever it runs
     (``campaign validate``, ``campaign run``, the flow's start): the FFmpeg build, the request size,
     where results and state go, a live campaign's ingest, and for a run on this node (``local``) its
-    encoders and inputs."""
+    encoders and inputs; for a campaign that came through the API (``from_api``), before any input is
+    opened, that its file inputs are where this node's settings allow."""
     check_parameters_size(campaign)
     check_writable(settings.results_dir, "the results directory (FFWATT_RESULTS_DIR)")
     build = probe_build(ffmpeg_path(settings))
     check_ingest(campaign, settings)
     if local:
+        if from_api:
+            check_input_paths(campaign, settings)
         check_runnable(campaign, build)
+        check_encoder_options(campaign, build.path)
         check_hardware_encoders(campaign, build.path)
         check_inputs(campaign, build.path)
         check_writable(settings.home, "this node's state directory (FFWATT_HOME)")

@@ -30,7 +30,7 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, State
 
 from ffwatt.campaign import Campaign
-from ffwatt.files import file_lock, write_atomic
+from ffwatt.files import write_atomic
 from ffwatt.fleet.nodes import MISSED_HEARTBEATS
 from ffwatt.fleet.protocol import (
     NodeReport,
@@ -48,6 +48,7 @@ from ffwatt.jobs import expand
 from ffwatt.nodefacts import IdleBaseline
 from ffwatt.schema import JobRow
 from ffwatt.settings import Settings, load_settings
+from flows import nodelock
 from flows.job import prepare_references, run_job
 from tasks import build_row, idle_baseline
 
@@ -56,9 +57,10 @@ __all__ = ["node_batch"]
 log = logging.getLogger("ffwatt.batch")
 
 
-def node_lock(settings: Settings) -> contextlib.AbstractContextManager[None]:
-    """One measured job at a time on this node, whichever pool's worker runs it."""
-    return file_lock(settings.home / "node.lock")
+def node_lock(settings: Settings, what: str) -> contextlib.AbstractContextManager[None]:
+    """One measured job at a time on this node, whichever pool's worker runs it (or a local run)."""
+    return nodelock.node_lock(settings.home, what,
+                              on_wait=lambda holder: log.info("waiting for this node: it is measuring %s", holder))
 
 
 def _idle_for_run(run_id: str, campaign: Campaign, settings: Settings) -> IdleBaseline | None:
@@ -101,8 +103,8 @@ def node_batch(campaign: Campaign, job_ids: list[str], run_id: str, attempts: di
     sent: list[str] = []
     run_uuid = UUID(str(flow_run.id))
     with get_client(sync_client=True) as client:
-        references = prepare_references(campaign, jobs)
-        with node_lock(settings):
+        references = prepare_references(campaign, jobs, from_api=True)  # batches always come through the API
+        with node_lock(settings, f"the idle baseline of campaign {campaign.name} run {run_id}"):
             idle = _idle_for_run(run_id, campaign, settings)
         report = NodeReport(facts=describe_node(settings), idle_baseline=idle)
         _send_home(client, run_uuid, facts_artifact_key(settings.node), encode_report(report),
@@ -125,7 +127,7 @@ def node_batch(campaign: Campaign, job_ids: list[str], run_id: str, attempts: di
                 row: JobRow = build_row(job=job, run_id=run_id, node=settings.node, reference=None,
                                         error=f"node {settings.node}'s FFmpeg has no encoder {job.encoder}")
             else:
-                with node_lock(settings):
+                with node_lock(settings, f"job {job.job_id} of campaign {campaign.name} run {run_id}"):
                     outcome = run_job(job, references[job.input.name], idle, run_id, settings.node,
                                       campaign.encode_retries)
                 row, frames = outcome.row, outcome.frames

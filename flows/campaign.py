@@ -30,21 +30,25 @@ from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
 from ffwatt.campaign import Campaign
-from ffwatt.errors import CampaignError
+from ffwatt.errors import CampaignError, ResultsError
 from ffwatt.files import sweep_scratch
 from ffwatt.fleet.protocol import NodeReport
+from ffwatt.frames import FrameScores
 from ffwatt.hardware.facts import describe_node
 from ffwatt.hardware.progress import prune_progress_records
 from ffwatt.jobs import Job, expand
 from ffwatt.nodefacts import IdleBaseline, NodeFacts
 from ffwatt.results import RunSummary, read_rows, read_run_summary, write_run_summary
-from ffwatt.schema import JobRow
+from ffwatt.schema import JobRow, config_label
 from ffwatt.settings import Settings, load_settings
 from ffwatt.validation import preflight
 from flows.job import prepare_references, run_job
+from flows.nodelock import node_lock
 from flows.sweep import course
-from tasks import idle_baseline, record_job, summarize_run
+from tasks import idle_baseline, record_job, record_same_outputs, summarize_run
+from tasks._logging import run_logger
 from tasks.publish import publish_outcome
+from tasks.record import unwritten
 from tasks.series import JobSeries, job_series
 from tasks.summarize import start_run, summarize
 
@@ -53,13 +57,15 @@ __all__ = ["campaign_flow"]
 
 @flow(name="campaign", flow_run_name="{campaign.name}", validate_parameters=True)
 def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "local",
-                  resume: str | None = None) -> RunSummary | State:
+                  resume: str | None = None, wait: bool = True) -> RunSummary | State:
     """Run every job of ``campaign`` (or those run ``resume`` never reached), here or on the fleet's
-    work pools, and summarize the run."""
+    work pools, and summarize the run. Here, it holds the node's lock while it measures: another run
+    measuring on this node is waited for (``wait``), or refuses this one at once."""
     settings = load_settings()
     run_id = resume or str(flow_run.id or uuid4())
     started_at = datetime.now(UTC)
-    preflight(campaign, settings, local=dispatch == "local")
+    from_api = _from_api()
+    preflight(campaign, settings, local=dispatch == "local", from_api=from_api)
     earlier, nodes, idle_baselines = _earlier(settings, campaign, resume)
     all_jobs = expand(campaign)
     jobs = [job for job in all_jobs if job.job_id not in {row.job_id for row in earlier}]
@@ -75,29 +81,41 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                 idle_baselines |= {name: report.idle_baseline for name, report in reports.items()
                                    if report.idle_baseline is not None}
             else:
-                references = prepare_references(campaign, jobs)
-                idle = idle_baseline(campaign.idle_baseline_s, campaign.idle_baseline_reuse_s)
-                nodes[settings.node] = describe_node(settings)
-                if idle is not None:
-                    idle_baselines[settings.node] = idle
-                for job in course(campaign, jobs, run_id, settings):  # with each sweep's bisection steps
-                    outcome = run_job(job, references[job.input.name], idle, run_id, settings.node,
-                                      campaign.encode_retries)
-                    row = record_job(outcome.row, outcome.frames)
-                    rows.append(series.submit(row, record_job))  # again with its series, once they're in
+                with node_lock(settings.home, f"campaign {campaign.name} run {run_id}", wait=wait,
+                               on_wait=lambda holder: run_logger().warning(
+                                   "waiting for this node: it is measuring %s", holder)):
+                    references = prepare_references(campaign, jobs, from_api=from_api)
+                    idle = idle_baseline(campaign.idle_baseline_s, campaign.idle_baseline_reuse_s)
+                    nodes[settings.node] = describe_node(settings)
+                    if idle is not None:
+                        idle_baselines[settings.node] = idle
+                    for job in course(campaign, jobs, run_id, settings):  # with each sweep's bisection steps
+                        outcome = run_job(job, references[job.input.name], idle, run_id, settings.node,
+                                          campaign.encode_retries)
+                        rows.append(_record(outcome.row, series, outcome.frames))
             # While the last job's window runs out (MARGIN_S after its encode) and its series are written.
             summary = publish_outcome(summarize_run(rows, campaign.name, run_id, started_at,
                                                     _planned(all_jobs, rows), nodes, idle_baselines))
     except BaseException:
         # Ctrl-C, SIGTERM, a crash inside the loop: the rows written so far stay, and the run says
         # it was cut short, so it can be resumed rather than mistaken for a finished one.
-        write_run_summary(settings.results_dir, summarize(
-            rows, campaign=campaign.name, run_id=run_id, started_at=started_at, jobs=_planned(all_jobs, rows),
-            nodes=nodes, idle_baselines=idle_baselines, state="interrupted"))
+        try:
+            write_run_summary(settings.results_dir, summarize(
+                rows, campaign=campaign.name, run_id=run_id, started_at=started_at, jobs=_planned(all_jobs, rows),
+                nodes=nodes, idle_baselines=idle_baselines, state="interrupted"))
+        except ResultsError as exc:  # a full disk: the run is judged from the rows on disk (crashed, resumable)
+            run_logger().error("%s", exc)
         raise
     finally:
         sweep_scratch(settings.home, own=True)
         prune_progress_records(settings.progress_dir)
+    # Every row and its series are in: the jobs whose settings made no difference say so in their rows.
+    try:
+        for row in record_same_outputs(campaign.name, run_id):
+            run_logger().warning("job %s (%s) made the same video as %s: those settings had no effect",
+                                 row.job_id, config_label(row), row.same_output_as)
+    except ResultsError as exc:
+        run_logger().warning("couldn't mark the jobs whose settings had no effect: %s", exc)
 
     if summary.failed:
         reasons = "; ".join(f"{count} x {reason}" for reason, count in summary.failures.items())
@@ -108,6 +126,28 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
 def _planned(jobs: list[Job], rows: list[JobRow]) -> int:
     """The run's jobs: the campaign's, and the bisection steps its sweeps added as they ran."""
     return len(jobs) + sum(row.sweep_phase == "bisection" for row in rows)
+
+
+def _record(row: JobRow, series: JobSeries, frames: FrameScores | None = None) -> JobRow:
+    """Write a job's row (its per-frame scores first) now, and again with its series once they are in. A
+    row that can't be written (a full disk) fails its job with why, and the campaign goes on: the run
+    counts it failed, and ``--resume`` runs it again, since no row of it is on disk."""
+    try:
+        record_job(row, frames)
+    except ResultsError as exc:
+        run_logger().error("job %s: %s", row.job_id, exc)
+        return unwritten(row, exc)
+    return series.submit(row, record_job)
+
+
+def _from_api() -> bool:
+    """Whether this run came through the API (a deployment run, which anyone holding the API's credentials
+    can start), not in-process from ``ffwatt campaign run``: its file inputs are then read only where this
+    node's settings allow."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return context is not None and context.flow_run is not None and context.flow_run.deployment_id is not None
 
 
 def _earlier(settings: Settings, campaign: Campaign, resume: str | None
@@ -170,7 +210,7 @@ def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, rows: list[J
     def record(row: JobRow) -> JobRow:
         if row.quality_frames:
             bring_frames_home(row)
-        rows.append(series.submit(record_job(row), record_job))  # again with its series, once they're in
+        rows.append(_record(row, series))
         return rows[-1]
 
     with get_client(sync_client=True) as client:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from ffwatt.campaign import Campaign
+from ffwatt.campaign import Campaign, FileInput
 from ffwatt.frames import FrameScores
 from ffwatt.jobs import Job
 from ffwatt.nodefacts import IdleBaseline
 from ffwatt.schema import JobRow
 from ffwatt.settings import load_settings
+from ffwatt.validation import input_path_refusal
 from flows.live import run_live_job
 from flows.sweep import note_step, skip_reason
 from tasks import (
@@ -36,11 +37,15 @@ class JobOutcome(BaseModel):
     frames: FrameScores | None = None
 
 
-def prepare_references(campaign: Campaign, jobs: list[Job]) -> dict[str, Reference | str]:
-    """The reference clip of every input these jobs use, or why it couldn't be made."""
+def prepare_references(campaign: Campaign, jobs: list[Job], *, from_api: bool = False) -> dict[str, Reference | str]:
+    """The reference clip of every input these jobs use, or why it couldn't be made. A campaign that came
+    through the API (``from_api``) has its file inputs read only where this node's settings allow."""
     references: dict[str, Reference | str] = {}
+    settings = load_settings()
     for spec in campaign.inputs:
-        if any(job.input.name == spec.name for job in jobs):
+        if from_api and isinstance(spec, FileInput) and (why := input_path_refusal(spec, settings)) is not None:
+            references[spec.name] = f"generate-video: {why}"  # refused before the path is looked at
+        elif any(job.input.name == spec.name for job in jobs):
             state = generate_video(spec, campaign.reference_format, return_state=True)
             references[spec.name] = state.result() if state.is_completed() else step_failure("generate-video", state)[0]
     return references

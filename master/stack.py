@@ -99,8 +99,10 @@ def stack_up(settings: Settings) -> list[ServiceStatus]:
     run_dir = settings.run_dir
     monitoring = monitoring_services(settings)  # first: a missing binary stops us before anything starts
     ingest = [ingest_service(settings), rtmp_exporter_service(settings, str(BIN / "ffwatt"))]
+    # The UI's address opens the V2 UI, whose login asks before it calls the API (V1's first call is refused
+    # and shows "Authentication failed" before anything is typed); ApiClient.ui_page links there too.
     env = {**_base_env(settings), "PREFECT_SERVER_API_AUTH_STRING": auth_string(settings),
-           "PREFECT_UI_API_URL": public_api_url(settings)}
+           "PREFECT_UI_API_URL": public_api_url(settings), "PREFECT_SERVER_UI_V2_ENABLED": "true"}
     # Started only on a free port, and only once its own process group listens there is it ours:
     # a server someone else runs on the port is never adopted.
     statuses = [start_service(run_dir, Service(

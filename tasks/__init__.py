@@ -5,7 +5,7 @@ the work, so the work can also be called and tested without an orchestrator."""
 from tasks.energy import account_energy, idle_baseline
 from tasks.generate import Reference, generate_video
 from tasks.quality import QualityScores, measure_quality
-from tasks.record import build_row, record_job, step_failure
+from tasks.record import build_row, record_job, record_same_outputs, step_failure
 from tasks.summarize import summarize_run
 from tasks.transcode import EncodeResult, transcode
 
@@ -19,6 +19,7 @@ __all__ = [
     "idle_baseline",
     "measure_quality",
     "record_job",
+    "record_same_outputs",
     "step_failure",
     "summarize_run",
     "transcode",

@@ -23,6 +23,10 @@ from ffwatt.settings import Settings, load_settings
 
 __all__ = ["SENSOR_INTERVAL_S", "account_energy", "energy_report", "idle_baseline"]
 
+# A window is busy_machine when other processes used over this share of the machine's busy CPU time, and
+# more than the floor: /proc/stat and process times count in 10 ms ticks, a few of which are no one's load.
+BUSY_SHARE = 0.1
+BUSY_FLOOR_S = 0.05
 # How often each source's reading changes; a window shorter than two of these is flagged.
 SENSOR_INTERVAL_S = {"rapl": 0.001, "estimated": 0.01, "nvml": 0.107}  # nvml: measured on an H200
 
@@ -65,8 +69,11 @@ def energy_report(
     report.joules_per_frame = total / frames if frames else None
     if ffmpeg_cpu_s is not None and window.machine_busy_s:
         report.cpu_share = max(0.0, min(1.0, ffmpeg_cpu_s / window.machine_busy_s))
-        if report.cpu_share < 0.9:
-            flags.append("busy_machine")  # others used >10% of the CPU time: see attributed_energy_j
+        # Busy is what other processes used, not ffwatt's own (the campaign, its Prefect server): measured,
+        # so the flag singles out the windows someone else shared.
+        report.others_cpu_s = max(0.0, window.machine_busy_s - ffmpeg_cpu_s - (window.own_cpu_s or 0.0))
+        if report.others_cpu_s > max(BUSY_SHARE * window.machine_busy_s, BUSY_FLOOR_S):
+            flags.append("busy_machine")
     if idle is not None and idle.cpu_w is not None:
         idle_w = idle.cpu_w + ((idle.gpu_w or 0.0) if gpu_j is not None else 0.0)
         report.idle_power_w = idle_w

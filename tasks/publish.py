@@ -33,7 +33,7 @@ def publish_outcome(summary: RunSummary) -> RunSummary:
     """Publish the run's outcome as the campaign's markdown artifact."""
     results_dir = load_settings().results_dir
     try:
-        markdown = run_outcome_markdown(results_dir, summary.campaign, summary.run_id)
+        markdown = run_outcome_markdown(results_dir, summary.campaign, summary.run_id, summary=summary)
     except FfwattError as exc:  # the rows are saved whatever happens here; say why there is no summary
         markdown = f"## Campaign {summary.campaign}, run {summary.run_id}\n\nNo summary: {exc}\n"
     create_markdown_artifact(markdown, key=artifact_key("campaign", summary.campaign),

@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ffwatt.errors import StoreUnavailable
+from ffwatt.errors import ResultsError, StoreUnavailable
 from ffwatt.schema import JobRow, SeriesSource
 from ffwatt.series import MARGIN_S, Series, cross_check, job_window, series_table, write_series
 from ffwatt.settings import Settings
@@ -53,11 +53,16 @@ class JobSeries:
         """:meth:`attach` ``row`` on a worker, in order, and ``write`` it again with its series columns;
         returns ``row`` at once. The caller has written it already, so nothing measured waits on a
         window's last seconds or on the store, and a crash meanwhile loses only series. A failure
-        on the worker is raised here, at the next row, or by :meth:`close`."""
+        on the worker is raised here, at the next row, or by :meth:`close`; one the results directory
+        gives (:class:`ResultsError`, a full disk) costs only the job's series, and is logged."""
         self._raise_failures()
 
         def attach_and_write() -> None:
-            write(self.attach(row))
+            try:
+                write(self.attach(row))
+            except ResultsError as exc:  # a full disk: the row stays as first written, without its series
+                run_logger().warning("job %s's series couldn't be written; its row stays as written without them: "
+                                     "%s", row.job_id, exc)
 
         self._pending.append(self._later.submit(attach_and_write))
         return row

@@ -15,10 +15,12 @@ from datetime import UTC, datetime
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from ffwatt.errors import ResultsError
 from ffwatt.nodefacts import IdleBaseline, NodeFacts
 from ffwatt.results import RunState, RunSummary, write_run_summary
 from ffwatt.schema import JobRow, failure_reason
 from ffwatt.settings import load_settings
+from tasks._logging import run_logger
 
 __all__ = ["start_run", "summarize", "summarize_run"]
 
@@ -65,5 +67,10 @@ def summarize_run(rows: list[JobRow], campaign: str, run_id: str, started_at: da
     """Summarize the run and store the summary beside its rows."""
     summary = summarize(rows, campaign=campaign, run_id=run_id, started_at=started_at, jobs=jobs, nodes=nodes,
                         idle_baselines=idle_baselines, state=state)
-    write_run_summary(load_settings().results_dir, summary)
+    try:
+        write_run_summary(load_settings().results_dir, summary)
+    except ResultsError as exc:
+        # A full disk: the run is over and its outcome is returned all the same; on disk it stays marked
+        # running, so once this process is gone it reads crashed, its counts taken from its rows.
+        run_logger().error("%s", exc)
     return summary

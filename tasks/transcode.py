@@ -24,7 +24,7 @@ from prefect.runtime import task_run
 from ffwatt.encoders import encode_command
 from ffwatt.errors import EncodeFailed
 from ffwatt.files import scratch_dir
-from ffwatt.hardware.ffmpeg import FFmpegRun, ffmpeg_path, probe_build, run_ffmpeg
+from ffwatt.hardware.ffmpeg import FFmpegRun, ffmpeg_path, probe_build, run_ffmpeg, stream_hash
 from ffwatt.hardware.meter import EnergyMeter, EnergyWindow
 from ffwatt.hardware.progress import Progress, ProgressRecord, prune_progress_records, write_progress_record
 from ffwatt.jobs import Job
@@ -179,6 +179,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
     assert first.last_progress is not None
     frames = sum(run.last_progress.frame for run in runs if run.last_progress is not None)
     output_bytes = output.stat().st_size
+    output_hash = stream_hash(ffmpeg, output)  # outside the measured window; tells identical encodes apart
     if not job.keep_output and not job.quality:
         output.unlink()  # nothing will read it
     width, height = output_size(job, reference)
@@ -197,6 +198,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
         speed=min((run.last_progress.speed for run in runs if run.last_progress and run.last_progress.speed),
                   default=None),
         output_bytes=output_bytes,
+        output_hash=output_hash,
         bitrate_kbps=output_bytes * 8 / (first.last_progress.frame / reference.fps) / 1000,
         dropped_frames=sum(run.last_progress.drop_frames or 0 for run in runs if run.last_progress),
         duplicated_frames=sum(run.last_progress.dup_frames or 0 for run in runs if run.last_progress),

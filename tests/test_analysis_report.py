@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,13 +103,55 @@ def test_walkthrough_notebook_executes(results_dir: Path, tmp_path: Path, monkey
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(NOTEBOOK, as_version=4)
+    (parameters,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    parameters.source = "campaign = 'demo'\nrun = 'latest'"  # as a reader, or `papermill -p campaign demo`
     nbclient.NotebookClient(nb, kernel_name="python3", timeout=180,
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "run run-new" in printed and "estimated energy" in printed
+    assert "campaign demo, run run-new" in printed and "estimated energy" in printed
     assert "samples (source: local)" in printed  # one job's series, beside its row
+    assert _nan_in(nb) == []  # a figure a run lacks reads "-", never NaN
+
+
+def _nan_in(nb: Any) -> list[str]:
+    """Every text a notebook's cells show (printed, or a table's text and HTML) that has NaN in it."""
+    shown = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    shown += [o.get("data", {}).get(kind, "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              for kind in ("text/plain", "text/html")]
+    return [text[:200] for text in shown if re.search(r"\bnan\b", text, re.IGNORECASE)]
+
+
+def test_walkthrough_runs_with_jupyter_nbconvert_from_a_fresh_clone(tmp_path: Path) -> None:
+    """`jupyter nbconvert --execute` wasn't there after `make deps`; the notebook looked for results/ beside
+    itself, took the newest run of any campaign and printed "nan J ... gap +nan %". Here: the real command,
+    started elsewhere, with no results at all (a fresh clone): it walks through a labelled synthetic run."""
+    jupyter = Path(sys.executable).with_name("jupyter")
+    empty = tmp_path / "no-results"
+    out = tmp_path / "executed.ipynb"
+    env = {k: v for k, v in os.environ.items() if k != "FFWATT_RESULTS_DIR"} | {
+        "FFWATT_RESULTS_DIR": str(empty), "MPLBACKEND": "Agg"}
+    done = subprocess.run([str(jupyter), "nbconvert", "--to", "notebook", "--execute", str(NOTEBOOK),
+                           "--output", out.name, "--output-dir", str(tmp_path)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import nbformat
+
+    nb = nbformat.read(out, as_version=4)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert f"No run of campaign 'quick' under {empty} (make demo makes one)" in printed
+    assert "SHOWING A SYNTHETIC EXAMPLE RUN: made-up rows to walk through, not measurements." in printed
+    assert "samples (source: local)" in printed and _nan_in(nb) == []
+
+
+def test_a_notebook_finds_the_repositorys_results_wherever_its_kernel_starts(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FFWATT_RESULTS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # Jupyter starts the kernel in the notebook's folder, not the repository's
+    assert analysis.notebook_results_dir() == REPO / "results"
+    monkeypatch.setenv("FFWATT_RESULTS_DIR", str(tmp_path / "mine"))
+    assert analysis.notebook_results_dir() == tmp_path / "mine"
 
 
 def test_notebook_is_what_the_generator_writes() -> None:
@@ -198,3 +243,39 @@ def test_quality_over_time_draws_one_jobs_frames_on_its_power_axis(tmp_path: Pat
     assert f"Job {rows[0].job_id} (chosen;" in chosen
     with pytest.raises(ResultsError, match="job 'nope' isn't in run run-q"):
         write_report(root, "run-q", out=tmp_path / "n.html", job_id="nope")
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
+                    reason="needs Debian's chromium and chromium-driver (make test installs them as root)")
+def test_the_summary_fits_the_page_at_800_and_1400_px(results_dir: Path, tmp_path: Path) -> None:
+    """The summary table was 1277 px wide in an 1100 px column: cut off at 1400 px, half off-screen at 800."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    path = write_report(results_dir, "run-new", out=tmp_path / "r.html")
+    options = Options()
+    options.binary_location = shutil.which("chromium") or "chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(argument)
+    browser = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    measure = """
+        const heading = [...document.querySelectorAll('h2')].find(h => h.textContent === 'Summary per configuration');
+        const tables = [];
+        for (let e = heading.nextElementSibling; e && e.tagName !== 'H2'; e = e.nextElementSibling) {
+            e.querySelectorAll('table').forEach(t => tables.push({right: t.getBoundingClientRect().right,
+                                                                  columns: t.rows[0].cells.length}));
+        }
+        return {page: document.documentElement.scrollWidth, view: document.documentElement.clientWidth, tables};"""
+    try:
+        for width in (800, 1400):
+            browser.set_window_size(width, 1000)
+            browser.get(path.as_uri())
+            seen = browser.execute_script(measure)
+            assert seen["page"] <= seen["view"], (width, seen)  # nothing runs off the page
+            assert len(seen["tables"]) == 2, seen  # what each configuration did, and what it cost
+            assert all(t["right"] <= seen["view"] for t in seen["tables"]), (width, seen)  # each in full
+            browser.save_screenshot(str(tmp_path / f"report-{width}.png"))
+    finally:
+        browser.quit()

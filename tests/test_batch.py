@@ -76,3 +76,35 @@ def test_a_batch_the_master_ended_stops_between_jobs(ffwatt_env: Path, prefect_s
     assert state["type"] == "CANCELLED", state  # not Completed: it wasn't
     assert state["message"].startswith(f"the master ended this batch (Crashed: ffwatt: node went silent); stopped "
                                        f"after {len(sent)} of {JOBS} jobs")
+
+
+def test_a_batch_reads_file_inputs_only_where_its_node_allows(ffwatt_env: Path, prefect_server: dict[str, str],
+                                                              monkeypatch: pytest.MonkeyPatch):
+    """A fleet campaign with an input `path: /etc/shadow` made the worker try to open it (a way to learn which
+    files exist there). The node refuses it by its settings; the job's row says why, and the others run."""
+    import json
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from ffwatt.fleet.protocol import decode_row
+    from flows.batch import node_batch
+
+    monkeypatch.setenv("FFWATT_INPUT_DIRS", str(ffwatt_env / "clips"))
+    campaign = parse_campaign({
+        "name": "paths", "idle_baseline_s": 0, "quality": [],
+        "inputs": [{"name": "secret", "path": "/etc/shadow"},
+                   {"name": "pattern", "source": "testsrc2", "size": "160x90", "fps": 24, "duration_s": 1}],
+        "matrix": {"encoders": ["libx264"], "rate_control": [{"mode": "crf", "values": [30]}]}})
+    jobs = expand(campaign)
+    api = prefect_server["PREFECT_API_URL"]
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        state = node_batch(campaign, [job.job_id for job in jobs], "run-paths", {}, return_state=True)
+    flow_run_id = str(state.state_details.flow_run_id)
+    artifacts = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {
+        "flow_run_id": {"any_": [flow_run_id]}, "key": {"like_": f"{ROW_ARTIFACT_PREFIX}%"}}}).json()
+    rows = {row.input_name: row for row in (decode_row(json.loads(a["data"])[0]) for a in artifacts)}
+    assert set(rows) == {"secret", "pattern"} and rows["pattern"].status == "ok"
+    assert rows["secret"].status == "failed"
+    assert rows["secret"].error is not None and rows["secret"].error.startswith(
+        f"generate-video: input 'secret': /etc/shadow is not under a directory node {rows['secret'].node} reads "
+        f"campaign inputs from ({ffwatt_env / 'clips'})")

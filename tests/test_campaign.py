@@ -182,15 +182,16 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path):
         load_campaign(bad)
 
 
-def test_encoder_missing_from_this_ffmpeg_lists_what_it_has(ffmpeg: str):
+def test_encoder_missing_from_this_ffmpeg_suggests_the_nearest(ffmpeg: str):
     data = base()
-    data["matrix"]["encoders"] = ["libx264", "libx999"]
+    data["matrix"]["encoders"] = ["libx264", "libx246", "svtav1"]
     campaign = parse_campaign(data)
     with pytest.raises(EncoderUnavailable) as info:
         check_runnable(campaign, probe_build(ffmpeg))
     message = str(info.value)
-    assert "libx999" in message and "libx264" in message and "libsvtav1" in message
-    assert info.value.missing == ["libx999"]
+    assert "libx246 (did you mean libx26" in message and "svtav1 (did you mean libsvtav1" in message
+    assert "h264_nvenc" not in message  # not the build's every encoder
+    assert info.value.missing == ["libx246", "svtav1"] and "h264_nvenc" in info.value.available
 
 
 def test_shipped_campaigns_validate_and_run_here(ffmpeg: str):

@@ -149,6 +149,61 @@ def test_idle_baseline_net_and_attributed_energy():
     assert report.energy_flags == "busy_machine"
 
 
+def test_busy_machine_is_other_processes_cpu_not_ffwatts_own():
+    """busy_machine was set when FFmpeg had under 90 % of the busy CPU time, so ffwatt's own work (the
+    campaign process, its Prefect server) flagged every window, a solo run's too, and singled nothing out."""
+    own_overhead = EnergyWindow(wall_s=4.0, cpu_j=100.0, cpu_source="rapl", machine_busy_s=5.0, own_cpu_s=0.95)
+    report = energy_report(own_overhead, ffmpeg_cpu_s=4.0, frames=100, idle=None, settings=Settings())
+    assert report.cpu_share == pytest.approx(0.8) and report.others_cpu_s == pytest.approx(0.05)
+    assert "busy_machine" not in (report.energy_flags or "")
+    shared = own_overhead.model_copy(update={"own_cpu_s": 0.1})
+    report = energy_report(shared, ffmpeg_cpu_s=4.0, frames=100, idle=None, settings=Settings())
+    assert report.others_cpu_s == pytest.approx(0.9) and "busy_machine" in (report.energy_flags or "")
+
+
+def test_the_meter_tells_ffwatts_own_cpu_from_other_processes(tmp_path: Path):
+    """Over a real window: the job (a child, as FFmpeg is), a thread of this process and a process that
+    isn't ours each burn a known amount of CPU time; the window counts the thread and not the stranger
+    as ffwatt's own, and the stranger's time is what makes the machine busy."""
+    import subprocess
+    import sys
+    import threading
+
+    from ffwatt.processes import identity
+
+    burn = "import time\nwhile time.process_time() < {}: pass\n"
+    meter = EnergyMeter(Settings(powercap_root=tmp_path / "none", gpu=False))
+    meter.start()
+    # Not ours: sh starts it in the background and exits, so it is nobody's child here.
+    launcher = subprocess.run(["sh", "-c", '"$0" -c "$1" >/dev/null 2>&1 & echo $!', sys.executable,
+                               burn.format(0.8)], capture_output=True, text=True, check=True)
+    stranger = identity(int(launcher.stdout))
+    job = subprocess.Popen([sys.executable, "-c", burn.format(0.5)])
+    meter.track(job.pid)
+    burned: list[float] = []
+
+    def ours() -> None:
+        start = time.thread_time()
+        while time.thread_time() - start < 0.3:
+            pass
+        burned.append(time.thread_time() - start)
+
+    thread = threading.Thread(target=ours)
+    thread.start()
+    _, _, usage = os.wait4(job.pid, 0)
+    job.returncode = 0
+    thread.join()
+    while stranger is not None and identity(stranger.pid) is not None:  # it ends by itself
+        time.sleep(0.05)
+    window = meter.stop()
+    report = energy_report(window, ffmpeg_cpu_s=usage.ru_utime + usage.ru_stime, frames=10, idle=None,
+                           settings=Settings())
+    assert window.own_cpu_s is not None and window.own_cpu_s >= burned[0] - 0.02
+    assert window.own_cpu_s < burned[0] + 0.4  # the stranger's 0.8 s isn't ffwatt's
+    assert report.others_cpu_s is not None and report.others_cpu_s >= 0.8 - 0.05
+    assert "busy_machine" in (report.energy_flags or "")
+
+
 def test_short_windows_are_flagged():
     window = EnergyWindow(wall_s=0.15, cpu_j=1.0, cpu_source="rapl", machine_busy_s=0.1, gpu_j={0: 10.0})
     report = energy_report(window, ffmpeg_cpu_s=0.1, frames=3, idle=None, settings=Settings())

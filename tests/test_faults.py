@@ -4,9 +4,12 @@ ask workers to touch files, bad settings, an unreachable or refusing API, full d
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ffwatt.errors import CampaignError
 from ffwatt.fleet.prefect_server import free_port
 from ffwatt.results import list_runs, read_results, read_run_summary
 from tests.conftest import BIN, ffwatt, ffwatt_cli
@@ -116,18 +120,48 @@ def test_a_stale_pid_file_never_gets_another_process_killed(home: dict[str, str]
 
 # --- runs that race, campaigns that can't run ------------------------------------------------------
 
+def test_a_second_run_on_a_busy_node_is_refused_naming_the_holder(tmp_path: Path, home: dict[str, str]):
+    """The same campaign run twice at once: both ok, each billed about twice the energy (20.9 J vs 9.5 J)."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom pathlib import Path\nfrom flows.nodelock import node_lock\n"
+        "with node_lock(Path(sys.argv[1]), 'campaign other run r-1'):\n"
+        "    print('held', flush=True)\n    sys.stdin.read()\n"), home["FFWATT_HOME"]],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        line = one_line_error(cli("campaign", "run", str(campaign_file(tmp_path)), env=home))
+        assert line.startswith(f"error: this node is already measuring campaign other run r-1 (pid {holder.pid} on ")
+        assert "run again with --wait to start when it has" in line
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()  # it lets go of the lock and ends
+        holder.wait(30)
+    from flows.nodelock import node_holder
+
+    assert node_holder(Path(home["FFWATT_HOME"])) is None  # freed with its holder
+
+
 @pytest.mark.e2e
-def test_two_runs_needing_the_same_new_reference_both_succeed(tmp_path: Path, home: dict[str, str],
-                                                             prefect_server: dict[str, str]):
+def test_two_runs_at_once_measure_one_at_a_time(tmp_path: Path, home: dict[str, str],
+                                               prefect_server: dict[str, str]):
+    """Run twice at once (the second with --wait), a campaign's encodes never overlap, no window is billed
+    for the other run's encodes, and the reference both need is made once."""
     spec = campaign_file(tmp_path, inputs=[{"name": "shared", "source": "testsrc2", "size": "1280x720",
-                                            "fps": 30, "duration_s": 2}])
+                                            "fps": 30, "duration_s": 2}],
+                         matrix={"encoders": [{"name": "libx264", "presets": ["veryfast"]}],
+                                 "rate_control": [{"mode": "crf", "values": [24, 30, 36]}]})
     env = {**os.environ, **prefect_server, **home, "COLUMNS": "200"}
-    runs = [subprocess.Popen([FFWATT, "campaign", "run", str(spec)], env=env, stdout=subprocess.PIPE,
+    runs = [subprocess.Popen([FFWATT, "campaign", "run", str(spec), "--wait"], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outcomes = [(run.wait(300), run.stderr.read() if run.stderr else "") for run in runs]
-    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    outcomes = [run.communicate(timeout=400) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outcomes
+    assert any("waiting for this node: it is measuring campaign faults run" in out + err for out, err in outcomes)
     rows = read_results(Path(home["FFWATT_RESULTS_DIR"]), campaign="faults")
-    assert len(rows) == 2 and (rows.status == "ok").all() and rows.run_id.nunique() == 2
+    assert len(rows) == 6 and (rows.status == "ok").all() and rows.run_id.nunique() == 2
+    windows = sorted(zip(rows.started_at, rows.ended_at))
+    assert all(end <= start for (_, end), (start, _) in itertools.pairwise(windows))  # never two at once
+    first, second = (rows[rows.run_id == run_id] for run_id in rows.run_id.unique())
+    assert first.ended_at.max() <= second.started_at.min() or second.ended_at.max() <= first.started_at.min()
     references = Path(home["FFWATT_HOME"]) / "cache" / "references"
     assert len(list(references.glob("shared-*.mkv"))) == 1 and not list(references.glob(".*.partial"))
 
@@ -150,6 +184,20 @@ def test_extra_args_cannot_make_a_worker_write_a_file(tmp_path: Path, home: dict
     assert not target.exists()
 
 
+@pytest.mark.parametrize("extra_args", [
+    ["-flags", "+pass1"], ["-flags:v", "+global_header+pass2"], ["-pass", "1"], ["-passlogfile", "x264"],
+    ["-x264-params", "keyint=60:pass=1"], ["-x264opts", "pass=2"], ["-x265-params", "slow_firstpass=1"],
+    ["-svtav1-params", "passes=2"], ["-aom-params", "passes=2"],
+])
+def test_two_pass_is_refused_in_every_spelling(tmp_path: Path, home: dict[str, str], extra_args: list[str]):
+    """`-flags +pass1` was taken, and x264's pass logs landed in the working directory (a node's checkout)."""
+    spec = campaign_file(tmp_path, matrix={"encoders": [{"name": "libx264", "extra_args": extra_args}],
+                                           "rate_control": [{"mode": "crf", "values": [30]}]})
+    line = one_line_error(cli("campaign", "validate", str(spec), env=home))
+    assert "is two-pass encoding, which ffwatt doesn't do" in line and "refused" in line
+    assert not list(Path.cwd().glob("ffmpeg2pass*")) and not list(tmp_path.glob("ffmpeg2pass*"))
+
+
 @pytest.mark.parametrize(("inputs", "problem"), [
     ([{"name": "gone", "path": "/nonexistent/clip.mp4"}], "/nonexistent/clip.mp4 does not exist"),
     ([{"name": "dir", "path": "/tmp"}], "/tmp is a directory"),
@@ -165,6 +213,44 @@ def test_validate_refuses_inputs_that_cant_run(tmp_path: Path, home: dict[str, s
     assert problem in one_line_error(cli("campaign", "validate", str(spec), env=home))
     # The same message at the start of a run, before anything is encoded.
     assert problem in one_line_error(cli_process("campaign", "run", str(spec), env=home))
+
+
+def test_inputs_from_the_api_are_read_only_where_the_node_allows(tmp_path: Path, home: dict[str, str], ffmpeg: str,
+                                                                  monkeypatch: pytest.MonkeyPatch):
+    """A fleet campaign with an input `path: /etc/shadow` was sent to a worker, which tried to open it."""
+    from ffwatt.settings import load_settings
+    from ffwatt.validation import input_path_refusal, parse_campaign, preflight
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    clip = clips / "ok.mp4"
+    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x90:rate=12", "-frames:v", "12",
+                    "-pix_fmt", "yuv420p", str(clip)], check=True)
+    (clips / "link.mp4").symlink_to("/etc/passwd")  # a link under an allowed directory that leads out of it
+    for name, value in home.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("FFWATT_INPUT_DIRS", f"{tmp_path / 'elsewhere'}:{clips}")
+    settings = load_settings()
+
+    def campaign(path: str):  # as it arrives through the API: absolute paths, no YAML beside it
+        return parse_campaign({"name": "api", "inputs": [{"name": "clip", "path": path}],
+                               "matrix": {"encoders": ["libx264"], "rate_control": [{"mode": "crf", "values": [30]}]},
+                               "quality": []})
+
+    for path in ("/etc/shadow", str(clips / "link.mp4"), f"{clips}/../../../etc/shadow"):
+        spec = campaign(path).inputs[0]
+        why = input_path_refusal(spec, settings)
+        assert why is not None and why.startswith(f"input 'clip': {path} is not under a directory node "), path
+        assert f"({tmp_path / 'elsewhere'}:{clips}); put the clip there, or add its directory to FFWATT_INPUT_DIRS" \
+            in why
+        # Refused before any check that opens it (which would say "can't be read as media").
+        with pytest.raises(CampaignError, match="is not under a directory node"):
+            preflight(campaign(path), settings, from_api=True)
+    assert input_path_refusal(campaign(str(clip)).inputs[0], settings) is None
+    preflight(campaign(str(clip)), settings, from_api=True)
+    monkeypatch.delenv("FFWATT_INPUT_DIRS")
+    default = input_path_refusal(campaign(str(clip)).inputs[0], load_settings())
+    assert default is not None and f"({Path(home['FFWATT_HOME']) / 'inputs'})" in default
 
 
 def test_validate_refuses_sizes_and_encoders_that_cant_run(tmp_path: Path, home: dict[str, str]):
@@ -325,6 +411,82 @@ def test_an_interrupted_run_says_so_and_resumes_into_the_same_run(tmp_path: Path
     assert summary is not None and (summary.state, summary.ok, summary.jobs) == ("complete", 6, 6)
     rows = read_results(results, campaign="long")
     assert len(rows) == 6 and rows.job_id.is_unique and rows.run_id.nunique() == 1
+
+
+def test_a_run_cut_short_is_counted_from_the_rows_on_disk(tmp_path: Path, home: dict[str, str]):
+    """A run whose summary was last written when it started said "crashed, ok 0, missing 6" with a row on disk."""
+    from datetime import UTC, datetime
+
+    from ffwatt.results import RunSummary, write_job_row, write_run_summary
+    from ffwatt.schema import JobRow
+
+    results = Path(home["FFWATT_RESULTS_DIR"])
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid whose process has exited: the run's process died
+    write_run_summary(results, RunSummary(campaign="full", run_id="r1", state="running", host=socket.gethostname(),
+                                          pid=gone.pid, started_at=datetime.now(UTC), jobs=6))
+    write_job_row(results, JobRow(campaign="full", run_id="r1", job_id="j1", config_id="c1", repetition=1, node="n",
+                                  input_name="p", encoder="libx264", rate_control="crf", crf=30, status="ok",
+                                  attempts=1))
+    done = cli("results", "runs", "-o", "json", env=home)
+    assert done.returncode == 0, done.stderr
+    (run,) = json.loads(done.stdout)
+    assert (run["state"], run["jobs"], run["ok"], run["failed"], run["missing"]) == ("crashed", 6, 1, 0, 5)
+    shown = cli("results", "show", env=home)
+    assert "(crashed: 1 of 6 jobs have rows; `ffwatt campaign run FILE --resume r1` runs the rest)" in shown.stdout
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_disk_that_fills_after_the_first_row_fails_those_jobs_and_the_run_resumes(
+        tmp_path: Path, home: dict[str, str], prefect_server: dict[str, str]):
+    """Disk full after the first row aborted the flow with a Prefect traceback and "unexpected OSError" (5 jobs
+    never ran), and `results runs` said "crashed, ok 0, missing 6" with one row on disk."""
+    import threading
+
+    full = tmp_path / "results"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "ffwatt-test", str(full)], check=True)
+    try:
+        spec = campaign_file(tmp_path, name="full", matrix={
+            "encoders": [{"name": "libx264", "presets": ["ultrafast"]}],
+            "rate_control": [{"mode": "crf", "values": [20, 24, 28, 32, 36, 40]}]})
+
+        def fill_once_the_first_row_lands() -> None:
+            deadline = time.monotonic() + 300
+            while not list(full.glob("campaign=full/run_id=*/job-*.parquet")) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            with (full / "filler").open("wb") as filler, contextlib.suppress(OSError):
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+
+        filling = threading.Thread(target=fill_once_the_first_row_lands, daemon=True)
+        filling.start()
+        env = {**prefect_server, **home, "FFWATT_RESULTS_DIR": str(full)}
+        done = cli_process("campaign", "run", str(spec), env=env)
+        filling.join(10)
+        assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-3000:]
+        assert "Traceback" not in done.stderr and "unexpected" not in done.stderr
+        (info,) = list_runs(full, "full")
+        first = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert first == [f"error: 5 of 6 jobs failed (5 of them have no row, as it couldn't be written: free space, "
+                         f"then `ffwatt campaign run {spec} --resume {info.run_id}` runs them again):"], done.stderr
+        assert "5 x record: can't write the job's row in " in done.stderr and "No space left on device" in done.stderr
+        assert "(complete: 1 of 6 jobs have rows" in done.stdout  # the table of what is on disk
+        assert len(read_results(full, campaign="full")) == 1
+        runs = json.loads(cli("results", "runs", "-o", "json", env=env).stdout)
+        assert [(r["ok"], r["missing"]) for r in runs] == [(1, 5)], runs
+
+        (full / "filler").unlink()
+        resumed = cli_process("campaign", "run", str(spec), "--resume", info.run_id, env=env)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        rows = read_results(full, campaign="full")
+        assert len(rows) == 6 and (rows.status == "ok").all() and rows.run_id.nunique() == 1
+        summary = read_run_summary(full, "full", info.run_id)
+        assert summary is not None and (summary.state, summary.ok) == ("complete", 6)
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
 
 
 @pytest.mark.e2e

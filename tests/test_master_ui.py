@@ -151,11 +151,24 @@ def test_the_prefect_ui_on_a_non_default_port(master: Master, campaign_run: str,
         body = browser.find_element(By.TAG_NAME, "body").text
         return all(text in body for text in texts)
 
+    def alarmed() -> list[str]:
+        body = browser.find_element(By.TAG_NAME, "body").text
+        return [text for text in ("Authentication failed", "Oops", "Something went wrong", "Can't connect")
+                if text in body]
+
     try:
-        browser.get(f"{ui}/deployments")
+        # The page `ffwatt campaign submit` prints, opened by someone not logged in yet: a login page that
+        # asks, and says nothing went wrong before anything is typed (V1's said "Oops ... Authentication failed").
+        from ffwatt.fleet.client import ApiClient
+
+        browser.get(ApiClient(master.api).ui_page(f"/runs/flow-run/{campaign_run}"))
         login = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "input[type=password]"), 30)
         assert login, "the UI asked for no credentials"
+        assert not wait_for(alarmed, 5, every_s=0.5), (alarmed(), browser.current_url)
+        browser.save_screenshot(str(tmp_path / "login.png"))
         login[0].send_keys(master.auth, Keys.ENTER)
+        assert wait_for(lambda: body_has("Completed"), 60), browser.page_source[:2000]  # back on the run's page
+        assert alarmed() == []
         browser.get(f"{ui}/deployments")
         assert wait_for(lambda: body_has("quick", "campaign", "node-batch"), 60), browser.page_source[:2000]
         assert "Can't connect to Server API" not in browser.find_element(By.TAG_NAME, "body").text

@@ -165,3 +165,40 @@ def _cmdline(pid: str) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_mpeg4_quality_is_its_quantiser_scale(ffwatt_env: Path):
+    """mpeg4 ignores -crf and -qp: its profile spells a constant quantiser -q:v, and the points differ."""
+    settings = load_settings()
+    jobs = expand(parse_campaign(campaign(encoders=["mpeg4"], rate_control=[{"mode": "qp", "values": [2, 31]}])
+                                 | {"quality": []}))
+    reference = prepare_reference(jobs[0].input, "ffv1", settings)
+    fine, coarse = (encode(job, reference, "run1", attempt=1, settings=settings) for job in jobs)
+    assert "-q:v 2" in (fine.ffmpeg_cmd or "") and "-crf" not in (fine.ffmpeg_cmd or "")
+    assert fine.output_hash and coarse.output_hash and fine.output_hash != coarse.output_hash
+    assert (fine.output_bytes or 0) > 2 * (coarse.output_bytes or 0)
+
+
+def test_identical_video_for_different_settings_is_marked_in_the_rows(ffwatt_env: Path):
+    """A setting that has no effect (here a CRF overridden by extra_args) made two rows that read as two
+    points of a curve; their output_hash shows the videos are the same, and same_output_as says so."""
+    from ffwatt.results import read_results, write_job_row
+    from tasks.record import build_row, record_same_outputs
+
+    settings = load_settings()
+    data = campaign(encoders=[{"name": "libx264", "presets": ["ultrafast"], "extra_args": ["-crf", "30"]},
+                              {"name": "libx264", "presets": ["veryfast"]}],
+                    rate_control=[{"mode": "crf", "values": [20, 40]}])
+    jobs = expand(parse_campaign(data | {"quality": [], "repetitions": 2}))
+    reference = prepare_reference(jobs[0].input, "ffv1", settings)
+    for job in jobs:
+        encoded = encode(job, reference, "run1", attempt=1, settings=settings)
+        write_job_row(settings.results_dir, build_row(job=job, run_id="run1", node="n", reference=reference,
+                                                       encoded=encoded))
+    marked = record_same_outputs("unit", "run1")
+    rows = read_results(settings.results_dir, campaign="unit", run_id="run1")
+    overridden = rows[rows.preset == "ultrafast"]
+    assert len(marked) == 4 and overridden.output_hash.nunique() == 1  # both CRFs, both repetitions
+    assert set(overridden.same_output_as) == {"libx264 ultrafast crf 20 160x120", "libx264 ultrafast crf 40 160x120"}
+    assert rows[rows.preset == "veryfast"].same_output_as.isna().all()  # repetitions alike are no finding
+    assert rows[rows.preset == "veryfast"].output_hash.nunique() == 2

@@ -104,6 +104,13 @@ class ApiClient:
     def ui_url(self) -> str:
         return os.environ.get("PREFECT_UI_URL") or self.url.removesuffix("/api")
 
+    def ui_page(self, path: str) -> str:
+        """A page of the Prefect UI (``/runs/flow-run/ID``) to print for people, in its V2 UI: that one asks
+        for the credentials before it calls the API, where the V1 UI's first call is refused and its login
+        page shows "Oops. Something went wrong" and "Authentication failed" before anything is typed
+        (PrefectHQ/prefect#18518). Once logged in, both UIs use the same credentials."""
+        return f"{self.ui_url}/v2{path}"
+
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         user, _, password = (self.auth_string or "").partition(":")
         try:

@@ -42,10 +42,12 @@ __all__ = [
     "MediaInfo",
     "VideoStream",
     "check_encoder",
+    "encoder_options",
     "ffmpeg_path",
     "probe_build",
     "probe_media",
     "run_ffmpeg",
+    "stream_hash",
 ]
 
 _STDERR_TAIL_LINES = 15
@@ -199,6 +201,48 @@ def probe_build(path: str) -> FFmpegBuild:
     )
 
 
+
+
+_OPTION_LINE = re.compile(r"^  -(\S+)\s+<(\w+)>\s+\S+\s?(.*)$", re.MULTILINE)
+_OPTION_RANGE = re.compile(r"\(from (\S+) to (\S+)\)")
+
+
+def _bound(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:  # INT_MIN, INT_MAX, -FLT_MAX, ...
+        return float("-inf") if text.startswith("-") or "MIN" in text else float("inf")
+
+
+@functools.lru_cache(maxsize=64)
+def encoder_options(path: str, encoder: str) -> dict[str, tuple[float, float] | None]:
+    """The private options ``encoder`` takes in the FFmpeg at ``path`` (``-h encoder=NAME``), each with
+    the range FFmpeg gives for it (None when it gives none): what an encoder ffwatt has no profile for
+    really accepts, rather than a guess."""
+    try:
+        text = subprocess.run([path, "-hide_banner", "-h", f"encoder={encoder}"], capture_output=True, text=True,
+                              timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise FFmpegError(f"can't ask FFmpeg at {path} about encoder {encoder}: {exc}") from exc
+    options: dict[str, tuple[float, float] | None] = {}
+    for name, _kind, rest in _OPTION_LINE.findall(text):
+        found = _OPTION_RANGE.search(rest)
+        options[name] = (_bound(found[1]), _bound(found[2])) if found else None
+    return options
+
+
+def stream_hash(path: str, media: Path, *, timeout_s: float = 120) -> str | None:
+    """MD5 of the first video stream's packets in ``media`` (the ``streamhash`` muxer over a stream copy):
+    two encodes that made the same video have the same hash, whatever ids their containers drew. None
+    when FFmpeg can't tell (the caller's row then has no hash, rather than a wrong one)."""
+    try:
+        done = subprocess.run([path, "-hide_banner", "-nostdin", "-v", "error", "-i", str(media), "-map", "0:v:0",
+                               "-c", "copy", "-f", "streamhash", "-hash", "md5", "-"],
+                              capture_output=True, text=True, timeout=timeout_s)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"^0,v,MD5=([0-9a-f]{32})$", done.stdout, re.MULTILINE)
+    return found[1] if done.returncode == 0 and found else None
 
 
 @dataclass

@@ -10,10 +10,12 @@ counter (NVML), which unlike sampled power misses nothing of a short job.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+import psutil
 from pydantic import BaseModel
 
 from ffwatt.hardware.cpu_energy import CpuEnergy, CpuSource
@@ -34,6 +36,9 @@ class EnergyWindow(BaseModel):
     cpu_basis: str = ""
     cpu_zones_j: dict[str, float] | None = None
     machine_busy_s: float | None = None
+    # CPU time of ffwatt's own processes in the window (this one and its children, the job's FFmpeg aside):
+    # what of the machine's busy time is neither the job nor someone else's.
+    own_cpu_s: float | None = None
     gpu_j: dict[int, float] | None = None
     gpu_names: dict[int, str] | None = None
     gpu_video_share: dict[int, float | None] | None = None
@@ -54,12 +59,14 @@ class EnergyMeter:
         self._t0 = 0.0
         self._since_us = 0
         self._pid: int | None = None
+        self._own_start: dict[tuple[int, float], float] = {}
 
     def track(self, pid: int) -> None:
         """The process whose share of the GPUs' video engines this window measures."""
         self._pid = pid
 
     def start(self) -> None:
+        self._own_start = _own_cpu_times(self._pid)
         session = open_gpus(self._settings.gpu, self._nvml_source)
         if isinstance(session, str):
             self._gpu_unavailable = session
@@ -75,10 +82,12 @@ class EnergyMeter:
 
     def stop(self) -> EnergyWindow:
         self.sample()
+        own_end = _own_cpu_times(self._pid)
         cpu_j, cpu_source, cpu_basis = self._cpu.energy()
         window = EnergyWindow(wall_s=time.perf_counter() - self._t0, cpu_j=cpu_j, cpu_source=cpu_source,
                               cpu_basis=cpu_basis, cpu_zones_j=self._cpu.package_joules(),
                               machine_busy_s=self._cpu.busy_s if cpu_source else None,
+                              own_cpu_s=sum(cpu - self._own_start.get(key, 0.0) for key, cpu in own_end.items()),
                               gpu_unavailable=self._gpu_unavailable)
         if self._nvml is not None:
             end = self._nvml.energy_j()
@@ -89,6 +98,21 @@ class EnergyMeter:
             self._nvml.close()
             self._nvml = None
         return window
+
+
+def _own_cpu_times(job_pid: int | None) -> dict[tuple[int, float], float]:
+    """User + system CPU seconds of this process and each of its descendants but the job's FFmpeg
+    (``job_pid``), by (pid, start time): ffwatt's own share of a window, which is neither the job's nor
+    another's. Children's times of processes already reaped aren't counted here (FFmpeg's go to the job)."""
+    times: dict[tuple[int, float], float] = {}
+    me = psutil.Process()
+    for process in [me, *me.children(recursive=True)]:
+        if process.pid == job_pid:
+            continue
+        with contextlib.suppress(psutil.Error), process.oneshot():
+            cpu = process.cpu_times()
+            times[(process.pid, process.create_time())] = cpu.user + cpu.system
+    return times
 
 
 def measure_idle(seconds: float, settings: Settings, *, nvml: Any | None = None) -> IdleBaseline:

@@ -53,3 +53,22 @@ def test_json_output_and_errors_as_one_line(results: Path) -> None:
     assert bad.returncode == 2 and "no run 'nope'" in bad.stderr and "Traceback" not in bad.stderr
     bad = run(results, "before", "after", "--metric", "psnr")
     assert bad.returncode == 2 and "--metric psnr" in bad.stderr
+
+
+def test_latest_is_never_compared_with_itself(results: Path) -> None:
+    """`compare latest` compared the latest run with itself, and said nothing."""
+    done = run(results, "latest", "--output", "json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert (data["baseline"]["run_id"], data["candidate"]["run_id"]) == ("before", "after")
+    assert "with its previous run before" in done.stderr
+    same = run(results, "after", "after")
+    assert same.returncode == 2 and "both run after of campaign reg" in same.stderr
+    assert "a run compared with itself shows no change" in same.stderr
+
+
+def test_latest_without_an_earlier_run_says_so(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    write_synthetic_run(root, campaign="once", run_id="only", repetitions=2, seed=5)
+    done = run(root, "latest")
+    assert done.returncode == 2 and "there is no earlier complete run of it" in done.stderr

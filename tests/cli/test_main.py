@@ -31,3 +31,18 @@ def test_output_is_one_choice_everywhere_and_anything_else_exits_2(command: list
 
     done = ffwatt(*command, "-o", "yaml")
     assert done.returncode == 2 and "'yaml' is not one of 'table', 'json'" in done.stderr
+
+
+def test_debug_is_taken_after_the_subcommand_too(tmp_path):
+    """`--debug` after a subcommand was "No such option"; anywhere on the line it lets the error
+    through with its traceback (``main`` re-raises it), as before the subcommand."""
+    from ffwatt.errors import CampaignError
+    from tests.conftest import ffwatt
+
+    missing = str(tmp_path / "missing.yaml")
+    plain = ffwatt("campaign", "validate", missing)
+    assert plain.returncode == 2 and "can't read campaign file" in plain.stderr and "Traceback" not in plain.stderr
+    for args in (("--debug", "campaign", "validate", missing), ("campaign", "validate", missing, "--debug"),
+                 ("campaign", "validate", "--debug", missing)):
+        with pytest.raises(CampaignError, match="can't read campaign file"):
+            ffwatt(*args)
