@@ -19,7 +19,11 @@ def demo(stop: Annotated[bool, typer.Option("--stop", help="Stop the demo's stac
 
     settings = load_settings()
     if stop:
-        console.print(f"stopped: {', '.join(stop_demo(settings)) or 'nothing was running'}")
+        stopped = stop_demo(settings)
+        console.print(f"stopped: {', '.join(stopped.services) or 'nothing was running'}")
+        for agent in stopped.left_running:
+            console.print(f"still running: {agent}, not started by the demo; stop it where it was started "
+                          "(Ctrl-C, or its service manager)", highlight=False)
         return
     run = run_demo(settings, say=lambda text: console.print(text, highlight=False))
     frame = read_results(settings.results_dir, campaign=run.campaign, run_id=run.run_id)

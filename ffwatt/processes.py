@@ -13,10 +13,11 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
-__all__ = ["Identity", "group_members", "identity", "listening_pids", "stop_group"]
+__all__ = ["Identity", "group_members", "identity", "incarnation", "incarnation_runs", "listening_pids", "stop_group"]
 
 # psutil's start time is the kernel's, in clock ticks (1/100 s on Linux) since boot: equal within
 # two ticks is the same start.
@@ -50,6 +51,31 @@ def identity(pid: int) -> Identity | None:
         with contextlib.suppress(psutil.Error):
             return Identity(pid, psutil.Process(pid).create_time(), [])
         return None
+
+
+def _boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def incarnation(pid: int) -> str | None:
+    """A name for process ``pid`` that no other process ever has, here or on another machine: this
+    boot's id, the pid and its start time. None when there is no such process."""
+    found = identity(pid)
+    return None if found is None else f"{_boot_id()}/{pid}/{found.started_at:.2f}"
+
+
+def incarnation_runs(name: str) -> bool | None:
+    """Whether the process an :func:`incarnation` names still runs; None when it ran on another machine
+    (or before this machine's last boot), where this one can't tell."""
+    boot, _, rest = name.partition("/")
+    pid, _, started_at = rest.partition("/")
+    if boot != _boot_id() or not pid.isdigit():
+        return None
+    try:
+        named = Identity(int(pid), float(started_at), [])
+    except ValueError:
+        return None
+    return named.same_process(identity(int(pid)))
 
 
 def listening_pids(port: int) -> set[int]:

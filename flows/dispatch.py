@@ -40,9 +40,15 @@ from tasks import build_row
 __all__ = ["Dispatcher", "FleetAPI", "plan_batches"]
 
 PICKUP_TIMEOUT_S = 300.0
+# How long jobs whose able nodes are all offline wait for one to come back (a restart, a reboot)
+# before they are recorded as unschedulable.
+NODE_GRACE_S = 300.0
 # After the API was away, a node's next heartbeat can lag that long: Prefect's client retries a
 # failed call up to five times, backing off 2, 4, ... 32 s.
 API_RECOVERY_S = 40.0
+# A poll is a few quick calls. One that took this long waited in those same retries (or on an API
+# too busy to record heartbeats on time): the API was away for the nodes too, though no call failed.
+API_STALL_S = 5.0
 POLL_S = 1.0
 LAG_QUORUM = 10  # nodes needed to tell the API's lag from nodes dying
 NO_NODE = "(none)"
@@ -62,7 +68,8 @@ class FleetAPI(Protocol):
 
     def poll(self, open_batches: list[UUID], all_batches: list[UUID], missing_jobs: list[str]) -> Poll:
         """States of the open batches; rows of the missing jobs (and node reports) that any batch has
-        sent home since the last poll; the nodes, with their liveness, when it is time to look."""
+        sent home since the last poll; the nodes, with their liveness, when it is time to look (every
+        few seconds while any job is missing, whether or not a batch is open)."""
         ...
 
     def crash(self, batch: UUID, message: str) -> None: ...
@@ -123,7 +130,7 @@ class Dispatcher:
                  record: Callable[[JobRow], JobRow], clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
                  log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
-                 pickup_timeout_s: float = PICKUP_TIMEOUT_S) -> None:
+                 pickup_timeout_s: float = PICKUP_TIMEOUT_S, node_grace_s: float = NODE_GRACE_S) -> None:
         self.campaign = campaign
         self.jobs = jobs
         self.run_id = run_id
@@ -136,11 +143,16 @@ class Dispatcher:
         self._wall = wall
         self._log = log or logging.getLogger("ffwatt.dispatch")
         self._pickup_timeout_s = pickup_timeout_s
+        self._node_grace_s = node_grace_s
         self._by_id = {job.job_id: job for job in jobs}
         self._batches: dict[UUID, _Batch] = {}
         self._unsent: list[tuple[str, NodeRecord, list[str]]] = []  # submissions the API refused, to retry
         self._nodes: dict[str, NodeRecord] = {}
+        # When they were read (unix s). Polls read them every few seconds only; judged by a later clock,
+        # a node read a while ago would look silent for that while on top of its last beat.
+        self._nodes_seen_at = -math.inf
         self._api_back_at = -math.inf  # when the API last came back after being away
+        self._api_away_since: float | None = None  # when the current outage began, while it lasts
         self._waiting: dict[str, tuple[float, str]] = {}  # jobs whose nodes are offline: since, why
         self._lag_s = 0.0  # how late the API records heartbeats (see _api_lag)
 
@@ -150,7 +162,7 @@ class Dispatcher:
 
     def start(self, nodes: list[NodeRecord]) -> None:
         """Plan batches over the live ``nodes`` and send them."""
-        self._nodes = {n.node: n for n in nodes}
+        self._nodes, self._nodes_seen_at = {n.node: n for n in nodes}, self._wall()
         self._plan([job.job_id for job in self.jobs], exclude=set())
 
     def run(self, *, sleep: Callable[[float], None] = time.sleep, poll_s: float = POLL_S) -> list[JobRow]:
@@ -165,16 +177,21 @@ class Dispatcher:
         self._send()
         open_batches = [b for b in self._batches.values() if not b.finished]
         missing = [job.job_id for job in self.jobs if job.job_id not in self.rows]
+        began = self._clock()
         try:
             poll = self._api.poll([b.flow_run_id for b in open_batches], list(self._batches), missing)
         except ApiUnavailable as exc:
             # The master restarting: wait; nodes' heartbeats couldn't reach it either, so judge them
             # again only once it has been back for longer than a node may be silent.
-            self._log.warning("Prefect API unavailable (%s); waiting", exc)
-            self._api_back_at = self._clock()
+            if self._api_away_since is None:
+                self._api_away_since = began
+                self._log.warning("Prefect API unavailable (%s); waiting for it, judging no node meanwhile", exc)
             return
+        self._note_api_back(began)
         if poll.nodes is not None:
-            self._nodes = {n.node: n for n in poll.nodes}
+            # A node missing from the registry (its agent stopped and deregistered, its batch dying with
+            # it) keeps its last record: its heartbeats, no longer renewed, judge it.
+            self._nodes, self._nodes_seen_at = {**self._nodes, **{n.node: n for n in poll.nodes}}, self._wall()
             self._lag_s = self._api_lag()
         for report in poll.reports:
             self.reports[report.facts.name] = report
@@ -185,6 +202,23 @@ class Dispatcher:
         for batch in open_batches:
             self._judge(batch, poll.states.get(batch.flow_run_id))
         self._plan_waiting()
+
+    def _note_api_back(self, began: float) -> None:
+        """After an outage (polls that failed, or one that answered only once the client's retries rode
+        it out), say so, and give every node a full heartbeat timeout and a back-off from now."""
+        now = self._clock()
+        if self._api_away_since is not None:
+            what = f"Prefect API back after {now - self._api_away_since:.0f} s away"
+            self._api_away_since = None
+        elif now - began > API_STALL_S:
+            what = (f"Prefect API answered only after {now - began:.0f} s (restarting, or too busy; its client "
+                    "retried meanwhile)")
+        else:
+            return
+        grace = max((n.timeout_s for n in self._nodes.values()), default=0.0) + API_RECOVERY_S
+        self._log.warning("%s; no node is judged lost for the next %.0f s (a heartbeat timeout and the "
+                          "client's back-off)", what, grace)
+        self._api_back_at = now
 
     def _judge(self, batch: _Batch, state: BatchState | None) -> None:
         now = self._clock()
@@ -198,7 +232,7 @@ class Dispatcher:
             batch.started = True
         node = self._nodes.get(batch.node)
         trusted_after = node.timeout_s + API_RECOVERY_S if node is not None else 0.0
-        if (node is not None and not node.online(self._wall() - self._lag_s)
+        if (node is not None and not node.online(self._nodes_seen_at - self._lag_s)
                 and now - self._api_back_at > trusted_after):
             why = (f"node {batch.node} went silent (no worker heartbeat for {node.timeout_s:.0f} s: "
                    "agent killed or node lost)")
@@ -218,8 +252,7 @@ class Dispatcher:
         nodes = [n for name, n in self._nodes.items() if name in busy and n.heartbeat_at > 0]
         if len(nodes) < LAG_QUORUM:
             return 0.0
-        wall = self._wall()
-        ages = sorted(wall - n.heartbeat_at for n in nodes)
+        ages = sorted(self._nodes_seen_at - n.heartbeat_at for n in nodes)
         freshest = ages[len(ages) // 10]
         expected = nodes[0].timeout_s / MISSED_HEARTBEATS / 10
         return max(0.0, freshest - expected)
@@ -245,10 +278,10 @@ class Dispatcher:
         just lost or stuck on) where another node can run the job."""
         jobs = [self._by_id[j] for j in job_ids]
         elsewhere = [n for name, n in self._nodes.items() if name not in exclude]
-        batches, unschedulable = plan_batches(jobs, elsewhere, self._wall())
+        batches, unschedulable = plan_batches(jobs, elsewhere, self._nodes_seen_at)
         if unschedulable and exclude:
             retry, unschedulable = plan_batches([self._by_id[j] for j in unschedulable],
-                                                list(self._nodes.values()), self._wall())
+                                                list(self._nodes.values()), self._nodes_seen_at)
             batches += retry
         for job_id, reason in unschedulable.items():
             if any(_can_run(n, self._by_id[job_id]) for n in self._nodes.values()):
@@ -261,19 +294,20 @@ class Dispatcher:
 
     def _plan_waiting(self) -> None:
         """Plan the jobs waiting for an offline node once one that can run them is back; fail them as
-        unschedulable once they waited longer than a batch may wait to be taken up."""
+        unschedulable once no such node came back within the grace."""
         if not self._waiting:
             return
         now = self._clock()
         batches, unschedulable = plan_batches([self._by_id[j] for j in self._waiting], list(self._nodes.values()),
-                                              self._wall())
+                                              self._nodes_seen_at)
         for job_id in [j for j in self._waiting if j not in unschedulable]:
             del self._waiting[job_id]
         for job_id in unschedulable:
             since, why = self._waiting[job_id]
-            if now - since > self._pickup_timeout_s:
+            if now - since > self._node_grace_s:
                 del self._waiting[job_id]
-                self._fail(job_id, f"{why} (waited {now - since:.0f} s for one to come back)")
+                self._fail(job_id, f"{why} (waited {now - since:.0f} s for one to come back; the grace is "
+                                   f"{self._node_grace_s:.0f} s)")
         for pool, node, jobs in batches:
             self._unsent.append((pool, node, [job.job_id for job in jobs]))
         self._send()

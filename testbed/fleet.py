@@ -19,6 +19,7 @@ from typing import TypeVar
 import pandas as pd
 
 from ffwatt.fleet.prefect_server import BIN
+from ffwatt.processes import incarnation
 from ffwatt.results import read_results
 
 FFWATT = str(BIN / "ffwatt")
@@ -52,6 +53,15 @@ class Host:
         with open(log, "ab") as out:
             return subprocess.Popen(self.cmd(*args), env={**os.environ, **env}, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def processes_with(self, text: str) -> list[int]:
+        """Processes in this host whose command line contains ``text``."""
+        found = []
+        for pid in sh("ip", "netns", "pids", self.name, check=False).stdout.split():
+            with contextlib.suppress(OSError):
+                if text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(int(pid))
+        return found
 
     def kill_all(self) -> None:
         """SIGKILL every process in this host: the node dies."""
@@ -206,14 +216,39 @@ class Fleet:
                                        "--address", host.address, "--auth-string", self.auth,
                                        "--ca", str(self.ca), env=env, log=str(self.work / f"{name}.log"))
 
+    def stop_agent(self, name: str) -> None:
+        """SIGTERM the agent this fleet started on ``name``: it stops what it started and deregisters."""
+        agent = self.agents.pop(name, None)
+        if agent is None:
+            return
+        agent.terminate()
+        try:
+            agent.wait(60)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()
+
+    def kill_agent(self, name: str) -> None:
+        """SIGKILL the agent process alone, as the OOM killer or `kill -9` would: what it started in
+        sessions of their own (its exporters) lives on."""
+        agent = self.agents[name]
+        agent.kill()  # `ip netns exec` execs the agent: this pid is the agent itself
+        agent.wait()
+
     def nodes(self) -> dict[str, dict]:
         done = self.master.run("curl", "-sf", f"http://{self.master.address}:9599/nodes")
         return {n["node"]: n for n in json.loads(done.stdout or "[]")}
 
     def wait_nodes_online(self, names: set[str], timeout_s: float = 120) -> None:
+        """Until each node is online, served by the agent this fleet started last on it: an agent just
+        restarted must not pass for online on its predecessor's record and heartbeats."""
+        def serving(name: str, record: dict) -> bool:
+            agent = self.agents.get(name)
+            return agent is None or record.get("incarnation") == incarnation(agent.pid)
+
         def online() -> bool:
             nodes = self.nodes()
-            return all(nodes.get(n, {}).get("online") and nodes[n]["pools"] for n in names)
+            return all(nodes.get(n, {}).get("online") and nodes[n]["pools"] and serving(n, nodes[n]) for n in names)
 
         assert wait_for(online, timeout_s, every_s=1), f"nodes {names} not online: {self.nodes()}"
 

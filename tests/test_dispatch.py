@@ -133,3 +133,23 @@ def test_discovery_reads_the_node_list_at_most_every_two_seconds(prefect_server:
         now[0] += 0.1
         again = nodes()
         assert again is not first and again == first  # read again (the registry didn't change meanwhile)
+
+
+@pytest.mark.e2e  # a Prefect server
+def test_a_poll_reads_the_fleet_while_jobs_wait_with_no_batch_open(prefect_server: dict[str, str]):
+    """Jobs whose nodes are all offline wait with no batch open; the poll must still read the nodes, or
+    one coming back is never seen and the jobs end unschedulable."""
+    from ffwatt.fleet.api import PrefectFleetAPI
+    from ffwatt.fleet.client import api_client
+    from ffwatt.fleet.nodes import variable_name
+
+    record = node("back", [], ["libx264"])  # no pools: no work pool to read heartbeats from
+    with api_client(prefect_server) as client:
+        client.request("POST", "/variables/", json={
+            "name": variable_name(record.node),
+            "value": record.model_dump(mode="json", exclude={"heartbeat_at", "timeout_s"})})
+        try:
+            poll = PrefectFleetAPI(client).poll([], [], ["job-waiting"])
+        finally:
+            client.request("DELETE", f"/variables/name/{variable_name(record.node)}")
+    assert poll.nodes is not None and [n.node for n in poll.nodes] == ["back"]

@@ -3,6 +3,7 @@ and hand-moved clocks. The namespace tests (test_fleet.py) prove the same agains
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +52,10 @@ class FakeFleet:
         self.cancelled: list[UUID] = []
         self.woken: list[str] = []
         self.down = False
+        self.stall_s = 0.0  # the next poll answers only this much later (the client retrying meanwhile)
+        self.beat_every_s = 0.0  # workers beat at these intervals (0: all the time)
+        self.nodes_every_s = 0.0  # a poll reads the nodes only this often, as the real one does (0: every poll)
+        self._nodes_read_at = -1e18
         self.refuse_submits = 0
         self._unsent: list[JobRow] = []
         self._reports: list[NodeReport] = []
@@ -60,7 +65,7 @@ class FakeFleet:
         self.wall.now += seconds
         for name, record in self.nodes.items():
             if name not in self.silent:
-                record.heartbeat_at = self.wall.now
+                record.heartbeat_at = self.wall.now - (self.wall.now % self.beat_every_s if self.beat_every_s else 0)
 
     # the FleetAPI
     def submit(self, pool: str, node: NodeRecord, parameters: BatchParameters) -> UUID:
@@ -84,9 +89,15 @@ class FakeFleet:
     def poll(self, open_batches: list[UUID], all_batches: list[UUID], missing_jobs: list[str]) -> Poll:
         if self.down:
             raise ApiUnavailable("connection refused")
+        if self.stall_s:
+            self.advance(self.stall_s)
+            self.stall_s = 0.0
         rows = [row for row in self._unsent if row.job_id in missing_jobs]
+        nodes = None
+        if self.wall.now - self._nodes_read_at >= self.nodes_every_s:
+            nodes, self._nodes_read_at = [r.model_copy() for r in self.nodes.values()], self.wall.now
         poll = Poll(states={b: BatchState(self.batches[b].state) for b in open_batches}, rows=rows,
-                    reports=self._reports, nodes=[r.model_copy() for r in self.nodes.values()])
+                    reports=self._reports, nodes=nodes)
         self._unsent, self._reports = [], []
         return poll
 
@@ -215,6 +226,42 @@ def test_a_node_that_keeps_beating_keeps_its_long_batch():
     assert not fleet.crashed and len(fleet.batches) == 1
 
 
+def test_nodes_read_a_while_ago_are_judged_as_of_then():
+    """The nodes are read every few seconds, not at every poll. Judged by the clock at a later poll, a
+    node beating every 2 s (6 s timeout) read 4.9 s ago looks 6.9 s silent; as of its reading it was
+    only as old as its last beat."""
+    fleet, d, _ = dispatcher(["w1"])
+    fleet.nodes["w1"].timeout_s = 6.0
+    fleet.beat_every_s, fleet.nodes_every_s = 2.0, 5.0
+    (batch,) = fleet.batches
+    fleet.start(batch)
+    for _ in range(600):  # a minute of polls every 0.1 s
+        fleet.advance(0.1)
+        d.step()
+    assert not fleet.crashed
+    fleet.silent.add("w1")  # and when it does die, that is still seen
+    for _ in range(150):
+        fleet.advance(0.1)
+        d.step()
+    assert fleet.crashed == [batch]
+
+
+def test_a_node_whose_record_is_gone_is_judged_by_its_last_heartbeats():
+    """An agent stopped mid-batch deregisters (its record is deleted) and its batch dies with it (Prefect
+    leaves the run Running): a node missing from the registry is judged as it was last seen."""
+    fleet, d, _ = dispatcher(["w1", "w2"])
+    (on_w1,) = fleet.on("w1")
+    fleet.start(on_w1)
+    d.step()
+    del fleet.nodes["w1"]
+    fleet.advance(25)
+    d.step()
+    assert not fleet.crashed
+    fleet.advance(10)
+    d.step()
+    assert fleet.crashed == [on_w1]
+
+
 def test_a_late_row_from_a_batch_declared_lost_is_not_duplicated():
     fleet, d, recorded = dispatcher(["w1", "w2"])
     (on_w1,) = fleet.on("w1")
@@ -252,8 +299,8 @@ def test_jobs_are_given_up_after_lost_job_retries():
     assert all("gave up after 2 attempt(s) (lost_job_retries)" in (r.error or "") for r in recorded)
 
 
-def test_with_no_live_node_left_the_unfinished_jobs_fail_as_unschedulable():
-    fleet, d, recorded = dispatcher(["w1"])
+def test_with_no_live_node_left_the_unfinished_jobs_fail_as_unschedulable_after_the_grace():
+    fleet, d, recorded = dispatcher(["w1"], node_grace_s=120)
     (batch,) = fleet.batches
     fleet.start(batch)
     fleet.finish_next_job(batch)
@@ -261,11 +308,14 @@ def test_with_no_live_node_left_the_unfinished_jobs_fail_as_unschedulable():
     fleet.advance(40)
     d.step()
     d.step()
-    assert not d.done  # the jobs wait for their node to come back, as long as a batch may wait to start
-    fleet.advance(301)
+    fleet.advance(119)
+    d.step()
+    assert not d.done  # the jobs wait for their node to come back, for the grace
+    fleet.advance(2)
     d.step()
     assert d.done and [r.status for r in recorded].count("ok") == 1
-    assert all((r.error or "").startswith("unschedulable: no live node runs libx264") and "waited 301 s" in r.error
+    assert all((r.error or "").startswith("unschedulable: no live node runs libx264")
+               and "waited 121 s for one to come back; the grace is 120 s" in r.error
                for r in recorded if r.status == "failed")
 
 
@@ -334,6 +384,42 @@ def test_nodes_are_not_judged_while_the_api_is_away_nor_right_after():
     fleet.advance(5)
     d.step()
     assert not fleet.crashed
+
+
+def test_an_outage_the_clients_retries_hid_in_one_poll_is_still_an_outage(caplog):
+    """Prefect's client retries a refused call for up to a minute, so a restart of the master can pass
+    inside one poll that raises nothing: its nodes' heartbeats couldn't reach the API either."""
+    fleet, d, _ = dispatcher(["w1"])
+    (batch,) = fleet.batches
+    fleet.start(batch)
+    d.step()
+    fleet.silent.add("w1")
+    fleet.stall_s = 35  # the master restarting while one poll waits in the client's back-off
+    with caplog.at_level(logging.WARNING, logger="ffwatt.dispatch"):
+        d.step()
+    assert not fleet.crashed
+    assert "Prefect API answered only after 35 s" in caplog.text
+    fleet.advance(35)  # its heartbeats back off as long: still within a timeout and a back-off
+    d.step()
+    assert not fleet.crashed
+    fleet.advance(40)  # and it never beat again: dead after all
+    d.step()
+    assert fleet.crashed == [batch]
+
+
+def test_an_outage_is_logged_when_it_begins_and_when_it_ends(caplog):
+    fleet, d, _ = dispatcher(["w1"])
+    fleet.down = True
+    with caplog.at_level(logging.WARNING, logger="ffwatt.dispatch"):
+        for _ in range(5):
+            fleet.advance(10)
+            d.step()
+        fleet.down = False
+        d.step()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("Prefect API unavailable (connection refused)")
+    assert lines[1].startswith("Prefect API back after 40 s away")
 
 
 def test_a_submission_the_api_refuses_is_tried_again():

@@ -5,6 +5,7 @@ the master restarting mid-campaign, and a node SIGKILLed mid-job."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -140,7 +141,93 @@ def test_the_campaign_survives_the_master_restarting(cluster: Fleet):
     watcher.terminate()
     assert finished, "the campaign never finished"
     rows = cluster.rows("fleet-restart")
-    assert len(rows) == 6 and rows.job_id.is_unique and (rows.status == "ok").all()
+    assert len(rows) == 6 and rows.job_id.is_unique and (rows.status == "ok").all(), rows.error.tolist()
+    # No node was judged lost for heartbeats that couldn't reach the API: nothing ran twice.
+    assert (rows.attempts == 1).all(), rows[["job_id", "node", "attempts"]]
+    worker_log = (run_dir / "master-worker.log").read_text()
+    assert "Prefect API answered only after" in worker_log or "Prefect API back after" in worker_log
+
+
+def _serve_again(cluster: Fleet) -> None:
+    """Both nodes served again as the module's fixture started them, whatever a test did to them."""
+    for name in ("w1", "w2"):
+        if name not in cluster.agents or cluster.agents[name].poll() is not None:
+            cluster.start_agent(name)
+    cluster.wait_nodes_online({"w1", "w2"})
+
+
+def _encoding_on(cluster: Fleet, node: str, campaign_name: str) -> str | None:
+    """The job ``node`` is encoding for this campaign (frames already out), from its progress spool."""
+    spool = cluster.work / node / "progress"
+    for path in spool.glob("*.json") if spool.exists() else []:
+        with contextlib.suppress(ValueError, OSError):  # a record being replaced
+            record = json.loads(path.read_text())
+            if record["campaign"] == campaign_name and not record["done"] and record["progress"]["frame"] > 0:
+                return str(record["job_id"])
+    return None
+
+
+@pytest.mark.parametrize(("down_s", "heartbeat_s"), [(7, 30), (60, 10)])
+def test_an_agent_killed_mid_encode_and_started_again_loses_nothing(cluster: Fleet, down_s: int, heartbeat_s: int):
+    """The agent alone SIGKILLed (its exporters live on) and started again. After 7 s, well inside its
+    heartbeat timeout (90 s here, so the agent's own start-up on a busy machine stays inside it too), its
+    new heartbeats keep the node online, so only the new agent can tell the master its batch died; after
+    60 s, with the default 30 s timeout, the master has judged it lost by then. Either way its FFmpeg
+    dies with it, and every job gets one row, ok."""
+    name = f"fleet-agent-{down_s}"
+    cluster.stop_agent("w1")
+    cluster.start_agent("w1", FFWATT_WORKER_HEARTBEAT_S=str(heartbeat_s))
+    try:
+        cluster.wait_nodes_online({"w1"})
+        # Encodes of 10 s or more, so an FFmpeg gone at once was killed, not done.
+        spec = campaign(name, size="1280x720", duration_s=12, presets=["medium"], crfs=[22, 30, 38, 44])
+        watcher = cluster.run_campaign(spec, wait=False)
+        victim = wait_for(lambda: _encoding_on(cluster, "w1", name), 240, every_s=0.2)
+        assert victim, "w1 never started a job"
+        w1 = cluster.hosts["w1"]
+        assert w1.processes_with(victim), "no FFmpeg encoding the job"
+        started = time.monotonic()
+        cluster.kill_agent("w1")
+        assert wait_for(lambda: not w1.processes_with(victim), 3, every_s=0.1), "its FFmpeg outlived the agent"
+        time.sleep(max(0.0, down_s - (time.monotonic() - started)))
+        cluster.start_agent("w1", FFWATT_WORKER_HEARTBEAT_S=str(heartbeat_s))
+        assert watcher.wait(600) == 0, (cluster.work / f"{name}.log").read_text()[-3000:]
+        print(f"{name}: campaign done {time.monotonic() - started:.0f} s after the kill")
+        rows = cluster.rows(name)
+        assert len(rows) == 4 and rows.job_id.is_unique and (rows.status == "ok").all()
+        killed = rows.set_index("job_id").loc[victim]
+        assert killed.attempts == 2 and killed.node == "w2"
+        assert (rows.set_index("job_id").drop(index=victim).attempts == 1).all()
+    finally:
+        cluster.stop_agent("w1")
+        _serve_again(cluster)
+
+
+def test_jobs_waiting_for_their_only_node_go_to_it_when_it_is_back(cluster: Fleet):
+    """The only node serving the pool is lost mid-batch; its jobs wait with no batch open. Back 25 s
+    after it was judged lost, it gets them: none ends unschedulable."""
+    if cluster.database_url is None:
+        pytest.skip("PostgreSQL is not installed (this test reads batch states from it)")
+    name = "fleet-back"
+    cluster.stop_agent("w2")
+    try:
+        assert wait_for(lambda: "w2" not in cluster.nodes(), 60), "w2 didn't deregister"
+        spec = campaign(name, size="1280x720", duration_s=5, presets=["veryfast"], crfs=[22, 30, 38, 44])
+        watcher = cluster.run_campaign(spec, wait=False)
+        victim = wait_for(lambda: _encoding_on(cluster, "w1", name), 240, every_s=0.2)
+        assert victim, "w1 never started a job"
+        cluster.kill_agent("w1")
+        crashed = wait_for(lambda: fleet.psql(cluster.master, "SELECT count(*) FROM flow_run WHERE "
+                                              f"name = '{name}-w1' AND state_type = 'CRASHED'") == "1", 120)
+        assert crashed, "the master never judged w1 lost"
+        time.sleep(25)
+        cluster.start_agent("w1")
+        assert watcher.wait(600) == 0, (cluster.work / f"{name}.log").read_text()[-3000:]
+        rows = cluster.rows(name)
+        assert len(rows) == 4 and rows.job_id.is_unique and (rows.status == "ok").all(), rows.error.tolist()
+        assert set(rows.node) == {"w1"} and rows.set_index("job_id").loc[victim].attempts == 2
+    finally:
+        _serve_again(cluster)
 
 
 def test_a_node_killed_mid_job_loses_nothing(cluster: Fleet):

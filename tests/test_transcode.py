@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -158,6 +161,33 @@ def test_a_hung_encode_is_killed_at_the_deadline_with_everything_it_started(ffwa
     still_running = [pid for pid in os.listdir("/proc") if pid.isdigit() and reference.path.encode() in
                      _cmdline(pid)]
     assert still_running == []
+
+
+def test_ffmpeg_dies_with_the_process_that_ran_it(tmp_path: Path, ffmpeg: str):
+    """An agent SIGKILLed mid-encode can't kill its FFmpeg, and FFmpeg doesn't stop when its progress
+    pipe breaks: the kernel must kill it (PR_SET_PDEATHSIG), or it encodes on, unseen, beside the
+    batch that replaces it."""
+    marker = str(tmp_path / "orphan.mkv")  # names this test's FFmpeg in /proc, and nothing else
+    runner = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+from ffwatt.hardware.ffmpeg import run_ffmpeg
+run_ffmpeg({ffmpeg!r}, ["-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10", "-t", "120",
+                        "-c:v", "libx264", "-preset", "ultrafast", {marker!r}], timeout_s=300,
+           on_start=lambda pid: print(pid, flush=True))
+"""], stdout=subprocess.PIPE, text=True)
+    assert runner.stdout is not None
+    encoder = runner.stdout.readline().strip()
+    try:
+        assert marker.encode() in _cmdline(encoder)
+        runner.kill()  # as the agent is killed: no handler, no finally
+        runner.wait()
+        deadline = time.monotonic() + 10
+        while marker.encode() in _cmdline(encoder) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.encode() not in _cmdline(encoder), "FFmpeg outlived the process that ran it"
+    finally:
+        if marker.encode() in _cmdline(encoder):  # still this test's FFmpeg: ours to stop
+            os.kill(int(encoder), signal.SIGKILL)
 
 
 def _cmdline(pid: str) -> bytes:

@@ -143,7 +143,9 @@ class PrefectFleetAPI:
                 else:
                     poll.rows.append(decode_row(record))
         now = self._clock()
-        if open_batches and (self._nodes_read_at is None or now - self._nodes_read_at >= self._nodes_every_s):
+        # While any job lacks a row, not only while a batch is open: jobs whose nodes are all offline
+        # wait with no batch open, for a node that can run them to come back.
+        if missing_jobs and (self._nodes_read_at is None or now - self._nodes_read_at >= self._nodes_every_s):
             poll.nodes = list_nodes(self._client)
             self._nodes_read_at = now
         return poll

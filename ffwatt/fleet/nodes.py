@@ -56,6 +56,10 @@ class NodeRecord(BaseModel):
     started_at: float
     queue: str = ""  # the work queue (in each of its pools) that only its workers poll
     wake_url: str = ""  # POST here and its workers poll at once
+    # The agent process serving it (ffwatt.processes.incarnation): tells whose record it is, so the
+    # next agent knows whether this one is gone, a demo that its own agent serves, and an agent
+    # stopping forgets only its own record.
+    incarnation: str = ""
     heartbeat_at: float = 0.0
     timeout_s: float = 30.0
 

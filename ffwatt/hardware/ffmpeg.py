@@ -12,6 +12,7 @@ tail explains failures), kills the child at a deadline, and reaps it with
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import os
 import re
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 _STDERR_TAIL_LINES = 15
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # What the runner puts before a step's own arguments: quiet, non-interactive, progress on stdout.
 # A recorded command without them is the command a user would type (``ffwatt recommend`` prints it).
 RUNNER_ARGS: tuple[str, ...] = ("-hide_banner", "-nostdin", "-y", "-nostats", "-stats_period", "0.5",
@@ -289,6 +291,25 @@ class FFmpegRun:
         return lines[-1] if lines else "(no stderr)"
 
 
+def _dies_with_this_thread() -> Callable[[], None]:
+    """A ``preexec_fn`` that has the kernel SIGKILL the child when the thread starting it ends, the
+    whole process killed included (``PR_SET_PDEATHSIG``, kept across exec).
+
+    FFmpeg ignores a broken progress pipe, so without it an encode whose agent was SIGKILLed runs on
+    beside the batch that replaces it. Between fork and exec the child makes one system call and
+    reads its parent's pid: nothing that takes a lock another thread of the parent could hold."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, in the parent, not in the child
+    parent, kill = os.getpid(), int(signal.SIGKILL)
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, kill) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # the parent died before the signal was set: nothing would send it
+            os._exit(1)
+
+    return preexec
+
+
 def run_ffmpeg(
     ffmpeg: str,
     args: list[str],
@@ -303,17 +324,22 @@ def run_ffmpeg(
 
     FFmpeg runs in a process group of its own, and the deadline (or an interrupt) kills the
     whole group: an ``FFWATT_FFMPEG`` wrapper that doesn't ``exec`` can't leave the real encoder
-    running, and nothing the job started outlives it. ``on_line`` sees every line of stdout as it
-    arrives (an output muxed to ``pipe:1`` beside the progress); setting ``cancel`` kills the group
-    from another thread, as the deadline does (the run then reports the signal)."""
+    running, and nothing the job started outlives it. If this process dies (an agent SIGKILLed), the
+    kernel kills FFmpeg (a wrapper only: it should ``exec`` FFmpeg). ``on_line`` sees every line of
+    stdout as it arrives (an output muxed to ``pipe:1`` beside the progress); setting ``cancel`` kills
+    the group from another thread, as the deadline does (the run then reports the signal)."""
     command = [ffmpeg, *RUNNER_ARGS, *args]
     parser = ProgressParser()
     last: Progress | None = None
     with tempfile.TemporaryFile(mode="w+", errors="replace") as stderr_file:
         started_at = datetime.now(UTC)
         start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr_file, text=True,
-                                   errors="replace", start_new_session=True)
+        # The thread that starts FFmpeg is the one that waits for it, so the death signal comes only
+        # if this process dies first. (preexec_fn is unsafe with threads when it takes locks: see
+        # _dies_with_this_thread for why this one doesn't.)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr_file, text=True, errors="replace",
+                                   start_new_session=True,
+                                   preexec_fn=_dies_with_this_thread())  # noqa: PLW1509
         if on_start is not None:
             on_start(process.pid)
         timed_out = threading.Event()
