@@ -74,9 +74,9 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
     sweep_scratch(settings.home)  # what runs killed on this node left behind
 
     try:
-        with _sigterm_interrupts(), job_series(settings, local=dispatch == "local") as series:
+        with _interrupts() as interrupted, job_series(settings, local=dispatch == "local") as series:
             if dispatch == "pools":
-                reports = _on_the_pools(campaign, jobs, run_id, rows, series)
+                reports = _on_the_pools(campaign, jobs, run_id, rows, series, interrupted)
                 nodes |= {name: report.facts for name, report in reports.items()}
                 idle_baselines |= {name: report.idle_baseline for name, report in reports.items()
                                    if report.idle_baseline is not None}
@@ -93,6 +93,7 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                         outcome = run_job(job, references[job.input.name], idle, run_id, settings.node,
                                           campaign.encode_retries)
                         rows.append(_record(outcome.row, series, outcome.frames))
+                        interrupted.check()
             # While the last job's window runs out (MARGIN_S after its encode) and its series are written.
             summary = publish_outcome(summarize_run(rows, campaign.name, run_id, started_at,
                                                     _planned(all_jobs, rows), nodes, idle_baselines))
@@ -166,26 +167,43 @@ def _earlier(settings: Settings, campaign: Campaign, resume: str | None
     return rows, dict(summary.nodes), dict(summary.idle_baselines)
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (a worker cancelling the run, ``kill``) interrupts like Ctrl-C does, so the run is
-    recorded as interrupted; the previous handler comes back afterwards."""
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+class _Interrupted:
+    """Whether Ctrl-C or SIGTERM came. The handler raises at once, but Python drops an exception raised
+    where it runs a finalizer (a CI run's SIGTERM landed in logging's ``_releaseLock`` and the campaign
+    ran to the end), so the flow also checks between jobs."""
 
+    def __init__(self) -> None:
+        self.by: str | None = None
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        self.by = signal.Signals(signum).name
+        raise KeyboardInterrupt(f"signal {self.by}")
+
+    def check(self) -> None:
+        if self.by is not None:
+            raise KeyboardInterrupt(f"signal {self.by}")
+
+
+@contextlib.contextmanager
+def _interrupts() -> Iterator[_Interrupted]:
+    """Ctrl-C and SIGTERM (a worker cancelling the run, ``kill``) interrupt the run, which is recorded as
+    interrupted; the previous handlers come back afterwards."""
+    interrupted = _Interrupted()
+    previous: dict[int, object] = {}
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, interrupted.handle)
     except ValueError:  # not the main thread: leave signals to whoever owns them
-        yield
-        return
+        pass
     try:
-        yield
+        yield interrupted
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
 def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, rows: list[JobRow],
-                  series: JobSeries) -> dict[str, NodeReport]:
+                  series: JobSeries, interrupted: _Interrupted) -> dict[str, NodeReport]:
     from prefect.client.orchestration import get_client
 
     from ffwatt.errors import ApiUnavailable, ResultsError
@@ -211,6 +229,7 @@ def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, rows: list[J
         if row.quality_frames:
             bring_frames_home(row)
         rows.append(_record(row, series))
+        interrupted.check()
         return rows[-1]
 
     with get_client(sync_client=True) as client:

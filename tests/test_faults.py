@@ -413,6 +413,25 @@ def test_an_interrupted_run_says_so_and_resumes_into_the_same_run(tmp_path: Path
     assert len(rows) == 6 and rows.job_id.is_unique and rows.run_id.nunique() == 1
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_signal_that_lands_in_a_finalizer_still_interrupts_the_run():
+    """CI's SIGTERM landed in logging's _releaseLock, where Python drops what a handler raises: the
+    campaign ran on to the end and exited 0."""
+    from flows.campaign import _interrupts
+
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.5)  # the handler runs here, and what it raises is dropped
+
+    before = signal.getsignal(signal.SIGTERM)
+    with _interrupts() as interrupted:
+        Finalized()
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            interrupted.check()
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_a_run_cut_short_is_counted_from_the_rows_on_disk(tmp_path: Path, home: dict[str, str]):
     """A run whose summary was last written when it started said "crashed, ok 0, missing 6" with a row on disk."""
     from datetime import UTC, datetime
