@@ -2,7 +2,7 @@
 10 000-job campaign's rows all come home, and at what cost to the master?
 
 The master is real: a Prefect server on a throwaway PostgreSQL, ffwatt's own
-dispatcher (:class:`flows.dispatch.Dispatcher` over :class:`ffwatt.fleet.api.PrefectFleetAPI`)
+dispatcher (:class:`flows.dispatch.Dispatcher` over :class:`flows.fleet_api.PrefectFleetAPI`)
 writing every row to Parquet, and the discovery service (``ffwatt stack discovery``),
 asked for targets every 2 s and scraped every second, as the metrics store does.
 The nodes are simulated in one separate process, but over real HTTP, making the calls
@@ -351,7 +351,6 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
     os.environ.update(env)
     from prefect.client.orchestration import get_client
 
-    from ffwatt.fleet.api import PrefectFleetAPI
     from ffwatt.fleet.client import ensure_pools
     from ffwatt.fleet.nodes import list_nodes
     from ffwatt.fleet.protocol import Poll
@@ -360,6 +359,7 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
     from ffwatt.schema import JobRow
     from ffwatt.validation import parse_campaign
     from flows.dispatch import Dispatcher
+    from flows.fleet_api import PrefectFleetAPI
 
     ensure_pools(env, [POOL])
     master_latency: list[float] = []

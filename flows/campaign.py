@@ -207,10 +207,10 @@ def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, rows: list[J
     from prefect.client.orchestration import get_client
 
     from ffwatt.errors import ApiUnavailable, ResultsError
-    from ffwatt.fleet.api import PrefectFleetAPI
     from ffwatt.fleet.nodes import list_nodes
     from ffwatt.frames import frames_from_bytes, write_frames
     from flows.dispatch import Dispatcher
+    from flows.fleet_api import PrefectFleetAPI
     from tasks._logging import run_logger
 
     results_dir = load_settings().results_dir

@@ -83,6 +83,7 @@ def test_no_module_imports_one_that_imports_it_back():
     assert circles == []
 
 
-def test_the_shared_ground_floor_is_under_a_third_of_the_code():
+def test_the_shared_ground_floor_is_under_thirty_percent_of_the_code():
+    """What only one room uses lives in that room: the ground floor holds the words they share."""
     lines = {room: sum(len(p.read_text().splitlines()) for p in (REPO / room).rglob("*.py")) for room in ROOMS}
-    assert lines["ffwatt"] / sum(lines.values()) < 0.32, lines
+    assert lines["ffwatt"] / sum(lines.values()) < 0.30, lines

@@ -139,9 +139,9 @@ def test_discovery_reads_the_node_list_at_most_every_two_seconds(prefect_server:
 def test_a_poll_reads_the_fleet_while_jobs_wait_with_no_batch_open(prefect_server: dict[str, str]):
     """Jobs whose nodes are all offline wait with no batch open; the poll must still read the nodes, or
     one coming back is never seen and the jobs end unschedulable."""
-    from ffwatt.fleet.api import PrefectFleetAPI
     from ffwatt.fleet.client import api_client
     from ffwatt.fleet.nodes import variable_name
+    from flows.fleet_api import PrefectFleetAPI
 
     record = node("back", [], ["libx264"])  # no pools: no work pool to read heartbeats from
     with api_client(prefect_server) as client:
