@@ -189,17 +189,17 @@ def _interrupts() -> Iterator[_Interrupted]:
     """Ctrl-C and SIGTERM (a worker cancelling the run, ``kill``) interrupt the run, which is recorded as
     interrupted; the previous handlers come back afterwards."""
     interrupted = _Interrupted()
-    previous: dict[int, object] = {}
+    previous: dict[signal.Signals, object] = {}
     try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, interrupted.handle)
+        for each in (signal.SIGINT, signal.SIGTERM):
+            previous[each] = signal.signal(each, interrupted.handle)
     except ValueError:  # not the main thread: leave signals to whoever owns them
         pass
     try:
         yield interrupted
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
+        for each, handler in previous.items():
+            signal.signal(each, handler)  # type: ignore[arg-type]
 
 
 def _on_the_pools(campaign: Campaign, jobs: list[Job], run_id: str, rows: list[JobRow],
