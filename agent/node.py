@@ -40,6 +40,7 @@ import httpx
 
 from agent.probe import NodeProbe, probe_node
 from ffwatt.errors import ApiError, MonitoringError, ServiceError
+from ffwatt.fleet.cadence import RECORD_CHECKS_PER_BEAT, read_cadence
 from ffwatt.fleet.client import ensure_pools
 from ffwatt.fleet.nodes import NodeRecord, forget_node, node_queue, publish_node, variable_name
 from ffwatt.fleet.prefect_server import BIN, PREFECT_ENV
@@ -49,6 +50,8 @@ from ffwatt.settings import Settings
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
+
+    from agent.warm import Pace
 
 __all__ = ["node_exporter_service", "run_agent"]
 
@@ -179,6 +182,21 @@ def _keep_record(record: NodeRecord) -> None:
         publish_node(record)
 
 
+def _follow_cadence(pace: Pace, settings: Settings) -> None:
+    """Take the fleet's cadence as the master published it (never faster than this node's settings)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        cadence = read_cadence(client)
+    if cadence is None:
+        return
+    cadence = cadence.at_least(settings.worker_heartbeat_s, settings.worker_poll_s)
+    if (cadence.heartbeat_s, cadence.poll_s) != (pace.heartbeat_s, pace.poll_s):
+        log.info("the fleet's cadence (%d workers): beating every %d s, polling every %g s", cadence.workers,
+                 cadence.heartbeat_s, cadence.poll_s)
+        pace.heartbeat_s, pace.poll_s = cadence.heartbeat_s, cadence.poll_s
+
+
 def run_agent(settings: Settings, *, master_env: dict[str, str], address: str, stop: threading.Event,
               probe: NodeProbe | None = None) -> None:
     """Serve this node until ``stop`` is set; then stop what it started and deregister."""
@@ -244,8 +262,10 @@ def _serve(settings: Settings, *, master_env: dict[str, str], address: str, stop
         except httpx.HTTPError as exc:
             raise ApiError(f"node {settings.node} can't register with the master ({exc}); start it again once the "
                            "API answers") from exc
-        from agent.warm import run_warm_workers
+        from agent.warm import Pace, run_warm_workers
 
+        pace = Pace(heartbeat_s=settings.worker_heartbeat_s, poll_s=settings.worker_poll_s)
+        _follow_cadence(pace, settings)  # a node joining a large fleet starts at its pace
         ready = threading.Event()
 
         def wake_ready(wake: Callable[[], None]) -> None:
@@ -253,22 +273,23 @@ def _serve(settings: Settings, *, master_env: dict[str, str], address: str, stop
             ready.set()
 
         workers = threading.Thread(target=run_warm_workers, name="workers", daemon=True, args=(probe.pools,), kwargs={
-            "node": settings.node, "queue": node_queue(settings.node), "limit": 1,
-            "query_s": settings.worker_poll_s, "heartbeat_s": settings.worker_heartbeat_s, "stop": stop,
+            "node": settings.node, "queue": node_queue(settings.node), "limit": 1, "pace": pace, "stop": stop,
             "on_wake_ready": wake_ready})
         workers.start()
         ready.wait(60)
-        log.info("node %s serving pools %s; exporters %s", settings.node, ", ".join(probe.pools), exporters)
+        log.info("node %s serving pools %s; exporters %s; beating every %d s, polling every %g s", settings.node,
+                 ", ".join(probe.pools), exporters, pace.heartbeat_s, pace.poll_s)
         while not stop.is_set():
             if not workers.is_alive():
                 raise ServiceError(f"the workers of node {settings.node} stopped; see the log above")
             try:
                 _keep_record(record)
+                _follow_cadence(pace, settings)
             except Exception as exc:  # noqa: BLE001 - the master restarting: keep serving, try again soon
                 log.warning("can't reach the master (%s); retrying", exc)
                 stop.wait(5)
                 continue
-            stop.wait(RECORD_CHECK_S)
+            stop.wait(max(RECORD_CHECK_S, RECORD_CHECKS_PER_BEAT * pace.heartbeat_s))
     finally:
         stop.set()
         if wake_server is not None:

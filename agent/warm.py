@@ -9,7 +9,9 @@ in a thread of the worker's process, whose imports are already done.
 It polls as Prefect's worker does, and can also be woken: :func:`serve` waits on an
 event between polls, so a dispatcher that knows it just sent this node a batch can
 poke it (``POST /wake`` on the agent) and the batch starts at once, while the
-fallback poll stays slow enough for a thousand nodes not to flood the API.
+fallback poll stays slow enough for a thousand nodes not to flood the API. How slow follows the
+fleet's size (:mod:`ffwatt.fleet.cadence`): the agent changes its :class:`Pace` as the master's
+cadence changes, and each worker beats and polls at the pace in force.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -35,13 +38,21 @@ from prefect.flows import Flow
 from prefect.states import Crashed, State
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
+from ffwatt.fleet.cadence import POOL_READ_EVERY_S
 from ffwatt.fleet.client import work_pool
 from ffwatt.settings import REPO
 
-__all__ = ["WarmWorker", "serve"]
+__all__ = ["Pace", "WarmWorker", "serve"]
 
 log = logging.getLogger("ffwatt.worker")
-POOL_READ_EVERY_S = 300.0  # how often a warm worker reads its work pool (paused? deleted?)
+
+
+@dataclass
+class Pace:
+    """The intervals a node's workers keep; the agent's thread changes them, the workers' loop reads them."""
+
+    heartbeat_s: int
+    poll_s: float
 
 
 def _flow_at(entrypoint: str) -> Flow[..., Any]:
@@ -74,12 +85,17 @@ class WarmWorker(ProcessWorker):
         # in this process still means Prefect's own worker; the pools stay of type "process".
         return "ffwatt-warm"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, pace: Pace | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._flows: dict[UUID, Flow[..., Any]] = {}
         self._pool_read_at = -math.inf
+        beat = int(self.heartbeat_interval_seconds)
+        self.pace = pace or Pace(heartbeat_s=beat, poll_s=beat)
 
     async def sync_with_backend(self) -> None:
+        # Each beat reports the interval in force, and the next comes after that interval: the master
+        # (three missed beats of the reported interval) never sees a node offline as its pace changes.
+        self.heartbeat_interval_seconds = self.pace.heartbeat_s
         # Prefect's worker reads its pool at every heartbeat, for the job template a warm worker
         # doesn't use: half of a node's steady API load. Read it now and then; beat every time.
         if self._work_pool is None or time.monotonic() - self._pool_read_at > POOL_READ_EVERY_S:
@@ -115,16 +131,16 @@ class WarmWorker(ProcessWorker):
         return ProcessWorkerResult(status_code=0 if state.is_final() else 1, identifier=str(os.getpid()))
 
 
-async def _every(seconds: float, work: Callable[[], Any], what: str) -> None:
+async def _beat(worker: WarmWorker) -> None:
     while True:
         try:
-            await work()
+            await worker.sync_with_backend()
         except Exception as exc:  # noqa: BLE001 - the API restarting: keep trying, as Prefect's loops do
-            log.warning("%s failed: %s", what, exc)
-        await asyncio.sleep(seconds)
+            log.warning("heartbeat of %s failed: %s", worker.name, exc)
+        await asyncio.sleep(worker.heartbeat_interval_seconds)
 
 
-async def _poll(worker: WarmWorker, wake: asyncio.Event, query_s: float) -> None:
+async def _poll(worker: WarmWorker, wake: asyncio.Event) -> None:
     while True:
         wake.clear()
         try:
@@ -132,31 +148,28 @@ async def _poll(worker: WarmWorker, wake: asyncio.Event, query_s: float) -> None
         except Exception as exc:  # noqa: BLE001 - the API restarting: poll again later
             log.warning("polling %s failed: %s", worker.name, exc)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=query_s)
+            await asyncio.wait_for(wake.wait(), timeout=worker.pace.poll_s)
 
 
-async def serve(workers: list[WarmWorker], *, query_s: float, wake: asyncio.Event,
-                stop: threading.Event) -> None:
-    """Run ``workers`` until ``stop`` is set: each heartbeats every its interval and polls for flow runs
-    every ``query_s`` seconds, or at once when ``wake`` is set."""
+async def serve(workers: list[WarmWorker], *, wake: asyncio.Event, stop: threading.Event) -> None:
+    """Run ``workers`` until ``stop`` is set: each heartbeats and polls for flow runs at its pace, and
+    polls at once when ``wake`` is set."""
     async with contextlib.AsyncExitStack() as stack:
         for worker in workers:
             await stack.enter_async_context(worker)
         async with anyio.create_task_group() as group:
             for worker in workers:
-                group.start_soon(_every, worker.heartbeat_interval_seconds, worker.sync_with_backend,
-                                 f"heartbeat of {worker.name}")
-                group.start_soon(_poll, worker, wake, query_s)
+                group.start_soon(_beat, worker)
+                group.start_soon(_poll, worker, wake)
             while not stop.is_set():
                 await asyncio.sleep(0.2)
             group.cancel_scope.cancel()
 
 
-def run_warm_workers(pool_names: list[str], *, node: str, queue: str | None, limit: int | None, query_s: float,
-                     heartbeat_s: int, stop: threading.Event,
-                     on_wake_ready: Callable[[Callable[[], None]], None] | None = None) -> None:
-    """Serve one warm worker per pool (named ``<node>-<pool>``) in this thread's own event loop until
-    ``stop``; ``on_wake_ready`` receives a thread-safe function that wakes them all."""
+def run_warm_workers(pool_names: list[str], *, node: str, queue: str | None, limit: int | None, pace: Pace,
+                     stop: threading.Event, on_wake_ready: Callable[[Callable[[], None]], None] | None = None) -> None:
+    """Serve one warm worker per pool (named ``<node>-<pool>``) at ``pace`` in this thread's own event loop
+    until ``stop``; ``on_wake_ready`` receives a thread-safe function that wakes them all."""
     os.chdir(REPO)  # where the deployments' pull step would have put a process worker's flow run
 
     async def main() -> None:
@@ -168,8 +181,8 @@ def run_warm_workers(pool_names: list[str], *, node: str, queue: str | None, lim
 
             on_wake_ready(wake_up)
         workers = [WarmWorker(work_pool_name=work_pool(pool), work_queues=[queue] if queue else None,
-                              name=f"{node}-{pool}", limit=limit, heartbeat_interval_seconds=heartbeat_s,
-                              create_pool_if_not_found=True) for pool in pool_names]
-        await serve(workers, query_s=query_s, wake=wake, stop=stop)
+                              name=f"{node}-{pool}", limit=limit, heartbeat_interval_seconds=pace.heartbeat_s,
+                              create_pool_if_not_found=True, pace=pace) for pool in pool_names]
+        await serve(workers, wake=wake, stop=stop)
 
     asyncio.run(main())

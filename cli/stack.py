@@ -135,14 +135,14 @@ def worker() -> None:
     import signal
     import threading
 
-    from agent.warm import run_warm_workers
+    from agent.warm import Pace, run_warm_workers
 
     settings = load_settings()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    run_warm_workers(["master"], node=settings.node, queue=None, limit=None, query_s=settings.master_poll_s,
-                     heartbeat_s=settings.worker_heartbeat_s, stop=stop)
+    run_warm_workers(["master"], node=settings.node, queue=None, limit=None, stop=stop,
+                     pace=Pace(heartbeat_s=settings.worker_heartbeat_s, poll_s=settings.master_poll_s))
 
 
 @app.command()
@@ -154,4 +154,4 @@ def discovery(listen: Annotated[str | None, typer.Option(
 
     settings = load_settings()
     host, port = parse_listen(f":{settings.discovery_port}" if listen is None else listen, settings.discovery_port)
-    serve_discovery(host, port, settings.stack_dir, settings.results_dir)
+    serve_discovery(host, port, settings.stack_dir, settings.results_dir, settings)

@@ -85,10 +85,17 @@ class Settings(BaseSettings):
     agent_port: int = _port("agent", "Port of an agent's wake-up endpoint (POST /wake).")
     worker_heartbeat_s: int = Field(
         default=10, ge=1, le=300,
-        description="Seconds between a worker's heartbeats; a node silent for three is offline (fleet-wide).")
+        description="Seconds between a worker's heartbeats, at least; a larger fleet beats slower (see "
+                    "FFWATT_FLEET_API_BUDGET_RPS). A node silent for three of its beats is offline.")
     worker_poll_s: float = Field(
         default=10.0, gt=0, le=300,
-        description="Seconds between a node's polls for batches when no wake-up comes (each is an API read).")
+        description="Seconds between a node's polls for batches when no wake-up comes (each is an API read), at "
+                    "least; a larger fleet polls slower.")
+    fleet_api_budget_rps: float = Field(
+        default=50.0, gt=0,
+        description="API calls per second the fleet's heartbeats, polls and record reads may cost the master "
+                    "together: its discovery service stretches the nodes' intervals with the fleet's size to stay "
+                    "under it (Nomad's max_heartbeats_per_second). Raise it with the API's processes.")
     master_poll_s: float = Field(default=1.0, gt=0, le=60,
                                  description="Seconds between the master worker's polls for campaign runs.")
     cpu_exporter_port: int = _port("exporter-cpu", "Port of the CPU energy exporter an agent starts.")

@@ -31,6 +31,7 @@ from prefect.states import Cancelled, State
 
 from ffwatt.campaign import Campaign
 from ffwatt.files import write_atomic
+from ffwatt.fleet.cadence import read_cadence
 from ffwatt.fleet.nodes import MISSED_HEARTBEATS
 from ffwatt.fleet.protocol import (
     NodeReport,
@@ -111,7 +112,8 @@ def node_batch(campaign: Campaign, job_ids: list[str], run_id: str, attempts: di
                    f"ffwatt node facts of {settings.node}")
         # The master declares a batch lost after its node missed this many heartbeats: checking as
         # often wastes at most that long, at one API call per node timeout, not per job.
-        check_every_s = MISSED_HEARTBEATS * settings.worker_heartbeat_s
+        cadence = read_cadence(client)  # a large fleet beats slower, and its master waits longer
+        check_every_s = MISSED_HEARTBEATS * max(settings.worker_heartbeat_s, cadence.heartbeat_s if cadence else 0)
         checked_at = time.monotonic()
         for job in jobs:
             if time.monotonic() - checked_at >= check_every_s:

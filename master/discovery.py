@@ -17,7 +17,9 @@ and shared by all three.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -26,12 +28,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ffwatt.files import write_atomic
+from ffwatt.fleet.cadence import Cadence, cadence_for, publish_cadence, read_cadence
 from ffwatt.fleet.nodes import NodeRecord, list_nodes, sd_targets
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
-__all__ = ["NodeList", "serve_discovery"]
+    from ffwatt.settings import Settings
+
+__all__ = ["CadenceKeeper", "NodeList", "serve_discovery"]
+
+log = logging.getLogger("ffwatt.discovery")
+CADENCE_CHECK_S = 10.0  # the node list is read at least this often, so the cadence follows the fleet
 
 NODES_MAX_AGE_S = 2.0  # a node is offline after three heartbeats (30 s by default): this is well inside it
 
@@ -40,8 +48,10 @@ class NodeList:
     """The fleet's node records, read through ``client`` at most every ``max_age_s``, whoever asks."""
 
     def __init__(self, client: SyncPrefectClient, *, max_age_s: float = NODES_MAX_AGE_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_read: Callable[[list[NodeRecord]], None] | None = None) -> None:
         self._client = client
+        self._on_read = on_read
         self._max_age_s = max_age_s
         self._clock = clock
         self._lock = threading.Lock()
@@ -53,21 +63,49 @@ class NodeList:
             if self._read_at is None or self._clock() - self._read_at >= self._max_age_s:
                 self._records = list_nodes(self._client)  # raises while the API is away: nothing stale is kept
                 self._read_at = self._clock()
+                if self._on_read is not None:
+                    self._on_read(self._records)
             return self._records
+
+
+class CadenceKeeper:
+    """Publishes the fleet's cadence (:mod:`ffwatt.fleet.cadence`) for the nodes registered, when it changes."""
+
+    def __init__(self, client: SyncPrefectClient, *, budget_rps: float, heartbeat_s: int, poll_s: float) -> None:
+        self._client = client
+        self._budget_rps, self._heartbeat_s, self._poll_s = budget_rps, heartbeat_s, poll_s
+        self._published: Cadence | None = None
+
+    def __call__(self, records: list[NodeRecord]) -> None:
+        cadence = cadence_for(sum(len(r.pools) for r in records), len(records), budget_rps=self._budget_rps,
+                              heartbeat_s=self._heartbeat_s, poll_s=self._poll_s)
+        try:
+            if self._published is None:
+                self._published = read_cadence(self._client)
+            if cadence != self._published:
+                publish_cadence(self._client, cadence)
+                self._published = cadence
+                log.info("the fleet's cadence for %d nodes: beat every %d s, poll every %g s (within %g calls/s)",
+                         len(records), cadence.heartbeat_s, cadence.poll_s, cadence.budget_rps)
+        except Exception as exc:  # noqa: BLE001 - the API away: the node list failed too, or will; try next read
+            log.warning("can't publish the fleet's cadence: %s", exc)
 
 
 _MAX_ALERT_BYTES = 1 << 20
 
 
-def serve_discovery(host: str, port: int, state_dir: Path, results_dir: Path) -> None:
+def serve_discovery(host: str, port: int, state_dir: Path, results_dir: Path, settings: Settings) -> None:
     """Serve until interrupted; ``state_dir`` is ``FFWATT_HOME/stack``."""
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        _serve(host, port, state_dir, results_dir, client)
+        keeper = CadenceKeeper(client, budget_rps=settings.fleet_api_budget_rps,
+                               heartbeat_s=settings.worker_heartbeat_s, poll_s=settings.worker_poll_s)
+        _serve(host, port, state_dir, results_dir, client, NodeList(client, on_read=keeper))
 
 
-def _serve(host: str, port: int, state_dir: Path, results_dir: Path, client: SyncPrefectClient) -> None:
+def _serve(host: str, port: int, state_dir: Path, results_dir: Path, client: SyncPrefectClient,
+           nodes: NodeList) -> None:
     from prometheus_client import CollectorRegistry
     from prometheus_client.exposition import generate_latest
 
@@ -75,7 +113,6 @@ def _serve(host: str, port: int, state_dir: Path, results_dir: Path, client: Syn
     from exporters.batches import BatchCollector
     from exporters.results import ResultsCollector
 
-    nodes = NodeList(client)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CollectorSet([ResultsCollector(results_dir), BatchCollector(client, nodes)]))
     scrape_lock = threading.Lock()  # the results cache is one per process
@@ -132,5 +169,12 @@ def _serve(host: str, port: int, state_dir: Path, results_dir: Path, client: Syn
         def log_message(self, format: str, *args: object) -> None:
             pass
 
+    def keep_reading() -> None:  # the cadence follows the fleet even when no store asks for targets
+        while True:
+            with contextlib.suppress(Exception):
+                nodes()
+            time.sleep(CADENCE_CHECK_S)
+
     state_dir.mkdir(parents=True, exist_ok=True)
+    threading.Thread(target=keep_reading, name="cadence", daemon=True).start()
     ThreadingHTTPServer((host, port), Handler).serve_forever()
