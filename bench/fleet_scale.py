@@ -83,15 +83,20 @@ class Nodes:
     def __init__(self, api: str, count: int, heartbeat_s: int, poll_s: float, job_s: float, wake_port: int) -> None:
         import httpx
 
+        from agent.warm import Pace
+
         self.http = httpx.AsyncClient(base_url=api, timeout=60,
                                       limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
         self.names = [f"sim-{i:04d}" for i in range(count)]
         self.heartbeat_s, self.poll_s, self.job_s, self.wake_port = heartbeat_s, poll_s, job_s, wake_port
+        # Each node's own pace, as an agent keeps it: its settings, then the master's cadence.
+        self.pace = {name: Pace(heartbeat_s=heartbeat_s, poll_s=poll_s) for name in self.names}
         self.wake = {name: asyncio.Event() for name in self.names}
         self.latency: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, int] = defaultdict(int)
         self.calls: dict[str, int] = defaultdict(int)
         self.registered = 0
+        self.records: dict[str, Any] = {}
         self._jobs: dict[str, Any] = {}
 
     async def call(self, what: str, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 204),
@@ -110,19 +115,47 @@ class Nodes:
         return response.json() if response.content else None
 
     async def register(self, name: str, gate: asyncio.Semaphore) -> None:
-        from ffwatt.fleet.nodes import NodeRecord, node_queue, variable_name
+        from ffwatt.fleet.nodes import NodeRecord, node_queue
 
         record = NodeRecord(node=name, address="127.0.0.1", pools=[POOL], encoders=["libx264"], exporters={},
                             started_at=time.time(), queue=node_queue(name),
                             wake_url=f"http://127.0.0.1:{self.wake_port}/wake/{name}")
+        self.records[name] = record
         async with gate:
             await self.call("create queue", "POST", f"/work_pools/ffwatt-{POOL}/queues",
                             json={"name": record.queue}, ok=(201, 409))
-            await self.call("write record", "POST", "/variables/", ok=(201, 409), json={
-                "name": variable_name(name), "value": record.model_dump(mode="json",
-                                                                        exclude={"heartbeat_at", "timeout_s"})})
+            await self.write_record(name)
+            await self.follow_cadence(name)
             await self.heartbeat(name, read_pool=True)
         self.registered += 1
+
+    async def write_record(self, name: str) -> None:
+        from ffwatt.fleet.nodes import variable_name
+
+        await self.call("write record", "POST", "/variables/", ok=(201, 409), json={
+            "name": variable_name(name),
+            "value": self.records[name].model_dump(mode="json", exclude={"heartbeat_at", "timeout_s"})})
+
+    async def follow_cadence(self, name: str) -> None:
+        """What an agent does every few beats (agent.node): check its record (writing it again if the
+        master lost it), take the fleet's cadence."""
+        from ffwatt.fleet.cadence import CADENCE_VARIABLE, Cadence
+        from ffwatt.fleet.nodes import variable_name
+
+        if await self.call("read record", "GET", f"/variables/name/{variable_name(name)}", ok=(200,)) is None:
+            await self.write_record(name)
+        # 404 until the master has published one: the node keeps its own settings
+        published = await self.call("read cadence", "GET", f"/variables/name/{CADENCE_VARIABLE}", ok=(200, 404))
+        if published is not None and "value" in published:
+            cadence = Cadence.model_validate(published["value"]).at_least(self.heartbeat_s, self.poll_s)
+            self.pace[name].heartbeat_s, self.pace[name].poll_s = cadence.heartbeat_s, cadence.poll_s
+
+    async def checking(self, name: str) -> None:
+        from ffwatt.fleet.cadence import RECORD_CHECKS_PER_BEAT
+
+        while True:
+            await asyncio.sleep(max(60.0, RECORD_CHECKS_PER_BEAT * self.pace[name].heartbeat_s))
+            await self.follow_cadence(name)
 
     async def heartbeat(self, name: str, *, read_pool: bool = False) -> None:
         from ffwatt.fleet.nodes import worker_name
@@ -132,24 +165,26 @@ class Nodes:
         if read_pool:
             await self.call("read pool", "GET", f"/work_pools/ffwatt-{POOL}")
         await self.call("heartbeat", "POST", f"/work_pools/ffwatt-{POOL}/workers/heartbeat",
-                        json={"name": worker_name(name, POOL), "heartbeat_interval_seconds": self.heartbeat_s})
+                        json={"name": worker_name(name, POOL),
+                              "heartbeat_interval_seconds": self.pace[name].heartbeat_s})
 
     async def beating(self, name: str) -> None:
-        from agent.warm import POOL_READ_EVERY_S
+        from ffwatt.fleet.cadence import POOL_READ_EVERY_S
 
-        await asyncio.sleep(random.uniform(0, self.heartbeat_s))
+        await asyncio.sleep(random.uniform(0, self.pace[name].heartbeat_s))
         pool_read_at = time.monotonic() - random.uniform(0, POOL_READ_EVERY_S)
         while True:
             started = time.monotonic()
             read_pool = started - pool_read_at > POOL_READ_EVERY_S
             pool_read_at = started if read_pool else pool_read_at
+            beat = self.pace[name].heartbeat_s  # the interval this beat reports
             await self.heartbeat(name, read_pool=read_pool)
-            await asyncio.sleep(max(0.0, self.heartbeat_s - (time.monotonic() - started)))
+            await asyncio.sleep(max(0.0, beat - (time.monotonic() - started)))
 
     async def polling(self, name: str) -> None:
         from ffwatt.fleet.nodes import node_queue
 
-        await asyncio.sleep(random.uniform(0, self.poll_s))
+        await asyncio.sleep(random.uniform(0, self.pace[name].poll_s))
         while True:
             self.wake[name].clear()
             runs = await self.call("poll", "POST", f"/work_pools/ffwatt-{POOL}/get_scheduled_flow_runs", json={
@@ -157,7 +192,7 @@ class Nodes:
             for run in runs or []:
                 await self.run_batch(name, run["flow_run"])
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake[name].wait(), self.poll_s)
+                await asyncio.wait_for(self.wake[name].wait(), self.pace[name].poll_s)
 
     async def set_state(self, flow_run_id: str, state: str) -> bool:
         answer = await self.call(f"set {state.lower()}", "POST", f"/flow_runs/{flow_run_id}/set_state",
@@ -191,7 +226,7 @@ class Nodes:
 
         checked_at = time.monotonic()
         for job_id in parameters.job_ids:
-            if time.monotonic() - checked_at >= MISSED_HEARTBEATS * self.heartbeat_s:
+            if time.monotonic() - checked_at >= MISSED_HEARTBEATS * self.pace[name].heartbeat_s:
                 checked_at = time.monotonic()
                 flow_run = await self.call("read own state", "GET", f"/flow_runs/{run_id}")
                 if flow_run and flow_run["state"]["type"] in TERMINAL_STATES:
@@ -240,9 +275,11 @@ class Nodes:
         gate = asyncio.Semaphore(32)
         await asyncio.gather(*(self.register(name, gate) for name in self.names))
         lives = [asyncio.create_task(coro) for name in self.names
-                 for coro in (self.beating(name), self.polling(name))]
+                 for coro in (self.beating(name), self.polling(name), self.checking(name))]
         while not stop.is_set():
-            stats.write_text(json.dumps({"registered": self.registered}))
+            beats = [pace.heartbeat_s for pace in self.pace.values()]
+            stats.write_text(json.dumps({"registered": self.registered, "beat_s": [min(beats), max(beats)],
+                                         "calls": self.calls}))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1)
         for life in lives:
@@ -279,7 +316,7 @@ def cpu_seconds(root: int) -> float:
 
 
 @contextlib.contextmanager
-def discovery_scraped(work: Path, env: dict[str, str]
+def discovery_scraped(work: Path, env: dict[str, str], args: argparse.Namespace
                       ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, list[float]]]]:
     """``ffwatt stack discovery`` against this server, asked for targets every 2 s and for /metrics every
     second from a thread, as the store does, while this lasts: the process and the answers' latencies."""
@@ -292,7 +329,9 @@ def discovery_scraped(work: Path, env: dict[str, str]
     port = free_port()
     log = (work / "discovery.log").open("wb")
     process = subprocess.Popen([str(BIN / "ffwatt"), "stack", "discovery", "--listen", f"127.0.0.1:{port}"],
-                               env={**os.environ, **env, "FFWATT_HOME": str(work / "master")}, stdout=log,
+                               env={**os.environ, **env, "FFWATT_HOME": str(work / "master"),
+                                    "FFWATT_WORKER_HEARTBEAT_S": str(args.heartbeat_s),
+                                    "FFWATT_WORKER_POLL_S": str(args.poll_s)}, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
     latency: dict[str, list[float]] = {"/targets": [], "/metrics": []}
     stop = threading.Event()
@@ -319,6 +358,27 @@ def discovery_scraped(work: Path, env: dict[str, str]
             stop_group(process.pid, timeout_s=30)
             process.wait()
         log.close()
+
+
+def idle_costs(stats: Path, server_pid: int, pg_pid: int | None, discovery_pid: int, seconds: float
+               ) -> dict[str, float]:
+    """The master's CPU seconds (server, PostgreSQL, discovery) and the nodes' API calls over ``seconds``
+    of an idle fleet."""
+    def sample() -> tuple[float, float, float, int]:
+        calls = sum(json.loads(stats.read_text()).get("calls", {}).values())
+        return (cpu_seconds(server_pid), cpu_seconds(pg_pid) if pg_pid else 0.0, cpu_seconds(discovery_pid), calls)
+
+    before, start = sample(), time.monotonic()
+    time.sleep(seconds)
+    after, took = sample(), time.monotonic() - start
+    return {"seconds": took, "server": after[0] - before[0], "pg": after[1] - before[1],
+            "discovery": after[2] - before[2], "calls": after[3] - before[3]}
+
+
+def load_settings_budget() -> float:
+    from ffwatt.settings import load_settings
+
+    return load_settings().fleet_api_budget_rps
 
 
 def postmaster_pid(data_dirs: list[Path]) -> int | None:
@@ -351,6 +411,7 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
     os.environ.update(env)
     from prefect.client.orchestration import get_client
 
+    from ffwatt.fleet.cadence import RECORD_CHECKS_PER_BEAT, read_cadence
     from ffwatt.fleet.client import ensure_pools
     from ffwatt.fleet.nodes import list_nodes
     from ffwatt.fleet.protocol import Poll
@@ -377,7 +438,10 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
         client.create_deployment(flow_id=flow_id, name=POOL, work_pool_name=f"ffwatt-{POOL}",
                                  entrypoint="flows/batch.py:node_batch", enforce_parameter_schema=False)
 
-    with simulated_nodes(env["PREFECT_API_URL"], args, work) as (process, stats), contextlib.ExitStack() as later:
+    with contextlib.ExitStack() as later:
+        # The discovery service is up before the nodes: it publishes the cadence they join at.
+        discovery, discovery_latency = later.enter_context(discovery_scraped(work, env, args))
+        process, stats = later.enter_context(simulated_nodes(env["PREFECT_API_URL"], args, work))
         started = time.monotonic()
         online_at, told_at, online = None, started, 0
         with get_client(sync_client=True) as client:
@@ -395,7 +459,21 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
         if online_at is None:
             raise SystemExit(f"only {online} of {args.nodes} nodes online after {args.join_timeout_s} s")
         print(f"{args.nodes} nodes registered and online {online_at:.1f} s after they started")
-        time.sleep(2 * args.heartbeat_s)  # steady state: every node has beaten at least twice
+        with get_client(sync_client=True) as client:
+            cadence = read_cadence(client)
+        beat_s = cadence.heartbeat_s if cadence else args.heartbeat_s
+        print(f"cadence published by the master: {cadence.model_dump() if cadence else None}")
+        # Steady state: every node has taken the cadence (it re-reads it every 6 beats) and beaten twice.
+        time.sleep(RECORD_CHECKS_PER_BEAT * beat_s + 2 * beat_s)
+        paces = json.loads(stats.read_text()).get("beat_s")
+        print(f"the nodes' beats now: every {paces[0]}-{paces[1]} s (their own floor {args.heartbeat_s} s)")
+        idle = idle_costs(stats, server_pid, pg_pid, discovery.pid, max(60.0, 2 * beat_s))
+        print(f"idle fleet over {idle['seconds']:.0f} s: {idle['calls'] / idle['seconds']:.1f} API calls/s from "
+              f"{args.nodes} nodes (budget {load_settings_budget():g}/s); master CPU per node per minute: Prefect "
+              f"server {idle['server'] / args.nodes / idle['seconds'] * 60 * 1000:.1f} ms, PostgreSQL "
+              f"{idle['pg'] / args.nodes / idle['seconds'] * 60 * 1000:.1f} ms, discovery "
+              f"{idle['discovery'] / args.nodes / idle['seconds'] * 60 * 1000:.1f} ms")
+        idle_cores_per_node = (idle["server"] + idle["pg"] + idle["discovery"]) / idle["seconds"] / args.nodes
 
         campaign = parse_campaign(campaign_of(args.jobs))
         jobs = expand(campaign)
@@ -422,7 +500,6 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
             write_job_row(results, row)
             return row
 
-        discovery, discovery_latency = later.enter_context(discovery_scraped(work, env))
         before_nodes = json.loads(stats.read_text()) if stats.exists() else {}
         cpu_before = (cpu_seconds(server_pid), cpu_seconds(pg_pid) if pg_pid else 0.0,
                       resource.getrusage(resource.RUSAGE_SELF), cpu_seconds(discovery.pid))
@@ -447,7 +524,7 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
     calls = {what: n - before_nodes.get("calls", {}).get(what, 0) for what, n in nodes["calls"].items()}
     ok = sum(r.status == "ok" for r in rows)
     job_calls = sum(n for what, n in calls.items() if what.startswith(("set ", "send ", "read own state")))
-    liveness = sum(calls.get(what, 0) for what in ("read pool", "heartbeat", "poll"))
+    liveness = sum(calls.get(what, 0) for what in ("read pool", "heartbeat", "poll", "read record", "read cadence"))
     print(f"campaign: {len(jobs)} jobs on {args.nodes} nodes ({args.job_s:g} s each): all batches sent in "
           f"{sent_at:.1f} s, {ok} rows ok home in {wall:.1f} s; jobs failed: {len(rows) - ok}")
     print(f"liveness: fewest nodes online seen by the dispatcher {min(seen_online, default=0)} of {args.nodes} "
@@ -455,7 +532,7 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
     print(f"API calls per job: nodes {job_calls / len(jobs):.2f} (batch states, report, rows, state checks), master "
           f"{master_calls[0] / len(jobs):.2f} (submits, polls, node reads); total "
           f"{(job_calls + master_calls[0]) / len(jobs):.2f}")
-    print(f"liveness calls (heartbeat {args.heartbeat_s} s, poll {args.poll_s:g} s): {liveness / wall:.0f}/s for "
+    print(f"liveness calls (beat and poll every {beat_s} s): {liveness / wall:.0f}/s for "
           f"{args.nodes} nodes = {liveness / wall / args.nodes * 60:.1f} per node per minute")
     print(f"master CPU over the campaign ({wall:.0f} s): Prefect server {server_cpu:.0f} s "
           f"({server_cpu / wall:.2f} cores), PostgreSQL {pg_cpu:.0f} s ({pg_cpu / wall:.2f} cores), "
@@ -469,6 +546,12 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
     print(f"  API master        {percentiles(master_latency)}")
     for what, seconds in sorted(discovery_latency.items()):
         print(f"  discovery {what:9s} {percentiles(seconds)}")
+    busy_s_per_job = (server_cpu + pg_cpu + discovery_cpu) / len(jobs)
+    print(f"master cost: idle {idle_cores_per_node * 1000:.2f} millicores per node (one master core holds "
+          f"{1 / idle_cores_per_node:.0f} idle nodes); busy {busy_s_per_job * 1000:.1f} ms of CPU per job (server, "
+          f"PostgreSQL and discovery; dispatcher {dispatcher_cpu / len(jobs) * 1000:.1f} ms)")
+    print(f"a 10 000-node master at this budget: {10_000 * idle_cores_per_node:.1f} cores idle, plus "
+          f"{busy_s_per_job:.3f} cores per job/s of throughput")
     if ok < len(jobs) or lost or min(seen_online, default=0) < args.nodes:
         raise SystemExit(1)
 
