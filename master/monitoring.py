@@ -7,7 +7,8 @@
   alerts' state back into it (``ALERTS``) and sends them to
 - **Alertmanager** (Debian ``prometheus-alertmanager``), whose one receiver is a
   webhook: ``FFWATT_ALERT_WEBHOOK_URL``, or the discovery service's ``/alerts``,
-  which appends them to ``FFWATT_HOME/stack/alerts.jsonl``.
+  which appends them to ``FFWATT_HOME/stack/alerts.jsonl`` (sent with the stack's
+  credentials, its password in ``FFWATT_HOME/monitoring/webhook-password``).
 - **node_exporter** (Debian ``prometheus-node-exporter``) on each worker, with only the
   collectors whose readings ffwatt shows.
 
@@ -28,6 +29,7 @@ from ffwatt.fleet.services import Service, program
 from ffwatt.ports import PORTS
 from ffwatt.series import SCRAPE_S
 from ffwatt.settings import REPO, Settings
+from master.credentials import auth_string
 
 __all__ = [
     "ALERT_RULES",
@@ -39,6 +41,7 @@ __all__ = [
     "monitoring_services",
     "monitoring_status",
     "scrape_config",
+    "write_webhook_password",
 ]
 
 SCRAPE_INTERVAL = f"{SCRAPE_S:g}s"
@@ -51,6 +54,10 @@ EVALUATION_INTERVAL = "5s"
 ALERT_RULES = REPO / "infra" / "alerts"
 MONITORING_SERVICES = ("metrics-store", "alertmanager", "vmalert")  # in start order
 COMPOSE_CONFIG = REPO / "infra" / "compose" / "config"
+# Compose: the user FFWATT_AUTH_STRING must name (the config is fixed), and the password Alertmanager's
+# entrypoint writes from it, on its data volume: the one place it may write.
+COMPOSE_WEBHOOK_USER = "ffwatt"
+COMPOSE_WEBHOOK_PASSWORD = "/alertmanager/webhook-password"
 
 
 def _alertmanager_url(settings: Settings) -> str:
@@ -80,13 +87,30 @@ def scrape_config(discovery: str, master_node: str, rtmp_exporter: str | None = 
     return {"global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL}, "scrape_configs": jobs}
 
 
-def alertmanager_config(webhook_url: str) -> dict[str, Any]:
-    """One route, one webhook receiver; resolved alerts are sent too."""
+def alertmanager_config(webhook_url: str, user: str | None = None, password_file: str | None = None
+                        ) -> dict[str, Any]:
+    """One route, one webhook receiver; resolved alerts are sent too. ``user`` and ``password_file``:
+    the stack's credentials, sent as basic auth (the discovery service's /alerts wants them; a webhook
+    of someone else's never gets them)."""
+    webhook: dict[str, Any] = {"url": webhook_url, "send_resolved": True}
+    if user is not None:
+        webhook["http_config"] = {"basic_auth": {"username": user, "password_file": password_file}}
     return {
         "route": {"receiver": "webhook", "group_by": ["alertname", "node"], "group_wait": "5s",
                   "group_interval": "1m", "repeat_interval": "4h"},
-        "receivers": [{"name": "webhook", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}],
+        "receivers": [{"name": "webhook", "webhook_configs": [webhook]}],
     }
+
+
+def write_webhook_password(path: Path, credentials: str) -> tuple[str, Path]:
+    """The user of ``credentials`` (user:password), and the file its password is written to, readable
+    by this user only, as Alertmanager's ``password_file``."""
+    user, _, password = credentials.partition(":")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(password)
+    return user, path
 
 
 def _yaml(data: dict[str, Any]) -> str:
@@ -112,7 +136,9 @@ def compose_configs() -> dict[str, str]:
                          stats_listen=str(PORTS["rtmp-stats"].number), allow="all")
     rtmp_exporter = f"rtmp-exporter:{PORTS['rtmp-exporter'].number}"
     return {"scrape.yml": _yaml(scrape_config(discovery, "master", rtmp_exporter)),
-            "alertmanager.yml": _yaml(alertmanager_config(f"http://{discovery}/alerts")),
+            # The compose file's Alertmanager writes this file from FFWATT_AUTH_STRING before it starts.
+            "alertmanager.yml": _yaml(alertmanager_config(f"http://{discovery}/alerts", COMPOSE_WEBHOOK_USER,
+                                                          COMPOSE_WEBHOOK_PASSWORD)),
             "nginx.conf": nginx, "rtmp.conf": rtmp}
 
 
@@ -131,8 +157,12 @@ def _store_service(settings: Settings, directory: Path) -> Service:
 
 
 def _alertmanager_service(settings: Settings, directory: Path) -> Service:
-    webhook = settings.alert_webhook_url or f"http://{_discovery(settings)}/alerts"
-    config = _write_yaml(directory / "alertmanager.yml", alertmanager_config(webhook))
+    if settings.alert_webhook_url:
+        config = _write_yaml(directory / "alertmanager.yml", alertmanager_config(settings.alert_webhook_url))
+    else:
+        user, password = write_webhook_password(directory / "webhook-password", auth_string(settings))
+        config = _write_yaml(directory / "alertmanager.yml",
+                             alertmanager_config(f"http://{_discovery(settings)}/alerts", user, str(password)))
     return Service("alertmanager", [
         program("prometheus-alertmanager", "prometheus-alertmanager"),
         f"--config.file={config}",
