@@ -51,7 +51,7 @@ __all__ = [
     "schema_markdown",
 ]
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 JobStatus = Literal["ok", "failed", "skipped"]
 SeriesSource = Literal["store", "local"]
 # How a sweep step's N was reached: listed in the campaign, doubling past the list, or bisection between
@@ -232,6 +232,15 @@ class EnergyColumns(_Columns):
         "video engines), no_idle_baseline, idle_baseline_other_source.", default=None)
     cost: float | None = _col("energy_j x FFWATT_PRICE_PER_KWH of the node.", "currency", default=None)
     co2_g: float | None = _col("energy_j x FFWATT_CO2_G_PER_KWH of the node.", "g", default=None)
+    wall_energy_j: float | None = _col(
+        "The node's energy at the plug over the encode window: its BMC's Redfish power readings (every "
+        "FFWATT_REDFISH_INTERVAL_S) integrated over it. Apart from energy_j, never added to it: it includes fans, "
+        "memory, disks and the power supply's losses. Null without a BMC (FFWATT_REDFISH_URL), or see wall_missing.",
+        "J", default=None)
+    wall_source: str | None = _col("Source of wall_energy_j: redfish; null when there is none.", default=None)
+    wall_missing: str | None = _col(
+        "Why wall_energy_j is null though a BMC is configured: refused credentials, a BMC that stopped answering "
+        "in the window (a figure for part of the window is not the job's).", default=None)
 
 
 class SeriesColumns(_Columns):

@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ffwatt.errors import SettingsError
@@ -115,6 +115,16 @@ class Settings(BaseSettings):
                     "arrives through the API (a fleet's batches, a deployment run on the master), so no one can "
                     "make a worker open /etc/shadow to learn what exists there; empty: FFWATT_HOME/inputs. A "
                     "campaign run with `ffwatt campaign run` reads its inputs wherever its YAML says.")
+    redfish_url: str | None = Field(
+        default=None, pattern=r"^https?://\S+$",
+        description="The node's wall power: a Redfish chassis Power resource on its BMC, e.g. "
+                    "https://bmc/redfish/v1/Chassis/1/Power (PowerControl[].PowerConsumedWatts); unset: none.")
+    redfish_user: str = Field(default="", description="Redfish basic-auth user.")
+    redfish_password: SecretStr = Field(default=SecretStr(""), description="Redfish basic-auth password.")
+    redfish_verify_tls: bool = Field(default=True, description="Verify the BMC's TLS certificate (false: "
+                                                               "self-signed BMCs, on a network you trust).")
+    redfish_interval_s: float = Field(default=2.0, ge=0.5, le=60,
+                                      description="Seconds between wall power readings during a job.")
     progress_log_interval_s: float = Field(
         default=2.0, gt=0, description="How often a running encode logs its progress."
     )

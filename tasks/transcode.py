@@ -21,6 +21,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
 
+from exporters.redfish import WallMeter
 from ffwatt.encoders import encode_command
 from ffwatt.errors import EncodeFailed
 from ffwatt.files import scratch_dir
@@ -155,14 +156,23 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
                             f" (copy {index + 1} of {copies})" if copies > 1 else "")
 
     prune_progress_records(settings.progress_dir)
+    wall = WallMeter(settings) if settings.redfish_url else None  # the plug, when the node's BMC is known
+    if wall is not None:
+        wall.start()
     meter.start()
     try:
         runs = _run_copies(ffmpeg, job, reference, outputs, on_progress, meter.track)
     except BaseException:  # interrupted: no half-written output stays behind
+        if wall is not None:
+            wall.stop()
         for each in outputs:
             each.unlink(missing_ok=True)
         raise
     window = meter.stop()
+    if wall is not None:  # over the step's window: from the first copy's start to the last one's end
+        reading = wall.stop((min(run.started_at for run in runs).timestamp(),
+                             max(run.ended_at for run in runs).timestamp()))
+        window = window.model_copy(update={"wall_j": reading.energy_j, "wall_missing": reading.missing})
     for index, run in enumerate(runs):
         publish(index, run.last_progress or Progress(), done=True)
     failures = [(i, why) for i, (run, out) in enumerate(zip(runs, outputs)) if (why := _copy_failure(run, out))]
