@@ -123,6 +123,16 @@ class EncodeColumns(_Columns):
     cpu_user_s: float | None = _col("FFmpeg process user CPU time.", "s", default=None)
     cpu_sys_s: float | None = _col("FFmpeg process system CPU time.", "s", default=None)
     max_rss_bytes: int | None = _col("FFmpeg process peak resident memory.", "bytes", default=None)
+    cgroup_cpu_s: float | None = _col(
+        "CPU time of everything the encode ran (FFmpeg and what it started): the job's own cgroup v2 (cpu.stat), "
+        "or FFmpeg's rusage where resource_source says so.", "s", default=None)
+    cgroup_io_bytes: int | None = _col(
+        "Bytes the encode read from and wrote to storage: the job cgroup's io.stat (rbytes + wbytes), or FFmpeg's "
+        "rusage block I/O (page-cache hits count in neither) where resource_source says so.", "bytes", default=None)
+    resource_source: str | None = _col(
+        "Where cgroup_cpu_s and cgroup_io_bytes come from: cgroup (the job's cgroup v2), rusage (FFmpeg's wait4 "
+        "rusage: no cgroup could be made here), cgroup+rusage (CPU from the cgroup, I/O from rusage: the io "
+        "controller isn't enabled for it).", default=None)
     frames: int | None = _col("Frames encoded (FFmpeg's final progress report).", "frames", default=None)
     encode_fps: float | None = _col("frames / wall_s.", "frames/s", default=None)
     speed: float | None = _col("FFmpeg's speed: media time / wall time.", "x", default=None)

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
                                                                "self-signed BMCs, on a network you trust).")
     redfish_interval_s: float = Field(default=2.0, ge=0.5, le=60,
                                       description="Seconds between wall power readings during a job.")
+    cgroup_root: Path | None = Field(
+        default=None, description="cgroup v2 directory each job's cgroup is made in (delegated to this user); "
+                                  "unset: this process's own cgroup. Where none can be made, rusage stands in.")
     progress_log_interval_s: float = Field(
         default=2.0, gt=0, description="How often a running encode logs its progress."
     )
