@@ -78,6 +78,10 @@ class Settings(BaseSettings):
         description="How long the store keeps samples: a number with h, d, w or y (months without).")
     vmalert_port: int = _port("vmalert", "Port of vmalert (alert rule evaluation) on the master.")
     alertmanager_port: int = _port("alertmanager", "Port of Alertmanager on the master.")
+    store_loopback_port: int = _port("metrics-store-loopback", "Port of the store on the master's loopback, behind "
+                                     "the gate, when FFWATT_MASTER_HOST isn't loopback.")
+    alertmanager_loopback_port: int = _port("alertmanager-loopback", "Port of Alertmanager on the master's "
+                                            "loopback, behind the gate, when FFWATT_MASTER_HOST isn't loopback.")
     alert_webhook_url: str | None = Field(
         default=None,
         description="Where Alertmanager posts alerts; the master's discovery service (which logs them to "

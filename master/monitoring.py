@@ -9,6 +9,10 @@
   webhook: ``FFWATT_ALERT_WEBHOOK_URL``, or the discovery service's ``/alerts``,
   which appends them to ``FFWATT_HOME/stack/alerts.jsonl`` (sent with the stack's
   credentials, its password in ``FFWATT_HOME/monitoring/webhook-password``).
+- **The gate** (nginx), when ``FFWATT_MASTER_HOST`` reaches past loopback: the store and
+  Alertmanager then listen on loopback only, and the gate forwards the rest of the network to
+  them, but not to the store's admin API (``delete_series``, snapshots) or Alertmanager's
+  silences: those answer loopback callers only, whatever the master's address.
 - **node_exporter** (Debian ``prometheus-node-exporter``) on each worker, with only the
   collectors whose readings ffwatt shows.
 
@@ -18,6 +22,8 @@ committed compose files (``infra/compose/config/``; a test renders them again an
 
 from __future__ import annotations
 
+import ipaddress
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +31,7 @@ from typing import Any
 import httpx
 import yaml
 
+from ffwatt.errors import StackError
 from ffwatt.fleet.services import Service, program
 from ffwatt.ports import PORTS
 from ffwatt.series import SCRAPE_S
@@ -38,6 +45,7 @@ __all__ = [
     "MonitoringStatus",
     "alertmanager_config",
     "compose_configs",
+    "gated",
     "monitoring_services",
     "monitoring_status",
     "scrape_config",
@@ -52,7 +60,8 @@ SD_CHECK_INTERVAL = "2s"
 LATENCY_OFFSET = "2s"
 EVALUATION_INTERVAL = "5s"
 ALERT_RULES = REPO / "infra" / "alerts"
-MONITORING_SERVICES = ("metrics-store", "alertmanager", "vmalert")  # in start order
+MONITORING_SERVICES = ("metrics-store", "alertmanager", "monitoring-gate", "vmalert")  # in start order
+GATE_TEMPLATE = REPO / "infra" / "nginx" / "ffwatt-monitoring.conf"
 COMPOSE_CONFIG = REPO / "infra" / "compose" / "config"
 # Compose: the user FFWATT_AUTH_STRING must name (the config is fixed), and the password Alertmanager's
 # entrypoint writes from it, on its data volume: the one place it may write.
@@ -60,8 +69,35 @@ COMPOSE_WEBHOOK_USER = "ffwatt"
 COMPOSE_WEBHOOK_PASSWORD = "/alertmanager/webhook-password"
 
 
+def gated(settings: Settings) -> bool:
+    """Whether the store and Alertmanager sit behind the gate: FFWATT_MASTER_HOST reaches past loopback
+    (an address of another interface, every interface, or a name that may resolve to either)."""
+    if settings.master_host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(settings.master_host.strip("[]")).is_loopback
+    except ValueError:
+        return True
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _store_own(settings: Settings) -> tuple[str, int]:
+    """Where VictoriaMetrics itself listens: loopback behind the gate, else FFWATT_MASTER_HOST."""
+    return ("127.0.0.1", settings.store_loopback_port) if gated(settings) else (settings.master_host,
+                                                                              settings.store_port)
+
+
+def _alertmanager_own(settings: Settings) -> tuple[str, int]:
+    return ("127.0.0.1", settings.alertmanager_loopback_port) if gated(settings) else (settings.master_host,
+                                                                                     settings.alertmanager_port)
+
+
 def _alertmanager_url(settings: Settings) -> str:
-    return f"http://{settings.master_host}:{settings.alertmanager_port}"
+    """Alertmanager as the master's own services reach it (vmalert, ``stack status``): past the gate."""
+    return f"http://{_host_port(*_alertmanager_own(settings))}"
 
 
 def _discovery(settings: Settings) -> str:
@@ -145,15 +181,16 @@ def compose_configs() -> dict[str, str]:
 def _store_service(settings: Settings, directory: Path) -> Service:
     config = _write_yaml(directory / "scrape.yml", scrape_config(
         _discovery(settings), settings.node, f"{settings.master_host}:{settings.rtmp_exporter_port}"))
+    host, port = _store_own(settings)
     return Service("metrics-store", [
         program("victoria-metrics", "victoria-metrics"),
-        f"-httpListenAddr={settings.master_host}:{settings.store_port}",
+        f"-httpListenAddr={_host_port(host, port)}",
         f"-storageDataPath={directory / 'data'}",
         f"-retentionPeriod={settings.store_retention}",
         f"-promscrape.config={config}",
         f"-promscrape.httpSDCheckInterval={SD_CHECK_INTERVAL}",
         f"-search.latencyOffset={LATENCY_OFFSET}",
-    ], {}, url=settings.stack_store_url, listen=(settings.master_host, settings.store_port))
+    ], {}, url=f"http://{_host_port(host, port)}", listen=(host, port))
 
 
 def _alertmanager_service(settings: Settings, directory: Path) -> Service:
@@ -167,13 +204,33 @@ def _alertmanager_service(settings: Settings, directory: Path) -> Service:
         program("prometheus-alertmanager", "prometheus-alertmanager"),
         f"--config.file={config}",
         f"--storage.path={directory / 'alertmanager'}",
-        f"--web.listen-address={settings.master_host}:{settings.alertmanager_port}",
+        f"--web.listen-address={_host_port(*_alertmanager_own(settings))}",
         "--cluster.listen-address=",  # one Alertmanager: no gossip port (9094) to collide with anything
-    ], {}, url=_alertmanager_url(settings), listen=(settings.master_host, settings.alertmanager_port))
+    ], {}, url=_alertmanager_url(settings), listen=_alertmanager_own(settings))
+
+
+def _gate_service(settings: Settings, directory: Path) -> Service:
+    """nginx on FFWATT_MASTER_HOST at the store's and Alertmanager's ports, forwarding to them on loopback,
+    but their admin API and silences only for loopback callers (infra/nginx/ffwatt-monitoring.conf)."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise StackError(f"FFWATT_MASTER_HOST={settings.master_host} puts the store and Alertmanager behind a gate "
+                         "that needs nginx: apt-get install nginx-light (or listen on 127.0.0.1)")
+    prefix = directory / "gate"
+    (prefix / "logs").mkdir(parents=True, exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(GATE_TEMPLATE.read_text().format(
+        prefix=prefix, store_listen=_host_port(settings.master_host, settings.store_port),
+        store_upstream=_host_port(*_store_own(settings)),
+        alertmanager_listen=_host_port(settings.master_host, settings.alertmanager_port),
+        alertmanager_upstream=_host_port(*_alertmanager_own(settings))))
+    return Service("monitoring-gate", [nginx, "-e", "stderr", "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+                   {}, url=f"http://{_host_port(settings.master_host, settings.store_port)}",
+                   listen=(settings.master_host, settings.store_port))
 
 
 def _vmalert_service(settings: Settings) -> Service:
-    store = settings.stack_store_url
+    store = f"http://{_host_port(*_store_own(settings))}"  # the master's own: past the gate
     return Service("vmalert", [
         program("vmalert", "victoria-metrics"),
         f"-rule={ALERT_RULES}/*.yml",
@@ -192,7 +249,8 @@ def monitoring_services(settings: Settings) -> list[Service]:
     """The store, Alertmanager and vmalert, in start order, their configs written under
     ``FFWATT_HOME/monitoring``."""
     directory = settings.home / "monitoring"
-    return [_store_service(settings, directory), _alertmanager_service(settings, directory),
+    gate = [_gate_service(settings, directory)] if gated(settings) else []
+    return [_store_service(settings, directory), _alertmanager_service(settings, directory), *gate,
             _vmalert_service(settings)]
 
 
