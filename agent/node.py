@@ -79,10 +79,10 @@ WAKE_BURST = 10
 
 def _wake_server(address: str, port: int, wake: Callable[[], None], credentials: str | None) -> ThreadingHTTPServer:
     """``POST /wake`` with the stack's ``credentials`` (:mod:`exporters.control`) runs ``wake``."""
-    guard = ControlGuard(credentials, max_body_bytes=WAKE_MAX_BODY_BYTES, rate_per_s=WAKE_RATE_PER_S,
-                         burst=WAKE_BURST)
-
     class Handler(ControlHandler):
+        guard = ControlGuard(credentials, max_body_bytes=WAKE_MAX_BODY_BYTES, rate_per_s=WAKE_RATE_PER_S,
+                             burst=WAKE_BURST)
+
         def do_POST(self) -> None:
             if self.path.split("?")[0] != "/wake":
                 self.refuse(Refused(404, "POST /wake"))
@@ -96,7 +96,6 @@ def _wake_server(address: str, port: int, wake: Callable[[], None], credentials:
             wake()
             self.send_json(200, {"woken": True})
 
-    Handler.guard = guard
     try:
         server = ThreadingHTTPServer((address, port), Handler)
     except OSError as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
 import json
 import threading
@@ -99,6 +100,7 @@ class ControlHandler(BaseHTTPRequestHandler):
     with :meth:`send_json`; :class:`Refused` raised inside a route is answered by :meth:`refuse`."""
 
     guard: ControlGuard
+    _body_read = False  # per request: a handler serves one request (HTTP/1.0)
     timeout = 10  # a caller that stops sending mid-body is dropped after this, not held forever
 
     def guarded(self) -> None:
@@ -137,6 +139,7 @@ class ControlHandler(BaseHTTPRequestHandler):
         return body
 
     def _read(self, length: int) -> bytes:
+        self._body_read = True
         chunks, left = [], length
         try:
             while left > 0:
@@ -163,6 +166,11 @@ class ControlHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def refuse(self, refused: Refused) -> None:
+        if not self._body_read:  # refused before its body was read: take a small one, so the caller sees why
+            with contextlib.suppress(ValueError):
+                length = int(self.headers.get("Content-Length") or 0)
+                if 0 < length <= self.guard.max_body_bytes:
+                    self._read(length)
         self.send_json(refused.status, {"error": refused.reason}, refused.headers)
 
     def log_message(self, format: str, *args: object) -> None:
