@@ -7,10 +7,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 __all__ = ["Bmc", "bmc"]
 
@@ -31,8 +33,9 @@ class Bmc:
 
 @contextlib.contextmanager
 def bmc(watts: float = 123.0, *, user: str = "ffwatt-bmc", password: str = "calvin",
-        answer_reads: int | None = None) -> Iterator[Bmc]:
-    """A Redfish Power resource answering ``watts`` at ``Bmc.url`` until the block ends."""
+        answer_reads: int | None = None, tls: tuple[Path, Path] | None = None) -> Iterator[Bmc]:
+    """A Redfish Power resource answering ``watts`` at ``Bmc.url`` until the block ends; over HTTPS with
+    ``tls`` (certificate, key), as BMCs serve it, usually self-signed."""
     expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
     state = Bmc("", user, password, watts, answer_reads)
 
@@ -64,7 +67,11 @@ def bmc(watts: float = 123.0, *, user: str = "ffwatt-bmc", password: str = "calv
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}{POWER_PATH}"
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    state.url = f"http{'s' if tls else ''}://127.0.0.1:{server.server_address[1]}{POWER_PATH}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield state

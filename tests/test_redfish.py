@@ -107,3 +107,22 @@ def test_redfish_settings_are_checked():
         load_settings(redfish_interval_s=0.01)
     assert load_settings(redfish_verify_tls="false").redfish_verify_tls is False
     assert "calvin" not in repr(load_settings(redfish_password="calvin"))
+
+
+def test_the_bmc_s_certificate_is_verified_unless_told_not_to(tmp_path: Path):
+    from master.tls import generate_ca_and_server_cert
+
+    generate_ca_and_server_cert(tmp_path, ["127.0.0.1"])  # a private CA, as a BMC's self-signed one is to us
+    with bmc(WATTS, tls=(tmp_path / "server.pem", tmp_path / "server-key.pem")) as server:
+        assert server.url.startswith("https://")
+        base = {"redfish_url": server.url, "redfish_user": server.user, "redfish_password": server.password,
+                "redfish_interval_s": 0.5}
+        verified = WallMeter(Settings(**base))
+        verified.start()
+        refused = verified.stop()
+        unverified = WallMeter(Settings(**base, redfish_verify_tls=False))
+        unverified.start()
+        time.sleep(0.6)
+        read = unverified.stop()
+    assert refused.energy_j is None and refused.missing is not None and "CERTIFICATE_VERIFY_FAILED" in refused.missing
+    assert read.missing is None and read.energy_j is not None and read.samples >= 2
