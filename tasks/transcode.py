@@ -231,7 +231,8 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
         output.unlink(missing_ok=True)
         which = f"copy {index + 1} of {copies}: " if copies > 1 else ""
         raise EncodeFailed(f"{which}{failure}\ncommand: {run.command_line}\nstderr tail:\n{run.stderr_tail}",
-                           command=run.command, stderr_tail=run.stderr_tail, attempt=attempt)
+                           command=run.command, stderr_tail=run.stderr_tail, attempt=attempt,
+                           max_rss_bytes=run.max_rss_bytes or None)
     first = runs[0]
     assert first.last_progress is not None
     frames = sum(run.last_progress.frame for run in runs if run.last_progress is not None)

@@ -39,6 +39,7 @@ def test_every_job_has_one_row_and_the_broken_one_failed(campaign_run):
     (error,) = failed["error"]
     assert error.startswith("transcode:") and "no-such-profile" in error
     assert failed["attempts"].iloc[0] == 2  # encode_retries: 1
+    assert (frame.max_rss_bytes > 0).all()  # the failed encode's FFmpeg ran too: its peak memory is there
     assert (frame[frame.status == "ok"]["attempts"] == 1).all()
     assert "4 ok, 1 failed" in stdout
     assert ("1 of 5 jobs failed (rows written; `error` says why):\n"
