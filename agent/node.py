@@ -8,7 +8,8 @@ measured jobs one at a time across pools). Its record (pools, encoders, exporter
 targets, queue, wake-up address) is written once and again only when it changes;
 whether the node is alive is its workers' own heartbeats. ``POST /wake`` on the
 agent's port makes the workers poll at once: the master's dispatcher calls it after
-sending this node a batch. It survives the master restarting: workers and the
+sending this node a batch, with the stack's credentials (anyone else gets 401, a caller
+past its rate 429: :mod:`exporters.control`). It survives the master restarting: workers and the
 record retry until the API answers again.
 
 One agent serves a ``FFWATT_HOME``: it holds ``run/agent.lock`` while it lives (the
@@ -32,13 +33,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 
 from agent.probe import NodeProbe, probe_node
+from exporters.control import ControlGuard, ControlHandler, Refused
 from ffwatt.errors import ApiError, MonitoringError, ServiceError
 from ffwatt.fleet.cadence import RECORD_CHECKS_PER_BEAT, read_cadence
 from ffwatt.fleet.client import ensure_pools
@@ -71,18 +73,31 @@ def node_exporter_service(address: str, port: int, *, sysfs: Path | None = None)
     return Service("node-exporter", command, {}, url=f"http://{address}:{port}/metrics", listen=(address, port))
 
 
-def _wake_server(address: str, port: int, wake: Callable[[], None]) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
+WAKE_MAX_BODY_BYTES = 1024  # a wake-up carries nothing: any body is a JSON object, and small
+# Per caller: the dispatcher wakes a node once per batch it sends there, a handful at a time; a flood
+# would only make the workers read the API in a loop.
+WAKE_RATE_PER_S = 2.0
+WAKE_BURST = 10
+
+
+def _wake_server(address: str, port: int, wake: Callable[[], None], credentials: str | None) -> ThreadingHTTPServer:
+    """``POST /wake`` with the stack's ``credentials`` (:mod:`exporters.control`) runs ``wake``."""
+    class Handler(ControlHandler):
+        guard = ControlGuard(credentials, max_body_bytes=WAKE_MAX_BODY_BYTES, rate_per_s=WAKE_RATE_PER_S,
+                             burst=WAKE_BURST)
+
         def do_POST(self) -> None:
-            if self.path != "/wake":
-                self.send_error(404, "POST /wake")
+            if self.path.split("?")[0] != "/wake":
+                self.refuse(Refused(404, "POST /wake"))
+                return
+            try:
+                self.guarded()
+                self.json_body(required=False)
+            except Refused as refused:
+                self.refuse(refused)
                 return
             wake()
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+            self.send_json(200, {"woken": True})
 
     try:
         server = ThreadingHTTPServer((address, port), Handler)
@@ -250,7 +265,11 @@ def _serve(settings: Settings, *, master_env: dict[str, str], address: str, stop
             for wake in wakers:
                 wake()
 
-        wake_server = _wake_server(address, settings.agent_port, wake_all)
+        credentials = master_env.get("PREFECT_API_AUTH_STRING") or None
+        if credentials is None:
+            log.warning("no API credentials (PREFECT_API_AUTH_STRING): POST /wake refuses every call, so batches "
+                        "start at this node's next poll, within %g s", settings.worker_poll_s)
+        wake_server = _wake_server(address, settings.agent_port, wake_all, credentials)
         # Published before the workers take any batch, so every batch this agent runs has a record naming
         # it: its successor can tell that it is gone (see _take_over).
         record = NodeRecord(node=settings.node, address=address, pools=probe.pools,

@@ -154,4 +154,4 @@ def discovery(listen: Annotated[str | None, typer.Option(
 
     settings = load_settings()
     host, port = parse_listen(f":{settings.discovery_port}" if listen is None else listen, settings.discovery_port)
-    serve_discovery(host, port, settings.stack_dir, settings.results_dir, settings)
+    serve_discovery(host, port, settings)

@@ -18,6 +18,7 @@ from exporters._collector import NAMESPACE, CollectorSet
 from exporters.ffmpeg import FFmpegCollector
 from exporters.gpu import GpuCollector
 from exporters.rapl import RaplCollector
+from exporters.redfish import RedfishCollector
 from exporters.rtmp import RtmpCollector
 from ffwatt.errors import ServiceError
 from ffwatt.fleet.services import port_holder
@@ -63,7 +64,9 @@ def _rtmp(settings: Settings, options: ExporterOptions) -> list[Any]:
 # The agent starts the node's exporters (Settings.exporter_ports) on each node; the RTMP exporter is the
 # master's (``ffwatt stack up`` starts it beside the ingest). Each port is its FFWATT_*_PORT setting.
 EXPORTERS: dict[str, Exporter] = {
-    "cpu": Exporter(lambda s: s.cpu_exporter_port, lambda s, o: [RaplCollector(s, interval_s=o.interval_s)]),
+    # The node's power: its CPU (RAPL or the estimate) and, where its BMC is known, the plug (Redfish).
+    "cpu": Exporter(lambda s: s.cpu_exporter_port, lambda s, o: [
+        RaplCollector(s, interval_s=o.interval_s), *([RedfishCollector(s)] if s.redfish_url else [])]),
     "gpu": Exporter(lambda s: s.gpu_exporter_port, _gpu),
     "ffmpeg": Exporter(lambda s: s.ffmpeg_exporter_port,
                        lambda s, o: [FFmpegCollector(s.progress_dir, retention_s=o.retention_s)]),

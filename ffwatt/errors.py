@@ -119,23 +119,28 @@ class FFmpegError(FfwattError):
 
 
 class EncodeFailed(FFmpegError):
-    """A job's encode failed. ``attempt`` is the attempt that failed (1-based)."""
+    """A job's encode failed. ``attempt`` is the attempt that failed (1-based); ``max_rss_bytes`` what the
+    FFmpeg that failed used at its peak (its row has it too), None when none ran."""
 
-    def __init__(self, message: str, *, command: list[str], stderr_tail: str, attempt: int) -> None:
+    def __init__(self, message: str, *, command: list[str], stderr_tail: str, attempt: int,
+                 max_rss_bytes: int | None = None) -> None:
         self.command = command
         self.stderr_tail = stderr_tail
         self.attempt = attempt
+        self.max_rss_bytes = max_rss_bytes
         super().__init__(message)
 
-    def __reduce__(self) -> tuple[object, tuple[str, list[str], str, int]]:  # survives pickling (Prefect)
+    def __reduce__(self) -> tuple[object, tuple[str, list[str], str, int, int | None]]:  # survives pickling
         return (
             _rebuild_encode_failed,
-            (str(self), self.command, self.stderr_tail, self.attempt),
+            (str(self), self.command, self.stderr_tail, self.attempt, self.max_rss_bytes),
         )
 
 
-def _rebuild_encode_failed(message: str, command: list[str], stderr_tail: str, attempt: int) -> EncodeFailed:
-    return EncodeFailed(message, command=command, stderr_tail=stderr_tail, attempt=attempt)
+def _rebuild_encode_failed(message: str, command: list[str], stderr_tail: str, attempt: int,
+                           max_rss_bytes: int | None = None) -> EncodeFailed:
+    return EncodeFailed(message, command=command, stderr_tail=stderr_tail, attempt=attempt,
+                        max_rss_bytes=max_rss_bytes)
 
 
 class QualityFailed(FFmpegError):

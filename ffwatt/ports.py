@@ -47,6 +47,12 @@ PORTS: dict[str, Port] = {
     "vmalert": Port(8880, "vmalert: evaluates infra/alerts/ against the store", "master", "FFWATT_VMALERT_PORT"),
     "alertmanager": Port(9093, "Alertmanager: groups alerts, sends them to the webhook", "master",
                          "FFWATT_ALERTMANAGER_PORT"),
+    # Behind the monitoring gate (nginx) when FFWATT_MASTER_HOST isn't loopback: the store's admin API and
+    # Alertmanager's silences answer on loopback only.
+    "metrics-store-loopback": Port(18428, "VictoriaMetrics itself, on loopback, behind the gate when "
+                                   "FFWATT_MASTER_HOST isn't loopback", "master", "FFWATT_STORE_LOOPBACK_PORT"),
+    "alertmanager-loopback": Port(19093, "Alertmanager itself, on loopback, behind the gate when "
+                                  "FFWATT_MASTER_HOST isn't loopback", "master", "FFWATT_ALERTMANAGER_LOOPBACK_PORT"),
     "grafana": Port(3000, "Grafana with infra/grafana/provisioning", "compose", "infra/compose/master.yaml"),
     "postgres": Port(5432, "PostgreSQL behind the Prefect server", "compose", "infra/compose/master.yaml"),
 }

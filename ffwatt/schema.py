@@ -51,7 +51,7 @@ __all__ = [
     "schema_markdown",
 ]
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 JobStatus = Literal["ok", "failed", "skipped"]
 SeriesSource = Literal["store", "local"]
 # How a sweep step's N was reached: listed in the campaign, doubling past the list, or bisection between
@@ -123,6 +123,16 @@ class EncodeColumns(_Columns):
     cpu_user_s: float | None = _col("FFmpeg process user CPU time.", "s", default=None)
     cpu_sys_s: float | None = _col("FFmpeg process system CPU time.", "s", default=None)
     max_rss_bytes: int | None = _col("FFmpeg process peak resident memory.", "bytes", default=None)
+    cgroup_cpu_s: float | None = _col(
+        "CPU time of everything the encode ran (FFmpeg and what it started): the job's own cgroup v2 (cpu.stat), "
+        "or FFmpeg's rusage where resource_source says so.", "s", default=None)
+    cgroup_io_bytes: int | None = _col(
+        "Bytes the encode read from and wrote to storage: the job cgroup's io.stat (rbytes + wbytes), or FFmpeg's "
+        "rusage block I/O (page-cache hits count in neither) where resource_source says so.", "bytes", default=None)
+    resource_source: str | None = _col(
+        "Where cgroup_cpu_s and cgroup_io_bytes come from: cgroup (the job's cgroup v2), rusage (FFmpeg's wait4 "
+        "rusage: no cgroup could be made here), cgroup+rusage (CPU from the cgroup, I/O from rusage: the io "
+        "controller isn't enabled for it).", default=None)
     frames: int | None = _col("Frames encoded (FFmpeg's final progress report).", "frames", default=None)
     encode_fps: float | None = _col("frames / wall_s.", "frames/s", default=None)
     speed: float | None = _col("FFmpeg's speed: media time / wall time.", "x", default=None)
@@ -232,6 +242,15 @@ class EnergyColumns(_Columns):
         "video engines), no_idle_baseline, idle_baseline_other_source.", default=None)
     cost: float | None = _col("energy_j x FFWATT_PRICE_PER_KWH of the node.", "currency", default=None)
     co2_g: float | None = _col("energy_j x FFWATT_CO2_G_PER_KWH of the node.", "g", default=None)
+    wall_energy_j: float | None = _col(
+        "The node's energy at the plug over the encode window: its BMC's Redfish power readings (every "
+        "FFWATT_REDFISH_INTERVAL_S) integrated over it. Apart from energy_j, never added to it: it includes fans, "
+        "memory, disks and the power supply's losses. Null without a BMC (FFWATT_REDFISH_URL), or see wall_missing.",
+        "J", default=None)
+    wall_source: str | None = _col("Source of wall_energy_j: redfish; null when there is none.", default=None)
+    wall_missing: str | None = _col(
+        "Why wall_energy_j is null though a BMC is configured: refused credentials, a BMC that stopped answering "
+        "in the window (a figure for part of the window is not the job's).", default=None)
 
 
 class SeriesColumns(_Columns):

@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ffwatt.errors import SettingsError
@@ -78,6 +78,10 @@ class Settings(BaseSettings):
         description="How long the store keeps samples: a number with h, d, w or y (months without).")
     vmalert_port: int = _port("vmalert", "Port of vmalert (alert rule evaluation) on the master.")
     alertmanager_port: int = _port("alertmanager", "Port of Alertmanager on the master.")
+    store_loopback_port: int = _port("metrics-store-loopback", "Port of the store on the master's loopback, behind "
+                                     "the gate, when FFWATT_MASTER_HOST isn't loopback.")
+    alertmanager_loopback_port: int = _port("alertmanager-loopback", "Port of Alertmanager on the master's "
+                                            "loopback, behind the gate, when FFWATT_MASTER_HOST isn't loopback.")
     alert_webhook_url: str | None = Field(
         default=None,
         description="Where Alertmanager posts alerts; the master's discovery service (which logs them to "
@@ -122,6 +126,19 @@ class Settings(BaseSettings):
                     "arrives through the API (a fleet's batches, a deployment run on the master), so no one can "
                     "make a worker open /etc/shadow to learn what exists there; empty: FFWATT_HOME/inputs. A "
                     "campaign run with `ffwatt campaign run` reads its inputs wherever its YAML says.")
+    redfish_url: str | None = Field(
+        default=None, pattern=r"^https?://\S+$",
+        description="The node's wall power: a Redfish chassis Power resource on its BMC, e.g. "
+                    "https://bmc/redfish/v1/Chassis/1/Power (PowerControl[].PowerConsumedWatts); unset: none.")
+    redfish_user: str = Field(default="", description="Redfish basic-auth user.")
+    redfish_password: SecretStr = Field(default=SecretStr(""), description="Redfish basic-auth password.")
+    redfish_verify_tls: bool = Field(default=True, description="Verify the BMC's TLS certificate (false: "
+                                                               "self-signed BMCs, on a network you trust).")
+    redfish_interval_s: float = Field(default=2.0, ge=0.5, le=60,
+                                      description="Seconds between wall power readings during a job.")
+    cgroup_root: Path | None = Field(
+        default=None, description="cgroup v2 directory each job's cgroup is made in (delegated to this user); "
+                                  "unset: this process's own cgroup. Where none can be made, rusage stands in.")
     progress_log_interval_s: float = Field(
         default=2.0, gt=0, description="How often a running encode logs its progress."
     )

@@ -72,8 +72,13 @@ def _guarded(call: Callable[[], T]) -> T:
 
 
 def _wake(url: str) -> None:
+    """Ask a node to poll now, with the stack's credentials: the API's, which agents hold too (a wake-up
+    that fails costs only the node's next poll)."""
+    from prefect.settings import PREFECT_API_AUTH_STRING
+
+    user, _, password = (PREFECT_API_AUTH_STRING.value() or "").partition(":")
     with contextlib.suppress(httpx.HTTPError):
-        httpx.post(url, timeout=2)
+        httpx.post(url, timeout=2, auth=(user, password) if user or password else None)
 
 
 def _chunks(items: list[T], size: int = PAGE) -> Iterator[list[T]]:

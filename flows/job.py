@@ -82,8 +82,10 @@ def _run_encode(job: Job, reference: Reference | str, idle: IdleBaseline | None,
     encoded_state = encode(job, reference, run_id, return_state=True)
     if not encoded_state.is_completed():
         error, attempt = step_failure("transcode", encoded_state)
-        return JobOutcome(row=build_row(job=job, run_id=run_id, node=node, reference=reference, error=error,
-                                        attempts=attempt))
+        row = build_row(job=job, run_id=run_id, node=node, reference=reference, error=error, attempts=attempt)
+        # An FFmpeg that ran and failed still used memory: the row says how much, as an ok one does.
+        peak = getattr(encoded_state.result(raise_on_failure=False), "max_rss_bytes", None)
+        return JobOutcome(row=row.model_copy(update={"max_rss_bytes": peak}) if peak else row)
     encoded = encoded_state.result()
 
     energy = account_energy(encoded.energy, encoded.cpu_s, encoded.frames, idle)

@@ -2,12 +2,14 @@
 
 - ``GET /targets``: every live node's exporters in Prometheus HTTP-SD format (also
   written to ``stack/targets.json`` for file_sd), labelled ``node``, ``exporter``, ``pool``.
-- ``GET /nodes``: the node records, with whether each is online.
+- ``GET /nodes``: the node records, with whether each is online (with the stack's credentials).
 - ``GET /metrics``: each campaign's latest results per configuration
   (:mod:`exporters.results`) and the running batches' heartbeats (:mod:`exporters.batches`),
   each collector isolated as in the node exporters.
-- ``POST /alerts``: Alertmanager's webhook receiver by default; each notification is
-  appended as one JSON line to ``stack/alerts.jsonl``.
+- ``POST /alerts``: Alertmanager's webhook receiver by default (with the stack's credentials,
+  which the generated Alertmanager config sends); each notification is appended as one JSON
+  line to ``stack/alerts.jsonl``, stamped ``received_at`` here, the file moved aside to
+  ``alerts.jsonl.1`` past ``ALERTS_ROTATE_BYTES``.
 
 The store asks for targets every 2 s and scrapes ``/metrics`` every second, and reading
 the nodes pages through every node's record and every worker, 200 a call: so the node
@@ -20,23 +22,25 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from exporters.control import ControlGuard, ControlHandler, Refused
 from ffwatt.files import write_atomic
 from ffwatt.fleet.cadence import Cadence, cadence_for, publish_cadence, read_cadence
 from ffwatt.fleet.nodes import NodeRecord, list_nodes, sd_targets
+from ffwatt.settings import Settings
+from master.credentials import control_credentials
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
-    from ffwatt.settings import Settings
-
-__all__ = ["CadenceKeeper", "NodeList", "serve_discovery"]
+__all__ = ["CadenceKeeper", "NodeList", "discovery_server", "serve_discovery"]
 
 log = logging.getLogger("ffwatt.discovery")
 CADENCE_CHECK_S = 10.0  # the node list is read at least this often, so the cadence follows the fleet
@@ -91,21 +95,47 @@ class CadenceKeeper:
             log.warning("can't publish the fleet's cadence: %s", exc)
 
 
-_MAX_ALERT_BYTES = 1 << 20
+ALERT_MAX_BYTES = 1 << 20  # one notification; Alertmanager's are a few KiB
+# alerts.jsonl is moved aside to alerts.jsonl.1 (the one before is dropped) when a line would take it past
+# this: a flapping alert can't fill the master's disk.
+ALERTS_ROTATE_BYTES = 16 << 20
 
 
-def serve_discovery(host: str, port: int, state_dir: Path, results_dir: Path, settings: Settings) -> None:
-    """Serve until interrupted; ``state_dir`` is ``FFWATT_HOME/stack``."""
+def serve_discovery(host: str, port: int, settings: Settings) -> None:
+    """Serve until interrupted, state under ``FFWATT_HOME/stack``, control endpoints behind the
+    stack's credentials (:func:`master.credentials.control_credentials`)."""
     from prefect.client.orchestration import get_client
 
+    credentials = control_credentials(settings)
     with get_client(sync_client=True) as client:
         keeper = CadenceKeeper(client, budget_rps=settings.fleet_api_budget_rps,
                                heartbeat_s=settings.worker_heartbeat_s, poll_s=settings.worker_poll_s)
-        _serve(host, port, state_dir, results_dir, client, NodeList(client, on_read=keeper))
+        nodes = NodeList(client, on_read=keeper)
+
+        def keep_reading() -> None:  # the cadence follows the fleet even when no store asks for targets
+            while True:
+                with contextlib.suppress(Exception):
+                    nodes()
+                time.sleep(CADENCE_CHECK_S)
+
+        server = discovery_server(host, port, settings.stack_dir, settings.results_dir, client,
+                                  credentials=credentials, nodes=nodes)
+        threading.Thread(target=keep_reading, name="cadence", daemon=True).start()
+        server.serve_forever()
 
 
-def _serve(host: str, port: int, state_dir: Path, results_dir: Path, client: SyncPrefectClient,
-           nodes: NodeList) -> None:
+def _append_alert(path: Path, line: str, rotate_bytes: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if path.stat().st_size + len(line.encode()) > rotate_bytes:
+            os.replace(path, path.with_name(path.name + ".1"))
+    with path.open("a") as out:
+        out.write(line)
+
+
+def discovery_server(host: str, port: int, state_dir: Path, results_dir: Path, client: SyncPrefectClient, *,
+                     credentials: str | None, alerts_rotate_bytes: int = ALERTS_ROTATE_BYTES,
+                     nodes: NodeList | None = None) -> ThreadingHTTPServer:
+    """The discovery service, bound and not yet serving (``serve_forever`` it)."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.exposition import generate_latest
 
@@ -113,12 +143,15 @@ def _serve(host: str, port: int, state_dir: Path, results_dir: Path, client: Syn
     from exporters.batches import BatchCollector
     from exporters.results import ResultsCollector
 
+    node_list = nodes or NodeList(client)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CollectorSet([ResultsCollector(results_dir), BatchCollector(client, nodes)]))
+    registry.register(CollectorSet([ResultsCollector(results_dir), BatchCollector(client, node_list)]))
     scrape_lock = threading.Lock()  # the results cache is one per process
     alerts_lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(ControlHandler):
+        guard = ControlGuard(credentials, max_body_bytes=ALERT_MAX_BYTES)
+
         def _reply(self, body: bytes, content_type: str) -> None:
             self.send_response(200)
             self.send_header("Content-Type", content_type)
@@ -134,12 +167,17 @@ def _serve(host: str, port: int, state_dir: Path, results_dir: Path, client: Syn
                 self._reply(body, "text/plain; version=0.0.4; charset=utf-8")
                 return
             if path not in ("/targets", "/nodes"):
-                self.send_error(404, "try /targets, /nodes or /metrics")
+                self.refuse(Refused(404, "try /targets, /nodes or /metrics"))
                 return
             try:
-                records = nodes()
+                if path == "/nodes":  # the records name every node's address and queue: callers with credentials
+                    self.guarded()
+                records = node_list()
+            except Refused as refused:
+                self.refuse(refused)
+                return
             except Exception as exc:  # noqa: BLE001 - the API restarting: say so, Prometheus keeps the last targets
-                self.send_error(503, f"Prefect API unavailable: {exc}")
+                self.refuse(Refused(503, f"Prefect API unavailable: {exc}"))
                 return
             if path == "/targets":
                 body = json.dumps(sd_targets(records)).encode()
@@ -150,31 +188,21 @@ def _serve(host: str, port: int, state_dir: Path, results_dir: Path, client: Syn
 
         def do_POST(self) -> None:
             if self.path.split("?")[0] != "/alerts":
-                self.send_error(404, "POST alerts to /alerts")
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            if not 0 < length <= _MAX_ALERT_BYTES:
-                self.send_error(400, f"expected a JSON body of at most {_MAX_ALERT_BYTES} bytes")
+                self.refuse(Refused(404, "POST alerts to /alerts"))
                 return
             try:
-                notification = json.loads(self.rfile.read(length))
-            except ValueError as exc:
-                self.send_error(400, f"not JSON: {exc}")
+                self.guarded()
+                notification = self.json_body(required=True)
+                if not isinstance(notification.get("alerts"), list):
+                    raise Refused(400, "expected an Alertmanager notification: an object with a list of alerts")
+            except Refused as refused:
+                self.refuse(refused)
                 return
-            line = json.dumps({"received_at": time.time(), **notification}) + "\n"
-            with alerts_lock, (state_dir / "alerts.jsonl").open("a") as out:
-                out.write(line)
-            self._reply(b"{}", "application/json")
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    def keep_reading() -> None:  # the cadence follows the fleet even when no store asks for targets
-        while True:
-            with contextlib.suppress(Exception):
-                nodes()
-            time.sleep(CADENCE_CHECK_S)
+            # Stamped here, after the caller's fields: when it arrived is this server's to say.
+            line = json.dumps({**notification, "received_at": time.time()}) + "\n"
+            with alerts_lock:
+                _append_alert(state_dir / "alerts.jsonl", line, alerts_rotate_bytes)
+            self.send_json(200, {})
 
     state_dir.mkdir(parents=True, exist_ok=True)
-    threading.Thread(target=keep_reading, name="cadence", daemon=True).start()
-    ThreadingHTTPServer((host, port), Handler).serve_forever()
+    return ThreadingHTTPServer((host, port), Handler)

@@ -11,7 +11,6 @@ State lives under ``FFWATT_HOME``: ``run/`` (pid files, logs), ``stack/auth``
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from ffwatt.fleet.client import ensure_pools
 from ffwatt.fleet.prefect_server import BIN, server_command, server_env, wait_healthy
 from ffwatt.fleet.services import Service, ServiceStatus, service_status, start_service, stop_service
 from ffwatt.settings import REPO, Settings
+from master.credentials import auth_string
 from master.ingest import ingest_service, rtmp_exporter_service
 from master.monitoring import MONITORING_SERVICES, monitoring_services
 
@@ -31,16 +31,6 @@ __all__ = ["POOLS", "StackError", "client_env", "stack_down", "stack_status", "s
 POOLS = ("master", *NODE_POOLS)  # the master runs campaign flows; every node pool gets its batches
 SERVICES = ("prefect-server", "master-worker", "discovery", *MONITORING_SERVICES, "rtmp-ingest", "rtmp-exporter",
             "tls-proxy")
-
-
-def auth_string(settings: Settings) -> str:
-    """The API's basic-auth credentials, created on first use and kept private."""
-    path = settings.auth_file
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"ffwatt:{secrets.token_urlsafe(24)}")
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 def _reachable_host(settings: Settings) -> str:

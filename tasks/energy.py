@@ -60,7 +60,9 @@ def energy_report(
     parts = [v for v in (cpu_j, gpu_j) if v is not None]
     total = sum(parts) if parts else None
     report = EnergyColumns(cpu_energy_j=cpu_j, gpu_energy_j=gpu_j, energy_j=total,
-                           energy_source="+".join(sources) or None, energy_basis=basis)
+                           energy_source="+".join(sources) or None, energy_basis=basis,
+                           wall_energy_j=window.wall_j, wall_source="redfish" if window.wall_j is not None else None,
+                           wall_missing=window.wall_missing)
     if total is None:
         return report
     wall = window.wall_s

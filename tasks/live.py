@@ -31,6 +31,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
+from exporters.redfish import WallMeter, WallReading
 from ffwatt.errors import FFmpegError
 from ffwatt.files import made_once
 from ffwatt.hardware.ffmpeg import FFmpegRun, ffmpeg_path, probe_build, run_ffmpeg
@@ -380,7 +381,9 @@ def run_live_step(job: Job, contribution: Contribution, run_id: str, *, settings
 
     prune_progress_records(settings.progress_dir)
     meter = EnergyMeter(settings)
+    wall = WallMeter(settings) if settings.redfish_url else None  # the plug, when the node's BMC is known
     window: EnergyWindow | None = None
+    wall_reading: WallReading | None = None
     started_at: datetime | None = None
     start = 0.0
     try:
@@ -389,6 +392,8 @@ def run_live_step(job: Job, contribution: Contribution, run_id: str, *, settings
             process.start(ffmpeg, timeout_s=step.remaining_s(), cancel=step.cancel, on_progress=on_progress)
         _join(step, split_ingest_url(url)[1], step_spec.first_frame_timeout_s)
         if step.error is None:
+            if wall is not None:
+                wall.start()
             meter.start()
             started_at, start = datetime.now(UTC), time.monotonic()
             for publisher in step.publishers:
@@ -419,12 +424,16 @@ def run_live_step(job: Job, contribution: Contribution, run_id: str, *, settings
                 process.thread.join(timeout=step.remaining_s() + 10)
         if window is None and started_at is not None:
             window = meter.stop()
+        if wall is not None and started_at is not None:  # here, so an interrupted step stops its sampler too
+            wall_reading = wall.stop((started_at.timestamp(), time.time()))
         for transcoder in step.transcoders:
             last = transcoder.run.last_progress if transcoder.run else None
             spool(transcoder.stream, last or Progress(), done=True)
     if started_at is not None:
         result.started_at, result.ended_at = started_at, datetime.now(UTC)
         result.wall_s = time.monotonic() - start
+        if wall_reading is not None and window is not None:
+            window = window.model_copy(update={"wall_j": wall_reading.energy_j, "wall_missing": wall_reading.missing})
     runs = [process.run for process in step.everything if process.run is not None]
     result.cpu_user_s = sum(run.cpu_user_s for run in runs)
     result.cpu_sys_s = sum(run.cpu_sys_s for run in runs)

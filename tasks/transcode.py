@@ -11,16 +11,21 @@ its fps the aggregate, its output (for the quality pass) the first copy's.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shlex
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
 
+from exporters.cgroup import JobCgroup, cgroup_usage
+from exporters.redfish import WallMeter
 from ffwatt.encoders import encode_command
 from ffwatt.errors import EncodeFailed
 from ffwatt.files import scratch_dir
@@ -34,6 +39,8 @@ from tasks._logging import run_logger
 from tasks.generate import Reference
 
 __all__ = ["EncodeResult", "encode", "encode_args", "output_path_for", "transcode"]
+
+log = logging.getLogger("ffwatt.transcode")
 
 
 class EncodeResult(EncodeColumns):
@@ -76,12 +83,15 @@ def output_path_for(job: Job, run_id: str, settings: Settings) -> Path:
 
 
 def _run_copies(ffmpeg: str, job: Job, reference: Reference, outputs: list[Path],
-                on_progress: Callable[[int, Progress], None], on_start: Callable[[int], None]) -> list[FFmpegRun]:
-    """The encode into each of ``outputs`` at once, each FFmpeg on a thread of its own (here for one); the
-    runs in order. When one copy is interrupted or fails, the others are stopped."""
+                on_progress: Callable[[int, Progress], None], on_start: Callable[[int, int], None],
+                cgroup: Path | None = None) -> list[FFmpegRun]:
+    """The encode into each of ``outputs`` at once, each FFmpeg on a thread of its own (here for one), each
+    in ``cgroup``; the runs in order. ``on_start`` gets each copy's index and pid. When one copy is
+    interrupted or fails, the others are stopped."""
     if len(outputs) == 1:
         return [run_ffmpeg(ffmpeg, encode_args(job, reference, outputs[0]), timeout_s=job.timeout_s,
-                           on_progress=lambda p: on_progress(0, p), on_start=on_start)]
+                           on_progress=lambda p: on_progress(0, p), on_start=lambda pid: on_start(0, pid),
+                           cgroup=cgroup)]
     cancel = threading.Event()
     runs: list[FFmpegRun | BaseException | None] = [None] * len(outputs)
 
@@ -89,7 +99,7 @@ def _run_copies(ffmpeg: str, job: Job, reference: Reference, outputs: list[Path]
         try:
             runs[index] = run_ffmpeg(ffmpeg, encode_args(job, reference, outputs[index]), timeout_s=job.timeout_s,
                                      on_progress=lambda p: on_progress(index, p), cancel=cancel,
-                                     on_start=on_start if index == 0 else None)
+                                     on_start=lambda pid: on_start(index, pid), cgroup=cgroup)
             if runs[index].failure() is not None:  # type: ignore[union-attr]
                 cancel.set()
         except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread below
@@ -112,6 +122,29 @@ def _run_copies(ffmpeg: str, job: Job, reference: Reference, outputs: list[Path]
         if isinstance(run, BaseException):
             raise run
     return [run for run in runs if isinstance(run, FFmpegRun)]
+
+
+def _started_at(pid: int) -> float | None:
+    """When our FFmpeg ``pid`` started (psutil's create_time), so no one takes a reused pid for it."""
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).create_time()
+    return None
+
+
+def _resources(cgroup: JobCgroup, runs: list[FFmpegRun], joined: bool) -> dict[str, object]:
+    """The job's CPU time and storage I/O: its cgroup's where it had one that every FFmpeg joined, else
+    the processes' rusage, and which (``resource_source``). Removes the cgroup."""
+    cpu_s = io_bytes = None
+    if cgroup.path is not None:
+        if joined:
+            cpu_s, io_bytes = cgroup_usage(cgroup.path)
+        else:
+            log.warning("FFmpeg didn't join the job cgroup %s: its CPU time and I/O come from rusage", cgroup.path)
+        cgroup.remove()
+    source = "cgroup" if io_bytes is not None else "cgroup+rusage" if cpu_s is not None else "rusage"
+    return {"cgroup_cpu_s": cpu_s if cpu_s is not None else sum(run.cpu_user_s + run.cpu_sys_s for run in runs),
+            "cgroup_io_bytes": io_bytes if io_bytes is not None else sum(run.block_io_bytes for run in runs),
+            "resource_source": source}
 
 
 def _copy_failure(run: FFmpegRun, output: Path) -> str | None:
@@ -137,11 +170,24 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
     logger = run_logger()
     last_log = time.monotonic()
 
+    cgroup = JobCgroup(settings.cgroup_root, job.job_id).create()
+    started: dict[int, tuple[int, float | None]] = {}  # copy -> FFmpeg's pid and start time
+    joined: list[bool] = []  # whether each FFmpeg is in the job's cgroup
+
+    def on_start(index: int, pid: int) -> None:
+        if index == 0:
+            meter.track(pid)
+        started[index] = (pid, _started_at(pid))
+        joined.append(cgroup.holds(pid))
+
     def publish(index: int, progress: Progress, done: bool = False) -> None:
+        pid, pid_started_at = started.get(index, (None, None))
         write_progress_record(settings.progress_dir, ProgressRecord(
             job_id=job.job_id, stream=str(index + 1) if copies > 1 else "", campaign=job.campaign,
             encoder=job.encoder, preset=job.preset or "", node=settings.node, progress=progress,
-            updated_at=time.time(), done=done))
+            updated_at=time.time(), done=done, pid=None if done else pid, pid_started_at=pid_started_at,
+            # The cgroup is the job's, every copy's: each copy's record stands for its own process alone.
+            cgroup=str(cgroup.path) if cgroup.path is not None and copies == 1 and not done else None))
 
     def on_progress(index: int, progress: Progress) -> None:
         nonlocal last_log
@@ -155,14 +201,25 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
                             f" (copy {index + 1} of {copies})" if copies > 1 else "")
 
     prune_progress_records(settings.progress_dir)
+    wall = WallMeter(settings) if settings.redfish_url else None  # the plug, when the node's BMC is known
+    if wall is not None:
+        wall.start()
     meter.start()
     try:
-        runs = _run_copies(ffmpeg, job, reference, outputs, on_progress, meter.track)
+        runs = _run_copies(ffmpeg, job, reference, outputs, on_progress, on_start, cgroup.path)
     except BaseException:  # interrupted: no half-written output stays behind
+        if wall is not None:
+            wall.stop()
+        cgroup.remove()
         for each in outputs:
             each.unlink(missing_ok=True)
         raise
     window = meter.stop()
+    resources = _resources(cgroup, runs, all(joined))
+    if wall is not None:  # over the step's window: from the first copy's start to the last one's end
+        reading = wall.stop((min(run.started_at for run in runs).timestamp(),
+                             max(run.ended_at for run in runs).timestamp()))
+        window = window.model_copy(update={"wall_j": reading.energy_j, "wall_missing": reading.missing})
     for index, run in enumerate(runs):
         publish(index, run.last_progress or Progress(), done=True)
     failures = [(i, why) for i, (run, out) in enumerate(zip(runs, outputs)) if (why := _copy_failure(run, out))]
@@ -174,7 +231,8 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
         output.unlink(missing_ok=True)
         which = f"copy {index + 1} of {copies}: " if copies > 1 else ""
         raise EncodeFailed(f"{which}{failure}\ncommand: {run.command_line}\nstderr tail:\n{run.stderr_tail}",
-                           command=run.command, stderr_tail=run.stderr_tail, attempt=attempt)
+                           command=run.command, stderr_tail=run.stderr_tail, attempt=attempt,
+                           max_rss_bytes=run.max_rss_bytes or None)
     first = runs[0]
     assert first.last_progress is not None
     frames = sum(run.last_progress.frame for run in runs if run.last_progress is not None)
@@ -193,6 +251,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
         started_at=started_at, ended_at=ended_at, wall_s=wall_s,
         cpu_user_s=sum(run.cpu_user_s for run in runs), cpu_sys_s=sum(run.cpu_sys_s for run in runs),
         max_rss_bytes=max(run.max_rss_bytes for run in runs),
+        **resources,
         frames=frames,
         encode_fps=frames / wall_s if wall_s > 0 else 0.0,
         speed=min((run.last_progress.speed for run in runs if run.last_progress and run.last_progress.speed),

@@ -236,7 +236,7 @@ class Fleet:
         agent.wait()
 
     def nodes(self) -> dict[str, dict]:
-        done = self.master.run("curl", "-sf", f"http://{self.master.address}:9599/nodes")
+        done = self.master.run("curl", "-sf", "-u", self.auth, f"http://{self.master.address}:9599/nodes")
         return {n["node"]: n for n in json.loads(done.stdout or "[]")}
 
     def wait_nodes_online(self, names: set[str], timeout_s: float = 120) -> None:

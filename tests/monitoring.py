@@ -77,7 +77,7 @@ def start_discovery(run_dir: Path, settings: Settings, env: dict[str, str]) -> N
     """The master's discovery service (scrape targets, node list, /metrics) on ``settings.discovery_port``."""
     ffwatt_service(run_dir, "discovery", ["stack", "discovery", "--listen", f"127.0.0.1:{settings.discovery_port}"],
                    {**env, "FFWATT_HOME": str(settings.home), "FFWATT_RESULTS_DIR": str(settings.results_dir)})
-    wait_http(f"http://127.0.0.1:{settings.discovery_port}/nodes", 60)
+    wait_http(f"http://127.0.0.1:{settings.discovery_port}/targets", 60)  # /nodes wants the stack's credentials
 
 
 # How often the Publisher's workers beat, as warm workers do.

@@ -39,6 +39,7 @@ def test_every_job_has_one_row_and_the_broken_one_failed(campaign_run):
     (error,) = failed["error"]
     assert error.startswith("transcode:") and "no-such-profile" in error
     assert failed["attempts"].iloc[0] == 2  # encode_retries: 1
+    assert (frame.max_rss_bytes > 0).all()  # the failed encode's FFmpeg ran too: its peak memory is there
     assert (frame[frame.status == "ok"]["attempts"] == 1).all()
     assert "4 ok, 1 failed" in stdout
     assert ("1 of 5 jobs failed (rows written; `error` says why):\n"
@@ -51,6 +52,9 @@ def test_measurements_are_real_and_sane(campaign_run, ffmpeg: str):
     assert (ok.frames == 96).all() and (ok.input_frames == 96).all()
     assert ok.psnr.between(20, 70).all() and ok.ssim.between(0.5, 1).all() and ok.vmaf.between(0, 100).all()
     assert (ok.wall_s > 0).all() and (ok.cpu_user_s > 0).all() and (ok.max_rss_bytes > 0).all()
+    # CPU time of the job's cgroup (or, labelled, rusage): at least what FFmpeg itself used, less a tick.
+    assert ok.resource_source.isin(["cgroup", "cgroup+rusage", "rusage"]).all() and (ok.cgroup_io_bytes >= 0).all()
+    assert (ok.cgroup_cpu_s >= 0.95 * (ok.cpu_user_s + ok.cpu_sys_s) - 0.02).all()
     assert (ok.output_bytes > 0).all() and ok.output_path.map(lambda p: Path(p).is_file()).all()
     assert ok.ffmpeg_cmd.str.contains("-progress pipe:1").all()
     assert ok.energy_source.isin(["rapl", "estimated"]).all() and (ok.energy_j > 0).all()

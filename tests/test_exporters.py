@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -24,6 +26,7 @@ from ffwatt.hardware.nvml import ReplayNvml
 from ffwatt.hardware.progress import Progress, ProgressRecord, write_progress_record
 from ffwatt.settings import Settings
 from testbed.powercap import intel_two_sockets, make_zone, set_energy
+from testbed.redfish import bmc
 from tests.conftest import free_port, wait_http
 from tests.procfs import make_procfs, set_busy
 
@@ -248,7 +251,7 @@ def test_a_failing_collector_does_not_blank_the_others():
     assert success == {"broken": 0.0, "ffmpeg": 1.0} and "ffwatt_ffmpeg_running" in families
 
 
-def test_docs_list_exactly_what_the_exporters_emit(tmp_path: Path, serve_exporter):
+def test_docs_list_exactly_what_the_exporters_emit(tmp_path: Path, serve_exporter, request: pytest.FixtureRequest):
     """docs/metrics.md names every metric each exporter emits, and nothing else."""
     emitted: set[str] = set()
     zones = intel_two_sockets(tmp_path / "rapl")
@@ -256,21 +259,26 @@ def test_docs_list_exactly_what_the_exporters_emit(tmp_path: Path, serve_exporte
     broken = tmp_path / "broken"
     (intel_two_sockets(broken)["package-0"] / "energy_uj").unlink()
     settings = Settings(home=tmp_path)
+    running = subprocess.Popen(["sleep", "60"])  # the job's "FFmpeg": its CPU time and memory are served
+    request.addfinalizer(lambda: (running.kill(), running.wait()))
     write_progress_record(settings.progress_dir, ProgressRecord(
         job_id="j", campaign="c", encoder="e", preset="p", node="n",
-        progress=Progress(frame=1, fps=1, bitrate_kbps=1, total_size_bytes=1, speed=1), updated_at=time.time()))
+        progress=Progress(frame=1, fps=1, bitrate_kbps=1, total_size_bytes=1, speed=1), updated_at=time.time(),
+        pid=running.pid, pid_started_at=psutil.Process(running.pid).create_time()))
     idle_proc = make_procfs(tmp_path / "proc")  # an idle machine: still counters are believable
-    for kind, kwargs in (("cpu", {"powercap_root": tmp_path / "rapl", "proc_root": idle_proc}),
-                         ("cpu", {"powercap_root": tmp_path / "x"}),
-                         ("ffmpeg", {"home": tmp_path})):
-        exporter = serve_exporter(kind, Settings(**kwargs), interval_s=0.05)
-        time.sleep(0.15)
-        emitted |= {re.sub(r"_(total|created)$", "", name) if name.endswith("_created") else name
-                    for name in exporter.scrape()}
+    with bmc(123.0) as server:
+        wall = {"redfish_url": server.url, "redfish_user": server.user, "redfish_password": server.password}
+        for kind, kwargs in (("cpu", {"powercap_root": tmp_path / "rapl", "proc_root": idle_proc, **wall}),
+                             ("cpu", {"powercap_root": tmp_path / "x"}),
+                             ("ffmpeg", {"home": tmp_path})):
+            exporter = serve_exporter(kind, Settings(**kwargs), interval_s=0.05)
+            time.sleep(0.15)
+            emitted |= {re.sub(r"_(total|created)$", "", name) if name.endswith("_created") else name
+                        for name in exporter.scrape()}
     gpu = serve_exporter("gpu", Settings(gpu=True), interval_s=0.05, replay=DATA / "nvml-h200-probe.json")
     emitted |= set(gpu.scrape())
     emitted = {name for name in emitted if not name.endswith("_created")}
-    rows = re.findall(r"^\| `(ffwatt_[a-z_]+)` \| ([a-z, ]+) \|", DOCS.read_text(), re.MULTILINE)
+    rows = re.findall(r"^\| `((?:ffwatt|container)_[a-z_]+)` \| ([a-z, ]+) \|", DOCS.read_text(), re.MULTILINE)
     # The master's: tests/test_monitoring.py; the RTMP exporter's (it needs an ingest): tests/test_live.py.
     documented = {name for name, where in rows if where not in ("master", "rtmp")}
     assert emitted == documented
@@ -294,3 +302,19 @@ def test_an_exporter_run_by_hand_listens_on_its_port_setting(tmp_path: Path):
         assert 'ffwatt_exporter_info{exporter="cpu"' in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
         stop_process_group(exporter)
+
+
+def test_the_cpu_exporter_serves_the_bmc_s_wall_power_and_fails_that_collector_alone_when_refused(
+        tmp_path: Path, serve_exporter):
+    with bmc(123.0) as server:
+        good = serve_exporter("cpu", Settings(powercap_root=tmp_path / "x", redfish_url=server.url,
+                                              redfish_user=server.user, redfish_password=server.password),
+                              interval_s=0.05)
+        assert value(good.scrape(), "ffwatt_wall_power_watts") == 123.0
+        refused = serve_exporter("cpu", Settings(powercap_root=tmp_path / "x", redfish_url=server.url,
+                                                 redfish_user=server.user, redfish_password="wrong"),
+                                 interval_s=0.05)
+        samples = refused.scrape()
+    assert "ffwatt_wall_power_watts" not in samples
+    assert value(samples, "ffwatt_scrape_collector_success", collector="redfish") == 0.0
+    assert value(samples, "ffwatt_scrape_collector_success", collector="rapl") == 1.0

@@ -29,6 +29,7 @@ from ffwatt.validation import parse_campaign
 from master.ingest import PrivateIngest, private_ingest
 from tasks.generate import prepare_reference
 from tasks.live import Contribution, LiveStepResult, prepare_contribution, run_live_step
+from testbed.redfish import Bmc, bmc
 from tests.conftest import ffwatt
 
 DURATION_S = 6.0
@@ -80,6 +81,16 @@ def ingest(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateInges
         yield found
 
 
+@pytest.fixture
+def wall_bmc(monkeypatch: pytest.MonkeyPatch) -> Iterator[Bmc]:
+    """The node's BMC, drawing a constant 123 W, as FFWATT_REDFISH_URL names it."""
+    with bmc(123.0) as server:
+        for name, value in {"FFWATT_REDFISH_URL": server.url, "FFWATT_REDFISH_USER": server.user,
+                            "FFWATT_REDFISH_PASSWORD": server.password, "FFWATT_REDFISH_INTERVAL_S": "0.5"}.items():
+            monkeypatch.setenv(name, value)
+        yield server
+
+
 def run_in_thread(job: Job, contribution: Contribution) -> tuple[threading.Thread, dict[str, object]]:
     out: dict[str, object] = {}
 
@@ -94,7 +105,8 @@ def run_in_thread(job: Job, contribution: Contribution) -> tuple[threading.Threa
 
 
 @pytest.mark.e2e  # a private nginx-rtmp ingest or a Prefect server
-def test_two_streams_transcode_every_rung_and_the_exporters_show_them_while_they_run(ingest: PrivateIngest):
+def test_two_streams_transcode_every_rung_and_the_exporters_show_them_while_they_run(
+        ingest: PrivateIngest, wall_bmc: Bmc):
     job, contribution = step(2)
     settings = load_settings()
     thread, out = run_in_thread(job, contribution)
@@ -124,6 +136,8 @@ def test_two_streams_transcode_every_rung_and_the_exporters_show_them_while_they
         assert len(stream.latencies_ms) > contribution.frames and stream.first_frame_s is not None
         assert all(kbps is not None for kbps in stream.rung_kbps)
     assert result.energy is not None and result.wall_s is not None and result.cpu_user_s > 0
+    # The plug's energy over the step's window, from the BMC's constant 123 W.
+    assert result.energy.wall_j == pytest.approx(123.0 * result.wall_s, rel=0.03), result.energy.wall_missing
     assert ffmpeg_of(job) == []
 
 

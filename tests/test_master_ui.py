@@ -88,7 +88,8 @@ def master() -> Iterator[Master]:
         def online() -> bool:
             assert agent is not None and agent.poll() is None, (work / "agent.log").read_text()[-3000:]
             try:
-                nodes = {n["node"]: n for n in httpx.get(discovery, timeout=5).json()}
+                nodes = {n["node"]: n for n in httpx.get(discovery, timeout=5,
+                                                         auth=tuple(master.auth.split(":", 1))).json()}
             except (httpx.HTTPError, ValueError):
                 return False
             return bool(nodes.get("ui-node", {}).get("online") and nodes["ui-node"]["pools"])

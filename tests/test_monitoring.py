@@ -52,7 +52,7 @@ CAMPAIGN = {
 
 
 def documented(exporters: set[str] | None = None) -> set[str]:
-    rows = re.findall(r"^\| `(ffwatt_[a-z_]+)` \| ([a-z, ]+) \|", DOCS.read_text(), re.MULTILINE)
+    rows = re.findall(r"^\| `((?:ffwatt|container)_[a-z_]+)` \| ([a-z, ]+) \|", DOCS.read_text(), re.MULTILINE)
     return {name for name, where in rows if exporters is None or exporters & set(where.split(", "))}
 
 

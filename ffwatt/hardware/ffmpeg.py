@@ -259,6 +259,7 @@ class FFmpegRun:
     cpu_user_s: float
     cpu_sys_s: float
     max_rss_bytes: int
+    block_io_bytes: int  # storage reads and writes (rusage), children it reaped included
     last_progress: Progress | None
     stderr_tail: str
     timed_out: bool = False
@@ -291,21 +292,34 @@ class FFmpegRun:
         return lines[-1] if lines else "(no stderr)"
 
 
-def _dies_with_this_thread() -> Callable[[], None]:
+def _dies_with_this_thread(cgroup: Path | None = None) -> Callable[[], None]:
     """A ``preexec_fn`` that has the kernel SIGKILL the child when the thread starting it ends, the
     whole process killed included (``PR_SET_PDEATHSIG``, kept across exec).
 
     FFmpeg ignores a broken progress pipe, so without it an encode whose agent was SIGKILLed runs on
     beside the batch that replaces it. Between fork and exec the child makes one system call and
-    reads its parent's pid: nothing that takes a lock another thread of the parent could hold."""
+    reads its parent's pid: nothing that takes a lock another thread of the parent could hold.
+    With ``cgroup`` (a cgroup v2 directory), the child also joins it, so everything FFmpeg starts is
+    counted there from its first instruction: open, write, close, no lock either; a refusal leaves it
+    where it was (the caller checks, and counts it from rusage)."""
     prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, in the parent, not in the child
     parent, kill = os.getpid(), int(signal.SIGKILL)
+    procs = None if cgroup is None else os.fsencode(cgroup / "cgroup.procs")
 
     def preexec() -> None:
         if prctl(_PR_SET_PDEATHSIG, kill) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
         if os.getppid() != parent:  # the parent died before the signal was set: nothing would send it
             os._exit(1)
+        if procs is not None:
+            try:
+                fd = os.open(procs, os.O_WRONLY)
+                try:
+                    os.write(fd, b"0")  # 0: the writing process
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass
 
     return preexec
 
@@ -319,6 +333,7 @@ def run_ffmpeg(
     on_start: Callable[[int], None] | None = None,
     on_line: Callable[[str], None] | None = None,
     cancel: threading.Event | None = None,
+    cgroup: Path | None = None,
 ) -> FFmpegRun:
     """Run ``ffmpeg args`` to completion, calling ``on_progress`` for each progress block.
 
@@ -327,7 +342,8 @@ def run_ffmpeg(
     running, and nothing the job started outlives it. If this process dies (an agent SIGKILLed), the
     kernel kills FFmpeg (a wrapper only: it should ``exec`` FFmpeg). ``on_line`` sees every line of
     stdout as it arrives (an output muxed to ``pipe:1`` beside the progress); setting ``cancel`` kills
-    the group from another thread, as the deadline does (the run then reports the signal)."""
+    the group from another thread, as the deadline does (the run then reports the signal); ``cgroup``:
+    a cgroup v2 directory FFmpeg joins before it execs."""
     command = [ffmpeg, *RUNNER_ARGS, *args]
     parser = ProgressParser()
     last: Progress | None = None
@@ -339,7 +355,7 @@ def run_ffmpeg(
         # _dies_with_this_thread for why this one doesn't.)
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr_file, text=True, errors="replace",
                                    start_new_session=True,
-                                   preexec_fn=_dies_with_this_thread())  # noqa: PLW1509
+                                   preexec_fn=_dies_with_this_thread(cgroup))  # noqa: PLW1509
         if on_start is not None:
             on_start(process.pid)
         timed_out = threading.Event()
@@ -402,6 +418,7 @@ def run_ffmpeg(
         cpu_user_s=usage.ru_utime,
         cpu_sys_s=usage.ru_stime,
         max_rss_bytes=usage.ru_maxrss * 1024,  # Linux reports KiB
+        block_io_bytes=(usage.ru_inblock + usage.ru_oublock) * 512,  # Linux counts 512-byte units
         last_progress=last,
         stderr_tail=tail,
         timed_out=timed_out.is_set(),

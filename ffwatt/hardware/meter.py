@@ -43,6 +43,9 @@ class EnergyWindow(BaseModel):
     gpu_names: dict[int, str] | None = None
     gpu_video_share: dict[int, float | None] | None = None
     gpu_unavailable: str | None = None
+    # The plug's energy, from the BMC (exporters.redfish.WallMeter, run beside this meter by the transcode task).
+    wall_j: float | None = None
+    wall_missing: str | None = None
 
 
 class EnergyMeter:

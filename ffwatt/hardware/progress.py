@@ -102,6 +102,11 @@ class ProgressRecord(BaseModel):
     progress: Progress
     updated_at: float  # unix time
     done: bool = False
+    # The encode while it runs, for its resource figures: FFmpeg's pid and start time (psutil's create_time: a
+    # pid reused since is not it), and the job's cgroup v2 directory when it has one to itself.
+    pid: int | None = None
+    pid_started_at: float | None = None
+    cgroup: str | None = None
 
     @property
     def key(self) -> str:
