@@ -43,9 +43,22 @@ def validate(file: CampaignFile) -> None:
     campaign = load_campaign(file)
     build = preflight(campaign, load_settings())
     jobs = expand(campaign)
-    console.print(f"[green]ok[/]: {file} is campaign {campaign.name!r}: {len(jobs)} jobs "
+    console.print(f"[green]ok[/]: {file} is campaign {campaign.name!r}: {_jobs_words(campaign, len(jobs))} "
                   f"({len(campaign.inputs)} inputs, encoders {', '.join(campaign.encoder_names())}, "
-                  f"{campaign.repetitions} repetition(s)); FFmpeg {build.version}")
+                  f"{_repetitions_words(campaign)}); FFmpeg {build.version}")
+
+
+def _jobs_words(campaign: Campaign, jobs: int) -> str:
+    from ffwatt.campaign import AdaptiveRepetitions
+
+    return f"up to {jobs} jobs" if isinstance(campaign.repetitions, AdaptiveRepetitions) else f"{jobs} jobs"
+
+
+def _repetitions_words(campaign: Campaign) -> str:
+    spec = campaign.repetitions
+    if isinstance(spec, int):
+        return f"{spec} repetition(s)"
+    return f"{spec.min} to {spec.max} repetitions, until the 95 % intervals are within {spec.ci_pct:g} %"
 
 
 @app.command(name="expand")

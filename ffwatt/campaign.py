@@ -29,6 +29,7 @@ from ffwatt.extra_args import check_extra_args
 
 __all__ = [
     "PATTERN_WORDS",
+    "AdaptiveRepetitions",
     "Campaign",
     "DensitySpec",
     "EncoderSpec",
@@ -396,6 +397,24 @@ class DensitySpec(_Strict):
         return _doubling(self.concurrency, self.until_saturated, self.max_concurrency)
 
 
+class AdaptiveRepetitions(_Strict):
+    """Repeat each configuration until its figures settle: at least ``min`` and at most ``max`` times, in
+    shuffled rounds over the configurations not yet settled; settled when the 95 % interval of both its
+    joules per frame and its wall time is within ``ci_pct`` % of the mean (flows/repeat.py runs the rounds)."""
+
+    min: int = Field(3, ge=2, le=100, description="Repetitions every configuration gets (an interval needs 2).")
+    max: int = Field(10, ge=2, le=100, description="Where a configuration that hasn't settled stops.")
+    ci_pct: float = Field(5.0, gt=0, le=100, description="Settled: 95 % interval half-width within this % of the "
+                                                         "mean, for joules_per_frame and wall_s alike.")
+
+    @model_validator(mode="after")
+    def _max_at_least_min(self) -> AdaptiveRepetitions:
+        if self.max < self.min:
+            raise ValueError(f"repetitions.max ({self.max}) is below repetitions.min ({self.min}); raise max or "
+                             "lower min")
+        return self
+
+
 class Campaign(_Strict):
     """A benchmark campaign: what to encode, how, how often, and what to measure."""
 
@@ -403,7 +422,8 @@ class Campaign(_Strict):
     description: str = ""
     inputs: list[InputSpec] = Field(min_length=1)
     matrix: Matrix
-    repetitions: int = Field(1, ge=1, le=100)
+    repetitions: Annotated[int, Field(ge=1, le=100)] | AdaptiveRepetitions = Field(
+        1, description="Times each configuration runs: a number, or {min, max, ci_pct} to repeat until settled.")
     quality: list[QualityMetric] = Field(
         default_factory=lambda: list(get_args(QualityMetric)),
         description="Metrics to compute; [] skips the quality step.",
@@ -513,6 +533,19 @@ class Campaign(_Strict):
         if duplicates:
             raise ValueError(f"input names must be unique; repeated: {', '.join(duplicates)}")
         return value
+
+    @model_validator(mode="after")
+    def _adaptive_plain_encodes(self) -> Campaign:
+        if isinstance(self.repetitions, AdaptiveRepetitions) and (self.live or self.density):
+            raise ValueError("a sweep's steps run in order, not in shuffled rounds: give a live or density "
+                             "campaign repetitions as a number")
+        return self
+
+    @property
+    def max_repetitions(self) -> int:
+        """The most times a configuration runs: the number, or the adaptive maximum."""
+        spec = self.repetitions
+        return spec.max if isinstance(spec, AdaptiveRepetitions) else spec
 
     def encoder_names(self) -> list[str]:
         return sorted({encoder.name for encoder in self.matrix.encoders})

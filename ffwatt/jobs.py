@@ -218,11 +218,12 @@ def _job(campaign: Campaign, config: dict[str, Any], repetition: int, config_id:
 
 def expand(campaign: Campaign) -> list[Job]:
     """All jobs of ``campaign``, repetition-major so that slow drift (heat, other load)
-    spreads over every configuration instead of landing on the last ones."""
+    spreads over every configuration instead of landing on the last ones. With adaptive repetitions,
+    every one up to the maximum: the run's rounds pick those it needs (flows/repeat.py)."""
     configs = _configs(campaign)
     jobs: list[Job] = []
     seen: set[tuple[str, int]] = set()
-    for repetition in range(1, campaign.repetitions + 1):
+    for repetition in range(1, campaign.max_repetitions + 1):
         for config in configs:
             config_id = _digest(config)
             if (config_id, repetition) in seen:

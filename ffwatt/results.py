@@ -36,6 +36,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
 
+from ffwatt.campaign import AdaptiveRepetitions
 from ffwatt.errors import ResultsError
 from ffwatt.files import write_atomic
 from ffwatt.nodefacts import IdleBaseline, NodeFacts
@@ -89,6 +90,9 @@ class RunSummary(BaseModel):
     encode_wall_s: float = 0.0
     nodes: dict[str, NodeFacts] = {}
     idle_baselines: dict[str, IdleBaseline] = {}
+    # Adaptive repetitions: the rule the rounds followed and the seed that shuffled them (null: a fixed number).
+    repetitions: AdaptiveRepetitions | None = None
+    shuffle_seed: int | None = None
 
     @property
     def missing(self) -> int:
