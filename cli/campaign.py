@@ -21,6 +21,7 @@ from cli._output import (
     run_title,
     same_output_text,
     series_text,
+    settling_table,
 )
 from ffwatt.settings import Settings, load_settings
 
@@ -127,6 +128,8 @@ def run(
     frame = read_results(settings.results_dir, campaign=campaign.name, run_id=summary.run_id)
     for table in run_tables(frame, run_title(campaign.name, summary.run_id, summary.state, summary.jobs, len(frame))):
         console.print(table)
+    if (settled := settling_table(frame, summary.repetitions)) is not None:
+        console.print(settled)
     for node, idle in sorted(summary.idle_baselines.items()):
         console.print(f"idle baseline of {node}: {idle.describe(summary.started_at)}", highlight=False)
     console.print(f"{summary.ok} ok, {summary.failed} failed"

@@ -21,6 +21,7 @@ from cli._output import (
     run_tables,
     run_title,
     same_output_text,
+    settling_table,
 )
 from ffwatt.settings import load_settings
 
@@ -91,6 +92,8 @@ def show(
         title = run_title(campaign, run, state, summary.jobs if summary else len(frame), len(frame))
         for table in run_tables(frame, title):
             console.print(table)
+        if (settled := settling_table(frame, summary.repetitions if summary else None)) is not None:
+            console.print(settled)
         if summary and summary.failed:
             console.print(f"{summary.failed} failed:\n{failures_text(summary.failures)}", highlight=False)
         if (same := same_output_text(frame)) is not None:
