@@ -60,6 +60,7 @@ __all__ = [
     "DeliveryRecommendation",
     "InputAnswer",
     "Minimize",
+    "Margin",
     "Miss",
     "Recommendation",
     "Scope",
@@ -189,6 +190,30 @@ class Miss(BaseModel):
     shortfall: float  # the largest relative shortfall (0.02 = 2 % short)
 
 
+class Margin(BaseModel):
+    """How far the recommendation is ahead of the runner-up, and how sure that is (Welch's t-test)."""
+
+    runner_up: str
+    more_pct: float  # what the runner-up costs more, in percent (for speed: time per frame)
+    column: str  # the figure compared
+    interval_pct: tuple[float, float] | None  # 95 % interval of the runner-up's difference, % of the winner's
+    p_value: float | None
+    repetitions: tuple[int, int]  # the recommendation's and the runner-up's
+    different: bool | None  # None: a single repetition, nothing to test against
+
+    def words(self) -> str:
+        reps = f"{self.repetitions[0]} and {self.repetitions[1]} repetitions"
+        if self.different is None:
+            return f"Can't tell it from {self.runner_up}: a single repetition has no interval."
+        if not self.different:
+            return (f"Can't tell it from {self.runner_up}: {self.more_pct:+.1f} %, but their intervals overlap "
+                    f"(p = {self.p_value:.2g}) after {reps}; more repetitions may separate them.")
+        interval = "" if self.interval_pct is None else (
+            f"the runner-up's {self.column} {self.interval_pct[0]:+.1f} to {self.interval_pct[1]:+.1f} % at 95 %, ")
+        return (f"Ahead of {self.runner_up} by {self.more_pct:.1f} % ({interval}p = {self.p_value:.2g}, Welch's "
+                f"t-test over {reps}).")
+
+
 class InputAnswer(BaseModel):
     input_name: str
     recommendation: Candidate | None
@@ -196,6 +221,7 @@ class InputAnswer(BaseModel):
     interpolated: list[Candidate]
     nearest: list[Miss]
     notes: list[str]
+    margin: Margin | None = None  # over the first runner-up
 
 
 class Recommendation(BaseModel):
@@ -222,6 +248,8 @@ class Recommendation(BaseModel):
                 parts.append(f"**Recommended: {md_text(best.config)} on {md_text(best.node)}**: "
                              + ", ".join(dict.fromkeys(figures))
                              + (", a single repetition: no interval" if best.repetitions < 2 else "") + ".\n")
+                if answer.margin is not None:
+                    parts.append(f"\n{md_text(answer.margin.words())}\n")
                 parts.append(f"\n```\n{best.command or '(no command recorded for this configuration)'}\n```\n")
             if answer.runners_up:
                 parts.append("\nRunners-up:\n\n" + _candidates_table(answer.runners_up, objective, self.target))
@@ -488,6 +516,7 @@ def _answer(input_name: str, configs: pd.DataFrame, target: Target, firsts: dict
 
     best: Candidate | None = None
     others: list[Candidate] = []
+    margin: Margin | None = None
     if not ranked.empty:
         top = ranked.iloc[0]
         best = _candidate(top, target, firsts)
@@ -496,6 +525,12 @@ def _answer(input_name: str, configs: pd.DataFrame, target: Target, firsts: dict
             other.costs_more_pct = _more_pct(other.value, best.value, objective)
             test = compare(row, top, objective.column)
             other.significantly_more = None if test.test is None else test.different
+            if not others:
+                interval = test.change_pct_ci if test.test is not None else None
+                margin = Margin(runner_up=other.config, more_pct=other.costs_more_pct, column=objective.column,
+                                interval_pct=interval, p_value=test.test.p_value if test.test else None,
+                                repetitions=(best.repetitions, other.repetitions),
+                                different=other.significantly_more)
             others.append(other)
         if target.views is not None:
             _with_delivery(best, top, others, ranked.iloc[1:runners_up + 1], target)
@@ -514,7 +549,7 @@ def _answer(input_name: str, configs: pd.DataFrame, target: Target, firsts: dict
                          "run ≥ 2 (better 3) repetitions for a bound.")
     return InputAnswer(input_name=input_name, recommendation=best, runners_up=others, interpolated=interpolated,
                        nearest=_misses(configs, target, nearest) if best is None and meets.empty else [],
-                       notes=notes)
+                       notes=notes, margin=margin)
 
 
 def recommend(results_dir: Path, target: Target, scope: Scope | None = None, *, runners_up: int = 3,
