@@ -51,7 +51,7 @@ __all__ = [
     "schema_markdown",
 ]
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 JobStatus = Literal["ok", "failed", "skipped"]
 SeriesSource = Literal["store", "local"]
 # How a sweep step's N was reached: listed in the campaign, doubling past the list, or bisection between
@@ -205,8 +205,15 @@ class EnergyColumns(_Columns):
         "Whole-CPU energy over the encode window (RAPL packages, or the estimate).", "J", default=None)
     gpu_energy_j: float | None = _col(
         "Energy of the node's NVIDIA GPUs over the window (NVML energy counters).", "J", default=None)
-    energy_j: float | None = _col("cpu_energy_j + gpu_energy_j: the node's gross energy over the window.",
-                                  "J", default=None)
+    dram_energy_j: float | None = _col(
+        "Memory energy over the window: RAPL's DRAM zones, where the node has them (null elsewhere); part of "
+        "energy_j.", "J", default=None)
+    energy_j: float | None = _col("cpu_energy_j + dram_energy_j + gpu_energy_j: the node's gross energy over the "
+                                  "window.", "J", default=None)
+    platform_energy_j: float | None = _col(
+        "The whole platform's energy over the window: RAPL's psys zone, where the node has one (null elsewhere). "
+        "It already holds the packages and DRAM, so it is reported beside energy_j, never added to it.",
+        "J", default=None)
     energy_source: str | None = _col(
         "Sources of energy_j: rapl (measured), estimated (CPU power model x /proc/stat busy time), "
         "nvml (measured); joined with + when several. Any part estimated makes the figure estimated.",
@@ -222,7 +229,7 @@ class EnergyColumns(_Columns):
         "CPU time other processes used in the window: the machine's busy CPU time (/proc/stat) less the job's "
         "FFmpeg's and ffwatt's own (the campaign process and its children).", "s", default=None)
     attributed_energy_j: float | None = _col(
-        "Energy above idle attributed to this job: CPU net energy x cpu_share, plus GPU net energy "
+        "Energy above idle attributed to this job: CPU (and DRAM) net energy x cpu_share, plus GPU net energy "
         "(all of it when the job used the GPU alone, else x its share of NVENC/NVDEC use).",
         "J", default=None)
     joules_per_frame: float | None = _col("energy_j / frames.", "J/frame", default=None)
