@@ -450,6 +450,8 @@ class Campaign(_Strict):
                     "idle_baseline_s or longer) instead of measuring again; the run names it as reused. 0 always "
                     "measures.")
     job_timeout_s: float = Field(3600, gt=0, description="An encode running longer is killed.")
+    settle_max_s: float = Field(30, ge=0, le=600, description="Most seconds to wait before each job for other "
+                                                              "load to drop and the CPU to cool; 0 never waits.")
     live: LiveSpec | None = Field(None, description="Makes every job a live stream (RTMP) transcoded into a "
                                                     "ladder; see docs/live.md.")
     density: DensitySpec | None = Field(None, description="Makes every job N copies of its encode at once on one "

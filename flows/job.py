@@ -26,6 +26,7 @@ from tasks import (
     step_failure,
     transcode,
 )
+from tasks.conditions import settle
 
 __all__ = ["JobOutcome", "prepare_references", "run_job"]
 
@@ -78,12 +79,14 @@ def _run_encode(job: Job, reference: Reference | str, idle: IdleBaseline | None,
     if isinstance(reference, str):  # the input itself couldn't be prepared
         return JobOutcome(row=build_row(job=job, run_id=run_id, node=node, reference=None, error=reference))
 
+    # Each job starts from a quiet, cool node as far as settle_max_s allows; how long that took is recorded.
+    waited = settle(load_settings(), job.settle_max_s)
     encode = transcode.with_options(retries=encode_retries, retry_delay_seconds=1)
     encoded_state = encode(job, reference, run_id, return_state=True)
     if not encoded_state.is_completed():
         error, attempt = step_failure("transcode", encoded_state)
         return JobOutcome(row=build_row(job=job, run_id=run_id, node=node, reference=reference, error=error,
-                                        attempts=attempt))
+                                        attempts=attempt).model_copy(update={"settle_s": waited}))
     encoded = encoded_state.result()
 
     energy = account_energy(encoded.energy, encoded.cpu_s, encoded.frames, idle)
@@ -98,5 +101,6 @@ def _run_encode(job: Job, reference: Reference | str, idle: IdleBaseline | None,
             quality_error, _ = step_failure("quality", quality_state)
 
     row = build_row(job=job, run_id=run_id, node=node, reference=reference,
-                    encoded=encoded, energy=energy, quality=quality, error=quality_error)
+                    encoded=encoded, energy=energy, quality=quality, error=quality_error
+                    ).model_copy(update={"settle_s": waited})
     return JobOutcome(row=row, frames=quality.frames if quality is not None else None)

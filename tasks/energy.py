@@ -16,6 +16,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from ffwatt.files import write_atomic
+from ffwatt.hardware.cpu import logical_cpus
 from ffwatt.hardware.meter import EnergyWindow, measure_idle
 from ffwatt.nodefacts import IdleBaseline
 from ffwatt.schema import EnergyColumns
@@ -68,7 +69,8 @@ def energy_report(
     total = sum(parts) if parts else None
     report = EnergyColumns(cpu_energy_j=cpu_j, dram_energy_j=dram_j, gpu_energy_j=gpu_j, energy_j=total,
                            platform_energy_j=window.psys_j if cpu_source == "rapl" else None,
-                           energy_source="+".join(sources) or None, energy_basis=basis)
+                           energy_source="+".join(sources) or None, energy_basis=basis,
+                           observer_cpu_s=window.own_cpu_s)
     if total is None:
         return report
     wall = window.wall_s
@@ -82,6 +84,8 @@ def energy_report(
         report.others_cpu_s = max(0.0, window.machine_busy_s - ffmpeg_cpu_s - (window.own_cpu_s or 0.0))
         if report.others_cpu_s > max(BUSY_SHARE * window.machine_busy_s, BUSY_FLOOR_S):
             flags.append("busy_machine")
+        if wall > 0:
+            report.background_busy = min(1.0, report.others_cpu_s / (wall * logical_cpus()))
     if idle is not None and idle.cpu_w is not None:
         # The memory's idle power counts where the job's DRAM does; the CPU's share of the busy time is the
         # job's share of both (memory traffic follows the work that makes it).

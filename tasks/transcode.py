@@ -28,9 +28,10 @@ from ffwatt.hardware.ffmpeg import FFmpegRun, ffmpeg_path, probe_build, run_ffmp
 from ffwatt.hardware.meter import EnergyMeter, EnergyWindow
 from ffwatt.hardware.progress import Progress, ProgressRecord, prune_progress_records, write_progress_record
 from ffwatt.jobs import Job
-from ffwatt.schema import EncodeColumns
+from ffwatt.schema import ConditionsColumns, EncodeColumns
 from ffwatt.settings import Settings, load_settings
 from tasks._logging import run_logger
+from tasks.conditions import ConditionsSampler
 from tasks.generate import Reference
 
 __all__ = ["EncodeResult", "encode", "encode_args", "output_path_for", "transcode"]
@@ -46,6 +47,7 @@ class EncodeResult(EncodeColumns):
     output_height: int
     output_path: str  # the encoded file, until the quality pass has read it
     energy: EnergyWindow
+    conditions: ConditionsColumns | None = None  # temperature, clock, throttling over the encode
 
     @property
     def cpu_s(self) -> float:
@@ -133,6 +135,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
     copies = job.density.concurrency if job.density is not None else 1
     outputs = [output] + [output.with_name(f"{output.stem}-copy{i + 1}{output.suffix}") for i in range(1, copies)]
     meter = EnergyMeter(settings)
+    conditions = ConditionsSampler(settings)
     sampling = threading.Lock()  # copies report progress from their own threads
     logger = run_logger()
     last_log = time.monotonic()
@@ -147,6 +150,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
         nonlocal last_log
         with sampling:
             meter.sample()
+            conditions.sample()
             publish(index, progress)
             if time.monotonic() - last_log >= settings.progress_log_interval_s and not progress.done:
                 last_log = time.monotonic()
@@ -155,6 +159,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
                             f" (copy {index + 1} of {copies})" if copies > 1 else "")
 
     prune_progress_records(settings.progress_dir)
+    conditions.start()  # the temperature as the encode starts, read before the meter's window opens
     meter.start()
     try:
         runs = _run_copies(ffmpeg, job, reference, outputs, on_progress, meter.track)
@@ -163,6 +168,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
             each.unlink(missing_ok=True)
         raise
     window = meter.stop()
+    ran_in = conditions.stop()
     for index, run in enumerate(runs):
         publish(index, run.last_progress or Progress(), done=True)
     failures = [(i, why) for i, (run, out) in enumerate(zip(runs, outputs)) if (why := _copy_failure(run, out))]
@@ -210,6 +216,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
         extra_args=shlex.join(job.extra_args),
         output_path=str(output),
         energy=window,
+        conditions=ran_in,
     )
 
 

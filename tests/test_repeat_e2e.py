@@ -59,6 +59,10 @@ def test_each_configuration_ran_interleaved_until_settled_or_at_max(adaptive_run
         if len(rows) > 3:  # it went on because it hadn't settled one repetition earlier
             assert not (_within(jpf[:-1]) and _within(wall[:-1])), (config_id, jpf, wall)
     assert set(frame.preset) == {"veryfast", "slow"}
+    # The conditions each ran in: jobs (not controls), the wait to settle bounded, the load split by owner.
+    assert (frame.kind == "job").all() and frame.settle_s.between(0, 30).all()
+    assert frame.background_busy.between(0, 1).all() and (frame.observer_cpu_s >= 0).all()
+    assert frame.cpu_freq_mhz_mean.isna().all() or (frame.cpu_freq_mhz_mean > 0).all()
     assert "repetitions per configuration" in stdout and ("settled" in stdout or "at max" in stdout)
 
 
