@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ffwatt.campaign import AdaptiveRepetitions
+    from ffwatt.results import ControlCheck
 
 __all__ = [
     "Output",
@@ -23,6 +24,7 @@ __all__ = [
     "RowsOutput",
     "RowsOutputOption",
     "console",
+    "control_text",
     "density_tables",
     "err_console",
     "exit_with",
@@ -295,3 +297,8 @@ def settling_table(frame: pd.DataFrame, rule: AdaptiveRepetitions | None) -> Tab
     if estimated:
         table.caption = _ESTIMATED_CAPTION
     return table
+
+
+def control_text(control: ControlCheck) -> str:
+    """The run's control encode, start to end: green when the node held steady, red when it drifted."""
+    return f"[{'red' if control.unstable else 'green'}]{escape(control.words())}[/]"

@@ -14,6 +14,7 @@ from cli._output import (
     Output,
     OutputOption,
     console,
+    control_text,
     err_console,
     exit_with,
     failures_text,
@@ -130,6 +131,8 @@ def run(
         console.print(table)
     if (settled := settling_table(frame, summary.repetitions)) is not None:
         console.print(settled)
+    if summary.control is not None:
+        console.print(control_text(summary.control), highlight=False, soft_wrap=True)
     for node, idle in sorted(summary.idle_baselines.items()):
         console.print(f"idle baseline of {node}: {idle.describe(summary.started_at)}", highlight=False)
     console.print(f"{summary.ok} ok, {summary.failed} failed"

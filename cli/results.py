@@ -15,6 +15,7 @@ from cli._output import (
     RowsOutput,
     RowsOutputOption,
     console,
+    control_text,
     err_console,
     exit_with,
     failures_text,
@@ -94,6 +95,8 @@ def show(
             console.print(table)
         if (settled := settling_table(frame, summary.repetitions if summary else None)) is not None:
             console.print(settled)
+        if summary and summary.control is not None:
+            console.print(control_text(summary.control), highlight=False, soft_wrap=True)
         if summary and summary.failed:
             console.print(f"{summary.failed} failed:\n{failures_text(summary.failures)}", highlight=False)
         if (same := same_output_text(frame)) is not None:

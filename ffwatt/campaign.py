@@ -452,6 +452,11 @@ class Campaign(_Strict):
     job_timeout_s: float = Field(3600, gt=0, description="An encode running longer is killed.")
     settle_max_s: float = Field(30, ge=0, le=600, description="Most seconds to wait before each job for other "
                                                               "load to drop and the CPU to cool; 0 never waits.")
+    control: bool = Field(True, description="Run a fixed reference encode at the start and end of a local run, "
+                                            "to tell the node's drift from differences between configurations.")
+    control_drift_pct: float = Field(
+        10, gt=0, le=100, description="The run is flagged unstable when the control's J/frame or fps moved more "
+                                      "than this from start to end.")
     live: LiveSpec | None = Field(None, description="Makes every job a live stream (RTMP) transcoded into a "
                                                     "ladder; see docs/live.md.")
     density: DensitySpec | None = Field(None, description="Makes every job N copies of its encode at once on one "

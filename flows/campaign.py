@@ -42,6 +42,7 @@ from ffwatt.results import RunSummary, read_rows, read_run_summary, write_run_su
 from ffwatt.schema import JobRow, config_label
 from ffwatt.settings import Settings, load_settings
 from ffwatt.validation import preflight
+from flows.control import judge, run_control
 from flows.job import prepare_references, run_job
 from flows.nodelock import node_lock
 from flows.repeat import rounds, shuffle_seed
@@ -73,6 +74,7 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
     adaptive = campaign.repetitions if isinstance(campaign.repetitions, AdaptiveRepetitions) else None
     seed = shuffle_seed(run_id) if adaptive else None
     rows = list(earlier)
+    controls: dict[str, JobRow] = {}  # the run's control encodes, start and end: the node, not a configuration
     start_run(campaign.name, run_id, started_at, jobs=_planned(campaign, all_jobs, rows), repetitions=adaptive,
               shuffle_seed=seed)
     sweep_scratch(settings.home)  # what runs killed on this node left behind
@@ -95,6 +97,9 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                     nodes[settings.node] = describe_node(settings)
                     if idle is not None:
                         idle_baselines[settings.node] = idle
+                    if campaign.control:
+                        controls["start"] = _record(run_control(campaign, "start", idle, run_id, settings.node),
+                                                    series)
                     planned = (job for batch in rounds(adaptive, all_jobs, rows, seed or 0) for job in batch) \
                         if adaptive else course(campaign, jobs, run_id, settings)  # with sweeps' bisection steps
                     for job in planned:
@@ -102,10 +107,15 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                                           campaign.encode_retries)
                         rows.append(_record(outcome.row, series, outcome.frames))
                         interrupted.check()
+                    if campaign.control:
+                        controls["end"] = _record(run_control(campaign, "end", idle, run_id, settings.node), series)
             # While the last job's window runs out (MARGIN_S after its encode) and its series are written.
             summary = publish_outcome(summarize_run(rows, campaign.name, run_id, started_at,
                                                     _planned(campaign, all_jobs, rows), nodes, idle_baselines,
-                                                    repetitions=adaptive, shuffle_seed=seed))
+                                                    repetitions=adaptive, shuffle_seed=seed,
+                                                    control=judge(controls["start"], controls["end"],
+                                                                  campaign.control_drift_pct)
+                                                    if len(controls) == 2 else None))
     except BaseException:
         # Ctrl-C, SIGTERM, a crash inside the loop: the rows written so far stay, and the run says
         # it was cut short, so it can be resumed rather than mistaken for a finished one.

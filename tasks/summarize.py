@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from ffwatt.campaign import AdaptiveRepetitions
 from ffwatt.errors import ResultsError
 from ffwatt.nodefacts import IdleBaseline, NodeFacts
-from ffwatt.results import RunState, RunSummary, write_run_summary
+from ffwatt.results import ControlCheck, RunState, RunSummary, write_run_summary
 from ffwatt.schema import JobRow, failure_reason
 from ffwatt.settings import load_settings
 from tasks._logging import run_logger
@@ -40,7 +40,7 @@ def start_run(campaign: str, run_id: str, started_at: datetime, jobs: int,
 def summarize(rows: list[JobRow], *, campaign: str, run_id: str, started_at: datetime, jobs: int,
               nodes: dict[str, NodeFacts], idle_baselines: dict[str, IdleBaseline],
               state: RunState = "complete", repetitions: AdaptiveRepetitions | None = None,
-              shuffle_seed: int | None = None) -> RunSummary:
+              shuffle_seed: int | None = None, control: ControlCheck | None = None) -> RunSummary:
     """Counts, times, why jobs failed, and the nodes that ran them. Per-configuration figures are
     :func:`analysis.config_efficiency`'s, computed from the rows when they are read."""
     ended_at = datetime.now(UTC)
@@ -64,6 +64,7 @@ def summarize(rows: list[JobRow], *, campaign: str, run_id: str, started_at: dat
         idle_baselines=idle_baselines,
         repetitions=repetitions,
         shuffle_seed=shuffle_seed,
+        control=control,
     )
 
 
@@ -71,11 +72,13 @@ def summarize(rows: list[JobRow], *, campaign: str, run_id: str, started_at: dat
 def summarize_run(rows: list[JobRow], campaign: str, run_id: str, started_at: datetime, jobs: int,
                   nodes: dict[str, NodeFacts], idle_baselines: dict[str, IdleBaseline],
                   state: RunState = "complete", repetitions: AdaptiveRepetitions | None = None,
-                  shuffle_seed: int | None = None) -> RunSummary:
+                  shuffle_seed: int | None = None, control: ControlCheck | None = None) -> RunSummary:
     """Summarize the run and store the summary beside its rows."""
     summary = summarize(rows, campaign=campaign, run_id=run_id, started_at=started_at, jobs=jobs, nodes=nodes,
                         idle_baselines=idle_baselines, state=state, repetitions=repetitions,
-                        shuffle_seed=shuffle_seed)
+                        shuffle_seed=shuffle_seed, control=control)
+    if control is not None and control.unstable:
+        run_logger().warning("%s", control.words())
     try:
         write_run_summary(load_settings().results_dir, summary)
     except ResultsError as exc:

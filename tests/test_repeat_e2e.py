@@ -80,3 +80,18 @@ def test_the_run_records_its_rule_and_shuffle_seed_and_show_says_how_each_ended(
         n = int((frame.preset == preset).sum())
         assert f" {n} " in line
     assert "3 to 5, settled within 5 %" in " ".join(shown.stdout.split())  # the title may wrap
+    assert "control encode (control libx264 veryfast crf 23 640x360) from the run's start to its end" in \
+        " ".join(shown.stdout.split())
+
+
+def test_the_control_encode_ran_at_the_start_and_end_and_judged_the_drift(adaptive_run):
+    frame, _, _, work = adaptive_run
+    every = read_results(work / "results", campaign="adaptive", controls=True).sort_values("started_at")
+    controls = every[every.kind == "control"]
+    assert list(controls.job_id) == ["control-start", "control-end"] and (controls.status == "ok").all()
+    assert every.job_id.iloc[0] == "control-start" and every.job_id.iloc[-1] == "control-end"
+    summary = read_run_summary(work / "results", "adaptive", frame.run_id.iloc[0])
+    assert summary is not None and summary.control is not None
+    start, end = controls.joules_per_frame
+    assert summary.control.drift_pct["joules_per_frame"] == pytest.approx((end - start) / start * 100)
+    assert summary.control.unstable == any(abs(p) > 10 for p in summary.control.drift_pct.values())
