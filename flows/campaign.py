@@ -109,13 +109,12 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                         interrupted.check()
                     if campaign.control:
                         controls["end"] = _record(run_control(campaign, "end", idle, run_id, settings.node), series)
+            drift = judge(controls["start"], controls["end"], campaign.control_drift_pct) if len(controls) == 2 \
+                else None
             # While the last job's window runs out (MARGIN_S after its encode) and its series are written.
             summary = publish_outcome(summarize_run(rows, campaign.name, run_id, started_at,
                                                     _planned(campaign, all_jobs, rows), nodes, idle_baselines,
-                                                    repetitions=adaptive, shuffle_seed=seed,
-                                                    control=judge(controls["start"], controls["end"],
-                                                                  campaign.control_drift_pct)
-                                                    if len(controls) == 2 else None))
+                                                    repetitions=adaptive, shuffle_seed=seed, control=drift))
     except BaseException:
         # Ctrl-C, SIGTERM, a crash inside the loop: the rows written so far stay, and the run says
         # it was cut short, so it can be resumed rather than mistaken for a finished one.
