@@ -172,6 +172,7 @@ class Candidate(BaseModel):
     joules_per_frame: float | None
     bitrate_kbps: float | None
     value: float  # of what is minimized
+    value_ci_pct: float | None = None  # its 95 % interval's half-width in % of it (None: 1 repetition, interpolated)
     energy_estimated: bool
     costs_more_pct: float | None = None  # against the recommendation
     significantly_more: bool | None = None  # Welch's test; None when it cannot tell
@@ -278,7 +279,8 @@ def _all(answer: InputAnswer) -> list[Candidate]:
 
 
 def _value(candidate: Candidate, objective: Objective) -> str:
-    return md_number(candidate.value, estimated=objective.energy and candidate.energy_estimated)
+    ci = "" if candidate.value_ci_pct is None else f" ± {candidate.value_ci_pct:.1f} %"
+    return md_number(candidate.value, estimated=objective.energy and candidate.energy_estimated) + ci
 
 
 def _candidates_table(candidates: Sequence[Candidate], objective: Objective, target: Target) -> str:
@@ -388,8 +390,15 @@ def _candidate(row: pd.Series, target: Target, firsts: dict[tuple[str, str], pd.
         vmaf_bound=num("vmaf_bound"),
         fps=num("encode_fps"), fps_bound=num("fps_bound"), joules_per_frame=num("joules_per_frame"),
         bitrate_kbps=num("bitrate_kbps"), value=float(row[objective.column]),
+        value_ci_pct=_ci_pct(num(f"{objective.column}_ci_low"), num(f"{objective.column}_ci_high"),
+                             float(row[objective.column])),
         energy_estimated=bool(row.get("energy_estimated")),
         command=_user_command(firsts.get((str(row["config_id"]), str(row["node"])))))
+
+
+def _ci_pct(low: float | None, high: float | None, mean: float) -> float | None:
+    """An interval's half-width in percent of its mean."""
+    return (high - low) / 2.0 / abs(mean) * 100.0 if low is not None and high is not None and mean else None
 
 
 def _more_pct(value: float, best: float, objective: Objective) -> float:

@@ -232,6 +232,9 @@ def test_the_recommendation_names_its_margin_over_the_runner_up_and_how_sure(res
     assert margin.interval_pct is not None and 30 < margin.interval_pct[0] < 34.99 < margin.interval_pct[1] < 40
     assert margin.p_value is not None and margin.p_value < 0.001
     assert "Ahead of libx264 veryfast crf 20 1280x720 by 35.0 %" in recommendation.markdown()
+    # Its own interval: sd 1 % of the mean over 3 repetitions -> t(0.975, 2) x 1 % / sqrt(3) = 2.48 % of it.
+    assert answer.recommendation is not None and answer.recommendation.value_ci_pct == pytest.approx(T_HALF, rel=1e-3)
+    assert "± 2.5 %" in recommendation.markdown()
 
 
 def test_it_cant_tell_only_where_the_intervals_overlap(tmp_path: Path) -> None:
