@@ -52,3 +52,24 @@ def test_the_control_encode_is_the_same_fixed_job_in_every_campaign():
     assert one["start"].config_id == one["end"].config_id == other["start"].config_id
     assert (one["start"].job_id, one["end"].job_id) == ("control-start", "control-end")
     assert one["start"].encoder == "libx264" and one["start"].input.name == "control" and one["start"].quality == []
+
+
+def test_compare_says_when_a_run_was_flagged_unstable(tmp_path: Path):
+    from datetime import UTC, datetime
+
+    from analysis.regression import compare_runs
+    from analysis.synthetic import write_synthetic_run
+    from ffwatt.results import read_run_summary, write_run_summary
+
+    write_synthetic_run(tmp_path, campaign="reg", run_id="before", repetitions=3, seed=1)
+    write_synthetic_run(tmp_path, campaign="reg", run_id="after", repetitions=3, seed=2,
+                        start=datetime(2026, 1, 2, tzinfo=UTC))
+    assert not any("unstable" in note for note in compare_runs(tmp_path, "before", "after").notes)
+    summary = read_run_summary(tmp_path, "reg", "after")
+    assert summary is not None
+    drifted = judge(_row("control-start", jpf=0.050, fps=200.0, kind="control"),
+                    _row("control-end", jpf=0.060, fps=200.0, kind="control"), 10.0)  # +20 % J/frame
+    write_run_summary(tmp_path, summary.model_copy(update={"control": drifted}))
+    notes = compare_runs(tmp_path, "before", "after").notes
+    assert any(note.startswith("The candidate run is flagged unstable") and "joules_per_frame +20.0 %" in note
+               for note in notes), notes
