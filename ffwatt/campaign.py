@@ -415,6 +415,17 @@ class AdaptiveRepetitions(_Strict):
         return self
 
 
+def _repetitions_kind(value: Any) -> str:
+    return "adaptive" if isinstance(value, dict | AdaptiveRepetitions) else "number"
+
+
+# A number or {min, max, ci_pct}, told apart by shape: an error names the one the user meant, not both.
+Repetitions = Annotated[
+    Annotated[Annotated[int, Field(ge=1, le=100)], Tag("number")] | Annotated[AdaptiveRepetitions, Tag("adaptive")],
+    Discriminator(_repetitions_kind),
+]
+
+
 class Campaign(_Strict):
     """A benchmark campaign: what to encode, how, how often, and what to measure."""
 
@@ -422,7 +433,7 @@ class Campaign(_Strict):
     description: str = ""
     inputs: list[InputSpec] = Field(min_length=1)
     matrix: Matrix
-    repetitions: Annotated[int, Field(ge=1, le=100)] | AdaptiveRepetitions = Field(
+    repetitions: Repetitions = Field(
         1, description="Times each configuration runs: a number, or {min, max, ci_pct} to repeat until settled.")
     quality: list[QualityMetric] = Field(
         default_factory=lambda: list(get_args(QualityMetric)),

@@ -58,10 +58,14 @@ def _error(data: dict) -> str:
 def test_the_campaign_key_takes_a_number_or_min_max_ci_pct_and_says_what_is_wrong():
     assert parse_campaign(_spec() | {"repetitions": 3}).repetitions == 3
     assert parse_campaign(_spec(min=3, max=10, ci_pct=5)).repetitions == AdaptiveRepetitions(min=3, max=10, ci_pct=5)
-    assert "repetitions.max (2) is below repetitions.min (3); raise max or lower min" in _error(_spec(min=3, max=2))
-    assert "greater than or equal to 2" in _error(_spec(min=1, max=4))
-    assert "greater than 0" in _error(_spec(min=2, max=4, ci_pct=0))
-    assert "unknown field 'mx'" in _error(_spec(min=2, mx=4))
+    # One line each, naming the field as the user wrote it (not the number form's errors as well).
+    assert _error(_spec(min=3, max=2)) == ("c.yaml: repetitions: repetitions.max (2) is below repetitions.min (3); "
+                                           "raise max or lower min")
+    assert _error(_spec(min=1, max=4)) == "c.yaml: repetitions.min: Input should be greater than or equal to 2 (got 1)"
+    assert _error(_spec(min=2, max=4, ci_pct=0)) == "c.yaml: repetitions.ci_pct: Input should be greater than 0 (got 0)"
+    assert "repetitions.mx: unknown field 'mx' (did you mean 'max'?)" in _error(_spec(min=2, mx=4))
+    assert _error(_spec() | {"repetitions": 0}) == ("c.yaml: repetitions: Input should be greater than or equal to "
+                                                    "1 (got 0)")
 
 
 def test_adaptive_jobs_have_the_ids_fixed_repetitions_give_them():
