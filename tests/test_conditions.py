@@ -82,4 +82,4 @@ def test_settle_waits_for_the_cpu_to_cool_and_no_longer_than_its_bound(tmp_path:
     cooled.join()
     assert 0.35 <= waited < 2.0
     set_celsius(sensor, 55.0)
-    assert 0.5 <= settle(settings, 0.5) < 1.0  # never cools: the bound ends the wait
+    assert 0.5 <= settle(settings, 0.5) < 2.0  # never cools: the bound ends the wait
