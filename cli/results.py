@@ -52,7 +52,8 @@ def runs(
         elif summary is not None:  # cut short: its summary may predate its rows; what is on disk counts
             on_disk = row_counts(results_dir, run.campaign, run.run_id)
             counts = {"ok": on_disk.get("ok", 0), "failed": on_disk.get("failed", 0),
-                      "missing": summary.jobs - sum(on_disk.values())}
+                      # never below 0: adaptive repetitions plan each configuration's minimum, and may run more
+                      "missing": max(0, summary.jobs - sum(on_disk.values()))}
         rows.append({"campaign": run.campaign, "run_id": run.run_id, "state": run.state,
                      "jobs": summary.jobs if summary else None, **counts,
                      "started_at": summary.started_at.isoformat() if summary else None,
