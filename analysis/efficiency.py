@@ -125,6 +125,8 @@ def config_efficiency(frame: pd.DataFrame, *, by: Sequence[str] = ("node",),
     ``frame`` may be raw job rows or the output of :func:`job_efficiency`.
     """
     jobs = frame if "energy_estimated" in frame.columns else job_efficiency(frame)
+    if "kind" in jobs.columns:  # a run's control encodes (read with controls=True) measure the node: no configuration
+        jobs = jobs[jobs["kind"] != "control"]
     # A density step's copies at once is part of its configuration (and of its id): carried, so it is named.
     keys = list(dict.fromkeys(k for k in ("config_id", *CONFIG_COLUMNS, "concurrency", *by) if k in jobs.columns))
     ok = jobs[jobs["status"] == "ok"] if "status" in jobs.columns else jobs

@@ -59,6 +59,7 @@ __all__ = [
     "Candidate",
     "DeliveryRecommendation",
     "InputAnswer",
+    "Margin",
     "Minimize",
     "Miss",
     "Recommendation",
@@ -171,6 +172,7 @@ class Candidate(BaseModel):
     joules_per_frame: float | None
     bitrate_kbps: float | None
     value: float  # of what is minimized
+    value_ci_pct: float | None = None  # its 95 % interval's half-width in % of it (None: 1 repetition, interpolated)
     energy_estimated: bool
     costs_more_pct: float | None = None  # against the recommendation
     significantly_more: bool | None = None  # Welch's test; None when it cannot tell
@@ -189,6 +191,30 @@ class Miss(BaseModel):
     shortfall: float  # the largest relative shortfall (0.02 = 2 % short)
 
 
+class Margin(BaseModel):
+    """How far the recommendation is ahead of the runner-up, and how sure that is (Welch's t-test)."""
+
+    runner_up: str
+    more_pct: float  # what the runner-up costs more, in percent (for speed: time per frame)
+    column: str  # the figure compared
+    interval_pct: tuple[float, float] | None  # 95 % interval of the runner-up's difference, % of the winner's
+    p_value: float | None
+    repetitions: tuple[int, int]  # the recommendation's and the runner-up's
+    different: bool | None  # None: a single repetition, nothing to test against
+
+    def words(self) -> str:
+        reps = f"{self.repetitions[0]} and {self.repetitions[1]} repetitions"
+        if self.different is None:
+            return f"Can't tell it from {self.runner_up}: a single repetition has no interval."
+        if not self.different:
+            return (f"Can't tell it from {self.runner_up}: {self.more_pct:+.1f} %, but their intervals overlap "
+                    f"(p = {self.p_value:.2g}) after {reps}; more repetitions may separate them.")
+        interval = "" if self.interval_pct is None else (
+            f"the runner-up's {self.column} {self.interval_pct[0]:+.1f} to {self.interval_pct[1]:+.1f} % at 95 %, ")
+        return (f"Ahead of {self.runner_up} by {self.more_pct:.1f} % ({interval}p = {self.p_value:.2g}, Welch's "
+                f"t-test over {reps}).")
+
+
 class InputAnswer(BaseModel):
     input_name: str
     recommendation: Candidate | None
@@ -196,6 +222,7 @@ class InputAnswer(BaseModel):
     interpolated: list[Candidate]
     nearest: list[Miss]
     notes: list[str]
+    margin: Margin | None = None  # over the first runner-up
 
 
 class Recommendation(BaseModel):
@@ -222,6 +249,8 @@ class Recommendation(BaseModel):
                 parts.append(f"**Recommended: {md_text(best.config)} on {md_text(best.node)}**: "
                              + ", ".join(dict.fromkeys(figures))
                              + (", a single repetition: no interval" if best.repetitions < 2 else "") + ".\n")
+                if answer.margin is not None:
+                    parts.append(f"\n{md_text(answer.margin.words())}\n")
                 parts.append(f"\n```\n{best.command or '(no command recorded for this configuration)'}\n```\n")
             if answer.runners_up:
                 parts.append("\nRunners-up:\n\n" + _candidates_table(answer.runners_up, objective, self.target))
@@ -250,7 +279,8 @@ def _all(answer: InputAnswer) -> list[Candidate]:
 
 
 def _value(candidate: Candidate, objective: Objective) -> str:
-    return md_number(candidate.value, estimated=objective.energy and candidate.energy_estimated)
+    ci = "" if candidate.value_ci_pct is None else f" ± {candidate.value_ci_pct:.1f} %"
+    return md_number(candidate.value, estimated=objective.energy and candidate.energy_estimated) + ci
 
 
 def _candidates_table(candidates: Sequence[Candidate], objective: Objective, target: Target) -> str:
@@ -360,8 +390,15 @@ def _candidate(row: pd.Series, target: Target, firsts: dict[tuple[str, str], pd.
         vmaf_bound=num("vmaf_bound"),
         fps=num("encode_fps"), fps_bound=num("fps_bound"), joules_per_frame=num("joules_per_frame"),
         bitrate_kbps=num("bitrate_kbps"), value=float(row[objective.column]),
+        value_ci_pct=_ci_pct(num(f"{objective.column}_ci_low"), num(f"{objective.column}_ci_high"),
+                             float(row[objective.column])),
         energy_estimated=bool(row.get("energy_estimated")),
         command=_user_command(firsts.get((str(row["config_id"]), str(row["node"])))))
+
+
+def _ci_pct(low: float | None, high: float | None, mean: float) -> float | None:
+    """An interval's half-width in percent of its mean."""
+    return (high - low) / 2.0 / abs(mean) * 100.0 if low is not None and high is not None and mean else None
 
 
 def _more_pct(value: float, best: float, objective: Objective) -> float:
@@ -488,6 +525,7 @@ def _answer(input_name: str, configs: pd.DataFrame, target: Target, firsts: dict
 
     best: Candidate | None = None
     others: list[Candidate] = []
+    margin: Margin | None = None
     if not ranked.empty:
         top = ranked.iloc[0]
         best = _candidate(top, target, firsts)
@@ -496,6 +534,12 @@ def _answer(input_name: str, configs: pd.DataFrame, target: Target, firsts: dict
             other.costs_more_pct = _more_pct(other.value, best.value, objective)
             test = compare(row, top, objective.column)
             other.significantly_more = None if test.test is None else test.different
+            if not others:
+                interval = test.change_pct_ci if test.test is not None else None
+                margin = Margin(runner_up=other.config, more_pct=other.costs_more_pct, column=objective.column,
+                                interval_pct=interval, p_value=test.test.p_value if test.test else None,
+                                repetitions=(best.repetitions, other.repetitions),
+                                different=other.significantly_more)
             others.append(other)
         if target.views is not None:
             _with_delivery(best, top, others, ranked.iloc[1:runners_up + 1], target)
@@ -514,7 +558,7 @@ def _answer(input_name: str, configs: pd.DataFrame, target: Target, firsts: dict
                          "run ≥ 2 (better 3) repetitions for a bound.")
     return InputAnswer(input_name=input_name, recommendation=best, runners_up=others, interpolated=interpolated,
                        nearest=_misses(configs, target, nearest) if best is None and meets.empty else [],
-                       notes=notes)
+                       notes=notes, margin=margin)
 
 
 def recommend(results_dir: Path, target: Target, scope: Scope | None = None, *, runners_up: int = 3,

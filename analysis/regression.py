@@ -238,6 +238,9 @@ def _node_changes(pairs: set[tuple[str, str]], base: RunSummary | None,
     for summary, which in ((base, "baseline"), (cand, "candidate")):
         if summary is None:
             notes.append(f"The {which} run has no _run.json (interrupted or still going): its node facts are unknown.")
+        elif summary.control is not None and summary.control.unstable:
+            notes.append(f"The {which} run is flagged unstable, so changes may be its node's: "
+                         f"{summary.control.words()}.")
     if base is None or cand is None:
         return changes, notes
     for node_b, node_c in sorted(pairs):

@@ -25,7 +25,8 @@ from scipy.special import stdtr, stdtrit
 
 from ffwatt.schema import is_missing
 
-__all__ = ["Comparison", "Welch", "compare", "mean_ci", "repetition_stats", "t_critical", "welch"]
+__all__ = ["Comparison", "Welch", "ci_pct", "compare", "mean_ci", "repetition_stats", "settled", "settling",
+           "t_critical", "welch"]
 
 
 def t_critical(n: int, confidence: float = 0.95) -> float:
@@ -48,6 +49,37 @@ def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> t
     std = float(x.std(ddof=1))
     half = t_critical(n, confidence) * std / np.sqrt(n)
     return mean, std, mean - half, mean + half, n
+
+
+def ci_pct(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> float:
+    """The interval's half-width in percent of the mean: how tightly the repetitions pin the figure down
+    (NaN below 2 values, or at a zero mean)."""
+    mean, _, low, high, n = mean_ci(values, confidence)
+    if n < 2 or not mean:
+        return float("nan")
+    return (high - low) / 2.0 / abs(mean) * 100.0
+
+
+def settled(joules_per_frame: Sequence[float], wall_s: Sequence[float], limit_pct: float) -> bool:
+    """Whether a configuration's repetitions have settled: the 95 % interval of its joules per frame AND
+    of its wall time within ``limit_pct`` % of the mean. A figure it lacks (no energy reading) never settles."""
+    return all(np.isfinite(pct) and pct <= limit_pct for pct in (ci_pct(joules_per_frame), ci_pct(wall_s)))
+
+
+def settling(frame: pd.DataFrame, limit_pct: float, max_n: int) -> pd.DataFrame:
+    """Per configuration of ``frame`` (job rows): ``config_id``, ``n`` ok repetitions, the mean and interval
+    half-width (% of the mean) of ``joules_per_frame`` and ``wall_s``, and ``state``: settled, at max (stopped
+    at ``max_n`` unsettled) or unsettled (a run cut short)."""
+    ok = frame[frame["status"] == "ok"] if "status" in frame.columns else frame
+    out = []
+    for config_id, group in ok.groupby("config_id", sort=False):
+        jpf, wall = group["joules_per_frame"].astype(float), group["wall_s"].astype(float)
+        state = "settled" if settled(jpf, wall, limit_pct) else "at max" if len(group) >= max_n else "unsettled"
+        out.append({"config_id": config_id, "n": len(group), "joules_per_frame": jpf.mean(),
+                    "joules_per_frame_ci_pct": ci_pct(jpf), "wall_s": wall.mean(), "wall_s_ci_pct": ci_pct(wall),
+                    "state": state})
+    return pd.DataFrame(out, columns=["config_id", "n", "joules_per_frame", "joules_per_frame_ci_pct", "wall_s",
+                                      "wall_s_ci_pct", "state"])
 
 
 def repetition_stats(frame: pd.DataFrame, metrics: Sequence[str], *, keys: Sequence[str],

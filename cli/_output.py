@@ -15,12 +15,16 @@ from ffwatt.schema import failure_reason, is_estimated, is_missing
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ffwatt.campaign import AdaptiveRepetitions
+    from ffwatt.results import ControlCheck
+
 __all__ = [
     "Output",
     "OutputOption",
     "RowsOutput",
     "RowsOutputOption",
     "console",
+    "control_text",
     "density_tables",
     "err_console",
     "exit_with",
@@ -31,6 +35,7 @@ __all__ = [
     "run_title",
     "same_output_text",
     "series_text",
+    "settling_table",
 ]
 
 # Wide when piped (make demo, CI logs), so result tables stay one line per job. No emoji codes:
@@ -258,3 +263,42 @@ def run_tables(frame: pd.DataFrame, title: str) -> list[Table]:
     if not (live | density).all():
         tables.append(results_table(frame[~live & ~density], title))
     return tables
+
+
+def settling_table(frame: pd.DataFrame, rule: AdaptiveRepetitions | None) -> Table | None:
+    """Per configuration: ok repetitions, joules per frame and wall time with their 95 % intervals (± % of
+    the mean), and, with adaptive repetitions, whether it settled or stopped at the maximum. None when no
+    configuration was repeated."""
+    from analysis.stats import settling
+    from ffwatt.schema import config_label
+
+    if frame.empty or "config_id" not in frame.columns:
+        return None
+    stats = settling(frame, rule.ci_pct if rule else 0.0, rule.max if rule else 0)
+    if rule is None and not (stats["n"] > 1).any():
+        return None
+    title = "repetitions per configuration (mean ± 95 % interval, in % of the mean)"
+    if rule is not None:
+        title += f": {rule.min} to {rule.max}, settled within {rule.ci_pct:g} %"
+    table = Table(title=title, title_justify="left")
+    for name, justify in (("configuration", "left"), ("n", "right"), ("J/frame", "right"), ("± %", "right"),
+                          ("wall s", "right"), ("± %", "right"), ("state", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    firsts = frame.drop_duplicates("config_id").set_index("config_id")
+    estimated = set(frame.loc[frame["energy_source"].map(is_estimated), "config_id"]) \
+        if "energy_source" in frame.columns else set()
+    colors = {"settled": "green", "at max": "yellow", "unsettled": "red"}
+    for row in stats.itertuples(index=False):
+        mark = "*" if row.config_id in estimated else ""
+        state = f"[{colors[row.state]}]{row.state}[/]" if rule is not None else "-"
+        table.add_row(escape(config_label(firsts.loc[row.config_id], with_input=True)), str(row.n),
+                      _fmt(row.joules_per_frame, 3) + mark, _fmt(row.joules_per_frame_ci_pct),
+                      _fmt(row.wall_s, 2), _fmt(row.wall_s_ci_pct), state)
+    if estimated:
+        table.caption = _ESTIMATED_CAPTION
+    return table
+
+
+def control_text(control: ControlCheck) -> str:
+    """The run's control encode, start to end: green when the node held steady, red when it drifted."""
+    return f"[{'red' if control.unstable else 'green'}]{escape(control.words())}[/]"

@@ -14,6 +14,7 @@ from cli._output import (
     Output,
     OutputOption,
     console,
+    control_text,
     err_console,
     exit_with,
     failures_text,
@@ -21,6 +22,7 @@ from cli._output import (
     run_title,
     same_output_text,
     series_text,
+    settling_table,
 )
 from ffwatt.settings import Settings, load_settings
 
@@ -43,9 +45,22 @@ def validate(file: CampaignFile) -> None:
     campaign = load_campaign(file)
     build = preflight(campaign, load_settings())
     jobs = expand(campaign)
-    console.print(f"[green]ok[/]: {file} is campaign {campaign.name!r}: {len(jobs)} jobs "
+    console.print(f"[green]ok[/]: {file} is campaign {campaign.name!r}: {_jobs_words(campaign, len(jobs))} "
                   f"({len(campaign.inputs)} inputs, encoders {', '.join(campaign.encoder_names())}, "
-                  f"{campaign.repetitions} repetition(s)); FFmpeg {build.version}")
+                  f"{_repetitions_words(campaign)}); FFmpeg {build.version}")
+
+
+def _jobs_words(campaign: Campaign, jobs: int) -> str:
+    from ffwatt.campaign import AdaptiveRepetitions
+
+    return f"up to {jobs} jobs" if isinstance(campaign.repetitions, AdaptiveRepetitions) else f"{jobs} jobs"
+
+
+def _repetitions_words(campaign: Campaign) -> str:
+    spec = campaign.repetitions
+    if isinstance(spec, int):
+        return f"{spec} repetition(s)"
+    return f"{spec.min} to {spec.max} repetitions, until the 95 % intervals are within {spec.ci_pct:g} %"
 
 
 @app.command(name="expand")
@@ -114,6 +129,10 @@ def run(
     frame = read_results(settings.results_dir, campaign=campaign.name, run_id=summary.run_id)
     for table in run_tables(frame, run_title(campaign.name, summary.run_id, summary.state, summary.jobs, len(frame))):
         console.print(table)
+    if (settled := settling_table(frame, summary.repetitions)) is not None:
+        console.print(settled)
+    if summary.control is not None:
+        console.print(control_text(summary.control), highlight=False, soft_wrap=True)
     for node, idle in sorted(summary.idle_baselines.items()):
         console.print(f"idle baseline of {node}: {idle.describe(summary.started_at)}", highlight=False)
     console.print(f"{summary.ok} ok, {summary.failed} failed"

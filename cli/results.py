@@ -15,12 +15,14 @@ from cli._output import (
     RowsOutput,
     RowsOutputOption,
     console,
+    control_text,
     err_console,
     exit_with,
     failures_text,
     run_tables,
     run_title,
     same_output_text,
+    settling_table,
 )
 from ffwatt.settings import load_settings
 
@@ -50,7 +52,8 @@ def runs(
         elif summary is not None:  # cut short: its summary may predate its rows; what is on disk counts
             on_disk = row_counts(results_dir, run.campaign, run.run_id)
             counts = {"ok": on_disk.get("ok", 0), "failed": on_disk.get("failed", 0),
-                      "missing": summary.jobs - sum(on_disk.values())}
+                      # never below 0: adaptive repetitions plan each configuration's minimum, and may run more
+                      "missing": max(0, summary.jobs - sum(on_disk.values()))}
         rows.append({"campaign": run.campaign, "run_id": run.run_id, "state": run.state,
                      "jobs": summary.jobs if summary else None, **counts,
                      "started_at": summary.started_at.isoformat() if summary else None,
@@ -91,6 +94,10 @@ def show(
         title = run_title(campaign, run, state, summary.jobs if summary else len(frame), len(frame))
         for table in run_tables(frame, title):
             console.print(table)
+        if (settled := settling_table(frame, summary.repetitions if summary else None)) is not None:
+            console.print(settled)
+        if summary and summary.control is not None:
+            console.print(control_text(summary.control), highlight=False, soft_wrap=True)
         if summary and summary.failed:
             console.print(f"{summary.failed} failed:\n{failures_text(summary.failures)}", highlight=False)
         if (same := same_output_text(frame)) is not None:

@@ -104,8 +104,9 @@ class RaplCollector:
             energy = CounterMetricFamily(
                 f"{NAMESPACE}_rapl_energy_joules",
                 "Energy of a RAPL zone since the exporter started, corrected for counter wraparound. "
-                "Sum kind=\"package\" for CPU energy; subzones are parts of their package and psys covers "
-                "the platform, so never add them to packages.", labels=_LABELS)
+                "Sum kind=\"package\" for CPU energy, and kind=\"dram\" (memory, outside the package figure) "
+                "for what a job's energy_j adds; core and uncore are parts of their package and psys covers the "
+                "platform, so never add them to packages.", labels=_LABELS)
             power = GaugeMetricFamily(f"{NAMESPACE}_rapl_power_watts",
                                       "Power of a RAPL zone over the last sampling interval.", labels=_LABELS)
             for zone in self._cpu.zones:

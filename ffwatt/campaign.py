@@ -29,6 +29,7 @@ from ffwatt.extra_args import check_extra_args
 
 __all__ = [
     "PATTERN_WORDS",
+    "AdaptiveRepetitions",
     "Campaign",
     "DensitySpec",
     "EncoderSpec",
@@ -396,6 +397,35 @@ class DensitySpec(_Strict):
         return _doubling(self.concurrency, self.until_saturated, self.max_concurrency)
 
 
+class AdaptiveRepetitions(_Strict):
+    """Repeat each configuration until its figures settle: at least ``min`` and at most ``max`` times, in
+    shuffled rounds over the configurations not yet settled; settled when the 95 % interval of both its
+    joules per frame and its wall time is within ``ci_pct`` % of the mean (flows/repeat.py runs the rounds)."""
+
+    min: int = Field(3, ge=2, le=100, description="Repetitions every configuration gets (an interval needs 2).")
+    max: int = Field(10, ge=2, le=100, description="Where a configuration that hasn't settled stops.")
+    ci_pct: float = Field(5.0, gt=0, le=100, description="Settled: 95 % interval half-width within this % of the "
+                                                         "mean, for joules_per_frame and wall_s alike.")
+
+    @model_validator(mode="after")
+    def _max_at_least_min(self) -> AdaptiveRepetitions:
+        if self.max < self.min:
+            raise ValueError(f"repetitions.max ({self.max}) is below repetitions.min ({self.min}); raise max or "
+                             "lower min")
+        return self
+
+
+def _repetitions_kind(value: Any) -> str:
+    return "adaptive" if isinstance(value, dict | AdaptiveRepetitions) else "number"
+
+
+# A number or {min, max, ci_pct}, told apart by shape: an error names the one the user meant, not both.
+Repetitions = Annotated[
+    Annotated[Annotated[int, Field(ge=1, le=100)], Tag("number")] | Annotated[AdaptiveRepetitions, Tag("adaptive")],
+    Discriminator(_repetitions_kind),
+]
+
+
 class Campaign(_Strict):
     """A benchmark campaign: what to encode, how, how often, and what to measure."""
 
@@ -403,7 +433,8 @@ class Campaign(_Strict):
     description: str = ""
     inputs: list[InputSpec] = Field(min_length=1)
     matrix: Matrix
-    repetitions: int = Field(1, ge=1, le=100)
+    repetitions: Repetitions = Field(
+        1, description="Times each configuration runs: a number, or {min, max, ci_pct} to repeat until settled.")
     quality: list[QualityMetric] = Field(
         default_factory=lambda: list(get_args(QualityMetric)),
         description="Metrics to compute; [] skips the quality step.",
@@ -430,6 +461,13 @@ class Campaign(_Strict):
                     "idle_baseline_s or longer) instead of measuring again; the run names it as reused. 0 always "
                     "measures.")
     job_timeout_s: float = Field(3600, gt=0, description="An encode running longer is killed.")
+    settle_max_s: float = Field(30, ge=0, le=600, description="Most seconds to wait before each job for other "
+                                                              "load to drop and the CPU to cool; 0 never waits.")
+    control: bool = Field(True, description="Run a fixed reference encode at the start and end of a local run, "
+                                            "to tell the node's drift from differences between configurations.")
+    control_drift_pct: float = Field(
+        10, gt=0, le=100, description="The run is flagged unstable when the control's J/frame or fps moved more "
+                                      "than this from start to end.")
     live: LiveSpec | None = Field(None, description="Makes every job a live stream (RTMP) transcoded into a "
                                                     "ladder; see docs/live.md.")
     density: DensitySpec | None = Field(None, description="Makes every job N copies of its encode at once on one "
@@ -513,6 +551,19 @@ class Campaign(_Strict):
         if duplicates:
             raise ValueError(f"input names must be unique; repeated: {', '.join(duplicates)}")
         return value
+
+    @model_validator(mode="after")
+    def _adaptive_plain_encodes(self) -> Campaign:
+        if isinstance(self.repetitions, AdaptiveRepetitions) and (self.live or self.density):
+            raise ValueError("a sweep's steps run in order, not in shuffled rounds: give a live or density "
+                             "campaign repetitions as a number")
+        return self
+
+    @property
+    def max_repetitions(self) -> int:
+        """The most times a configuration runs: the number, or the adaptive maximum."""
+        spec = self.repetitions
+        return spec.max if isinstance(spec, AdaptiveRepetitions) else spec
 
     def encoder_names(self) -> list[str]:
         return sorted({encoder.name for encoder in self.matrix.encoders})

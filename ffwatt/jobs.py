@@ -79,6 +79,7 @@ class Job(BaseModel):
     quality_models: list[QualityModel] = ["auto"]
     keep_output: bool
     timeout_s: float
+    settle_max_s: float = 30.0  # how the job is run, not what it is: outside its id
     live: LiveStep | None = None
     density: DensityStep | None = None
     sweep_phase: SweepPhase | None = None  # a sweep step's: listed, doubling or bisection
@@ -212,17 +213,18 @@ def _job(campaign: Campaign, config: dict[str, Any], repetition: int, config_id:
     return Job(job_id=_digest({"config_id": config_id, "repetition": repetition}), config_id=config_id,
                campaign=campaign.name, repetition=repetition, quality=list(campaign.quality),
                quality_models=list(campaign.quality_models), keep_output=campaign.keep_outputs,
-               timeout_s=campaign.job_timeout_s,
+               timeout_s=campaign.job_timeout_s, settle_max_s=campaign.settle_max_s,
                **_step_fields(config, campaign))
 
 
 def expand(campaign: Campaign) -> list[Job]:
     """All jobs of ``campaign``, repetition-major so that slow drift (heat, other load)
-    spreads over every configuration instead of landing on the last ones."""
+    spreads over every configuration instead of landing on the last ones. With adaptive repetitions,
+    every one up to the maximum: the run's rounds pick those it needs (flows/repeat.py)."""
     configs = _configs(campaign)
     jobs: list[Job] = []
     seen: set[tuple[str, int]] = set()
-    for repetition in range(1, campaign.repetitions + 1):
+    for repetition in range(1, campaign.max_repetitions + 1):
         for config in configs:
             config_id = _digest(config)
             if (config_id, repetition) in seen:

@@ -48,13 +48,14 @@ class IdleBaseline(BaseModel):
     cpu_source: Literal["rapl", "estimated"] | None
     gpu_w: float | None
     basis: str
+    dram_w: float | None = None  # RAPL's DRAM zones, where the node has them
     node: str = ""
     measured_at: datetime | None = None
     reused: bool = False  # measured before this run, within the campaign's idle_baseline_reuse_s
 
     def describe(self, now: datetime | None = None) -> str:
         """One line for people: the power, how it was measured, and when when it wasn't this run."""
-        watts = (self.cpu_w or 0) + (self.gpu_w or 0)
+        watts = (self.cpu_w or 0) + (self.dram_w or 0) + (self.gpu_w or 0)
         text = f"{watts:.1f} W over {self.seconds:.1f} s ({self.cpu_source or 'no CPU reading'}); {self.basis}"
         if self.reused and self.measured_at is not None:
             age = ((now or datetime.now(self.measured_at.tzinfo)) - self.measured_at).total_seconds()

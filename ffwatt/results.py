@@ -36,12 +36,14 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
 
+from ffwatt.campaign import AdaptiveRepetitions
 from ffwatt.errors import ResultsError
 from ffwatt.files import write_atomic
 from ffwatt.nodefacts import IdleBaseline, NodeFacts
 from ffwatt.schema import DEFAULT_PIX_FMT, JobRow, arrow_schema
 
 __all__ = [
+    "ControlCheck",
     "RunInfo",
     "RunState",
     "RunSummary",
@@ -69,6 +71,22 @@ def run_dir(results_dir: Path, campaign: str, run_id: str) -> Path:
     return results_dir / f"campaign={campaign}" / f"run_id={run_id}"
 
 
+class ControlCheck(BaseModel):
+    """The run's control encode at its start and end: how far the node drifted in between."""
+
+    label: str  # the control's configuration, in words
+    joules_per_frame: tuple[float | None, float | None]  # start, end
+    encode_fps: tuple[float | None, float | None]
+    drift_pct: dict[str, float]  # metric -> (end - start) / start in percent, where both were measured
+    threshold_pct: float
+    unstable: bool  # a drift beyond the threshold: differences between configurations may be the node's
+
+    def words(self) -> str:
+        drifts = ", ".join(f"{metric} {pct:+.1f} %" for metric, pct in self.drift_pct.items()) or "not measured"
+        verdict = ("UNSTABLE: beyond" if self.unstable else "stable within") + f" {self.threshold_pct:g} %"
+        return f"control encode ({self.label}) from the run's start to its end: {drifts}; {verdict}"
+
+
 class RunSummary(BaseModel):
     """A run's summary, written beside its rows as ``_run.json``: its state, counts, times, why jobs
     failed, and the facts and idle baseline of every node that ran its jobs."""
@@ -89,6 +107,10 @@ class RunSummary(BaseModel):
     encode_wall_s: float = 0.0
     nodes: dict[str, NodeFacts] = {}
     idle_baselines: dict[str, IdleBaseline] = {}
+    # Adaptive repetitions: the rule the rounds followed and the seed that shuffled them (null: a fixed number).
+    repetitions: AdaptiveRepetitions | None = None
+    shuffle_seed: int | None = None
+    control: ControlCheck | None = None  # the fixed reference encode at the run's start and end
 
     @property
     def missing(self) -> int:
@@ -163,14 +185,16 @@ def job_files(results_dir: Path, *, campaign: str | None = None, run_id: str | N
 
 
 def _read_table(results_dir: Path, campaign: str | None, run_id: str | None,
-                columns: Sequence[str] | None = None) -> pa.Table:
+                columns: Sequence[str] | None = None, controls: bool = False) -> pa.Table:
     if not results_dir.is_dir():
         raise ResultsError(f"no results at {results_dir}; run a campaign first (ffwatt campaign run FILE)")
     files = job_files(results_dir, campaign=campaign, run_id=run_id)
     try:
         dataset = ds.dataset([str(f) for f in files], format="parquet", partitioning=_PARTITIONING,
                              partition_base_dir=str(results_dir), schema=arrow_schema())
-        table = dataset.to_table(columns=list(columns) if columns is not None else None)
+        # A run's control encodes (kind=control) measure the node, not a configuration: read only when asked.
+        jobs = None if controls else (ds.field("kind") != "control") | ds.field("kind").is_null()
+        table = dataset.to_table(columns=list(columns) if columns is not None else None, filter=jobs)
     except (pa.ArrowException, OSError) as exc:
         raise ResultsError(f"can't read results under {results_dir}: {exc}") from exc
     return _as_current(table)
@@ -195,18 +219,21 @@ def row_counts(results_dir: Path, campaign: str, run_id: str) -> dict[str, int]:
     return counts
 
 
-def read_rows(results_dir: Path, campaign: str, run_id: str) -> list[JobRow]:
-    """One run's rows as :class:`JobRow` objects (to resume the run, or re-summarize it)."""
-    return [JobRow.model_validate(record) for record in _read_table(results_dir, campaign, run_id).to_pylist()]
+def read_rows(results_dir: Path, campaign: str, run_id: str, *, controls: bool = False) -> list[JobRow]:
+    """One run's rows as :class:`JobRow` objects (to resume the run, or re-summarize it); its control
+    encodes too with ``controls``."""
+    return [JobRow.model_validate(record)
+            for record in _read_table(results_dir, campaign, run_id, controls=controls).to_pylist()]
 
 
 def read_results(
     results_dir: Path, *, campaign: str | None = None, run_id: str | None = None,
-    columns: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None, controls: bool = False,
 ) -> pd.DataFrame:
     """Job rows under ``results_dir``, optionally one campaign and/or run, in schema column order;
-    ``columns`` reads only those (a large dataset's other columns never enter memory)."""
-    table = _read_table(results_dir, campaign, run_id, columns)
+    ``columns`` reads only those (a large dataset's other columns never enter memory); ``controls`` adds
+    the runs' control encodes (kind=control), which are no configuration to compare."""
+    table = _read_table(results_dir, campaign, run_id, columns, controls)
     order = [(c, "ascending", "at_end") for c in ("started_at", "job_id") if c in table.column_names]
     if order:  # in Arrow: several times faster than pandas on a million rows
         table = table.sort_by(order)

@@ -33,6 +33,7 @@ __all__ = [
     "LIVE_SWEEP_COLUMNS",
     "RATE_POINT_COLUMNS",
     "SCHEMA_VERSION",
+    "ConditionsColumns",
     "ConfigColumns",
     "DensityColumns",
     "EnergyColumns",
@@ -40,6 +41,7 @@ __all__ = [
     "JobStatus",
     "LiveColumns",
     "QualityColumns",
+    "RowKind",
     "SeriesColumns",
     "SeriesSource",
     "SweepPhase",
@@ -53,6 +55,7 @@ __all__ = [
 
 SCHEMA_VERSION = 10
 JobStatus = Literal["ok", "failed", "skipped"]
+RowKind = Literal["job", "control"]
 SeriesSource = Literal["store", "local"]
 # How a sweep step's N was reached: listed in the campaign, doubling past the list, or bisection between
 # the largest N that held and the smallest that broke.
@@ -215,8 +218,15 @@ class EnergyColumns(_Columns):
         "Whole-CPU energy over the encode window (RAPL packages, or the estimate).", "J", default=None)
     gpu_energy_j: float | None = _col(
         "Energy of the node's NVIDIA GPUs over the window (NVML energy counters).", "J", default=None)
-    energy_j: float | None = _col("cpu_energy_j + gpu_energy_j: the node's gross energy over the window.",
-                                  "J", default=None)
+    dram_energy_j: float | None = _col(
+        "Memory energy over the window: RAPL's DRAM zones, where the node has them (null elsewhere); part of "
+        "energy_j.", "J", default=None)
+    energy_j: float | None = _col("cpu_energy_j + dram_energy_j + gpu_energy_j: the node's gross energy over the "
+                                  "window.", "J", default=None)
+    platform_energy_j: float | None = _col(
+        "The whole platform's energy over the window: RAPL's psys zone, where the node has one (null elsewhere). "
+        "It already holds the packages and DRAM, so it is reported beside energy_j, never added to it.",
+        "J", default=None)
     energy_source: str | None = _col(
         "Sources of energy_j: rapl (measured), estimated (CPU power model x /proc/stat busy time), "
         "nvml (measured); joined with + when several. Any part estimated makes the figure estimated.",
@@ -231,8 +241,14 @@ class EnergyColumns(_Columns):
     others_cpu_s: float | None = _col(
         "CPU time other processes used in the window: the machine's busy CPU time (/proc/stat) less the job's "
         "FFmpeg's and ffwatt's own (the campaign process and its children).", "s", default=None)
+    background_busy: float | None = _col(
+        "Share of the machine's CPU capacity other processes used in the window: others_cpu_s / (window x "
+        "logical CPUs), 0..1.", "ratio", default=None)
+    observer_cpu_s: float | None = _col(
+        "CPU time ffwatt itself (the campaign process and its children but FFmpeg) used in the window: the "
+        "measurement's own cost.", "s", default=None)
     attributed_energy_j: float | None = _col(
-        "Energy above idle attributed to this job: CPU net energy x cpu_share, plus GPU net energy "
+        "Energy above idle attributed to this job: CPU (and DRAM) net energy x cpu_share, plus GPU net energy "
         "(all of it when the job used the GPU alone, else x its share of NVENC/NVDEC use).",
         "J", default=None)
     joules_per_frame: float | None = _col("energy_j / frames.", "J/frame", default=None)
@@ -340,10 +356,30 @@ class DensityColumns(_Columns):
         "list, or bisection between the largest N that held and the smallest that broke.", default=None)
 
 
+class ConditionsColumns(_Columns):
+    """The conditions a job ran in (:mod:`tasks.conditions`): null where this node can't read them, never
+    guessed."""
+
+    kind: RowKind | None = _col(
+        "job, or control: the run's fixed reference encode at its start and end, which tells drift of the node "
+        "from differences between configurations; null in rows from before schema 10 (jobs).", default="job")
+    cpu_temp_c_start: float | None = _col(
+        "CPU temperature when the encode started: the hottest sensor of the CPU's hwmon chip (k10temp, "
+        "coretemp, zenpower) or thermal zone (x86_pkg_temp, cpu).", "degC", default=None)
+    cpu_freq_mhz_mean: float | None = _col(
+        "Mean clock of the logical CPUs over the encode (scaling_cur_freq, else /proc/cpuinfo), sampled with "
+        "the energy meter.", "MHz", default=None)
+    throttled: bool | None = _col(
+        "Whether the CPU's thermal throttle counters (core or package) rose during the encode.", default=None)
+    settle_s: float | None = _col(
+        "Seconds waited before the encode for the other processes' load to drop and the CPU to cool back "
+        "towards the run's coolest reading (at most the campaign's settle_max_s).", "s", default=None)
+
+
 # Pydantic puts inherited fields in reverse order of the bases, so the columns read
-# identity, configuration, reference, outcome, encode, quality, energy, series, live, density.
-class JobRow(DensityColumns, LiveColumns, SeriesColumns, EnergyColumns, QualityColumns, EncodeColumns, OutcomeColumns,
-             ReferenceColumns, ConfigColumns, IdentityColumns):
+# identity, configuration, reference, outcome, encode, quality, energy, series, live, density, conditions.
+class JobRow(ConditionsColumns, DensityColumns, LiveColumns, SeriesColumns, EnergyColumns, QualityColumns,
+             EncodeColumns, OutcomeColumns, ReferenceColumns, ConfigColumns, IdentityColumns):
     """A job's outcome. Failed jobs have ``status='failed'`` and ``error``; measurements they
     never reached are null. Live jobs fill :class:`LiveColumns` too, density steps :class:`DensityColumns`."""
 

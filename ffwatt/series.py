@@ -88,9 +88,10 @@ _TARGET_LABELS = frozenset({"__name__", "node", "instance", "job", "exporter", "
 SOURCE_WORDS: dict[str, str] = {"store": "the metrics store", "local": "the campaign's own 1 Hz sampler"}
 
 _AGE_METRIC = "ffwatt_sampler_last_success_age_seconds"
-# energy_source part -> (counter, labels every series of it must have, sampler that reads it)
+# energy_source part -> (counter, labels every series of it must have (one of), sampler that reads it). RAPL:
+# the packages and DRAM, as the row's energy_j adds them.
 _COUNTERS: dict[str, tuple[str, dict[str, str], str]] = {
-    "rapl": ("ffwatt_rapl_energy_joules_total", {"kind": "package"}, "rapl"),
+    "rapl": ("ffwatt_rapl_energy_joules_total", {"kind": "package|dram"}, "rapl"),
     "estimated": ("ffwatt_cpu_estimated_energy_joules_total", {}, "rapl"),
     "nvml": ("ffwatt_gpu_energy_joules_total", {}, "gpu"),
 }
@@ -267,7 +268,7 @@ def _increase(times: np.ndarray, values: np.ndarray, start: float, end: float) -
 
 
 def _labels_match(series: Series, wanted: Mapping[str, str]) -> bool:
-    return all(series.label(k) == v for k, v in wanted.items())
+    return all(series.label(k) in v.split("|") for k, v in wanted.items())
 
 
 def _series_energy(row: JobRow, series: Sequence[Series]) -> tuple[float | None, str | None, str | None]:

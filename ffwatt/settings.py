@@ -51,6 +51,8 @@ class Settings(BaseSettings):
         default=Path("/sys/class/powercap"), description="Root of the Linux powercap (RAPL) tree."
     )
     proc_root: Path = Field(default=Path("/proc"), description="Root of procfs.")
+    sys_root: Path = Field(default=Path("/sys"), description="Root of sysfs: temperatures, frequencies and "
+                                                             "throttle counters recorded with each job.")
     cpu_tdp_w: float | None = Field(
         default=None,
         gt=0,

@@ -55,6 +55,9 @@ def _field_names(model: type[BaseModel]) -> list[str]:
     return list(model.model_fields)
 
 
+_TAGS = ("number", "adaptive")  # repetitions' shapes
+
+
 def _known_fields_at(loc: tuple[Any, ...]) -> list[str]:
     """Field names allowed at the parent of ``loc`` (for did-you-mean hints)."""
     model: Any = Campaign
@@ -63,6 +66,8 @@ def _known_fields_at(loc: tuple[Any, ...]) -> list[str]:
             continue
         if part in ("synthetic", "file"):
             model = SyntheticInput if part == "synthetic" else FileInput
+            continue
+        if part in _TAGS:
             continue
         info = getattr(model, "model_fields", {}).get(part)
         if info is None:
@@ -84,7 +89,7 @@ def _model_in(annotation: Any) -> Any:
 def _format_loc(loc: tuple[Any, ...]) -> str:
     text = ""
     for part in loc:
-        if part in ("synthetic", "file"):
+        if part in ("synthetic", "file", *_TAGS):
             continue  # the union's tag is ours, not the user's
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "(top level)"

@@ -29,7 +29,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
-from ffwatt.campaign import Campaign
+from ffwatt.campaign import AdaptiveRepetitions, Campaign
 from ffwatt.errors import CampaignError, ResultsError
 from ffwatt.files import sweep_scratch
 from ffwatt.fleet.protocol import NodeReport
@@ -42,8 +42,10 @@ from ffwatt.results import RunSummary, read_rows, read_run_summary, write_run_su
 from ffwatt.schema import JobRow, config_label
 from ffwatt.settings import Settings, load_settings
 from ffwatt.validation import preflight
+from flows.control import judge, run_control
 from flows.job import prepare_references, run_job
 from flows.nodelock import node_lock
+from flows.repeat import rounds, shuffle_seed
 from flows.sweep import course
 from tasks import idle_baseline, record_job, record_same_outputs, summarize_run
 from tasks._logging import run_logger
@@ -69,17 +71,23 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
     earlier, nodes, idle_baselines = _earlier(settings, campaign, resume)
     all_jobs = expand(campaign)
     jobs = [job for job in all_jobs if job.job_id not in {row.job_id for row in earlier}]
-    start_run(campaign.name, run_id, started_at, jobs=len(all_jobs))
+    adaptive = campaign.repetitions if isinstance(campaign.repetitions, AdaptiveRepetitions) else None
+    seed = shuffle_seed(run_id) if adaptive else None
     rows = list(earlier)
+    controls: dict[str, JobRow] = {}  # the run's control encodes, start and end: the node, not a configuration
+    start_run(campaign.name, run_id, started_at, jobs=_planned(campaign, all_jobs, rows), repetitions=adaptive,
+              shuffle_seed=seed)
     sweep_scratch(settings.home)  # what runs killed on this node left behind
 
     try:
         with _interrupts() as interrupted, job_series(settings, local=dispatch == "local") as series:
             if dispatch == "pools":
-                reports = _on_the_pools(campaign, jobs, run_id, rows, series, interrupted)
-                nodes |= {name: report.facts for name, report in reports.items()}
-                idle_baselines |= {name: report.idle_baseline for name, report in reports.items()
-                                   if report.idle_baseline is not None}
+                # Adaptive: one dispatch per round, each round's rows home before the next is decided.
+                for batch in (rounds(adaptive, all_jobs, rows, seed or 0) if adaptive else [jobs]):
+                    reports = _on_the_pools(campaign, batch, run_id, rows, series, interrupted)
+                    nodes |= {name: report.facts for name, report in reports.items()}
+                    idle_baselines |= {name: report.idle_baseline for name, report in reports.items()
+                                       if report.idle_baseline is not None}
             else:
                 with node_lock(settings.home, f"campaign {campaign.name} run {run_id}", wait=wait,
                                on_wait=lambda holder: run_logger().warning(
@@ -89,21 +97,32 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
                     nodes[settings.node] = describe_node(settings)
                     if idle is not None:
                         idle_baselines[settings.node] = idle
-                    for job in course(campaign, jobs, run_id, settings):  # with each sweep's bisection steps
+                    if campaign.control:
+                        controls["start"] = _record(run_control(campaign, "start", idle, run_id, settings.node),
+                                                    series)
+                    planned = (job for batch in rounds(adaptive, all_jobs, rows, seed or 0) for job in batch) \
+                        if adaptive else course(campaign, jobs, run_id, settings)  # with sweeps' bisection steps
+                    for job in planned:
                         outcome = run_job(job, references[job.input.name], idle, run_id, settings.node,
                                           campaign.encode_retries)
                         rows.append(_record(outcome.row, series, outcome.frames))
                         interrupted.check()
+                    if campaign.control:
+                        controls["end"] = _record(run_control(campaign, "end", idle, run_id, settings.node), series)
+            drift = judge(controls["start"], controls["end"], campaign.control_drift_pct) if len(controls) == 2 \
+                else None
             # While the last job's window runs out (MARGIN_S after its encode) and its series are written.
             summary = publish_outcome(summarize_run(rows, campaign.name, run_id, started_at,
-                                                    _planned(all_jobs, rows), nodes, idle_baselines))
+                                                    _planned(campaign, all_jobs, rows), nodes, idle_baselines,
+                                                    repetitions=adaptive, shuffle_seed=seed, control=drift))
     except BaseException:
         # Ctrl-C, SIGTERM, a crash inside the loop: the rows written so far stay, and the run says
         # it was cut short, so it can be resumed rather than mistaken for a finished one.
         try:
             write_run_summary(settings.results_dir, summarize(
-                rows, campaign=campaign.name, run_id=run_id, started_at=started_at, jobs=_planned(all_jobs, rows),
-                nodes=nodes, idle_baselines=idle_baselines, state="interrupted"))
+                rows, campaign=campaign.name, run_id=run_id, started_at=started_at,
+                jobs=_planned(campaign, all_jobs, rows), nodes=nodes, idle_baselines=idle_baselines,
+                state="interrupted", repetitions=adaptive, shuffle_seed=seed))
         except ResultsError as exc:  # a full disk: the run is judged from the rows on disk (crashed, resumable)
             run_logger().error("%s", exc)
         raise
@@ -124,8 +143,12 @@ def campaign_flow(campaign: Campaign, dispatch: Literal["local", "pools"] = "loc
     return summary
 
 
-def _planned(jobs: list[Job], rows: list[JobRow]) -> int:
-    """The run's jobs: the campaign's, and the bisection steps its sweeps added as they ran."""
+def _planned(campaign: Campaign, jobs: list[Job], rows: list[JobRow]) -> int:
+    """The run's jobs: the campaign's, and the bisection steps its sweeps added as they ran. With adaptive
+    repetitions, every configuration's minimum, or what the rounds ran when that is more."""
+    spec = campaign.repetitions
+    if isinstance(spec, AdaptiveRepetitions):
+        return max(sum(job.repetition <= spec.min for job in jobs), len(rows))
     return len(jobs) + sum(row.sweep_phase == "bisection" for row in rows)
 
 

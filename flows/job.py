@@ -26,6 +26,7 @@ from tasks import (
     step_failure,
     transcode,
 )
+from tasks.conditions import settle
 
 __all__ = ["JobOutcome", "prepare_references", "run_job"]
 
@@ -78,11 +79,14 @@ def _run_encode(job: Job, reference: Reference | str, idle: IdleBaseline | None,
     if isinstance(reference, str):  # the input itself couldn't be prepared
         return JobOutcome(row=build_row(job=job, run_id=run_id, node=node, reference=None, error=reference))
 
+    # Each job starts from a quiet, cool node as far as settle_max_s allows; how long that took is recorded.
+    waited = settle(load_settings(), job.settle_max_s)
     encode = transcode.with_options(retries=encode_retries, retry_delay_seconds=1)
     encoded_state = encode(job, reference, run_id, return_state=True)
     if not encoded_state.is_completed():
         error, attempt = step_failure("transcode", encoded_state)
-        row = build_row(job=job, run_id=run_id, node=node, reference=reference, error=error, attempts=attempt)
+        row = build_row(job=job, run_id=run_id, node=node, reference=reference, error=error,
+                        attempts=attempt).model_copy(update={"settle_s": waited})
         # An FFmpeg that ran and failed still used memory: the row says how much, as an ok one does.
         peak = getattr(encoded_state.result(raise_on_failure=False), "max_rss_bytes", None)
         return JobOutcome(row=row.model_copy(update={"max_rss_bytes": peak}) if peak else row)
@@ -100,5 +104,6 @@ def _run_encode(job: Job, reference: Reference | str, idle: IdleBaseline | None,
             quality_error, _ = step_failure("quality", quality_state)
 
     row = build_row(job=job, run_id=run_id, node=node, reference=reference,
-                    encoded=encoded, energy=energy, quality=quality, error=quality_error)
+                    encoded=encoded, energy=energy, quality=quality, error=quality_error
+                    ).model_copy(update={"settle_s": waited})
     return JobOutcome(row=row, frames=quality.frames if quality is not None else None)

@@ -16,6 +16,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from ffwatt.files import write_atomic
+from ffwatt.hardware.cpu import logical_cpus
 from ffwatt.hardware.meter import EnergyWindow, measure_idle
 from ffwatt.nodefacts import IdleBaseline
 from ffwatt.schema import EnergyColumns
@@ -54,13 +55,22 @@ def energy_report(
     """The energy columns of a job from its window, its CPU time and the node's idle baseline."""
     cpu_j, cpu_source, basis = window.cpu_j, window.cpu_source, window.cpu_basis
     gpu_j = sum(window.gpu_j.values()) if window.gpu_j else None
+    # DRAM is outside RAPL's package figure, so it adds to it; psys is the whole platform, packages and DRAM
+    # included, so it is only reported. Both are RAPL, read with the packages: rapl stays the source's word.
+    dram_j = window.dram_j if cpu_source == "rapl" else None
     sources = [s for s in (cpu_source, "nvml" if gpu_j is not None else None) if s]
+    if dram_j is not None:
+        basis += "; plus RAPL DRAM"
+    if window.psys_j is not None and cpu_source == "rapl":
+        basis += "; RAPL psys reported as platform_energy_j, not added"
     if gpu_j is not None:
         basis += f"; NVML energy counters of {len(window.gpu_j or {})} GPU(s)"
-    parts = [v for v in (cpu_j, gpu_j) if v is not None]
+    parts = [v for v in (cpu_j, dram_j, gpu_j) if v is not None]
     total = sum(parts) if parts else None
-    report = EnergyColumns(cpu_energy_j=cpu_j, gpu_energy_j=gpu_j, energy_j=total,
+    report = EnergyColumns(cpu_energy_j=cpu_j, dram_energy_j=dram_j, gpu_energy_j=gpu_j, energy_j=total,
+                           platform_energy_j=window.psys_j if cpu_source == "rapl" else None,
                            energy_source="+".join(sources) or None, energy_basis=basis,
+                           observer_cpu_s=window.own_cpu_s,
                            wall_energy_j=window.wall_j, wall_source="redfish" if window.wall_j is not None else None,
                            wall_missing=window.wall_missing)
     if total is None:
@@ -76,11 +86,16 @@ def energy_report(
         report.others_cpu_s = max(0.0, window.machine_busy_s - ffmpeg_cpu_s - (window.own_cpu_s or 0.0))
         if report.others_cpu_s > max(BUSY_SHARE * window.machine_busy_s, BUSY_FLOOR_S):
             flags.append("busy_machine")
+        if wall > 0:
+            report.background_busy = min(1.0, report.others_cpu_s / (wall * logical_cpus()))
     if idle is not None and idle.cpu_w is not None:
-        idle_w = idle.cpu_w + ((idle.gpu_w or 0.0) if gpu_j is not None else 0.0)
+        # The memory's idle power counts where the job's DRAM does; the CPU's share of the busy time is the
+        # job's share of both (memory traffic follows the work that makes it).
+        cpu_idle_w = idle.cpu_w + ((idle.dram_w or 0.0) if dram_j is not None else 0.0)
+        idle_w = cpu_idle_w + ((idle.gpu_w or 0.0) if gpu_j is not None else 0.0)
         report.idle_power_w = idle_w
         report.net_energy_j = total - idle_w * wall
-        cpu_net = (cpu_j or 0.0) - idle.cpu_w * wall
+        cpu_net = (cpu_j or 0.0) + (dram_j or 0.0) - cpu_idle_w * wall
         gpu_net = (gpu_j - (idle.gpu_w or 0.0) * wall) if gpu_j is not None else 0.0
         gpu_share = _gpu_share(window)
         if gpu_share < 0.9:

@@ -10,7 +10,7 @@ from ffwatt.errors import ResultsError
 from ffwatt.frames import FrameScores, frames_table, write_frames
 from ffwatt.jobs import Job
 from ffwatt.results import read_rows, write_job_row
-from ffwatt.schema import EncodeColumns, EnergyColumns, JobRow, QualityColumns, config_label
+from ffwatt.schema import ConditionsColumns, EncodeColumns, EnergyColumns, JobRow, QualityColumns, config_label
 from ffwatt.settings import load_settings
 from tasks.generate import Reference
 from tasks.transcode import EncodeResult
@@ -76,6 +76,8 @@ def build_row(
         }
     if encoded is not None:
         values |= encoded.model_dump(include=_FROM_ENCODE)
+        if encoded.conditions is not None:
+            values |= encoded.conditions.model_dump(include=set(ConditionsColumns.model_fields) - {"kind"})
         if not job.keep_output:
             values["output_path"] = None  # removed after the quality pass
     if energy is not None:

@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from ffwatt.campaign import AdaptiveRepetitions
 from ffwatt.errors import ResultsError
 from ffwatt.nodefacts import IdleBaseline, NodeFacts
-from ffwatt.results import RunState, RunSummary, write_run_summary
+from ffwatt.results import ControlCheck, RunState, RunSummary, write_run_summary
 from ffwatt.schema import JobRow, failure_reason
 from ffwatt.settings import load_settings
 from tasks._logging import run_logger
@@ -25,17 +26,21 @@ from tasks._logging import run_logger
 __all__ = ["start_run", "summarize", "summarize_run"]
 
 
-def start_run(campaign: str, run_id: str, started_at: datetime, jobs: int) -> RunSummary:
-    """Mark the run as running, by this process on this host."""
+def start_run(campaign: str, run_id: str, started_at: datetime, jobs: int,
+              repetitions: AdaptiveRepetitions | None = None, shuffle_seed: int | None = None) -> RunSummary:
+    """Mark the run as running, by this process on this host (with adaptive repetitions, their rule and
+    the seed that shuffles the rounds)."""
     summary = RunSummary(campaign=campaign, run_id=run_id, state="running", host=socket.gethostname(),
-                         pid=os.getpid(), started_at=started_at, jobs=jobs)
+                         pid=os.getpid(), started_at=started_at, jobs=jobs, repetitions=repetitions,
+                         shuffle_seed=shuffle_seed)
     write_run_summary(load_settings().results_dir, summary)
     return summary
 
 
 def summarize(rows: list[JobRow], *, campaign: str, run_id: str, started_at: datetime, jobs: int,
               nodes: dict[str, NodeFacts], idle_baselines: dict[str, IdleBaseline],
-              state: RunState = "complete") -> RunSummary:
+              state: RunState = "complete", repetitions: AdaptiveRepetitions | None = None,
+              shuffle_seed: int | None = None, control: ControlCheck | None = None) -> RunSummary:
     """Counts, times, why jobs failed, and the nodes that ran them. Per-configuration figures are
     :func:`analysis.config_efficiency`'s, computed from the rows when they are read."""
     ended_at = datetime.now(UTC)
@@ -57,16 +62,23 @@ def summarize(rows: list[JobRow], *, campaign: str, run_id: str, started_at: dat
         encode_wall_s=sum(r.wall_s or 0 for r in rows),
         nodes=nodes,
         idle_baselines=idle_baselines,
+        repetitions=repetitions,
+        shuffle_seed=shuffle_seed,
+        control=control,
     )
 
 
 @task(name="summarize", cache_policy=NO_CACHE)
 def summarize_run(rows: list[JobRow], campaign: str, run_id: str, started_at: datetime, jobs: int,
                   nodes: dict[str, NodeFacts], idle_baselines: dict[str, IdleBaseline],
-                  state: RunState = "complete") -> RunSummary:
+                  state: RunState = "complete", repetitions: AdaptiveRepetitions | None = None,
+                  shuffle_seed: int | None = None, control: ControlCheck | None = None) -> RunSummary:
     """Summarize the run and store the summary beside its rows."""
     summary = summarize(rows, campaign=campaign, run_id=run_id, started_at=started_at, jobs=jobs, nodes=nodes,
-                        idle_baselines=idle_baselines, state=state)
+                        idle_baselines=idle_baselines, state=state, repetitions=repetitions,
+                        shuffle_seed=shuffle_seed, control=control)
+    if control is not None and control.unstable:
+        run_logger().warning("%s", control.words())
     try:
         write_run_summary(load_settings().results_dir, summary)
     except ResultsError as exc:

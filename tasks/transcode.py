@@ -33,9 +33,10 @@ from ffwatt.hardware.ffmpeg import FFmpegRun, ffmpeg_path, probe_build, run_ffmp
 from ffwatt.hardware.meter import EnergyMeter, EnergyWindow
 from ffwatt.hardware.progress import Progress, ProgressRecord, prune_progress_records, write_progress_record
 from ffwatt.jobs import Job
-from ffwatt.schema import EncodeColumns
+from ffwatt.schema import ConditionsColumns, EncodeColumns
 from ffwatt.settings import Settings, load_settings
 from tasks._logging import run_logger
+from tasks.conditions import ConditionsSampler
 from tasks.generate import Reference
 
 __all__ = ["EncodeResult", "encode", "encode_args", "output_path_for", "transcode"]
@@ -53,6 +54,7 @@ class EncodeResult(EncodeColumns):
     output_height: int
     output_path: str  # the encoded file, until the quality pass has read it
     energy: EnergyWindow
+    conditions: ConditionsColumns | None = None  # temperature, clock, throttling over the encode
 
     @property
     def cpu_s(self) -> float:
@@ -166,6 +168,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
     copies = job.density.concurrency if job.density is not None else 1
     outputs = [output] + [output.with_name(f"{output.stem}-copy{i + 1}{output.suffix}") for i in range(1, copies)]
     meter = EnergyMeter(settings)
+    conditions = ConditionsSampler(settings)
     sampling = threading.Lock()  # copies report progress from their own threads
     logger = run_logger()
     last_log = time.monotonic()
@@ -193,6 +196,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
         nonlocal last_log
         with sampling:
             meter.sample()
+            conditions.sample()
             publish(index, progress)
             if time.monotonic() - last_log >= settings.progress_log_interval_s and not progress.done:
                 last_log = time.monotonic()
@@ -201,6 +205,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
                             f" (copy {index + 1} of {copies})" if copies > 1 else "")
 
     prune_progress_records(settings.progress_dir)
+    conditions.start()  # the temperature as the encode starts, read before the meter's window opens
     wall = WallMeter(settings) if settings.redfish_url else None  # the plug, when the node's BMC is known
     if wall is not None:
         wall.start()
@@ -215,6 +220,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
             each.unlink(missing_ok=True)
         raise
     window = meter.stop()
+    ran_in = conditions.stop()
     resources = _resources(cgroup, runs, all(joined))
     if wall is not None:  # over the step's window: from the first copy's start to the last one's end
         reading = wall.stop((min(run.started_at for run in runs).timestamp(),
@@ -269,6 +275,7 @@ def encode(job: Job, reference: Reference, run_id: str, *, attempt: int, setting
         extra_args=shlex.join(job.extra_args),
         output_path=str(output),
         energy=window,
+        conditions=ran_in,
     )
 
 

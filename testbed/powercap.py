@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -33,3 +37,26 @@ def intel_two_sockets(root: Path, max_range_uj: int = 262_143_328_850) -> dict[s
     zones["psys"] = make_zone(root, "intel-rapl:2", "psys", max_range_uj=max_range_uj)
     zones["mmio-package-0"] = make_zone(root, "intel-rapl-mmio:0", "package-0", max_range_uj=max_range_uj)
     return zones
+
+
+@contextlib.contextmanager
+def ticking(watts: dict[Path, float], every_s: float = 0.002) -> Iterator[None]:
+    """Advance each zone's counter at its power in ``watts``, as the kernel's would, from a thread, until the
+    block ends: counters at known rates, so a meter's joules over a window are known from the window."""
+    stop = threading.Event()
+    start = time.perf_counter()
+
+    def tick() -> None:
+        while not stop.is_set():
+            elapsed = time.perf_counter() - start
+            for zone, power in watts.items():
+                set_energy(zone, int(power * elapsed * 1e6))
+            stop.wait(every_s)
+
+    thread = threading.Thread(target=tick, name="powercap-ticker", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -218,3 +218,40 @@ def test_scope_filters_and_their_errors(tmp_path: Path) -> None:
         recommend(root, Target(vmaf=93), Scope(runs=["run-a"], input_name="nope"))
     with pytest.raises(ResultsError, match="no run 'missing'"):
         recommend(root, Target(vmaf=93), Scope(runs=["missing"]))
+
+
+def test_the_recommendation_names_its_margin_over_the_runner_up_and_how_sure(results: Path) -> None:
+    recommendation = recommend(results, Target(vmaf=93))
+    (answer,) = recommendation.answers
+    margin = answer.margin
+    assert margin is not None and margin.different
+    # x264 crf 20 against crf 26: 0.1 e^(-0.05 x 20) / 0.1 e^(-0.05 x 26) = e^0.3 -> 34.99 % more J/frame.
+    assert margin.runner_up == "libx264 veryfast crf 20 1280x720" and margin.repetitions == (3, 3)
+    assert margin.more_pct == pytest.approx((math.exp(0.3) - 1) * 100, rel=1e-3)
+    # Each side's spread is 1 % of its mean: the interval of the difference hugs 35 % and p is tiny.
+    assert margin.interval_pct is not None and 30 < margin.interval_pct[0] < 34.99 < margin.interval_pct[1] < 40
+    assert margin.p_value is not None and margin.p_value < 0.001
+    assert "Ahead of libx264 veryfast crf 20 1280x720 by 35.0 %" in recommendation.markdown()
+    # Its own interval: sd 1 % of the mean over 3 repetitions -> t(0.975, 2) x 1 % / sqrt(3) = 2.48 % of it.
+    assert answer.recommendation is not None and answer.recommendation.value_ci_pct == pytest.approx(T_HALF, rel=1e-3)
+    assert "± 2.5 %" in recommendation.markdown()
+
+
+def test_it_cant_tell_only_where_the_intervals_overlap(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    # Two presets 2 % apart in J/frame, each repetition spread by 10 %: Welch can't separate them.
+    for preset, scale in (("veryfast", 1.0), ("fast", 1.02)):
+        for rep, jpf_value in enumerate((0.9 * scale, 1.0 * scale, 1.1 * scale), 1):
+            write_job_row(root, JobRow(
+                campaign="close", run_id="run-1", job_id=f"{preset}-{rep}", config_id=preset, repetition=rep,
+                node="n", input_name="clip", input_fps=30.0, encoder="libx264", preset=preset, rate_control="crf",
+                crf=23, status="ok", attempts=1, wall_s=1.0, frames=100, encode_fps=100.0, bitrate_kbps=1000.0,
+                vmaf=95.0, energy_j=jpf_value * 100, joules_per_frame=jpf_value, energy_source="rapl"))
+    recommendation = recommend(root, Target(vmaf=80))
+    (answer,) = recommendation.answers
+    assert answer.recommendation is not None and answer.recommendation.config == "libx264 veryfast crf 23"
+    assert answer.margin is not None and answer.margin.different is False
+    assert answer.margin.more_pct == pytest.approx(2.0, rel=1e-6)
+    words = " ".join(recommendation.markdown().split())
+    assert "Can't tell it from libx264 fast crf 23: +2.0 %, but their intervals overlap" in words
+    assert "after 3 and 3 repetitions" in words

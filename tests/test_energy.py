@@ -57,7 +57,7 @@ def test_counter_delta_handles_one_wrap():
     assert counter_delta(900, 50, 1000) == 151  # 900 -> 1000, then 0 -> 50
 
 
-def test_meter_accumulates_packages_across_wraps_and_ignores_subzones(tmp_path: Path):
+def test_meter_accumulates_packages_across_wraps_adds_dram_and_ignores_core_and_psys(tmp_path: Path):
     max_range = 1_000_000  # 1 J, so the counters wrap several times
     zones = intel_two_sockets(tmp_path, max_range_uj=max_range)
     meter = EnergyMeter(settings(tmp_path, gpu=False))
@@ -69,15 +69,18 @@ def test_meter_accumulates_packages_across_wraps_and_ignores_subzones(tmp_path: 
             values[key] = (values[key] + rate) % (max_range + 1)
             truth[key] += rate
             set_energy(zones[key], values[key])
-        set_energy(zones["package-0/dram"], step * 999)  # must not be added
+        set_energy(zones["package-0/dram"], step * 999)  # memory, outside the package figure: added
+        set_energy(zones["package-0/core"], step * 777)  # part of its package: never added
         set_energy(zones["psys"], step * 5_000_000 % max_range)
         meter.sample()
     window = meter.stop()
     assert window.cpu_source == "rapl" and "41 samples" in window.cpu_basis
     assert window.cpu_zones_j == {key: pytest.approx(joules / 1e6, abs=1e-9) for key, joules in truth.items()}
     report = energy_report(window, ffmpeg_cpu_s=1.0, frames=100, idle=None, settings=settings(tmp_path))
-    assert report.energy_source == "rapl" and report.cpu_energy_j == report.energy_j
-    assert report.energy_j == pytest.approx(12.0 + 6.8) and report.joules_per_frame == pytest.approx(0.188)
+    # Packages: 40 x 0.3 J + 40 x 0.17 J; DRAM: 39 x 999 uJ after the first read (0) = 0.038961 J.
+    assert report.energy_source == "rapl" and report.cpu_energy_j == pytest.approx(12.0 + 6.8)
+    assert report.dram_energy_j == pytest.approx(0.038961) and report.platform_energy_j is not None
+    assert report.energy_j == pytest.approx(18.838961) and report.joules_per_frame == pytest.approx(0.18838961)
     assert "no_idle_baseline" in report.energy_flags
 
 

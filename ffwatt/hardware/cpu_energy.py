@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from ffwatt.hardware.cpu import CpuPower, cpu_model, cpu_power, logical_cpus
-from ffwatt.hardware.powercap import Zone, ZoneCounters, discover_zones, no_zones_reason, package_zones
+from ffwatt.hardware.powercap import Zone, ZoneCounters, ZoneKind, discover_zones, no_zones_reason, package_zones
 from ffwatt.hardware.procstat import CpuTimes, read_cpu_times
 
 __all__ = ["FROZEN_BUSY_CPU_S", "CpuEnergy", "CpuSample", "CpuSource", "cpu_energy_source"]
@@ -53,7 +53,7 @@ def _why_no_packages(zones: list[Zone], root: Path) -> str | None:
 def cpu_energy_source(*, powercap_root: Path, proc_root: Path) -> str:
     """``rapl``, or ``estimated: <why>``: what this node's meter and CPU exporter decide on their first
     read of the counters (a node's facts say it, so they never disagree with its rows)."""
-    cpu = CpuEnergy(powercap_root=powercap_root, proc_root=proc_root, tdp_override_w=None, packages_only=True)
+    cpu = CpuEnergy(powercap_root=powercap_root, proc_root=proc_root, tdp_override_w=None, kinds={"package"})
     cpu.sample()
     return "rapl" if cpu.unreadable is None else f"estimated: {cpu.unreadable}"
 
@@ -62,16 +62,16 @@ class CpuEnergy:
     """Accumulates a node's CPU energy between samples: every RAPL zone's wrap-corrected joules
     while the counters are usable, and always the estimate from busy CPU time.
 
-    It reads every zone under ``powercap_root`` (the packages alone with ``packages_only``: all a
-    job's meter adds up); once the counters become unusable
+    It reads every zone under ``powercap_root``, or those of ``kinds`` (a job's meter: the packages, and
+    DRAM and psys, which it reports beside them); once the counters become unusable
     :attr:`unreadable` says why and :attr:`source` is ``estimated`` from then on.
     """
 
     def __init__(self, *, powercap_root: Path, proc_root: Path, tdp_override_w: float | None,
-                 packages_only: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+                 kinds: set[ZoneKind] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.proc_root = proc_root
         found = discover_zones(powercap_root)
-        self.zones = package_zones(found) if packages_only else found
+        self.zones = [zone for zone in found if kinds is None or zone.kind in kinds]
         self.counters = ZoneCounters(self.zones, unreadable=_why_no_packages(found, powercap_root))
         self.model: CpuPower = cpu_power(cpu_model(proc_root), tdp_override_w=tdp_override_w,
                                          threads=logical_cpus())
@@ -138,6 +138,12 @@ class CpuEnergy:
         if self.unreadable:
             return None
         return {key: self.counters.joules[key] for key in self._packages}
+
+    def kind_joules(self, kind: ZoneKind) -> float | None:
+        """Joules of the zones of ``kind`` (dram, psys) since the first sample; None when there are none, or
+        RAPL isn't usable."""
+        keys = [zone.key for zone in self.zones if zone.kind == kind]
+        return None if self.unreadable or not keys else sum(self.counters.joules[key] for key in keys)
 
     def energy(self) -> tuple[float | None, CpuSource | None, str]:
         """Whole-CPU joules since the first sample, their source, and how they were obtained."""

@@ -35,6 +35,8 @@ class EnergyWindow(BaseModel):
     cpu_source: CpuSource | None = None
     cpu_basis: str = ""
     cpu_zones_j: dict[str, float] | None = None
+    dram_j: float | None = None  # RAPL's DRAM zones: memory, outside the packages' figure
+    psys_j: float | None = None  # RAPL's psys zone: the whole platform, packages included
     machine_busy_s: float | None = None
     # CPU time of ffwatt's own processes in the window (this one and its children, the job's FFmpeg aside):
     # what of the machine's busy time is neither the job nor someone else's.
@@ -54,7 +56,7 @@ class EnergyMeter:
     def __init__(self, settings: Settings, *, nvml: Any | None = None) -> None:
         self._settings = settings
         self._cpu = CpuEnergy(powercap_root=settings.powercap_root, proc_root=settings.proc_root,
-                              tdp_override_w=settings.cpu_tdp_w, packages_only=True)
+                              tdp_override_w=settings.cpu_tdp_w, kinds={"package", "dram", "psys"})
         self._nvml_source = nvml
         self._nvml: NvmlSession | None = None
         self._gpu_start: dict[int, float] = {}
@@ -89,6 +91,7 @@ class EnergyMeter:
         cpu_j, cpu_source, cpu_basis = self._cpu.energy()
         window = EnergyWindow(wall_s=time.perf_counter() - self._t0, cpu_j=cpu_j, cpu_source=cpu_source,
                               cpu_basis=cpu_basis, cpu_zones_j=self._cpu.package_joules(),
+                              dram_j=self._cpu.kind_joules("dram"), psys_j=self._cpu.kind_joules("psys"),
                               machine_busy_s=self._cpu.busy_s if cpu_source else None,
                               own_cpu_s=sum(cpu - self._own_start.get(key, 0.0) for key, cpu in own_end.items()),
                               gpu_unavailable=self._gpu_unavailable)
@@ -131,6 +134,7 @@ def measure_idle(seconds: float, settings: Settings, *, nvml: Any | None = None)
     return IdleBaseline(
         seconds=window.wall_s,
         cpu_w=None if window.cpu_j is None else window.cpu_j / window.wall_s,
+        dram_w=None if window.dram_j is None else window.dram_j / window.wall_s,
         cpu_source=window.cpu_source,
         gpu_w=None if gpu_j is None else gpu_j / window.wall_s,
         basis=window.cpu_basis,

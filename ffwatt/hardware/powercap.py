@@ -2,8 +2,8 @@
 
 The root is the seam: ``/sys/class/powercap`` in production, a synthetic tree in
 tests. Zones are classified so that callers can sum energy without counting
-anything twice: subzones (core, uncore, dram) are parts of their package, psys
-covers the whole platform, and a package seen through both ``intel-rapl`` and
+anything twice: core and uncore are parts of their package, dram is memory beside
+it (not in the package figure), psys covers the whole platform, and a package seen through both ``intel-rapl`` and
 ``intel-rapl-mmio`` is one package.
 """
 
