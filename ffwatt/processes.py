@@ -35,14 +35,13 @@ class Identity:
 
 
 def identity(pid: int) -> Identity | None:
-    """What identifies process ``pid`` now, or None when there is none (a zombie child of ours is
-    reaped and counts as gone)."""
+    """What identifies process ``pid`` now, or None when there is none. A zombie counts as gone but is
+    left for its owner to reap: FFmpeg's runner waits on its own child for the rusage, and a reaper
+    here (the in-process exporter looks at that same pid) would take it and fail the job with ECHILD."""
     try:
         process = psutil.Process(pid)
         with process.oneshot():
             if process.status() == psutil.STATUS_ZOMBIE:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
                 return None
             return Identity(pid, process.create_time(), process.cmdline())
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
