@@ -20,7 +20,7 @@ and nodes apart (liveness calls, which cost per node and second whatever the
 campaign, are counted apart); CPU seconds of the Prefect server, of PostgreSQL and of
 the dispatcher; and API latency percentiles per call.
 
-    sudo .venv/bin/python -m bench.fleet_scale [--nodes 1000] [--jobs 10000]
+    sudo .venv/bin/python -m bench.fleet_scale [--nodes 1000] [--jobs 10000] [--api-processes 2]
 
 Needs root (PostgreSQL runs as the postgres user) and Debian's postgresql.
 """
@@ -303,15 +303,16 @@ def simulate(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------- the master (this process)
 
-def cpu_seconds(root: int) -> float:
-    """CPU seconds of ``root`` and every process under it, the reaped ones included."""
+def cpu_seconds(*roots: int) -> float:
+    """CPU seconds of ``roots`` and every process under them, the reaped ones included."""
     total = 0.0
-    with contextlib.suppress(psutil.NoSuchProcess):
-        top = psutil.Process(root)
-        for process in [top, *top.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                times = process.cpu_times()
-                total += times.user + times.system + times.children_user + times.children_system
+    for root in roots:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            top = psutil.Process(root)
+            for process in [top, *top.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = process.cpu_times()
+                    total += times.user + times.system + times.children_user + times.children_system
     return total
 
 
@@ -360,13 +361,13 @@ def discovery_scraped(work: Path, env: dict[str, str], args: argparse.Namespace
         log.close()
 
 
-def idle_costs(stats: Path, server_pid: int, pg_pid: int | None, discovery_pid: int, seconds: float
+def idle_costs(stats: Path, server_pids: list[int], pg_pid: int | None, discovery_pid: int, seconds: float
                ) -> dict[str, float]:
     """The master's CPU seconds (server, PostgreSQL, discovery) and the nodes' API calls over ``seconds``
     of an idle fleet."""
     def sample() -> tuple[float, float, float, int]:
         calls = sum(json.loads(stats.read_text()).get("calls", {}).values())
-        return (cpu_seconds(server_pid), cpu_seconds(pg_pid) if pg_pid else 0.0, cpu_seconds(discovery_pid), calls)
+        return (cpu_seconds(*server_pids), cpu_seconds(pg_pid) if pg_pid else 0.0, cpu_seconds(discovery_pid), calls)
 
     before, start = sample(), time.monotonic()
     time.sleep(seconds)
@@ -406,7 +407,7 @@ def simulated_nodes(api: str, args: argparse.Namespace, work: Path) -> Iterator[
             process.wait()
 
 
-def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server_pid: int,
+def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server_pids: list[int],
                pg_pid: int | None) -> None:
     os.environ.update(env)
     from prefect.client.orchestration import get_client
@@ -467,7 +468,7 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
         time.sleep(RECORD_CHECKS_PER_BEAT * beat_s + 2 * beat_s)
         paces = json.loads(stats.read_text()).get("beat_s")
         print(f"the nodes' beats now: every {paces[0]}-{paces[1]} s (their own floor {args.heartbeat_s} s)")
-        idle = idle_costs(stats, server_pid, pg_pid, discovery.pid, max(60.0, 2 * beat_s))
+        idle = idle_costs(stats, server_pids, pg_pid, discovery.pid, max(60.0, 2 * beat_s))
         print(f"idle fleet over {idle['seconds']:.0f} s: {idle['calls'] / idle['seconds']:.1f} API calls/s from "
               f"{args.nodes} nodes (budget {load_settings_budget():g}/s); master CPU per node per minute: Prefect "
               f"server {idle['server'] / args.nodes / idle['seconds'] * 60 * 1000:.1f} ms, PostgreSQL "
@@ -501,7 +502,7 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
             return row
 
         before_nodes = json.loads(stats.read_text()) if stats.exists() else {}
-        cpu_before = (cpu_seconds(server_pid), cpu_seconds(pg_pid) if pg_pid else 0.0,
+        cpu_before = (cpu_seconds(*server_pids), cpu_seconds(pg_pid) if pg_pid else 0.0,
                       resource.getrusage(resource.RUSAGE_SELF), cpu_seconds(discovery.pid))
         begun = time.monotonic()
         with get_client(sync_client=True) as client:
@@ -512,7 +513,7 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
             rows = dispatcher.run()
         wall = time.monotonic() - begun
         after = resource.getrusage(resource.RUSAGE_SELF)
-        server_cpu = cpu_seconds(server_pid) - cpu_before[0]
+        server_cpu = cpu_seconds(*server_pids) - cpu_before[0]
         pg_cpu = (cpu_seconds(pg_pid) if pg_pid else 0.0) - cpu_before[1]
         dispatcher_cpu = (after.ru_utime + after.ru_stime) - (cpu_before[2].ru_utime + cpu_before[2].ru_stime)
         discovery_cpu = cpu_seconds(discovery.pid) - cpu_before[3]
@@ -568,6 +569,9 @@ def main() -> None:
     parser.add_argument("--job-s", type=float, default=1.0, help="seconds a simulated job takes")
     parser.add_argument("--join-timeout-s", type=float, default=600)
     parser.add_argument("--sqlite", action="store_true", help="run the server on SQLite instead (to compare)")
+    parser.add_argument("--api-processes", type=int, default=1,
+                        help="API processes of the Prefect server (above 1: with Redis and a services process, "
+                             "as `ffwatt stack up` runs FFWATT_API_PROCESSES)")
     parser.add_argument("--simulate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--api", help=argparse.SUPPRESS)
     parser.add_argument("--stats", help=argparse.SUPPRESS)
@@ -591,9 +595,11 @@ def main() -> None:
             if database_url is None:
                 raise SystemExit("bench/fleet_scale.py: needs Debian's postgresql (apt-get install postgresql)")
         pids: list[int] = []
-        env = stack.enter_context(temporary_server(log=work / "server.log", database_url=database_url, pids=pids))
-        print(f"Prefect server on {'SQLite' if args.sqlite else 'PostgreSQL'}; work in {work}")
-        run_master(args, work, env, pids[0], postmaster_pid(data_dirs))
+        env = stack.enter_context(temporary_server(log=work / "server.log", database_url=database_url, pids=pids,
+                                                   api_processes=args.api_processes))
+        shape = "" if args.api_processes == 1 else f", {args.api_processes} API processes with Redis"
+        print(f"Prefect server on {'SQLite' if args.sqlite else 'PostgreSQL'}{shape}; work in {work}")
+        run_master(args, work, env, pids, postmaster_pid(data_dirs))
 
 
 def _free_port() -> int:

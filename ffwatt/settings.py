@@ -102,6 +102,12 @@ class Settings(BaseSettings):
         description="API calls per second the fleet's heartbeats, polls and record reads may cost the master "
                     "together: its discovery service stretches the nodes' intervals with the fleet's size to stay "
                     "under it (Nomad's max_heartbeats_per_second). Raise it with the API's processes.")
+    api_processes: int = Field(
+        default=1, ge=1, le=64,
+        description="API processes of the master's Prefect server. Above 1, `ffwatt stack up` runs Prefect's "
+                    "scaled-out shape: that many API processes on the one port, one process for its loop services, "
+                    "and Redis (on a unix socket only the stack's user reaches) for their messaging; it needs "
+                    "PostgreSQL. Raise FFWATT_FLEET_API_BUDGET_RPS with it.")
     master_poll_s: float = Field(default=1.0, gt=0, le=60,
                                  description="Seconds between the master worker's polls for campaign runs.")
     cpu_exporter_port: int = _port("exporter-cpu", "Port of the CPU energy exporter an agent starts.")

@@ -22,6 +22,8 @@ command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-
 command -v ip >/dev/null 2>&1 || [[ -x /usr/sbin/ip ]] || missing+=(iproute2)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+# A scaled-out master's messaging (FFWATT_API_PROCESSES > 1).
+command -v redis-server >/dev/null 2>&1 || [[ -x /usr/bin/redis-server ]] || missing+=(redis-server)
 # The metrics store and alerting (vmalert ships in victoria-metrics), and node facts for it.
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)

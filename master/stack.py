@@ -1,4 +1,5 @@
-"""The master's services on this machine: the Prefect server (with API credentials),
+"""The master's services on this machine: the Prefect server (with API credentials; scaled out, its
+API processes, a process for its loop services and Redis for their messaging),
 a process worker for campaign flows, the scrape-target discovery endpoint, the
 metrics store and alerting (:mod:`master.monitoring`), the RTMP ingest of live
 jobs and its exporter (:mod:`master.ingest`), and optionally a TLS-terminating
@@ -19,7 +20,18 @@ from pathlib import Path
 from ffwatt.encoders import NODE_POOLS
 from ffwatt.errors import StackError
 from ffwatt.fleet.client import ensure_pools
-from ffwatt.fleet.prefect_server import BIN, server_command, server_env, wait_healthy
+from ffwatt.fleet.prefect_server import (
+    BIN,
+    prepare_database,
+    redis_command,
+    redis_url,
+    scale_out_env,
+    server_command,
+    server_env,
+    services_command,
+    wait_healthy,
+    wait_redis,
+)
 from ffwatt.fleet.services import Service, ServiceStatus, service_status, start_service, stop_service
 from ffwatt.settings import REPO, Settings
 from master.credentials import auth_string
@@ -29,8 +41,8 @@ from master.monitoring import MONITORING_SERVICES, monitoring_services
 __all__ = ["POOLS", "StackError", "client_env", "stack_down", "stack_status", "stack_up"]
 
 POOLS = ("master", *NODE_POOLS)  # the master runs campaign flows; every node pool gets its batches
-SERVICES = ("prefect-server", "master-worker", "discovery", *MONITORING_SERVICES, "rtmp-ingest", "rtmp-exporter",
-            "tls-proxy")
+SERVICES = ("redis", "prefect-server", "prefect-services", "master-worker", "discovery", *MONITORING_SERVICES,
+            "rtmp-ingest", "rtmp-exporter", "tls-proxy")
 
 
 def _reachable_host(settings: Settings) -> str:
@@ -87,18 +99,25 @@ def deploy(settings: Settings) -> None:
 
 def stack_up(settings: Settings) -> list[ServiceStatus]:
     run_dir = settings.run_dir
-    monitoring = monitoring_services(settings)  # first: a missing binary stops us before anything starts
-    ingest = [ingest_service(settings), rtmp_exporter_service(settings, str(BIN / "ffwatt"))]
     # The UI's address opens the V2 UI, whose login asks before it calls the API (V1's first call is refused
     # and shows "Authentication failed" before anything is typed); ApiClient.ui_page links there too.
     env = {**_base_env(settings), "PREFECT_SERVER_API_AUTH_STRING": auth_string(settings),
            "PREFECT_UI_API_URL": public_api_url(settings), "PREFECT_SERVER_UI_V2_ENABLED": "true"}
+    _check_scale_out(settings, env)  # first, as the next: a shape that can't run here starts nothing
+    monitoring = monitoring_services(settings)  # a missing binary stops us before anything starts
+    ingest = [ingest_service(settings), rtmp_exporter_service(settings, str(BIN / "ffwatt"))]
     # Started only on a free port, and only once its own process group listens there is it ours:
     # a server someone else runs on the port is never adopted.
-    statuses = [start_service(run_dir, Service(
-        "prefect-server", server_command(settings.master_host, settings.master_port),
+    processes = settings.api_processes
+    statuses: list[ServiceStatus] = []
+    if processes > 1:
+        env, statuses = _scale_out(settings, env)
+    statuses.append(start_service(run_dir, Service(
+        "prefect-server", server_command(settings.master_host, settings.master_port, processes=processes),
         env, url=public_api_url(settings).removesuffix("/api"),
-        listen=(settings.master_host, settings.master_port)))]
+        listen=(settings.master_host, settings.master_port))))
+    if processes > 1:
+        statuses.append(start_service(run_dir, Service("prefect-services", services_command(), env)))
     _wait_healthy(settings.master_api_url, 120, run_dir)
     (settings.stack_dir / "database").write_text(database_kind(env) + "\n")
     ensure_pools({**_base_env(settings), **client_env(settings)}, POOLS)
@@ -118,6 +137,41 @@ def stack_up(settings: Settings) -> list[ServiceStatus]:
     if (tls / "server.pem").exists():
         statuses.append(start_tls_proxy(settings))
     return statuses
+
+
+def _check_scale_out(settings: Settings, env: dict[str, str]) -> None:
+    """:class:`StackError` naming what a scaled-out server lacks here (PostgreSQL, Redis), or nothing."""
+    processes = settings.api_processes
+    if processes == 1:
+        return
+    if database_kind(env) != "postgresql":
+        raise StackError(f"FFWATT_API_PROCESSES={processes} needs PostgreSQL (SQLite can't be shared by several API "
+                         "processes): set PREFECT_SERVER_DATABASE_CONNECTION_URL=postgresql+asyncpg://... before "
+                         "`ffwatt stack up`, or FFWATT_API_PROCESSES=1 (docs/fleet.md)")
+    if not Path(redis_command(settings.stack_dir / "redis" / "redis.sock")[0]).exists():
+        raise StackError(f"FFWATT_API_PROCESSES={processes} needs Redis: apt-get install redis-server "
+                         "(or run `make deps` as root)")
+
+
+def _scale_out(settings: Settings, env: dict[str, str]) -> tuple[dict[str, str], list[ServiceStatus]]:
+    """Redis for a scaled-out server, started, and the database prepared once for its API processes;
+    the server's environment with Redis in it."""
+    processes = settings.api_processes
+    redis_dir = settings.stack_dir / "redis"
+    command = redis_command(redis_dir / "redis.sock")
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    redis_dir.chmod(0o700)  # the socket's directory: the stack's user alone gets to it
+    url = redis_url(redis_dir / "redis.sock")
+    status = start_service(settings.run_dir, Service("redis", command, dict(os.environ), url=url))
+    if not wait_redis(url, 30, lambda: service_status(settings.run_dir, "redis").running):
+        log = settings.run_dir / "redis.log"
+        raise StackError(f"Redis did not answer on {url}; its log ({log}) ends:\n"
+                         f"{log.read_text()[-2000:] if log.exists() else ''}")
+    env = {**env, **scale_out_env(url)}
+    problem = prepare_database(env)
+    if problem is not None:
+        raise StackError(f"the Prefect database could not be prepared for {processes} API processes:\n{problem}")
+    return env, [status]
 
 
 def start_tls_proxy(settings: Settings) -> ServiceStatus:

@@ -1,11 +1,21 @@
 """Starting a Prefect server: the one launcher the stack, the tests and the benches use (their throwaway
-server is :func:`testbed.prefect_server.temporary_server`)."""
+server is :func:`testbed.prefect_server.temporary_server`).
+
+Scaled out (``processes`` > 1), the server is Prefect's own shape for it: several API processes behind
+one address (``prefect server start --workers N --no-services``), one process for the loop services
+(``prefect server services start``), PostgreSQL, and Redis for messaging, event ordering, lease
+storage and the task queue (``prefect-redis``). Redis listens on a unix socket only, mode 600, so
+nothing but the stack's own user reaches it. The database is migrated and the block types are
+registered once beforehand: N processes doing it at start race on PostgreSQL's catalog and fail.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -13,7 +23,20 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["BIN", "PREFECT_ENV", "free_port", "server_command", "server_env", "wait_healthy"]
+__all__ = [
+    "BIN",
+    "PREFECT_ENV",
+    "free_port",
+    "prepare_database",
+    "redis_command",
+    "redis_url",
+    "scale_out_env",
+    "server_command",
+    "server_env",
+    "services_command",
+    "wait_healthy",
+    "wait_redis",
+]
 
 BIN = Path(sys.executable).parent
 # What every Prefect process ffwatt starts (server, workers, flows, the CLI's runs) has in its
@@ -24,8 +47,86 @@ PREFECT_ENV = {
 }
 
 
-def server_command(host: str, port: int) -> list[str]:
-    return [str(BIN / "prefect"), "server", "start", "--host", host, "--port", str(port)]
+def server_command(host: str, port: int, *, processes: int = 1) -> list[str]:
+    """The API (and, in one process, the loop services too); ``processes`` > 1 runs that many API
+    processes on the one port, without the services (:func:`services_command` runs those)."""
+    command = [str(BIN / "prefect"), "server", "start", "--host", host, "--port", str(port)]
+    return command if processes == 1 else [*command, "--workers", str(processes), "--no-services"]
+
+
+def services_command() -> list[str]:
+    """The loop services (scheduler, late runs, cancellation, events) of a scaled-out server."""
+    return [str(BIN / "prefect"), "server", "services", "start"]
+
+
+def redis_command(socket_path: Path) -> list[str]:
+    """Redis on a unix socket only (no TCP port), readable by its user alone, nothing kept on disk: what
+    it holds is messaging in flight, and the flow runs' states are PostgreSQL's."""
+    redis = shutil.which("redis-server") or "/usr/bin/redis-server"
+    return [redis, "--port", "0", "--unixsocket", str(socket_path), "--unixsocketperm", "600",
+            "--save", "", "--appendonly", "no", "--dir", str(socket_path.parent)]
+
+
+def redis_url(socket_path: Path) -> str:
+    return f"unix://{socket_path}?db=0"
+
+
+def scale_out_env(redis: str) -> dict[str, str]:
+    """What every process of a scaled-out server needs: Redis for what one process keeps in memory."""
+    return {
+        "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
+        "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
+        "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
+        "PREFECT_REDIS_MESSAGING_URL": redis,
+        "PREFECT_SERVER_DOCKET_URL": redis,
+        # Done once by prepare_database() before the processes start.
+        "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false",
+        "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
+    }
+
+
+# What a server does at start, done once: the same calls as its lifespan (prefect.server.api.server).
+_PREPARE = """
+import asyncio
+from prefect.server.database import provide_database_interface
+from prefect.server.models.block_registration import run_block_auto_registration
+
+async def prepare():
+    db = provide_database_interface()
+    await db.create_db()
+    session = await db.session()
+    async with session:
+        await run_block_auto_registration(session=session)
+
+asyncio.run(prepare())
+"""
+
+
+def prepare_database(env: dict[str, str], timeout_s: float = 300) -> str | None:
+    """Migrate the server's database and register the block types, once; None, or what went wrong."""
+    done = subprocess.run([sys.executable, "-c", _PREPARE], env=env, capture_output=True, text=True,
+                          timeout=timeout_s)
+    return None if done.returncode == 0 else (done.stdout + done.stderr)[-3000:]
+
+
+def wait_redis(url: str, timeout_s: float, alive: Callable[[], bool]) -> bool:
+    """Whether Redis at ``url`` answered PING within ``timeout_s`` while ``alive()`` held."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.RedisError, OSError):
+                if client.ping():
+                    return True
+            if not alive():
+                return False
+            time.sleep(0.1)
+        return False
+    finally:
+        client.close()
 
 
 def server_env(home: Path, *, ui: bool = True, **extra: str) -> dict[str, str]:
