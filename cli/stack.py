@@ -71,7 +71,7 @@ def status() -> None:
     _print_status(statuses)
     if any(s.name == "metrics-store" and s.running for s in statuses):
         _print_monitoring(settings)
-    if not statuses[0].running:
+    if not any(s.name == "prefect-server" and s.running for s in statuses):
         return
     _use_stack_api(settings)
     table = Table(title="nodes", title_justify="left")

@@ -222,5 +222,10 @@ def stack_down(settings: Settings) -> list[str]:
     return [name for name in reversed(SERVICES) if stop_service(run_dir, name)]
 
 
+SCALE_OUT_SERVICES = ("redis", "prefect-services")
+
+
 def stack_status(settings: Settings) -> list[ServiceStatus]:
-    return [service_status(settings.run_dir, name) for name in SERVICES]
+    """Each service's status; a scaled-out server's own services only where they run or are asked for."""
+    statuses = [service_status(settings.run_dir, name) for name in SERVICES]
+    return [s for s in statuses if s.running or settings.api_processes > 1 or s.name not in SCALE_OUT_SERVICES]
