@@ -77,6 +77,7 @@ def percentiles(values: list[float]) -> str:
 
 # ---------------------------------------------------------------- the simulated nodes (own process)
 
+_RETRIES = 5
 _LIVENESS_CALLS = {"heartbeat", "poll", "read pool", "read record", "write record", "read cadence"}
 
 
@@ -104,6 +105,7 @@ class Nodes:
         self.wake = {name: asyncio.Event() for name in self.names}
         self.latency: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, int] = defaultdict(int)
+        self.retries: dict[str, int] = defaultdict(int)
         self.calls: dict[str, int] = defaultdict(int)
         self.registered = 0
         self.records: dict[str, Any] = {}
@@ -114,9 +116,19 @@ class Nodes:
         start = time.perf_counter()
         self.calls[what] += 1
         client = self.liveness if what in _LIVENESS_CALLS else self.http
-        try:
-            response = await client.request(method, path, **kwargs)
-        except Exception:  # counted; the node goes on as an agent would
+        # As Prefect's client retries an agent's calls: a timeout, a dropped connection or a 429/502/503, up
+        # to PREFECT_CLIENT_MAX_RETRIES (5) times with jittered exponential back-off.
+        for attempt in range(_RETRIES + 1):
+            try:
+                response = await client.request(method, path, **kwargs)
+            except Exception:
+                response = None
+            if response is not None and response.status_code not in (429, 502, 503):
+                break
+            if attempt < _RETRIES:
+                self.retries[what] += 1
+                await asyncio.sleep(random.uniform(0.5, 1.5) * 2 ** attempt)
+        if response is None:  # counted; the node goes on as an agent would
             self.errors[what] += 1
             return None
         self.latency[what].append(time.perf_counter() - start)
@@ -299,7 +311,7 @@ class Nodes:
         await self.http.aclose()
         await self.liveness.aclose()
         stats.write_text(json.dumps({"registered": self.registered, "calls": self.calls, "errors": self.errors,
-                                     "latency": self.latency}))
+                                     "retries": self.retries, "latency": self.latency}))
 
 
 def simulate(args: argparse.Namespace) -> None:
@@ -554,8 +566,9 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
           "simulated nodes use some of them")
     latency = nodes["latency"]
     for what in sorted(latency):
-        errors = nodes["errors"].get(what, 0)
-        print(f"  API {what:13s} {percentiles(latency[what])}" + (f", {errors} failed" if errors else ""))
+        errors, retried = nodes["errors"].get(what, 0), nodes.get("retries", {}).get(what, 0)
+        print(f"  API {what:13s} {percentiles(latency[what])}" + (f", {retried} retried" if retried else "")
+              + (f", {errors} failed" if errors else ""))
     print(f"  API master        {percentiles(master_latency)}")
     for what, seconds in sorted(discovery_latency.items()):
         print(f"  discovery {what:9s} {percentiles(seconds)}")
