@@ -22,15 +22,13 @@ from ffwatt.errors import StackError
 from ffwatt.fleet.client import ensure_pools
 from ffwatt.fleet.prefect_server import (
     BIN,
-    prepare_database,
     redis_command,
     redis_url,
-    scale_out_env,
     server_command,
     server_env,
     services_command,
     wait_healthy,
-    wait_redis,
+    with_redis,
 )
 from ffwatt.fleet.services import Service, ServiceStatus, service_status, start_service, stop_service
 from ffwatt.settings import REPO, Settings
@@ -156,21 +154,14 @@ def _check_scale_out(settings: Settings, env: dict[str, str]) -> None:
 def _scale_out(settings: Settings, env: dict[str, str]) -> tuple[dict[str, str], list[ServiceStatus]]:
     """Redis for a scaled-out server, started, and the database prepared once for its API processes;
     the server's environment with Redis in it."""
-    processes = settings.api_processes
     redis_dir = settings.stack_dir / "redis"
-    command = redis_command(redis_dir / "redis.sock")
     redis_dir.mkdir(parents=True, exist_ok=True)
     redis_dir.chmod(0o700)  # the socket's directory: the stack's user alone gets to it
-    url = redis_url(redis_dir / "redis.sock")
-    status = start_service(settings.run_dir, Service("redis", command, dict(os.environ), url=url))
-    if not wait_redis(url, 30, lambda: service_status(settings.run_dir, "redis").running):
-        log = settings.run_dir / "redis.log"
-        raise StackError(f"Redis did not answer on {url}; its log ({log}) ends:\n"
-                         f"{log.read_text()[-2000:] if log.exists() else ''}")
-    env = {**env, **scale_out_env(url)}
-    problem = prepare_database(env)
-    if problem is not None:
-        raise StackError(f"the Prefect database could not be prepared for {processes} API processes:\n{problem}")
+    socket_path = redis_dir / "redis.sock"
+    status = start_service(settings.run_dir, Service("redis", redis_command(socket_path), dict(os.environ),
+                                                     url=redis_url(socket_path)))
+    env = with_redis(env, socket_path, lambda: service_status(settings.run_dir, "redis").running,
+                     settings.run_dir / "redis.log")
     return env, [status]
 
 

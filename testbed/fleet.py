@@ -235,6 +235,21 @@ class Fleet:
         agent.kill()  # `ip netns exec` execs the agent: this pid is the agent itself
         agent.wait()
 
+    def close(self) -> None:
+        """Stop the agents this fleet started and the master's stack, then print every log (pytest shows
+        them when a test failed)."""
+        for agent in self.agents.values():
+            if agent.poll() is None:
+                agent.terminate()
+        for agent in self.agents.values():
+            try:
+                agent.wait(30)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+        self.master.run(FFWATT, "stack", "down", env=self.master_env)
+        for log in sorted(self.work.glob("*.log")) + sorted((self.work / "master" / "run").glob("*.log")):
+            print(f"--- {log}\n{log.read_text()[-3000:]}")
+
     def nodes(self) -> dict[str, dict]:
         done = self.master.run("curl", "-sf", "-u", self.auth, f"http://{self.master.address}:9599/nodes")
         return {n["node"]: n for n in json.loads(done.stdout or "[]")}

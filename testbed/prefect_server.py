@@ -12,15 +12,12 @@ from ffwatt.errors import FfwattError
 from ffwatt.fleet.prefect_server import (
     PREFECT_ENV,
     free_port,
-    prepare_database,
     redis_command,
-    redis_url,
-    scale_out_env,
     server_command,
     server_env,
     services_command,
     wait_healthy,
-    wait_redis,
+    with_redis,
 )
 from ffwatt.processes import stop_group
 
@@ -60,12 +57,7 @@ def temporary_server(*, ui: bool = False, log: Path | None = None, database_url:
         if api_processes > 1:
             socket_path = Path(home) / "redis.sock"
             redis = start(redis_command(socket_path), env)
-            if not wait_redis(redis_url(socket_path), 30, lambda: redis.poll() is None):
-                raise FfwattError(f"Redis did not start for a temporary Prefect server; see {out.name}")
-            env = {**env, **scale_out_env(redis_url(socket_path))}
-            problem = prepare_database(env)
-            if problem is not None:
-                raise FfwattError(f"a temporary Prefect server's database could not be prepared:\n{problem}")
+            env = with_redis(env, socket_path, lambda: redis.poll() is None, Path(out.name))
             helpers = [start(services_command(), env), redis]
         server = start(server_command("127.0.0.1", port, processes=api_processes), env)
         if pids is not None:

@@ -9,7 +9,6 @@ import contextlib
 import json
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from analysis.report import write_report
 from ffwatt.fleet.services import service_status, stop_service
 from ffwatt.results import read_run_summary
 from testbed import fleet
-from testbed.fleet import FFWATT, PREFECT, Fleet, campaign, wait_for
+from testbed.fleet import PREFECT, Fleet, campaign, wait_for
 
 pytestmark = [pytest.mark.fleet, pytest.mark.skipif(fleet.available() is not None,
                                                      reason=str(fleet.available()))]
@@ -39,17 +38,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
             cluster.wait_nodes_online({"w1", "w2"})
             yield cluster
         finally:
-            for agent in cluster.agents.values():
-                if agent.poll() is None:
-                    agent.terminate()
-            for agent in cluster.agents.values():
-                try:
-                    agent.wait(30)
-                except subprocess.TimeoutExpired:
-                    agent.kill()
-            cluster.master.run(FFWATT, "stack", "down", env=cluster.master_env)
-            for log in sorted(work.glob("*.log")) + sorted((work / "master" / "run").glob("*.log")):
-                print(f"--- {log}\n{log.read_text()[-3000:]}")
+            cluster.close()
 
 
 def test_the_server_runs_on_postgresql(cluster: Fleet):

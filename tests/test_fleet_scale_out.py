@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -40,15 +41,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
             cluster.wait_nodes_online({"w1"})
             yield cluster
         finally:
-            for agent in cluster.agents.values():
-                agent.terminate()
-                try:
-                    agent.wait(30)
-                except subprocess.TimeoutExpired:
-                    agent.kill()
-            cluster.master.run(FFWATT, "stack", "down", env=cluster.master_env)
-            for log in sorted(work.glob("*.log")) + sorted((work / "master" / "run").glob("*.log")):
-                print(f"--- {log}\n{log.read_text()[-3000:]}")
+            cluster.close()
 
 
 def _api_processes(run_dir: Path) -> list[psutil.Process]:
@@ -59,22 +52,27 @@ def _api_processes(run_dir: Path) -> list[psutil.Process]:
             if "--multiprocessing-fork" in child.cmdline()]
 
 
-def _wait_finished(cluster: Fleet, name: str, watcher: subprocess.Popen[bytes]) -> None:
-    summaries = cluster.work / "results" / f"campaign={name}"
+def _campaign_through(cluster: Fleet, name: str, disrupt: Callable[[], None]) -> None:
+    """A 6-job campaign with ``disrupt()`` done once its first row is home: it still ends with every
+    job's row ok, each once, none retried."""
+    watcher = cluster.run_campaign(campaign(name, size="320x240", duration_s=2, presets=["ultrafast", "veryfast"],
+                                            crfs=[22, 30, 38]), wait=False, cli="ffwatt")
+    assert isinstance(watcher, subprocess.Popen)
+    results = cluster.work / "results" / f"campaign={name}"
+    assert wait_for(lambda: list(results.rglob("job-*.parquet")), 300), f"no row of {name} arrived"
+    disrupt()
 
     def finished() -> bool:
-        found = list(summaries.glob("run_id=*/_run.json"))
+        found = list(results.glob("run_id=*/_run.json"))
         return bool(found) and json.loads(found[0].read_text())["state"] != "running"
 
     done = wait_for(finished, 600)
     watcher.terminate()
     watcher.wait(30)
     assert done, f"campaign {name} never finished"
-
-
-def _first_row(cluster: Fleet, name: str) -> None:
-    results = cluster.work / "results" / f"campaign={name}"
-    assert wait_for(lambda: list(results.rglob("job-*.parquet")), 300), f"no row of {name} arrived"
+    rows = cluster.rows(name)
+    assert len(rows) == 6 and rows.job_id.is_unique and (rows.status == "ok").all(), rows.error.tolist()
+    assert (rows.attempts == 1).all(), rows[["job_id", "attempts"]]
 
 
 def test_the_stack_runs_two_api_processes_services_apart_and_redis_only_on_its_socket(cluster: Fleet):
@@ -92,41 +90,32 @@ def test_the_stack_runs_two_api_processes_services_apart_and_redis_only_on_its_s
 
 
 def test_an_api_process_killed_mid_campaign_loses_no_job_and_runs_none_twice(cluster: Fleet):
-    name = "scale-kill-api"
-    watcher = cluster.run_campaign(campaign(name, size="320x240", duration_s=2, presets=["ultrafast", "veryfast"],
-                                            crfs=[22, 30, 38]), wait=False, cli="ffwatt")
-    assert isinstance(watcher, subprocess.Popen)
-    _first_row(cluster, name)
     run_dir = cluster.work / "master" / "run"
-    victim = _api_processes(run_dir)[0]
-    os.kill(victim.pid, signal.SIGKILL)  # one of the two, mid-campaign: its requests in flight are lost
-    _wait_finished(cluster, name, watcher)
-    rows = cluster.rows(name)
-    assert len(rows) == 6 and rows.job_id.is_unique and (rows.status == "ok").all(), rows.error.tolist()
-    assert (rows.attempts == 1).all(), rows[["job_id", "attempts"]]
+    victims: list[psutil.Process] = []
+
+    def kill_one() -> None:  # one of the two, mid-campaign: its requests in flight are lost
+        victims.append(_api_processes(run_dir)[0])
+        os.kill(victims[0].pid, signal.SIGKILL)
+
+    _campaign_through(cluster, "scale-kill-api", kill_one)
     # uvicorn put a new process in its place.
-    assert wait_for(lambda: len(_api_processes(run_dir)) == 2 and victim.pid not in
+    assert wait_for(lambda: len(_api_processes(run_dir)) == 2 and victims[0].pid not in
                     {p.pid for p in _api_processes(run_dir)}, 30)
 
 
 def test_redis_restarted_mid_campaign_loses_no_job_and_runs_none_twice(cluster: Fleet):
-    name = "scale-redis"
-    watcher = cluster.run_campaign(campaign(name, size="320x240", duration_s=2, presets=["ultrafast", "veryfast"],
-                                            crfs=[22, 30, 38]), wait=False, cli="ffwatt")
-    assert isinstance(watcher, subprocess.Popen)
-    _first_row(cluster, name)
     run_dir = cluster.work / "master" / "run"
-    redis_pid = service_status(run_dir, "redis").pid
-    assert stop_service(run_dir, "redis")
-    time.sleep(3)
-    done = cluster.master.run(FFWATT, "stack", "up", env=cluster.master_env)  # starts what isn't running
-    assert done.returncode == 0, done.stdout + done.stderr
-    again = service_status(run_dir, "redis")
-    assert again.running and again.pid != redis_pid
-    _wait_finished(cluster, name, watcher)
-    rows = cluster.rows(name)
-    assert len(rows) == 6 and rows.job_id.is_unique and (rows.status == "ok").all(), rows.error.tolist()
-    assert (rows.attempts == 1).all(), rows[["job_id", "attempts"]]
+
+    def restart_redis() -> None:
+        before = service_status(run_dir, "redis").pid
+        assert stop_service(run_dir, "redis")
+        time.sleep(3)
+        done = cluster.master.run(FFWATT, "stack", "up", env=cluster.master_env)  # starts what isn't running
+        assert done.returncode == 0, done.stdout + done.stderr
+        again = service_status(run_dir, "redis")
+        assert again.running and again.pid != before
+
+    _campaign_through(cluster, "scale-redis", restart_redis)
     # And the master still takes new work once Redis is back.
     cluster.run_campaign(campaign("scale-after-redis", size="320x240", duration_s=1, presets=["ultrafast"],
                                   crfs=[30]), cli="ffwatt")

@@ -27,15 +27,13 @@ __all__ = [
     "BIN",
     "PREFECT_ENV",
     "free_port",
-    "prepare_database",
     "redis_command",
     "redis_url",
-    "scale_out_env",
     "server_command",
     "server_env",
     "services_command",
     "wait_healthy",
-    "wait_redis",
+    "with_redis",
 ]
 
 BIN = Path(sys.executable).parent
@@ -71,7 +69,7 @@ def redis_url(socket_path: Path) -> str:
     return f"unix://{socket_path}?db=0"
 
 
-def scale_out_env(redis: str) -> dict[str, str]:
+def _scale_out_env(redis: str) -> dict[str, str]:
     """What every process of a scaled-out server needs: Redis for what one process keeps in memory."""
     return {
         "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
@@ -80,7 +78,7 @@ def scale_out_env(redis: str) -> dict[str, str]:
         "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
         "PREFECT_REDIS_MESSAGING_URL": redis,
         "PREFECT_SERVER_DOCKET_URL": redis,
-        # Done once by prepare_database() before the processes start.
+        # Done once by with_redis() before the processes start.
         "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false",
         "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
     }
@@ -103,14 +101,14 @@ asyncio.run(prepare())
 """
 
 
-def prepare_database(env: dict[str, str], timeout_s: float = 300) -> str | None:
+def _prepare_database(env: dict[str, str], timeout_s: float = 300) -> str | None:
     """Migrate the server's database and register the block types, once; None, or what went wrong."""
     done = subprocess.run([sys.executable, "-c", _PREPARE], env=env, capture_output=True, text=True,
                           timeout=timeout_s)
     return None if done.returncode == 0 else (done.stdout + done.stderr)[-3000:]
 
 
-def wait_redis(url: str, timeout_s: float, alive: Callable[[], bool]) -> bool:
+def _wait_redis(url: str, timeout_s: float, alive: Callable[[], bool]) -> bool:
     """Whether Redis at ``url`` answered PING within ``timeout_s`` while ``alive()`` held."""
     import redis
 
@@ -152,3 +150,19 @@ def wait_healthy(api_url: str, timeout_s: float, alive: Callable[[], bool]) -> b
             return False
         time.sleep(0.3)
     return False
+
+
+def with_redis(env: dict[str, str], socket_path: Path, alive: Callable[[], bool], log: Path) -> dict[str, str]:
+    """The scaled-out server's environment once the Redis started on ``socket_path`` answers (``alive()``
+    while it may yet), with its database prepared once; :class:`StackError` says which step failed."""
+    from ffwatt.errors import StackError
+
+    url = redis_url(socket_path)
+    if not _wait_redis(url, 30, alive):
+        tail = log.read_text()[-2000:] if log.exists() else ""
+        raise StackError(f"Redis did not answer on {url}; its log ({log}) ends:\n{tail}")
+    env = {**env, **_scale_out_env(url)}
+    problem = _prepare_database(env)
+    if problem is not None:
+        raise StackError(f"the Prefect database could not be prepared for several API processes:\n{problem}")
+    return env
