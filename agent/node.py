@@ -80,11 +80,13 @@ WAKE_RATE_PER_S = 2.0
 WAKE_BURST = 10
 
 
-def _wake_server(address: str, port: int, wake: Callable[[], None], credentials: str | None) -> ThreadingHTTPServer:
-    """``POST /wake`` with the stack's ``credentials`` (:mod:`exporters.control`) runs ``wake``."""
+def _wake_server(address: str, port: int, wake: Callable[[], None], credentials: str | None, *,
+                 clock: Callable[[], float] = time.monotonic) -> ThreadingHTTPServer:
+    """``POST /wake`` with the stack's ``credentials`` (:mod:`exporters.control`) runs ``wake``; ``clock``
+    times the per-caller rate."""
     class Handler(ControlHandler):
         guard = ControlGuard(credentials, max_body_bytes=WAKE_MAX_BODY_BYTES, rate_per_s=WAKE_RATE_PER_S,
-                             burst=WAKE_BURST)
+                             burst=WAKE_BURST, clock=clock)
 
         def do_POST(self) -> None:
             if self.path.split("?")[0] != "/wake":

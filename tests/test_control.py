@@ -10,7 +10,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from agent.node import WAKE_BURST, _wake_server
+from agent.node import WAKE_BURST, WAKE_RATE_PER_S, _wake_server
 from ffwatt.fleet.client import api_client
 from tests.conftest import free_port
 
@@ -27,10 +27,11 @@ AUTH = ("ffwatt", "s3cret-token")
 
 
 @contextlib.contextmanager
-def wake_server(credentials: str | None) -> Iterator[tuple[str, list[int]]]:
+def wake_server(credentials: str | None, clock: Callable[[], float] = time.monotonic
+                ) -> Iterator[tuple[str, list[int]]]:
     woken: list[int] = []
     port = free_port()
-    server = _wake_server("127.0.0.1", port, lambda: woken.append(1), credentials)
+    server = _wake_server("127.0.0.1", port, lambda: woken.append(1), credentials, clock=clock)
     try:
         yield f"http://127.0.0.1:{port}/wake", woken
     finally:
@@ -105,15 +106,20 @@ def test_wake_refuses_bad_bodies_with_400_and_large_ones_with_413():
 
 
 def test_wake_ups_past_the_burst_get_429_and_a_retry_after():
-    with wake_server(CREDENTIALS) as (url, woken):
+    # The rate's clock stands still unless the test moves it: a loaded machine's slow calls refill nothing.
+    now = [0.0]
+    with wake_server(CREDENTIALS, clock=lambda: now[0]) as (url, woken):
         statuses = [httpx.post(url, auth=AUTH).status_code for _ in range(WAKE_BURST + 5)]
         assert statuses[:WAKE_BURST] == [200] * WAKE_BURST
-        assert 429 in statuses[WAKE_BURST:]
+        assert statuses[WAKE_BURST:] == [429] * 5
         refused = httpx.post(url, auth=AUTH)
         assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
         # Guessing is as slow as calling: a caller out of tokens is refused before its credentials count.
         assert httpx.post(url, auth=("ffwatt", "guess")).status_code == 429
-        assert len(woken) == statuses.count(200)
+        now[0] += 1 / WAKE_RATE_PER_S  # one token back
+        assert httpx.post(url, auth=AUTH).status_code == 200
+        assert httpx.post(url, auth=AUTH).status_code == 429
+        assert len(woken) == statuses.count(200) + 1
 
 
 def test_alerts_and_nodes_answer_401_without_credentials_metrics_stays_open(tmp_path: Path):
