@@ -116,14 +116,15 @@ class Nodes:
         start = time.perf_counter()
         self.calls[what] += 1
         client = self.liveness if what in _LIVENESS_CALLS else self.http
-        # As Prefect's client retries an agent's calls: a timeout, a dropped connection or a 429/502/503, up
-        # to PREFECT_CLIENT_MAX_RETRIES (5) times with jittered exponential back-off.
+        # As Prefect's client retries an agent's calls: a timeout, a dropped connection or a 429/502/503 (and
+        # 500, which ffwatt adds: PREFECT_ENV), up to PREFECT_CLIENT_MAX_RETRIES (5) times with jittered
+        # exponential back-off.
         for attempt in range(_RETRIES + 1):
             try:
                 response = await client.request(method, path, **kwargs)
             except Exception:
                 response = None
-            if response is not None and response.status_code not in (429, 502, 503):
+            if response is not None and response.status_code not in (429, 500, 502, 503):
                 break
             if attempt < _RETRIES:
                 self.retries[what] += 1

@@ -38,10 +38,14 @@ __all__ = [
 
 BIN = Path(sys.executable).parent
 # What every Prefect process ffwatt starts (server, workers, flows, the CLI's runs) has in its
-# environment: no phoning home, and FFmpeg's text logged verbatim (rich reads "0:v:0" as an emoji).
+# environment: no phoning home, FFmpeg's text logged verbatim (rich reads "0:v:0" as an emoji), and
+# 500 retried as Prefect's client retries 502 and 503 (5 times, backing off to 30 s): a scaled-out
+# server answers 500 for the seconds its Redis is away, and a batch whose row or final state met
+# one would fail, or be left Running, for an outage that was already over.
 PREFECT_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS": "ffwatt.fleet.prefect_console.VerbatimConsoleHandler",
+    "PREFECT_CLIENT_RETRY_EXTRA_CODES": "500",
 }
 
 
