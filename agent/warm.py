@@ -24,7 +24,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -36,13 +36,14 @@ from prefect.exceptions import InfrastructureNotAvailable
 from prefect.flow_engine import run_flow
 from prefect.flows import Flow
 from prefect.states import Crashed, State
+from prefect.utilities.engine import propose_state
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
 from ffwatt.fleet.cadence import POOL_READ_EVERY_S
-from ffwatt.fleet.client import work_pool
+from ffwatt.fleet.client import api_away, work_pool
 from ffwatt.settings import REPO
 
-__all__ = ["Pace", "WarmWorker", "serve"]
+__all__ = ["Pace", "WarmWorker", "report_crashed", "serve"]
 
 log = logging.getLogger("ffwatt.worker")
 
@@ -66,14 +67,42 @@ def _flow_at(entrypoint: str) -> Flow[..., Any]:
     return found
 
 
-def _run_here(flow: Flow[..., Any], flow_run: FlowRun) -> State:
+def _run_here(flow: Flow[..., Any], flow_run: FlowRun) -> State | BaseException:
     try:
         state = run_flow(flow, flow_run=flow_run, return_type="state")
     except BaseException as exc:  # a flow that dies takes no worker with it
         log.exception("flow run %s ended with an exception", flow_run.id)
-        return Crashed(message=f"the flow run raised in the warm worker: {exc!r}")
+        return exc
     assert isinstance(state, State)
     return state
+
+
+async def report_crashed(propose: Callable[[], Awaitable[object]], flow_run_id: UUID, *,
+                         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                         first_wait_s: float = 5.0, longest_wait_s: float = 60.0) -> bool:
+    """Propose a flow run's Crashed state until the API takes it (or refuses it for good); True if it did.
+
+    A flow run that raised here raised past its engine, most often because the API was away when the
+    engine set its final state, so the API may still hold it Running. Its node lives on, beating, so
+    the campaign would wait on that batch forever; the API is the one place to say it ended, however
+    long it is away. A run the API has ended already (it aborts the proposal) is left as it is.
+    """
+    from prefect.exceptions import Abort, ObjectNotFound
+
+    wait_s = first_wait_s
+    while True:
+        try:
+            await propose()
+            return True
+        except (Abort, ObjectNotFound):
+            return False
+        except Exception as exc:  # noqa: BLE001 - which ones to try again is api_away's to say
+            if not api_away(exc):
+                log.error("can't mark flow run %s crashed: %s", flow_run_id, exc)
+                return False
+            log.warning("can't mark flow run %s crashed yet (%s); trying again in %.0f s", flow_run_id, exc, wait_s)
+        await sleep(wait_s)
+        wait_s = min(2 * wait_s, longest_wait_s)
 
 
 class WarmWorker(ProcessWorker):
@@ -125,10 +154,15 @@ class WarmWorker(ProcessWorker):
         flow = await self._flow(flow_run)
         if task_status is not None:
             task_status.started(os.getpid())
-        state = await anyio.to_thread.run_sync(partial(_run_here, flow, flow_run))
+        outcome = await anyio.to_thread.run_sync(partial(_run_here, flow, flow_run))
+        if isinstance(outcome, BaseException):
+            message = f"the flow run raised in the warm worker: {outcome!r}"
+            await report_crashed(lambda: propose_state(self.client, Crashed(message=message), flow_run_id=flow_run.id),
+                                 flow_run.id)
+            return ProcessWorkerResult(status_code=0, identifier=str(os.getpid()))
         # A flow run that reached a final state (Failed included) ended properly: 0. Anything else
         # lets the worker mark it crashed, as it does for a process that died.
-        return ProcessWorkerResult(status_code=0 if state.is_final() else 1, identifier=str(os.getpid()))
+        return ProcessWorkerResult(status_code=0 if outcome.is_final() else 1, identifier=str(os.getpid()))
 
 
 async def _beat(worker: WarmWorker) -> None:

@@ -37,7 +37,7 @@ from ffwatt.jobs import Job, sweep_groups
 from ffwatt.schema import JobRow
 from tasks import build_row
 
-__all__ = ["Dispatcher", "FleetAPI", "plan_batches"]
+__all__ = ["Dispatcher", "FleetAPI", "Submission", "plan_batches"]
 
 PICKUP_TIMEOUT_S = 300.0
 # How long jobs whose able nodes are all offline wait for one to come back (a restart, a reboot)
@@ -57,11 +57,12 @@ NO_NODE = "(none)"
 class FleetAPI(Protocol):
     """What dispatch needs of the Prefect API; any call may raise :class:`ApiUnavailable`."""
 
-    def submit(self, pool: str, node: NodeRecord, parameters: BatchParameters) -> UUID:
-        """Start a ``node-batch/<pool>`` flow run on ``node``'s queue and wake the node; its id."""
+    def submit(self, pool: str, node: NodeRecord, parameters: BatchParameters, key: str) -> UUID:
+        """Start a ``node-batch/<pool>`` flow run on ``node``'s queue and wake the node; its id. ``key``
+        names this submission: sent again (its answer lost), it gives the flow run it already made."""
         ...
 
-    def submit_all(self, batches: list[tuple[str, NodeRecord, BatchParameters]]) -> list[UUID | ApiUnavailable]:
+    def submit_all(self, batches: list[Submission]) -> list[UUID | ApiUnavailable]:
         """:meth:`submit` each batch (at once where the API can take it); per batch its flow run id, or
         the :class:`ApiUnavailable` that refused it."""
         ...
@@ -75,6 +76,16 @@ class FleetAPI(Protocol):
     def crash(self, batch: UUID, message: str) -> None: ...
 
     def cancel(self, batch: UUID, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A batch to send; ``key`` stays the same each time the dispatcher sends it again."""
+
+    pool: str
+    node: NodeRecord
+    parameters: BatchParameters
+    key: str
 
 
 @dataclass
@@ -146,7 +157,8 @@ class Dispatcher:
         self._node_grace_s = node_grace_s
         self._by_id = {job.job_id: job for job in jobs}
         self._batches: dict[UUID, _Batch] = {}
-        self._unsent: list[tuple[str, NodeRecord, list[str]]] = []  # submissions the API refused, to retry
+        self._unsent: list[tuple[str, NodeRecord, list[str], str]] = []  # to send, or refused: to send again
+        self._planned = 0  # batches planned, for their submission keys
         self._nodes: dict[str, NodeRecord] = {}
         # When they were read (unix s). Polls read them every few seconds only; judged by a later clock,
         # a node read a while ago would look silent for that while on top of its last beat.
@@ -288,9 +300,7 @@ class Dispatcher:
                 self._waiting.setdefault(job_id, (self._clock(), reason))  # its node may come back
             else:
                 self._fail(job_id, reason)
-        for pool, node, jobs in batches:
-            self._unsent.append((pool, node, [job.job_id for job in jobs]))
-        self._send()
+        self._queue(batches)
 
     def _plan_waiting(self) -> None:
         """Plan the jobs waiting for an offline node once one that can run them is back; fail them as
@@ -308,21 +318,28 @@ class Dispatcher:
                 del self._waiting[job_id]
                 self._fail(job_id, f"{why} (waited {now - since:.0f} s for one to come back; the grace is "
                                    f"{self._node_grace_s:.0f} s)")
+        self._queue(batches)
+
+    def _queue(self, batches: list[tuple[str, NodeRecord, list[Job]]]) -> None:
+        # A key per planned batch, kept while it is sent again: an API that made the flow run but whose
+        # answer was lost (a 5xx after the commit, a dropped connection) gives that run back rather
+        # than a second one, which its node would also run.
         for pool, node, jobs in batches:
-            self._unsent.append((pool, node, [job.job_id for job in jobs]))
+            self._planned += 1
+            self._unsent.append((pool, node, [job.job_id for job in jobs], f"{self.run_id}:{self._planned}"))
         self._send()
 
     def _send(self) -> None:
         if not self._unsent:
             return
         unsent, self._unsent = self._unsent, []
-        outcomes = self._api.submit_all([(pool, node, BatchParameters(
+        outcomes = self._api.submit_all([Submission(pool, node, BatchParameters(
             campaign=self.campaign, job_ids=job_ids, run_id=self.run_id,
-            attempts={j: self.attempts[j] for j in job_ids})) for pool, node, job_ids in unsent])
-        for (pool, node, job_ids), outcome in zip(unsent, outcomes, strict=True):
+            attempts={j: self.attempts[j] for j in job_ids}), key) for pool, node, job_ids, key in unsent])
+        for (pool, node, job_ids, key), outcome in zip(unsent, outcomes, strict=True):
             if isinstance(outcome, ApiUnavailable):
                 self._log.warning("can't send %d job(s) to %s yet (%s)", len(job_ids), node.node, outcome)
-                self._unsent.append((pool, node, job_ids))
+                self._unsent.append((pool, node, job_ids, key))
                 continue
             self._batches[outcome] = _Batch(pool=pool, node=node.node, job_ids=job_ids, flow_run_id=outcome,
                                             submitted_at=self._clock())

@@ -31,7 +31,7 @@ from prefect.client.schemas.sorting import ArtifactSort
 from prefect.states import Cancelled, Crashed
 
 from ffwatt.errors import ApiUnavailable
-from ffwatt.fleet.client import PAGE
+from ffwatt.fleet.client import PAGE, api_away
 from ffwatt.fleet.nodes import NodeRecord, list_nodes
 from ffwatt.fleet.protocol import (
     FACTS_ARTIFACT_PREFIX,
@@ -46,6 +46,7 @@ from ffwatt.fleet.protocol import (
     frames_artifact_key,
     row_artifact_key,
 )
+from flows.dispatch import Submission
 
 __all__ = ["PrefectFleetAPI"]
 
@@ -56,17 +57,11 @@ SUBMITTERS = 8  # batches created at once
 NODES_EVERY_S = 5.0  # how often a poll also reads the nodes' liveness (paged reads of the whole fleet)
 
 
-def _unavailable(exc: Exception) -> bool:
-    if isinstance(exc, httpx.TransportError):
-        return True
-    return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code >= 500
-
-
 def _guarded(call: Callable[[], T]) -> T:
     try:
         return call()
     except (httpx.HTTPError, OSError) as exc:
-        if isinstance(exc, OSError) or _unavailable(exc):
+        if isinstance(exc, OSError) or api_away(exc):
             raise ApiUnavailable(str(exc) or type(exc).__name__) from exc
         raise
 
@@ -100,21 +95,22 @@ class PrefectFleetAPI:
         self._waker = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wake")
         self._deployments: dict[str, UUID] = {}
 
-    def submit(self, pool: str, node: NodeRecord, parameters: BatchParameters) -> UUID:
+    def submit(self, pool: str, node: NodeRecord, parameters: BatchParameters, key: str) -> UUID:
         # One call per batch on the open client: run_deployment would open a client, read the
         # deployment and create a linking task run each time, four calls and ~0.5 s on a busy master.
         deployment_id = self._deployment_id(pool)
         run: FlowRun = _guarded(lambda: self._client.create_flow_run_from_deployment(
             deployment_id, parameters=parameters.model_dump(mode="json"), tags=[BATCH_TAG],
-            name=f"{parameters.campaign.name}-{node.node}", work_queue_name=node.queue or None))
+            name=f"{parameters.campaign.name}-{node.node}", work_queue_name=node.queue or None,
+            idempotency_key=key))
         if node.wake_url:
             self._waker.submit(_wake, node.wake_url)
         return run.id
 
-    def submit_all(self, batches: list[tuple[str, NodeRecord, BatchParameters]]) -> list[UUID | ApiUnavailable]:
-        def one(batch: tuple[str, NodeRecord, BatchParameters]) -> UUID | ApiUnavailable:
+    def submit_all(self, batches: list[Submission]) -> list[UUID | ApiUnavailable]:
+        def one(batch: Submission) -> UUID | ApiUnavailable:
             try:
-                return self.submit(*batch)
+                return self.submit(batch.pool, batch.node, batch.parameters, batch.key)
             except ApiUnavailable as exc:
                 return exc
 

@@ -153,3 +153,32 @@ def test_a_poll_reads_the_fleet_while_jobs_wait_with_no_batch_open(prefect_serve
         finally:
             client.request("DELETE", f"/variables/name/{variable_name(record.node)}")
     assert poll.nodes is not None and [n.node for n in poll.nodes] == ["back"]
+
+
+@pytest.mark.e2e  # a Prefect server
+def test_a_batch_sent_again_under_its_key_gets_the_flow_run_it_already_made(prefect_server: dict[str, str]):
+    """A submit whose answer was lost (a 500 after the commit, a dropped connection) is sent again; Prefect
+    gives the run it made for that key, so the node doesn't run the batch twice. A new key, a new run."""
+    from prefect.client.schemas.actions import DeploymentCreate
+
+    from ffwatt.fleet.client import api_client
+    from ffwatt.fleet.protocol import BatchParameters
+    from ffwatt.validation import parse_campaign
+    from flows.fleet_api import PrefectFleetAPI
+
+    campaign = parse_campaign({"name": "keyed", "inputs": [{"name": "a", "source": "testsrc2", "duration_s": 1}],
+                               "matrix": {"encoders": ["libx264"], "rate_control": [{"mode": "crf", "values": [30]}]}})
+    parameters = BatchParameters(campaign=campaign, job_ids=["j1"], run_id="run-keyed", attempts={"j1": 1})
+    with api_client(prefect_server) as client:
+        flow_id = client.create_flow_from_name("node-batch")
+        deployment_id = client.create_deployment(**DeploymentCreate(
+            name="keyed-pool", flow_id=flow_id, entrypoint="flows/batch.py:node_batch").model_dump(
+                include={"name", "flow_id", "entrypoint"}))
+        try:
+            api = PrefectFleetAPI(client)
+            record = node("w1", ["keyed-pool"], ["libx264"])
+            first = api.submit("keyed-pool", record, parameters, "run-keyed:1")
+            assert api.submit("keyed-pool", record, parameters, "run-keyed:1") == first
+            assert api.submit("keyed-pool", record, parameters, "run-keyed:2") != first
+        finally:
+            client.delete_deployment(deployment_id)

@@ -17,7 +17,7 @@ from ffwatt.jobs import expand
 from ffwatt.nodefacts import NodeFacts
 from ffwatt.schema import JobRow
 from ffwatt.validation import parse_campaign
-from flows.dispatch import Dispatcher, plan_batches
+from flows.dispatch import Dispatcher, Submission, plan_batches
 
 TIMEOUT_S = 30.0  # three missed 10 s worker heartbeats
 
@@ -57,6 +57,8 @@ class FakeFleet:
         self.nodes_every_s = 0.0  # a poll reads the nodes only this often, as the real one does (0: every poll)
         self._nodes_read_at = -1e18
         self.refuse_submits = 0
+        self.lose_answers = 0
+        self.keys: dict[str, UUID] = {}
         self._unsent: list[JobRow] = []
         self._reports: list[NodeReport] = []
 
@@ -68,20 +70,24 @@ class FakeFleet:
                 record.heartbeat_at = self.wall.now - (self.wall.now % self.beat_every_s if self.beat_every_s else 0)
 
     # the FleetAPI
-    def submit(self, pool: str, node: NodeRecord, parameters: BatchParameters) -> UUID:
+    def submit(self, pool: str, node: NodeRecord, parameters: BatchParameters, key: str) -> UUID:
         if self.down or self.refuse_submits:
             self.refuse_submits = max(0, self.refuse_submits - 1)
             raise ApiUnavailable("connection refused")
-        flow_run_id = uuid4()
-        self.batches[flow_run_id] = FakeBatch(pool, node.node, parameters)
+        if key not in self.keys:  # as Prefect's idempotency key: the same key, the same flow run
+            self.keys[key] = uuid4()
+            self.batches[self.keys[key]] = FakeBatch(pool, node.node, parameters)
         self.woken.append(node.node)
-        return flow_run_id
+        if self.lose_answers:  # made, but the answer lost on its way back
+            self.lose_answers -= 1
+            raise ApiUnavailable("500 Internal Server Error")
+        return self.keys[key]
 
-    def submit_all(self, batches: list[tuple[str, NodeRecord, BatchParameters]]) -> list[UUID | ApiUnavailable]:
+    def submit_all(self, batches: list[Submission]) -> list[UUID | ApiUnavailable]:
         outcomes: list[UUID | ApiUnavailable] = []
         for batch in batches:
             try:
-                outcomes.append(self.submit(*batch))
+                outcomes.append(self.submit(batch.pool, batch.node, batch.parameters, batch.key))
             except ApiUnavailable as exc:
                 outcomes.append(exc)
         return outcomes
@@ -431,6 +437,20 @@ def test_a_submission_the_api_refuses_is_tried_again():
     assert fleet.batches == {}
     d.step()
     assert len(fleet.batches) == 1 and len(next(iter(fleet.batches.values())).parameters.job_ids) == 4
+
+
+def test_a_submission_the_api_made_but_whose_answer_was_lost_makes_no_second_flow_run():
+    fleet = FakeFleet(Clock(1000.0), Clock(1_800_000_000.0), ["w1"])
+    fleet.lose_answers = 1
+    d = Dispatcher(CAMPAIGN, expand(CAMPAIGN), "run-1", api=fleet, record=lambda r: r, clock=fleet.clock,
+                   wall=fleet.wall)
+    d.start(list(fleet.nodes.values()))
+    d.step()  # sent again, under its key
+    assert len(fleet.batches) == 1 and list(d._batches) == list(fleet.batches)
+    for flow_run_id in fleet.batches:
+        fleet.finish(flow_run_id)
+    d.run(sleep=fleet.advance)
+    assert d.done and all(a == 1 for a in d.attempts.values())
 
 
 def test_jobs_no_live_node_can_run_fail_at_once_as_unschedulable():

@@ -22,9 +22,17 @@ from ffwatt.errors import ApiError
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
-__all__ = ["PAGE", "ApiClient", "api_client", "ensure_pools", "read_variables_like", "work_pool"]
+__all__ = ["PAGE", "ApiClient", "api_away", "api_client", "ensure_pools", "read_variables_like", "work_pool"]
 
 PAGE = 200  # the API's default and maximum page
+
+
+def api_away(exc: BaseException) -> bool:
+    """Whether an API call failed because the API was away or failing for now (no connection, a
+    timeout, a 5xx), so the same call may succeed later, rather than because it was wrong."""
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code >= 500
 
 
 def work_pool(pool: str) -> str:
