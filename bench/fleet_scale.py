@@ -18,7 +18,8 @@ Prints: how long until every node was online; during the campaign the fewest nod
 the dispatcher saw online and the batches it declared lost; API calls per job, master
 and nodes apart (liveness calls, which cost per node and second whatever the
 campaign, are counted apart); CPU seconds of the Prefect server, of PostgreSQL and of
-the dispatcher; and API latency percentiles per call.
+the dispatcher; the master's memory (PSS) with no node, with the idle fleet and at its
+peak over the campaign; and API latency percentiles per call.
 
     sudo .venv/bin/python -m bench.fleet_scale [--nodes 1000] [--jobs 10000] [--api-processes 2]
 
@@ -38,6 +39,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -50,6 +52,7 @@ import psutil
 from ffwatt.processes import stop_group
 
 POOL = "cpu"
+MIB, GIB = 2**20, 2**30
 PRESETS = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"]
 
 
@@ -341,6 +344,37 @@ def cpu_seconds(*roots: int) -> float:
     return total
 
 
+def memory_bytes(*roots: int) -> int:
+    """Proportional set size of ``roots`` and every process under them: pages they share (PostgreSQL's
+    buffers, what the API processes inherited) counted once across them, as a machine must hold them."""
+    total = 0
+    for root in roots:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            top = psutil.Process(root)
+            for process in [top, *top.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                    total += process.memory_full_info().pss
+    return total
+
+
+@contextlib.contextmanager
+def peak_memory(roots: list[int], every_s: float = 5.0) -> Iterator[list[int]]:
+    """The largest :func:`memory_bytes` of ``roots`` seen while the block runs, in a one-item list."""
+    peak, done = [memory_bytes(*roots)], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(every_s):
+            peak[0] = max(peak[0], memory_bytes(*roots))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()
+
+
 @contextlib.contextmanager
 def discovery_scraped(work: Path, env: dict[str, str], args: argparse.Namespace
                       ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, list[float]]]]:
@@ -467,6 +501,9 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
     with contextlib.ExitStack() as later:
         # The discovery service is up before the nodes: it publishes the cadence they join at.
         discovery, discovery_latency = later.enter_context(discovery_scraped(work, env, args))
+        master_roots = [*server_pids, *([pg_pid] if pg_pid else []), discovery.pid]
+        memory_before = memory_bytes(*master_roots)  # the master with no node yet
+        memory_joining: tuple[int, int] | None = None
         process, stats = later.enter_context(simulated_nodes(env["PREFECT_API_URL"], args, work))
         started = time.monotonic()
         online_at, told_at, online = None, started, 0
@@ -475,6 +512,10 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
                 if process.poll() is not None:
                     raise SystemExit(f"the simulated nodes died; see {work / 'nodes.log'}")
                 online = sum(n.online() for n in list_nodes(client))
+                if memory_joining is None and online >= max(1, args.nodes // 10):
+                    # A tenth in: the API has warmed up and opened its database connections under the
+                    # joining's load, so what the master grows by from here on is what nodes cost it.
+                    memory_joining = (online, memory_bytes(*master_roots))
                 if online >= args.nodes:
                     online_at = time.monotonic() - started
                     break
@@ -500,6 +541,14 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
               f"{idle['pg'] / args.nodes / idle['seconds'] * 60 * 1000:.1f} ms, discovery "
               f"{idle['discovery'] / args.nodes / idle['seconds'] * 60 * 1000:.1f} ms")
         idle_cores_per_node = (idle["server"] + idle["pg"] + idle["discovery"]) / idle["seconds"] / args.nodes
+        memory_idle = memory_bytes(*master_roots)
+        joined, memory_then = memory_joining or (args.nodes, memory_idle)
+        # Nodes past the first tenth, over the memory they added (none measured when all joined between looks).
+        memory_per_node = max(0, memory_idle - memory_then) / (args.nodes - joined) if joined < args.nodes else 0.0
+        print(f"master memory (PSS: server, PostgreSQL, discovery): {memory_before / MIB:.0f} MiB with no node, "
+              f"{memory_then / MIB:.0f} MiB with {joined} joined (warmed up), {memory_idle / MIB:.0f} MiB with "
+              f"{args.nodes} idle: " + (f"{memory_per_node / 1024:.0f} KiB per node past the first {joined}"
+                                        if joined < args.nodes else "per node not measured (all joined at once)"))
 
         campaign = parse_campaign(campaign_of(args.jobs))
         jobs = expand(campaign)
@@ -530,7 +579,7 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
         cpu_before = (cpu_seconds(*server_pids), cpu_seconds(pg_pid) if pg_pid else 0.0,
                       resource.getrusage(resource.RUSAGE_SELF), cpu_seconds(discovery.pid))
         begun = time.monotonic()
-        with get_client(sync_client=True) as client:
+        with get_client(sync_client=True) as client, peak_memory(master_roots) as memory_peak:
             client._client.event_hooks = {"request": [on_request], "response": [on_response]}
             dispatcher = Dispatcher(campaign, jobs, "fleet-scale-run", api=Watched(client), record=record)
             dispatcher.start(list_nodes(client))
@@ -579,8 +628,12 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
     print(f"master cost: idle {idle_cores_per_node * 1000:.2f} millicores per node (one master core holds "
           f"{1 / idle_cores_per_node:.0f} idle nodes); busy {busy_s_per_job * 1000:.1f} ms of CPU per job beyond "
           f"that (server, PostgreSQL and discovery; dispatcher {dispatcher_cpu / len(jobs) * 1000:.1f} ms)")
+    print(f"master memory over the campaign: peak {memory_peak[0] / MIB:.0f} MiB, "
+          f"{max(0, memory_peak[0] - memory_idle) / MIB:.0f} MiB above idle")
+    memory_10k = memory_idle + max(0, 10_000 - args.nodes) * memory_per_node
     print(f"a 10 000-node master at this budget: {10_000 * idle_cores_per_node:.1f} cores idle, plus "
-          f"{busy_s_per_job:.3f} cores per job/s of throughput")
+          f"{busy_s_per_job:.3f} cores per job/s of throughput; memory {memory_10k / GIB:.1f} GiB idle, "
+          f"plus what a campaign adds ({max(0, memory_peak[0] - memory_idle) / MIB:.0f} MiB here)")
     if ok < len(jobs) or lost or min(seen_online, default=0) < args.nodes:
         raise SystemExit(1)
 
