@@ -471,7 +471,7 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
     os.environ.update(env)
     from prefect.client.orchestration import get_client
 
-    from ffwatt.fleet.cadence import RECORD_CHECKS_PER_BEAT, read_cadence
+    from ffwatt.fleet.cadence import RECORD_CHECKS_PER_BEAT, cadence_for, liveness_calls_per_s, read_cadence
     from ffwatt.fleet.client import ensure_pools
     from ffwatt.fleet.nodes import list_nodes
     from ffwatt.fleet.protocol import Poll
@@ -541,6 +541,7 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
               f"{idle['pg'] / args.nodes / idle['seconds'] * 60 * 1000:.1f} ms, discovery "
               f"{idle['discovery'] / args.nodes / idle['seconds'] * 60 * 1000:.1f} ms")
         idle_cores_per_node = (idle["server"] + idle["pg"] + idle["discovery"]) / idle["seconds"] / args.nodes
+        idle_cpu_s_per_call = idle_cores_per_node * args.nodes / (idle["calls"] / idle["seconds"])
         memory_idle = memory_bytes(*master_roots)
         joined, memory_then = memory_joining or (args.nodes, memory_idle)
         # Nodes past the first tenth, over the memory they added (none measured when all joined between looks).
@@ -631,9 +632,16 @@ def run_master(args: argparse.Namespace, work: Path, env: dict[str, str], server
     print(f"master memory over the campaign: peak {memory_peak[0] / MIB:.0f} MiB, "
           f"{max(0, memory_peak[0] - memory_idle) / MIB:.0f} MiB above idle")
     memory_10k = memory_idle + max(0, 10_000 - args.nodes) * memory_per_node
-    print(f"a 10 000-node master at this budget: {10_000 * idle_cores_per_node:.1f} cores idle, plus "
-          f"{busy_s_per_job:.3f} cores per job/s of throughput; memory {memory_10k / GIB:.1f} GiB idle, "
-          f"plus what a campaign adds ({max(0, memory_peak[0] - memory_idle) / MIB:.0f} MiB here)")
+    # The budget holds the idle calls, not the node count, so idle CPU is bounded both ways: per call at the
+    # cadence 10 000 nodes would get, and per node as if each cost the master something of its own.
+    cadence_10k = cadence_for(10_000, 10_000, budget_rps=load_settings_budget(), heartbeat_s=args.heartbeat_s,
+                              poll_s=args.poll_s)
+    calls_10k = liveness_calls_per_s(cadence_10k.heartbeat_s, 10_000, 10_000)
+    print(f"a 10 000-node master at this budget: idle {calls_10k * idle_cpu_s_per_call:.1f} cores counted per "
+          f"call ({idle_cpu_s_per_call * 1000:.1f} ms each, {calls_10k:.0f} calls/s at {cadence_10k.heartbeat_s} s) "
+          f"to {10_000 * idle_cores_per_node:.1f} cores counted per node, plus {busy_s_per_job:.3f} cores per "
+          f"job/s of throughput; memory {memory_10k / GIB:.1f} GiB idle, plus what a campaign adds "
+          f"({max(0, memory_peak[0] - memory_idle) / MIB:.0f} MiB here)")
     if ok < len(jobs) or lost or min(seen_online, default=0) < args.nodes:
         raise SystemExit(1)
 

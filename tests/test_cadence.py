@@ -9,7 +9,7 @@ import contextlib
 import httpx
 import pytest
 
-from ffwatt.fleet.cadence import Cadence, cadence_for
+from ffwatt.fleet.cadence import Cadence, cadence_for, liveness_calls_per_s
 from ffwatt.settings import Settings
 
 
@@ -31,6 +31,12 @@ def test_a_thousand_nodes_beat_slow_enough_for_the_budget():
     assert (cadence.heartbeat_s, cadence.poll_s) == (52, 52.0)
     assert _calls_per_s(1000, 1000, cadence.heartbeat_s) <= 50
     assert _calls_per_s(1000, 1000, cadence.heartbeat_s - 10) > 50  # and not much slower than it must
+
+
+def test_the_calls_the_cadence_bounds_are_the_fleets_calls_counted_one_by_one():
+    # 10 000 nodes at the 300 s cap: 2*10 000/300 + 10 000/300 + 10 000*2/(6*300) = 111.1 calls/s.
+    assert liveness_calls_per_s(300, 10_000, 10_000) == pytest.approx(_calls_per_s(10_000, 10_000, 300))
+    assert liveness_calls_per_s(300, 10_000, 10_000) == pytest.approx(111.1, abs=0.1)
 
 
 def test_the_cadence_changes_only_as_the_fleet_doubles():

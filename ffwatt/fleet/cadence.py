@@ -21,7 +21,8 @@ from pydantic import BaseModel, ValidationError
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
-__all__ = ["CADENCE_VARIABLE", "RECORD_CHECKS_PER_BEAT", "Cadence", "cadence_for", "publish_cadence", "read_cadence"]
+__all__ = ["CADENCE_VARIABLE", "RECORD_CHECKS_PER_BEAT", "Cadence", "cadence_for", "liveness_calls_per_s",
+           "publish_cadence", "read_cadence"]
 
 CADENCE_VARIABLE = "ffwatt_fleet_cadence"
 RECORD_CHECKS_PER_BEAT = 6  # the agent re-reads its record and the cadence every 6 beats (2 calls)
@@ -53,10 +54,19 @@ def cadence_for(workers: int, nodes: int, *, budget_rps: float, heartbeat_s: int
     ``nodes``, so it changes only as the fleet doubles, and a crowd of nodes joining is paced already."""
     workers, nodes = _next_power_of_two(workers), _next_power_of_two(nodes)
     left = budget_rps - workers / POOL_READ_EVERY_S
-    per_interval = 2 * workers + 2 * nodes / RECORD_CHECKS_PER_BEAT  # calls each interval
+    per_interval = _calls_per_interval(workers, nodes)
     needed = _MAX_INTERVAL_S if left <= 0 else min(_MAX_INTERVAL_S, math.ceil(per_interval / left))
     return Cadence(heartbeat_s=max(heartbeat_s, needed), poll_s=max(poll_s, float(needed)), workers=workers,
                    budget_rps=budget_rps)
+
+
+def liveness_calls_per_s(interval_s: float, workers: int, nodes: int) -> float:
+    """The fleet's steady calls per second at a common interval: what :func:`cadence_for` bounds."""
+    return _calls_per_interval(workers, nodes) / interval_s + workers / POOL_READ_EVERY_S
+
+
+def _calls_per_interval(workers: int, nodes: int) -> float:
+    return 2 * workers + 2 * nodes / RECORD_CHECKS_PER_BEAT  # beats and polls; record and cadence reads
 
 
 def _next_power_of_two(n: int) -> int:
