@@ -45,11 +45,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _api_processes(run_dir: Path) -> list[psutil.Process]:
-    """The server's API processes: uvicorn's children that serve (not multiprocessing's resource tracker)."""
+    """The server's API processes: uvicorn's live children that serve (not multiprocessing's resource
+    tracker, nor one killed and not yet reaped: a zombie has no command line to read)."""
     server = service_status(run_dir, "prefect-server")
     assert server.running and server.pid is not None
-    return [child for child in psutil.Process(server.pid).children()
-            if "--multiprocessing-fork" in child.cmdline()]
+    serving = []
+    for child in psutil.Process(server.pid).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "--multiprocessing-fork" in child.cmdline():
+                serving.append(child)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue  # it died between children() and cmdline()
+    return serving
 
 
 def _campaign_through(cluster: Fleet, name: str, disrupt: Callable[[], None]) -> None:
