@@ -23,6 +23,9 @@ def up(
         "--generate-cert", help="Make a CA and a server certificate and serve the API over HTTPS too.")] = False,
     cert_name: Annotated[list[str] | None, typer.Option(
         help="Names and addresses the certificate covers (default: master host, hostname, localhost).")] = None,
+    api_only: Annotated[bool, typer.Option(
+        "--api-only", help="Only API processes, on another machine of a master spread over several: its "
+                           "PostgreSQL, FFWATT_REDIS_URL, and its credentials file copied here.")] = False,
 ) -> None:
     """Start the master's services (idempotent) and print where they are."""
     from master.stack import stack_up
@@ -37,7 +40,10 @@ def up(
         names = cert_name or list(dict.fromkeys([settings.master_host, socket.gethostname(), "localhost"]))
         ca = generate_ca_and_server_cert(tls, names)
         console.print(f"certificate for {', '.join(names)}; clients verify with {ca}")
-    _print_status(stack_up(settings))
+    _print_status(stack_up(settings, api_only=api_only))
+    if api_only:
+        console.print("behind the master's TLS proxy: add this machine's host:port to its FFWATT_API_PEERS")
+        return
     console.print(f"client environment: eval \"$(ffwatt stack env)\"  (credentials in {settings.auth_file})")
 
 

@@ -108,6 +108,15 @@ class Settings(BaseSettings):
                     "scaled-out shape: that many API processes on the one port, one process for its loop services, "
                     "and Redis (on a unix socket only the stack's user reaches) for their messaging; it needs "
                     "PostgreSQL. Raise FFWATT_FLEET_API_BUDGET_RPS with it.")
+    redis_url: str | None = Field(
+        default=None, pattern=r"^(redis|rediss|unix)://\S+$",
+        description="The Redis that the API machines of a master spread over several machines share, e.g. "
+                    "redis://:password@10.0.0.5:6379/0: `ffwatt stack up` (and `--api-only` on the other API "
+                    "machines) then runs the scaled-out shape on it and starts no Redis of its own.")
+    api_peers: str = Field(
+        default="", pattern=r"^([^\s,:]+:\d+(,[^\s,:]+:\d+)*)?$",
+        description="The other API machines (host:port, comma-separated) that the master's TLS proxy spreads "
+                    "requests over beside its own API: the ones `ffwatt stack up --api-only` started.")
     master_poll_s: float = Field(default=1.0, gt=0, le=60,
                                  description="Seconds between the master worker's polls for campaign runs.")
     cpu_exporter_port: int = _port("exporter-cpu", "Port of the CPU energy exporter an agent starts.")

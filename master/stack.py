@@ -95,29 +95,44 @@ def deploy(settings: Settings) -> None:
         raise StackError(f"prefect deploy failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
 
 
-def stack_up(settings: Settings) -> list[ServiceStatus]:
+def scaled_out(settings: Settings) -> bool:
+    """Whether the server runs Prefect's scaled-out shape: several API processes here, or a Redis shared
+    with API machines elsewhere."""
+    return settings.api_processes > 1 or settings.redis_url is not None
+
+
+def stack_up(settings: Settings, *, api_only: bool = False) -> list[ServiceStatus]:
+    """Start the master's services; ``api_only``, only API processes that join a master spread over
+    machines (its PostgreSQL, its Redis, its credentials), behind its TLS proxy (FFWATT_API_PEERS)."""
     run_dir = settings.run_dir
+    if api_only:
+        _check_api_only(settings)
     # The UI's address opens the V2 UI, whose login asks before it calls the API (V1's first call is refused
-    # and shows "Authentication failed" before anything is typed); ApiClient.ui_page links there too.
+    # and shows "Authentication failed" before anything is typed); ApiClient.ui_page links there too. An
+    # API machine behind the master's proxy serves the UI the proxy's address given it (PREFECT_UI_API_URL).
+    ui_api = (os.environ.get("PREFECT_UI_API_URL") if api_only else None) or public_api_url(settings)
     env = {**_base_env(settings), "PREFECT_SERVER_API_AUTH_STRING": auth_string(settings),
-           "PREFECT_UI_API_URL": public_api_url(settings), "PREFECT_SERVER_UI_V2_ENABLED": "true"}
+           "PREFECT_UI_API_URL": ui_api, "PREFECT_SERVER_UI_V2_ENABLED": "true"}
     _check_scale_out(settings, env)  # first, as the next: a shape that can't run here starts nothing
-    monitoring = monitoring_services(settings)  # a missing binary stops us before anything starts
-    ingest = [ingest_service(settings), rtmp_exporter_service(settings, str(BIN / "ffwatt"))]
+    monitoring = [] if api_only else monitoring_services(settings)  # a missing binary stops us before anything starts
+    ingest = [] if api_only else [ingest_service(settings), rtmp_exporter_service(settings, str(BIN / "ffwatt"))]
     # Started only on a free port, and only once its own process group listens there is it ours:
     # a server someone else runs on the port is never adopted.
-    processes = settings.api_processes
     statuses: list[ServiceStatus] = []
-    if processes > 1:
+    if scaled_out(settings):
         env, statuses = _scale_out(settings, env)
     statuses.append(start_service(run_dir, Service(
-        "prefect-server", server_command(settings.master_host, settings.master_port, processes=processes),
+        "prefect-server", server_command(settings.master_host, settings.master_port,
+                                         processes=settings.api_processes, services=not scaled_out(settings)),
         env, url=public_api_url(settings).removesuffix("/api"),
         listen=(settings.master_host, settings.master_port))))
-    if processes > 1:
+    if scaled_out(settings) and not api_only:  # one services process for the whole server
         statuses.append(start_service(run_dir, Service("prefect-services", services_command(), env)))
     _wait_healthy(settings.master_api_url, 120, run_dir)
     (settings.stack_dir / "database").write_text(database_kind(env) + "\n")
+    (settings.stack_dir / "role").write_text(("api-only" if api_only else "master") + "\n")
+    if api_only:
+        return statuses
     ensure_pools({**_base_env(settings), **client_env(settings)}, POOLS)
     deploy(settings)
     # A warm worker: campaign flows start in its process, without a new Python each (agent/warm.py).
@@ -137,39 +152,51 @@ def stack_up(settings: Settings) -> list[ServiceStatus]:
     return statuses
 
 
+def _check_api_only(settings: Settings) -> None:
+    """:class:`StackError` naming what an API machine lacks to join its master, or nothing."""
+    if settings.redis_url is None:
+        raise StackError("`ffwatt stack up --api-only` joins a master spread over machines: set FFWATT_REDIS_URL to "
+                         "the Redis its API machines share and PREFECT_SERVER_DATABASE_CONNECTION_URL to its "
+                         "PostgreSQL (docs/fleet.md)")
+    if not settings.auth_file.exists():  # a new secret here would refuse every agent holding the master's
+        raise StackError(f"`ffwatt stack up --api-only` takes the master's API credentials: copy its "
+                         f"FFWATT_HOME/stack/auth to {settings.auth_file} (mode 600)")
+
+
 def _check_scale_out(settings: Settings, env: dict[str, str]) -> None:
     """:class:`StackError` naming what a scaled-out server lacks here (PostgreSQL, Redis), or nothing."""
-    processes = settings.api_processes
-    if processes == 1:
+    if not scaled_out(settings):
         return
+    shape = (f"FFWATT_API_PROCESSES={settings.api_processes}" if settings.redis_url is None
+             else "a server spread over machines (FFWATT_REDIS_URL)")
     if database_kind(env) != "postgresql":
-        raise StackError(f"FFWATT_API_PROCESSES={processes} needs PostgreSQL (SQLite can't be shared by several API "
+        raise StackError(f"{shape} needs PostgreSQL (SQLite can't be shared by several API "
                          "processes): set PREFECT_SERVER_DATABASE_CONNECTION_URL=postgresql+asyncpg://... before "
                          "`ffwatt stack up`, or FFWATT_API_PROCESSES=1 (docs/fleet.md)")
-    if not Path(redis_command(settings.stack_dir / "redis" / "redis.sock")[0]).exists():
+    if settings.redis_url is None and not Path(redis_command(settings.stack_dir / "redis" / "redis.sock")[0]).exists():
+        processes = settings.api_processes
         raise StackError(f"FFWATT_API_PROCESSES={processes} needs Redis: apt-get install redis-server "
                          "(or run `make deps` as root)")
 
 
 def _scale_out(settings: Settings, env: dict[str, str]) -> tuple[dict[str, str], list[ServiceStatus]]:
-    """Redis for a scaled-out server, started, and the database prepared once for its API processes;
-    the server's environment with Redis in it."""
+    """Redis for a scaled-out server, started (unless the API machines share one elsewhere), and the
+    database prepared once for its API processes; the server's environment with Redis in it."""
+    if settings.redis_url is not None:
+        return with_redis(env, settings.redis_url, lambda: True, None), []
     redis_dir = settings.stack_dir / "redis"
     redis_dir.mkdir(parents=True, exist_ok=True)
     redis_dir.chmod(0o700)  # the socket's directory: the stack's user alone gets to it
     socket_path = redis_dir / "redis.sock"
     status = start_service(settings.run_dir, Service("redis", redis_command(socket_path), dict(os.environ),
                                                      url=redis_url(socket_path)))
-    env = with_redis(env, socket_path, lambda: service_status(settings.run_dir, "redis").running,
+    env = with_redis(env, redis_url(socket_path), lambda: service_status(settings.run_dir, "redis").running,
                      settings.run_dir / "redis.log")
     return env, [status]
 
 
-def start_tls_proxy(settings: Settings) -> ServiceStatus:
-    """nginx terminating TLS on ``master_tls_port`` in front of the API (and its websockets)."""
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx).exists():
-        raise StackError("TLS needs nginx: apt-get install nginx-light (or run `make deps` as root)")
+def tls_proxy_conf(settings: Settings) -> Path:
+    """The TLS proxy's nginx configuration, written under its prefix (``stack/nginx``)."""
     tls = settings.tls_dir
     prefix = settings.stack_dir / "nginx"
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
@@ -177,11 +204,28 @@ def start_tls_proxy(settings: Settings) -> ServiceStatus:
     conf = prefix / "nginx.conf"
     conf.write_text(template.format(prefix=prefix, listen=f"{settings.master_host}:{settings.master_tls_port}",
                                     cert=tls / "server.pem", key=tls / "server-key.pem",
-                                    upstream=f"{settings.master_host}:{settings.master_port}"))
+                                    servers=_upstream_servers(settings)))
+    return conf
+
+
+def start_tls_proxy(settings: Settings) -> ServiceStatus:
+    """nginx terminating TLS on ``master_tls_port`` in front of the API (and its websockets)."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise StackError("TLS needs nginx: apt-get install nginx-light (or run `make deps` as root)")
+    conf = tls_proxy_conf(settings)
+    prefix = conf.parent
     return start_service(settings.run_dir, Service(
         "tls-proxy", [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"], dict(os.environ),
         url=f"https://{settings.master_host}:{settings.master_tls_port}/api",
         listen=(settings.master_host, settings.master_tls_port)))
+
+
+def _upstream_servers(settings: Settings) -> str:
+    """The proxy's upstream: this machine's API and its peers'. A peer that refuses a connection is left
+    for a few seconds and the request goes to the next; nginx never sends a POST it already sent on."""
+    addresses = [f"{settings.master_host}:{settings.master_port}", *filter(None, settings.api_peers.split(","))]
+    return "\n        ".join(f"server {address} max_fails=1 fail_timeout=5s;" for address in addresses)
 
 
 def database_kind(env: dict[str, str]) -> str:
@@ -213,10 +257,23 @@ def stack_down(settings: Settings) -> list[str]:
     return [name for name in reversed(SERVICES) if stop_service(run_dir, name)]
 
 
-SCALE_OUT_SERVICES = ("redis", "prefect-services")
+def _started_here(settings: Settings) -> set[str]:
+    """The services ``stack up`` starts on this machine, as it was last started (an API machine of a master
+    spread over several runs its server alone)."""
+    try:
+        api_only = (settings.stack_dir / "role").read_text().strip() == "api-only"
+    except OSError:
+        api_only = False
+    if api_only:
+        return {"prefect-server"}
+    left_out = set() if scaled_out(settings) else {"prefect-services"}
+    if not (settings.api_processes > 1 and settings.redis_url is None):
+        left_out.add("redis")
+    return set(SERVICES) - left_out
 
 
 def stack_status(settings: Settings) -> list[ServiceStatus]:
-    """Each service's status; a scaled-out server's own services only where they run or are asked for."""
+    """Each service's status: those that run, and those ``stack up`` starts here."""
     statuses = [service_status(settings.run_dir, name) for name in SERVICES]
-    return [s for s in statuses if s.running or settings.api_processes > 1 or s.name not in SCALE_OUT_SERVICES]
+    here = _started_here(settings)
+    return [s for s in statuses if s.running or s.name in here]

@@ -63,6 +63,13 @@ class Host:
                     found.append(int(pid))
         return found
 
+    def unplug(self) -> None:
+        """Take this host off the network: its links down, so what it was sent gets no answer at all (no
+        refusal, as from a machine powered off)."""
+        links = sh(*self.cmd("ip", "-o", "link", "show"), check=False).stdout.splitlines()
+        for name in {line.split(":")[1].strip().split("@")[0] for line in links} - {"lo"}:
+            sh(*self.cmd("ip", "link", "set", "dev", name, "down"), check=False)
+
     def kill_all(self) -> None:
         """SIGKILL every process in this host: the node dies."""
         pids = sh("ip", "netns", "pids", self.name, check=False).stdout.split()
@@ -140,10 +147,12 @@ def psql(host: Host, query: str) -> str:
 
 
 @contextlib.contextmanager
-def postgres(host: Host | None, port: int = 5432, data_dirs: list[Path] | None = None) -> Iterator[str | None]:
+def postgres(host: Host | None, port: int = 5432, data_dirs: list[Path] | None = None, *,
+             shared: bool = False) -> Iterator[str | None]:
     """A throwaway PostgreSQL cluster on ``host``'s loopback (this machine's when None); yields
     Prefect's database URL (None where Debian's postgresql isn't installed). ``data_dirs`` receives
-    its directory (``db/postmaster.pid`` names its postmaster)."""
+    its directory (``db/postmaster.pid`` names its postmaster). ``shared``: on ``host``'s address too,
+    open to the test's other hosts, and the URL names that address."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
         yield None
@@ -159,12 +168,16 @@ def postgres(host: Host | None, port: int = 5432, data_dirs: list[Path] | None =
     sh("chown", "postgres:postgres", str(data))
     as_pg = ["runuser", "-u", "postgres", "--"]
     sh(*there(*as_pg, initdb, "-D", str(data / "db"), "--auth=trust", "-U", "postgres"))
+    address = host.address if shared and host is not None else "127.0.0.1"
+    if address != "127.0.0.1":
+        with (data / "db" / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {SUBNET}.0/24 trust\n")
     sh(*there(*as_pg, pg_ctl, "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-o",
-              f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={data} "
-              "-c max_connections=200", "start"))
+              f"-c listen_addresses={','.join(dict.fromkeys(['127.0.0.1', address]))} -c port={port} "
+              f"-c unix_socket_directories={data} -c max_connections=200", "start"))
     try:
         sh(*there(*as_pg, _pg_bin("createdb") or "createdb", "-h", "127.0.0.1", "-p", str(port), "prefect"))
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/prefect"
+        yield f"postgresql+asyncpg://postgres@{address}:{port}/prefect"
     finally:
         sh(*there(*as_pg, pg_ctl, "-D", str(data / "db"), "-m", "immediate", "stop"), check=False)
         sh("rm", "-rf", str(data), check=False)
@@ -288,5 +301,27 @@ class Fleet:
 
     def rows(self, name: str) -> pd.DataFrame:
         return read_results(self.work / "results", campaign=name)
+
+    def campaign_through(self, name: str, disrupt: Callable[[], None]) -> None:
+        """A 6-job campaign with ``disrupt()`` done once its first row is home: it still ends with every
+        job's row ok, each once, none retried."""
+        watcher = self.run_campaign(campaign(name, size="320x240", duration_s=2, presets=["ultrafast", "veryfast"],
+                                             crfs=[22, 30, 38]), wait=False, cli="ffwatt")
+        assert isinstance(watcher, subprocess.Popen)
+        results = self.work / "results" / f"campaign={name}"
+        assert wait_for(lambda: list(results.rglob("job-*.parquet")), 300), f"no row of {name} arrived"
+        disrupt()
+
+        def finished() -> bool:
+            found = list(results.glob("run_id=*/_run.json"))
+            return bool(found) and json.loads(found[0].read_text())["state"] != "running"
+
+        done = wait_for(finished, 600)
+        watcher.terminate()
+        watcher.wait(30)
+        assert done, f"campaign {name} never finished"
+        rows = self.rows(name)
+        assert len(rows) == 6 and rows.job_id.is_unique and (rows.status == "ok").all(), rows.error.tolist()
+        assert (rows.attempts == 1).all(), rows[["job_id", "attempts"]]
 
 

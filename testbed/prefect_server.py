@@ -13,6 +13,7 @@ from ffwatt.fleet.prefect_server import (
     PREFECT_ENV,
     free_port,
     redis_command,
+    redis_url,
     server_command,
     server_env,
     services_command,
@@ -57,7 +58,7 @@ def temporary_server(*, ui: bool = False, log: Path | None = None, database_url:
         if api_processes > 1:
             socket_path = Path(home) / "redis.sock"
             redis = start(redis_command(socket_path), env)
-            env = with_redis(env, socket_path, lambda: redis.poll() is None, Path(out.name))
+            env = with_redis(env, redis_url(socket_path), lambda: redis.poll() is None, Path(out.name))
             helpers = [start(services_command(), env), redis]
         server = start(server_command("127.0.0.1", port, processes=api_processes), env)
         if pids is not None:

@@ -49,7 +49,7 @@ def test_dram_adds_to_energy_and_psys_is_reported_apart(tmp_path: Path):
     assert report.platform_energy_j == pytest.approx(PSYS_W * seconds, rel=0.02)
     assert report.energy_j == pytest.approx(report.cpu_energy_j + report.dram_energy_j)  # psys not added
     assert report.energy_j == pytest.approx((PACKAGE_W + DRAM_W) * seconds, rel=0.02)
-    assert report.dram_energy_j / report.cpu_energy_j == pytest.approx(DRAM_W / PACKAGE_W, rel=0.005)
+    assert report.dram_energy_j / report.cpu_energy_j == pytest.approx(DRAM_W / PACKAGE_W, rel=0.02)
     assert "DRAM" in (report.energy_basis or "") and "psys" in (report.energy_basis or "")
 
 
@@ -60,9 +60,11 @@ def test_the_idle_baseline_holds_dram_and_the_idle_power_netted_counts_it(tmp_pa
     with ticking({zones["package"]: PACKAGE_W, zones["dram"]: DRAM_W, zones["psys"]: PSYS_W}):
         time.sleep(0.05)
         idle = measure_idle(1.0, settings)
-    # Absolute: loose over a 1 s window (a late tick under load is tens of ms); the ratio: tight.
+    # Absolute: loose over a 1 s window (a late tick under load is tens of ms). The ratio: tighter, not exact:
+    # the ticker writes the zones one after another, and a read between two writes (the ticker preempted
+    # there for a few ms) puts a few ms into one zone's window alone (0.7 % seen on a loaded CI run).
     assert idle.dram_w == pytest.approx(DRAM_W, rel=0.15) and idle.cpu_w == pytest.approx(PACKAGE_W, rel=0.15)
-    assert idle.dram_w / idle.cpu_w == pytest.approx(DRAM_W / PACKAGE_W, rel=0.005)
+    assert idle.dram_w / idle.cpu_w == pytest.approx(DRAM_W / PACKAGE_W, rel=0.02)
     # A job window at the idle powers.
     meter = EnergyMeter(settings)
     with ticking({zones["package"]: PACKAGE_W, zones["dram"]: DRAM_W}):

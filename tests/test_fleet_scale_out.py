@@ -4,14 +4,11 @@ Killing one API process, or restarting Redis, mid-campaign loses no job and runs
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import stat
-import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -59,29 +56,6 @@ def _api_processes(run_dir: Path) -> list[psutil.Process]:
     return serving
 
 
-def _campaign_through(cluster: Fleet, name: str, disrupt: Callable[[], None]) -> None:
-    """A 6-job campaign with ``disrupt()`` done once its first row is home: it still ends with every
-    job's row ok, each once, none retried."""
-    watcher = cluster.run_campaign(campaign(name, size="320x240", duration_s=2, presets=["ultrafast", "veryfast"],
-                                            crfs=[22, 30, 38]), wait=False, cli="ffwatt")
-    assert isinstance(watcher, subprocess.Popen)
-    results = cluster.work / "results" / f"campaign={name}"
-    assert wait_for(lambda: list(results.rglob("job-*.parquet")), 300), f"no row of {name} arrived"
-    disrupt()
-
-    def finished() -> bool:
-        found = list(results.glob("run_id=*/_run.json"))
-        return bool(found) and json.loads(found[0].read_text())["state"] != "running"
-
-    done = wait_for(finished, 600)
-    watcher.terminate()
-    watcher.wait(30)
-    assert done, f"campaign {name} never finished"
-    rows = cluster.rows(name)
-    assert len(rows) == 6 and rows.job_id.is_unique and (rows.status == "ok").all(), rows.error.tolist()
-    assert (rows.attempts == 1).all(), rows[["job_id", "attempts"]]
-
-
 def test_the_stack_runs_two_api_processes_services_apart_and_redis_only_on_its_socket(cluster: Fleet):
     run_dir = cluster.work / "master" / "run"
     assert len(_api_processes(run_dir)) == 2
@@ -104,7 +78,7 @@ def test_an_api_process_killed_mid_campaign_loses_no_job_and_runs_none_twice(clu
         victims.append(_api_processes(run_dir)[0])
         os.kill(victims[0].pid, signal.SIGKILL)
 
-    _campaign_through(cluster, "scale-kill-api", kill_one)
+    cluster.campaign_through("scale-kill-api", kill_one)
     # uvicorn put a new process in its place.
     assert wait_for(lambda: len(_api_processes(run_dir)) == 2 and victims[0].pid not in
                     {p.pid for p in _api_processes(run_dir)}, 30)
@@ -122,7 +96,7 @@ def test_redis_restarted_mid_campaign_loses_no_job_and_runs_none_twice(cluster: 
         again = service_status(run_dir, "redis")
         assert again.running and again.pid != before
 
-    _campaign_through(cluster, "scale-redis", restart_redis)
+    cluster.campaign_through("scale-redis", restart_redis)
     # And the master still takes new work once Redis is back.
     cluster.run_campaign(campaign("scale-after-redis", size="320x240", duration_s=1, presets=["ultrafast"],
                                   crfs=[30]), cli="ffwatt")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -32,6 +33,7 @@ __all__ = [
     "server_command",
     "server_env",
     "services_command",
+    "shown_url",
     "wait_healthy",
     "with_redis",
 ]
@@ -49,11 +51,12 @@ PREFECT_ENV = {
 }
 
 
-def server_command(host: str, port: int, *, processes: int = 1) -> list[str]:
-    """The API (and, in one process, the loop services too); ``processes`` > 1 runs that many API
-    processes on the one port, without the services (:func:`services_command` runs those)."""
+def server_command(host: str, port: int, *, processes: int = 1, services: bool = True) -> list[str]:
+    """The API (and, in one process, the loop services too); ``processes`` > 1, or ``services`` off
+    (scaled out over machines), runs that many API processes on the one port without the services
+    (:func:`services_command` runs those, once for the whole server)."""
     command = [str(BIN / "prefect"), "server", "start", "--host", host, "--port", str(port)]
-    return command if processes == 1 else [*command, "--workers", str(processes), "--no-services"]
+    return command if processes == 1 and services else [*command, "--workers", str(processes), "--no-services"]
 
 
 def services_command() -> list[str]:
@@ -156,13 +159,21 @@ def wait_healthy(api_url: str, timeout_s: float, alive: Callable[[], bool]) -> b
     return False
 
 
-def with_redis(env: dict[str, str], socket_path: Path, alive: Callable[[], bool], log: Path) -> dict[str, str]:
-    """The scaled-out server's environment once the Redis started on ``socket_path`` answers (``alive()``
-    while it may yet), with its database prepared once; :class:`StackError` says which step failed."""
+def shown_url(url: str) -> str:
+    """``url`` with its password masked, for messages and logs."""
+    return re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url)
+
+
+def with_redis(env: dict[str, str], url: str, alive: Callable[[], bool], log: Path | None) -> dict[str, str]:
+    """The scaled-out server's environment once the Redis at ``url`` answers (the one the stack started,
+    ``alive()`` while it may yet, or one the API machines share), with its database prepared once;
+    :class:`StackError` says which step failed."""
     from ffwatt.errors import StackError
 
-    url = redis_url(socket_path)
     if not _wait_redis(url, 30, alive):
+        if log is None:
+            raise StackError(f"Redis did not answer on {shown_url(url)} (FFWATT_REDIS_URL): is it up, reachable "
+                             "from here, and its password the one in the URL?")
         tail = log.read_text()[-2000:] if log.exists() else ""
         raise StackError(f"Redis did not answer on {url}; its log ({log}) ends:\n{tail}")
     env = {**env, **_scale_out_env(url)}
