@@ -163,10 +163,12 @@ def compose_configs() -> dict[str, str]:
     """What ``infra/compose/master.yaml`` mounts from ``infra/compose/config/``: the same configs as
     ``ffwatt stack up`` writes, with the compose services' names for hosts and the table's ports."""
     discovery = f"ffwatt-master:{PORTS['discovery'].number}"
-    nginx = (REPO / "infra" / "nginx" / "ffwatt-master.conf").read_text().format(
-        prefix="/var/cache/nginx/ffwatt", listen=PORTS["prefect-api-tls"].number, cert="/etc/ffwatt/tls/server.pem",
-        key="/etc/ffwatt/tls/server-key.pem", upstream=f"prefect-server:{PORTS['prefect-api'].number}")
     from master.ingest import render_config
+    from master.tls import proxy_config
+
+    nginx = proxy_config(prefix="/var/cache/nginx/ffwatt", listen=PORTS["prefect-api-tls"].number,
+                         cert="/etc/ffwatt/tls/server.pem", key="/etc/ffwatt/tls/server-key.pem",
+                         upstreams=[f"prefect-server:{PORTS['prefect-api'].number}"])
 
     rtmp = render_config("/tmp/ffwatt-rtmp", listen=str(PORTS["rtmp-ingest"].number),
                          stats_listen=str(PORTS["rtmp-stats"].number), allow="all")

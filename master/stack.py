@@ -35,6 +35,7 @@ from ffwatt.settings import REPO, Settings
 from master.credentials import auth_string
 from master.ingest import ingest_service, rtmp_exporter_service
 from master.monitoring import MONITORING_SERVICES, monitoring_services
+from master.tls import proxy_config
 
 __all__ = ["POOLS", "StackError", "client_env", "stack_down", "stack_status", "stack_up"]
 
@@ -196,15 +197,15 @@ def _scale_out(settings: Settings, env: dict[str, str]) -> tuple[dict[str, str],
 
 
 def tls_proxy_conf(settings: Settings) -> Path:
-    """The TLS proxy's nginx configuration, written under its prefix (``stack/nginx``)."""
+    """The TLS proxy's nginx configuration, written under its prefix (``stack/nginx``): in front of this
+    machine's API and its peers' (FFWATT_API_PEERS)."""
     tls = settings.tls_dir
     prefix = settings.stack_dir / "nginx"
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
-    template = (REPO / "infra" / "nginx" / "ffwatt-master.conf").read_text()
+    upstreams = [f"{settings.master_host}:{settings.master_port}", *filter(None, settings.api_peers.split(","))]
     conf = prefix / "nginx.conf"
-    conf.write_text(template.format(prefix=prefix, listen=f"{settings.master_host}:{settings.master_tls_port}",
-                                    cert=tls / "server.pem", key=tls / "server-key.pem",
-                                    servers=_upstream_servers(settings)))
+    conf.write_text(proxy_config(prefix=prefix, listen=f"{settings.master_host}:{settings.master_tls_port}",
+                                 cert=tls / "server.pem", key=tls / "server-key.pem", upstreams=upstreams))
     return conf
 
 
@@ -219,13 +220,6 @@ def start_tls_proxy(settings: Settings) -> ServiceStatus:
         "tls-proxy", [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"], dict(os.environ),
         url=f"https://{settings.master_host}:{settings.master_tls_port}/api",
         listen=(settings.master_host, settings.master_tls_port)))
-
-
-def _upstream_servers(settings: Settings) -> str:
-    """The proxy's upstream: this machine's API and its peers'. A peer that refuses a connection is left
-    for a few seconds and the request goes to the next; nginx never sends a POST it already sent on."""
-    addresses = [f"{settings.master_host}:{settings.master_port}", *filter(None, settings.api_peers.split(","))]
-    return "\n        ".join(f"server {address} max_fails=1 fail_timeout=5s;" for address in addresses)
 
 
 def database_kind(env: dict[str, str]) -> str:

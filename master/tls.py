@@ -1,4 +1,5 @@
-"""A private CA and a server certificate for a first deployment (``ffwatt stack up --generate-cert``)."""
+"""TLS in front of the master's API: a private CA and a server certificate for a first deployment
+(``ffwatt stack up --generate-cert``), and the configuration of the nginx that terminates it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["generate_ca_and_server_cert"]
+from ffwatt.settings import REPO
+
+__all__ = ["generate_ca_and_server_cert", "proxy_config"]
+
+
+def proxy_config(*, prefix: Path | str, listen: str | int, cert: Path | str, key: Path | str,
+                 upstreams: list[str]) -> str:
+    """The TLS proxy's nginx configuration (infra/nginx/ffwatt-master.conf) in front of the API processes at
+    ``upstreams`` (host:port). One that refuses, or answers no connection within 5 s, is left for 5 s and the
+    request goes to the next; nginx never sends on a POST it already sent."""
+    servers = "\n        ".join(f"server {address} max_fails=1 fail_timeout=5s;" for address in upstreams)
+    template = (REPO / "infra" / "nginx" / "ffwatt-master.conf").read_text()
+    return template.format(prefix=prefix, listen=listen, cert=cert, key=key, servers=servers)
 
 
 def _name(common_name: str) -> x509.Name:
