@@ -15,39 +15,34 @@ from master.stack import tls_proxy_conf
 from master.tls import generate_ca_and_server_cert
 from tests.conftest import ffwatt
 
+ON_SQLITE = {"PREFECT_SERVER_DATABASE_CONNECTION_URL": None, "PREFECT_API_DATABASE_CONNECTION_URL": None}
 
-def test_several_api_processes_on_sqlite_are_refused_before_anything_starts(tmp_path: Path):
-    home = tmp_path / "home"
-    done = ffwatt("stack", "up", env={"FFWATT_HOME": str(home), "FFWATT_API_PROCESSES": "2",
-                                      "PREFECT_SERVER_DATABASE_CONNECTION_URL": None,  # type: ignore[dict-item]
-                                      "PREFECT_API_DATABASE_CONNECTION_URL": None})  # type: ignore[dict-item]
+
+def _refusal(home: Path, *args: str, env: dict[str, str | None]) -> str:
+    """The one line ``ffwatt stack ARGS`` fails with, having started nothing."""
+    done = ffwatt("stack", *args, env={"FFWATT_HOME": str(home), **env})  # type: ignore[dict-item]
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr
-    assert "FFWATT_API_PROCESSES=2 needs PostgreSQL" in lines[0]
-    assert "PREFECT_SERVER_DATABASE_CONNECTION_URL=postgresql+asyncpg://" in lines[0]
     assert not list((home / "run").glob("*.pid"))  # nothing was started
+    return lines[0]
+
+
+def test_several_api_processes_on_sqlite_are_refused_before_anything_starts(tmp_path: Path):
+    line = _refusal(tmp_path / "home", "up", env={"FFWATT_API_PROCESSES": "2", **ON_SQLITE})
+    assert "FFWATT_API_PROCESSES=2 needs PostgreSQL" in line
+    assert "PREFECT_SERVER_DATABASE_CONNECTION_URL=postgresql+asyncpg://" in line
 
 
 def test_an_api_machine_without_the_shared_redis_is_refused_before_anything_starts(tmp_path: Path):
-    home = tmp_path / "home"
-    done = ffwatt("stack", "up", "--api-only", env={"FFWATT_HOME": str(home)})
-    assert done.returncode != 0
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, done.stderr
-    assert "set FFWATT_REDIS_URL" in lines[0] and "PREFECT_SERVER_DATABASE_CONNECTION_URL" in lines[0]
-    assert not list((home / "run").glob("*.pid"))
+    line = _refusal(tmp_path / "home", "up", "--api-only", env={})
+    assert "set FFWATT_REDIS_URL" in line and "PREFECT_SERVER_DATABASE_CONNECTION_URL" in line
 
 
 def test_a_shared_redis_on_sqlite_is_refused_before_anything_starts(tmp_path: Path):
-    home = tmp_path / "home"
-    done = ffwatt("stack", "up", env={"FFWATT_HOME": str(home), "FFWATT_REDIS_URL": "redis://:pw@10.0.0.5:6379/0",
-                                      "PREFECT_SERVER_DATABASE_CONNECTION_URL": None,  # type: ignore[dict-item]
-                                      "PREFECT_API_DATABASE_CONNECTION_URL": None})  # type: ignore[dict-item]
-    assert done.returncode != 0
-    assert "spread over machines (FFWATT_REDIS_URL) needs PostgreSQL" in done.stderr
-    assert "pw" not in done.stderr.replace("PostgreSQL", "")  # nor its password
-    assert not list((home / "run").glob("*.pid"))
+    line = _refusal(tmp_path / "home", "up", env={"FFWATT_REDIS_URL": "redis://:s3cretpw@10.0.0.5:6379/0", **ON_SQLITE})
+    assert "spread over machines (FFWATT_REDIS_URL) needs PostgreSQL" in line
+    assert "s3cretpw" not in line
 
 
 def test_a_password_is_masked_in_a_redis_url_shown():
