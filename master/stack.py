@@ -260,10 +260,9 @@ def _started_here(settings: Settings) -> set[str]:
         api_only = False
     if api_only:
         return {"prefect-server"}
-    left_out = set() if scaled_out(settings) else {"prefect-services"}
-    if not (settings.api_processes > 1 and settings.redis_url is None):
-        left_out.add("redis")
-    return set(SERVICES) - left_out
+    if not scaled_out(settings):
+        return set(SERVICES) - {"prefect-services", "redis"}
+    return set(SERVICES) - ({"redis"} if settings.redis_url is not None else set())  # the shared one isn't ours
 
 
 def stack_status(settings: Settings) -> list[ServiceStatus]:

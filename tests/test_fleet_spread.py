@@ -19,7 +19,8 @@ pytestmark = [pytest.mark.fleet, pytest.mark.skipif(fleet.available() is not Non
 
 
 def _redis_server() -> str | None:
-    return shutil.which("redis-server") or next((p for p in ["/usr/bin/redis-server"] if Path(p).exists()), None)
+    found = shutil.which("redis-server") or "/usr/bin/redis-server"
+    return found if Path(found).exists() else None
 
 
 @pytest.fixture(scope="module")
