@@ -22,7 +22,9 @@ import yaml
 from ffwatt.errors import CampaignError
 from ffwatt.fleet.prefect_server import free_port
 from ffwatt.results import list_runs, read_results, read_run_summary
-from tests.conftest import BIN, ffwatt, ffwatt_cli
+from flows.nodelock import node_holder
+from testbed.fleet import wait_for
+from tests.conftest import BIN, ffwatt, ffwatt_cli, stop_process_group
 
 FFWATT = ffwatt_cli()
 
@@ -151,11 +153,34 @@ def test_two_runs_at_once_measure_one_at_a_time(tmp_path: Path, home: dict[str, 
                          matrix={"encoders": [{"name": "libx264", "presets": ["veryfast"]}],
                                  "rate_control": [{"mode": "crf", "values": [24, 30, 36]}]})
     env = {**os.environ, **prefect_server, **home, "COLUMNS": "200"}
-    runs = [subprocess.Popen([FFWATT, "campaign", "run", str(spec), "--wait"], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outcomes = [run.communicate(timeout=400) for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], outcomes
-    assert any("waiting for this node: it is measuring campaign faults run" in out + err for out, err in outcomes)
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+
+    def start(log: Path) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            return subprocess.Popen([FFWATT, "campaign", "run", str(spec), "--wait"], env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+
+    # The second arrives while the first holds the node: the first is paused holding it until the second
+    # says it waits, as a slow start of either would otherwise let them run one after the other untested.
+    first = start(logs[0])
+    runs = [first]
+    try:
+        assert wait_for(lambda: "campaign faults run" in (node_holder(Path(home["FFWATT_HOME"])) or ""), 300), \
+            logs[0].read_text()[-3000:]
+        os.killpg(first.pid, signal.SIGSTOP)
+        try:
+            runs.append(start(logs[1]))
+            assert wait_for(lambda: "waiting for this node: it is measuring campaign faults run"
+                            in logs[1].read_text(), 120), logs[1].read_text()[-3000:]
+        finally:
+            os.killpg(first.pid, signal.SIGCONT)
+        for run in runs:
+            run.wait(timeout=400)
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                stop_process_group(run)
+    assert [run.returncode for run in runs] == [0, 0], [log.read_text()[-3000:] for log in logs]
     rows = read_results(Path(home["FFWATT_RESULTS_DIR"]), campaign="faults")
     assert len(rows) == 6 and (rows.status == "ok").all() and rows.run_id.nunique() == 2
     windows = sorted(zip(rows.started_at, rows.ended_at))
